@@ -1,6 +1,7 @@
 #include "common/vit_weights.h"
 
 #include <cmath>
+#include <set>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -78,6 +79,7 @@ absl::StatusOr<LoadReport> LoadViTWeights(VisionTransformerImpl& model,
   LoadReport report;
   auto params = model.named_parameters(/*recurse=*/true);
   std::map<std::string, torch::Tensor> staged;
+  std::set<std::string> found;  // Model keys present in the file, loadable or not.
   for (const auto& [raw_key, array] : file.tensors) {
     std::string key = CanonicalKey(raw_key);
     torch::Tensor* param = params.find(key);
@@ -85,7 +87,7 @@ absl::StatusOr<LoadReport> LoadViTWeights(VisionTransformerImpl& model,
       report.unexpected.push_back(raw_key);
       continue;
     }
-    if (staged.count(key)) {
+    if (!found.insert(key).second) {
       return absl::InvalidArgumentError(absl::StrCat("two checkpoint keys map onto '", key, "'"));
     }
     MKD_ASSIGN_OR_RETURN(torch::Tensor value, ToTensor(array));
@@ -97,7 +99,7 @@ absl::StatusOr<LoadReport> LoadViTWeights(VisionTransformerImpl& model,
     staged[key] = *adapted;
   }
   for (const auto& item : params) {
-    if (!staged.count(item.key())) report.missing.push_back(item.key());
+    if (!found.count(item.key())) report.missing.push_back(item.key());
   }
   if (strict && !report.clean()) {
     return absl::InvalidArgumentError(absl::StrCat("weights do not fit model '",
