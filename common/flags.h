@@ -1,0 +1,49 @@
+// A small command-line flag parser shared by the binaries: `--name value`
+// or `--name=value`, boolean `--name`, and positional arguments. Unknown,
+// repeated or value-less flags are kInvalidArgument errors naming the flag.
+// Torch-free.
+#ifndef MKD_COMMON_FLAGS_H_
+#define MKD_COMMON_FLAGS_H_
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace mkd {
+
+struct FlagSpec {
+  std::string name;  // Without the leading "--".
+  bool takes_value = true;
+  std::string help;
+};
+
+class ParsedFlags {
+ public:
+  bool Has(const std::string& name) const { return values_.count(name) > 0; }
+  std::optional<std::string> Get(const std::string& name) const;
+  // kInvalidArgument "missing required flag --name".
+  absl::StatusOr<std::string> Required(const std::string& name) const;
+  // Integer value of --name (or `fallback` if absent); errors name the flag.
+  absl::StatusOr<int64_t> GetInt(const std::string& name, int64_t fallback) const;
+  const std::vector<std::string>& positional() const { return positional_; }
+
+ private:
+  friend absl::StatusOr<ParsedFlags> ParseFlags(const std::vector<std::string>&,
+                                                const std::vector<FlagSpec>&);
+  std::map<std::string, std::string> values_;
+  std::vector<std::string> positional_;
+};
+
+// Parses `args` (without the program and subcommand names) against `specs`.
+absl::StatusOr<ParsedFlags> ParseFlags(const std::vector<std::string>& args,
+                                       const std::vector<FlagSpec>& specs);
+
+// "  --name VALUE   help" lines for a usage message.
+std::string FlagsUsage(const std::vector<FlagSpec>& specs);
+
+}  // namespace mkd
+
+#endif  // MKD_COMMON_FLAGS_H_

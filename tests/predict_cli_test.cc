@@ -1,0 +1,142 @@
+// Drives the real `mkd predict` binary as a separate process: golden
+// outputs on good input, and a one-line error with a non-zero exit and no
+// output file on each kind of bad input.
+#include <sys/wait.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "common/file_util.h"
+#include "common/npy.h"
+#include "common/tensor_util.h"
+
+namespace mkd {
+namespace {
+
+struct Result {
+  int exit_code;
+  std::string err;
+};
+
+std::string Bin() {
+  const char* dir = std::getenv("MKD_BIN_DIR");
+  return std::string(dir ? dir : "build/bin") + "/mkd";
+}
+
+std::string Tmp(const std::string& name) { return ::testing::TempDir() + "/" + name; }
+
+Result RunMkd(const std::string& args) {
+  std::string err_path = Tmp("stderr.txt");
+  std::string cmd = Bin() + " " + args + " 2>" + err_path + " >/dev/null";
+  int raw = std::system(cmd.c_str());
+  std::ifstream in(err_path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return {WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, ss.str()};
+}
+
+torch::Tensor Npy(const std::string& path) {
+  auto array = ReadNpy(path);
+  EXPECT_TRUE(array.ok()) << array.status();
+  return *ToTensor(*array);
+}
+
+void SaveNpy(const std::string& path, const torch::Tensor& t) {
+  ASSERT_TRUE(WriteNpy(path, *FromTensor(t)).ok());
+}
+
+const std::string kGood =
+    "predict --model tests/golden/deit.yaml --weights tests/golden/deit.safetensors "
+    "--images tests/golden/images.npy ";
+
+TEST(PredictCliTest, FullForwardAndSaliencyMatchGoldens) {
+  std::string out = Tmp("logits.npy"), sal = Tmp("sal.npy");
+  Result r = RunMkd(kGood + "--threads 1 --batch-size 3 --out " + out + " --saliency-out " + sal);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_LE((Npy(out) - Npy("tests/golden/deit_logits.npy")).abs().max().item<double>(), 1e-4);
+  EXPECT_LE((Npy(sal) - Npy("tests/golden/deit_saliency_all.npy")).abs().max().item<double>(), 1e-4);
+}
+
+TEST(PredictCliTest, KeptTokenForwardMatchesGolden) {
+  std::string out = Tmp("kept.npy");
+  Result r = RunMkd(kGood + "--keep tests/golden/kept_idx.npy --out " + out);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  torch::Tensor logits = Npy(out);
+  EXPECT_EQ(logits.scalar_type(), torch::kFloat32);
+  EXPECT_LE((logits - Npy("tests/golden/deit_kept_logits.npy")).abs().max().item<double>(), 1e-4);
+}
+
+struct BadCase {
+  std::string args;
+  std::string fragment;
+};
+
+TEST(PredictCliTest, BadInputGivesOneLineErrorAndNoOutput) {
+  SaveNpy(Tmp("idx_range.npy"), torch::tensor({{0, 16}, {1, 2}, {1, 2}, {1, 2}}, torch::kInt64));
+  SaveNpy(Tmp("idx_dup.npy"), torch::tensor({{0, 1}, {1, 2}, {3, 3}, {1, 2}}, torch::kInt64));
+  SaveNpy(Tmp("idx_rows.npy"), torch::tensor({{0, 1}}, torch::kInt64));
+  SaveNpy(Tmp("idx_f32.npy"), torch::zeros({4, 2}));
+  SaveNpy(Tmp("small.npy"), torch::zeros({2, 3, 16, 16}));
+  ASSERT_TRUE(WriteFileAtomic(Tmp("text.npy"), "just some text\n").ok());
+  auto weights = ReadFile("tests/golden/deit.safetensors");
+  ASSERT_TRUE(weights.ok());
+  ASSERT_TRUE(WriteFileAtomic(Tmp("cut.safetensors"), weights->substr(0, weights->size() / 2)).ok());
+
+  const std::string out = Tmp("never.npy");
+  const std::string o = " --out " + out;
+  const BadCase cases[] = {
+      {kGood + "--bogus 1" + o, "unknown flag --bogus"},
+      {kGood, "missing required flag --out"},
+      {kGood + "--threads many" + o, "--threads expects an integer"},
+      {kGood + "--keep tests/golden/kept_idx.npy --saliency-out x.npy" + o, "drop --keep"},
+      {"predict --model nope_model --weights w --images i" + o, "unknown model preset 'nope_model'"},
+      {"predict --model tests/golden/deit.yaml --weights " + Tmp("cut.safetensors") +
+           " --images tests/golden/images.npy" + o,
+       "truncated"},
+      {"predict --model tests/golden/deit.yaml --weights /no/such.safetensors "
+       "--images tests/golden/images.npy" + o,
+       "/no/such.safetensors"},
+      {kGood + "--num-classes 7" + o, "head.weight: file [10, 48] vs model [7, 48]"},
+      {"predict --model deit_tiny_patch16_224 --weights tests/golden/deit.safetensors "
+       "--images tests/golden/images.npy" + o,
+       "shape mismatches"},
+      {"predict --model tests/golden/deit.yaml --weights tests/golden/deit.safetensors --images " +
+           Tmp("text.npy") + o,
+       "not a .npy file"},
+      {"predict --model tests/golden/deit.yaml --weights tests/golden/deit.safetensors --images " +
+           Tmp("small.npy") + o,
+       "images must have shape [*, 3, 32, 32] but has [2, 3, 16, 16]"},
+      {"predict --model tests/golden/deit.yaml --weights tests/golden/deit.safetensors "
+       "--images tests/golden/kept_idx.npy" + o,
+       "dtype must be F32, not I64"},
+      {kGood + "--keep " + Tmp("idx_range.npy") + o, "row 0 has index 16 outside [0, 16)"},
+      {kGood + "--keep " + Tmp("idx_dup.npy") + o, "row 2 repeats index 3"},
+      {kGood + "--keep " + Tmp("idx_rows.npy") + o, "kept indices must have shape [4, *]"},
+      {kGood + "--keep " + Tmp("idx_f32.npy") + o, "dtype must be I64, not F32"},
+  };
+  for (const BadCase& c : cases) {
+    std::remove(out.c_str());
+    Result r = RunMkd(c.args);
+    EXPECT_NE(r.exit_code, 0) << c.args;
+    EXPECT_NE(r.err.find(c.fragment), std::string::npos) << "stderr: " << r.err;
+    EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "one line: " << r.err;
+    EXPECT_EQ(r.err.rfind("mkd predict: error: ", 0), 0u) << r.err;
+    EXPECT_FALSE(ReadFile(out).ok()) << "no output on failure: " << c.args;
+  }
+}
+
+TEST(PredictCliTest, UsageAndUnknownCommand) {
+  EXPECT_EQ(RunMkd("").exit_code, 2);
+  Result r = RunMkd("train");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("unknown command 'train'"), std::string::npos);
+  EXPECT_EQ(RunMkd("predict --help").exit_code, 0);
+}
+
+}  // namespace
+}  // namespace mkd
