@@ -1,12 +1,11 @@
 #include "cli/predict.h"
 
-#include <thread>
-
 #include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
 #include "common/flags.h"
 #include "common/npy.h"
+#include "common/runtime.h"
 #include "common/status_macros.h"
 #include "common/tensor_util.h"
 #include "common/vit.h"
@@ -96,8 +95,7 @@ absl::StatusOr<PredictOptions> ParsePredictFlags(const std::vector<std::string>&
 }
 
 absl::Status RunPredict(const PredictOptions& o) {
-  torch::set_num_threads(o.threads > 0 ? o.threads
-                                       : static_cast<int>(std::thread::hardware_concurrency()));
+  ConfigureRuntime(o.threads);
   MKD_ASSIGN_OR_RETURN(ViTConfig config, ResolveViTConfig(o.model));
   if (o.num_classes) {
     config.num_classes = *o.num_classes;

@@ -1,0 +1,41 @@
+// Shared helpers for the benchmarks: wall-clock timing of interleaved
+// variants, so machine noise hits every variant alike, and median picking.
+#ifndef MKD_BENCH_BENCH_UTIL_H_
+#define MKD_BENCH_BENCH_UTIL_H_
+
+#include <algorithm>
+#include <chrono>
+#include <functional>
+#include <vector>
+
+namespace mkd::bench {
+
+inline double Seconds(const std::function<void()>& fn) {
+  auto start = std::chrono::steady_clock::now();
+  fn();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+inline double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+// Runs every variant once per round, `rounds` times, after one warm-up
+// round; returns each variant's median seconds.
+inline std::vector<double> TimeInterleaved(const std::vector<std::function<void()>>& variants,
+                                           int rounds) {
+  for (const auto& v : variants) v();  // Warm-up: allocator, thread pool, caches.
+  std::vector<std::vector<double>> times(variants.size());
+  for (int r = 0; r < rounds; ++r) {
+    for (size_t i = 0; i < variants.size(); ++i) times[i].push_back(Seconds(variants[i]));
+  }
+  std::vector<double> medians;
+  for (auto& t : times) medians.push_back(Median(t));
+  return medians;
+}
+
+}  // namespace mkd::bench
+
+#endif  // MKD_BENCH_BENCH_UTIL_H_
