@@ -1,8 +1,11 @@
 // `mkd`: the maskedkd command-line tool. Thin: flags -> options -> Run.
+#include <functional>
 #include <iostream>
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
+#include "cli/mask.h"
 #include "cli/predict.h"
 
 namespace {
@@ -11,9 +14,40 @@ constexpr int kUsageError = 2;
 
 int Usage(std::ostream& os) {
   os << "usage: mkd <command> [flags]\n\ncommands:\n"
-        "  predict   run a ViT on a .npy batch (full or kept tokens)\n\n"
-     << mkd::cli::PredictUsage();
+        "  predict   run a ViT on a .npy batch (full or kept tokens)\n"
+        "  mask      pick the teacher's kept patches from a student saliency\n\n"
+     << mkd::cli::PredictUsage() << "\n"
+     << mkd::cli::MaskUsage();
   return kUsageError;
+}
+
+// Parses, runs and reports one subcommand; no exception leaves it.
+template <typename Options>
+int Dispatch(const std::string& command, const std::vector<std::string>& args,
+             const std::string& usage,
+             const std::function<absl::StatusOr<Options>(const std::vector<std::string>&)>& parse,
+             const std::function<absl::StatusOr<std::string>(const Options&)>& run) {
+  if (!args.empty() && args[0] == "--help") {
+    std::cout << usage;
+    return 0;
+  }
+  auto options = parse(args);
+  if (!options.ok()) {
+    std::cerr << "mkd " << command << ": error: " << options.status().message() << "\n";
+    return kUsageError;
+  }
+  absl::StatusOr<std::string> result;
+  try {
+    result = run(*options);
+  } catch (const std::exception& e) {
+    result = absl::InternalError(e.what());
+  }
+  if (!result.ok()) {
+    std::cerr << "mkd " << command << ": error: " << result.status().message() << "\n";
+    return 1;
+  }
+  if (!result->empty()) std::cout << *result << "\n";
+  return 0;
 }
 
 }  // namespace
@@ -26,28 +60,19 @@ int main(int argc, char** argv) {
   }
   const std::string command = args[0];
   args.erase(args.begin());
-  if (command != "predict") {
-    std::cerr << "mkd: error: unknown command '" << command << "'\n";
-    return Usage(std::cerr);
+  if (command == "predict") {
+    return Dispatch<mkd::cli::PredictOptions>(command, args, mkd::cli::PredictUsage(),
+                                                mkd::cli::ParsePredictFlags,
+                                    [](const mkd::cli::PredictOptions& o) -> absl::StatusOr<std::string> {
+                                      absl::Status st = mkd::cli::RunPredict(o);
+                                      if (!st.ok()) return st;
+                                      return std::string();
+                                    });
   }
-  if (!args.empty() && args[0] == "--help") {
-    std::cout << mkd::cli::PredictUsage();
-    return 0;
+  if (command == "mask") {
+    return Dispatch<mkd::cli::MaskOptions>(command, args, mkd::cli::MaskUsage(),
+                                           mkd::cli::ParseMaskFlags, mkd::cli::RunMask);
   }
-  auto options = mkd::cli::ParsePredictFlags(args);
-  if (!options.ok()) {
-    std::cerr << "mkd predict: error: " << options.status().message() << "\n";
-    return kUsageError;
-  }
-  absl::Status status;
-  try {
-    status = mkd::cli::RunPredict(*options);
-  } catch (const std::exception& e) {  // No exception leaves main.
-    status = absl::InternalError(e.what());
-  }
-  if (!status.ok()) {
-    std::cerr << "mkd predict: error: " << status.message() << "\n";
-    return 1;
-  }
-  return 0;
+  std::cerr << "mkd: error: unknown command '" << command << "'\n";
+  return Usage(std::cerr);
 }

@@ -1,6 +1,6 @@
-// Drives the real `mkd predict` binary as a separate process: golden
-// outputs on good input, and a one-line error with a non-zero exit and no
-// output file on each kind of bad input.
+// Drives the real `mkd` binary (predict, mask) as a separate process:
+// golden outputs on good input, and a one-line error with a non-zero exit
+// and no output file on each kind of bad input.
 #include <sys/wait.h>
 
 #include <cstdlib>
@@ -127,6 +127,46 @@ TEST(PredictCliTest, BadInputGivesOneLineErrorAndNoOutput) {
     EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "one line: " << r.err;
     EXPECT_EQ(r.err.rfind("mkd predict: error: ", 0), 0u) << r.err;
     EXPECT_FALSE(ReadFile(out).ok()) << "no output on failure: " << c.args;
+  }
+}
+
+TEST(MaskCliTest, SelectsTheStudentTopkOnTheTeacherGrid) {
+  std::string out = Tmp("idx.npy");
+  Result r = RunMkd("mask --saliency tests/golden/deit_saliency_all.npy --teacher "
+                    "tests/golden/deit3.yaml --keep-ratio 0.5 --out " + out);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  torch::Tensor idx = Npy(out);
+  torch::Tensor sal = Npy("tests/golden/deit_saliency_all.npy");
+  torch::Tensor want = std::get<0>(std::get<1>(sal.topk(8, 1)).sort(1));
+  EXPECT_TRUE(torch::equal(idx, want));
+
+  // A 14x14 teacher: the 4x4 map is resized, k = round(0.25 * 196) = 49.
+  r = RunMkd("mask --saliency tests/golden/deit_saliency_all.npy --teacher "
+             "deit_small_patch16_224 --keep-ratio 0.25 --out " + out);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  idx = Npy(out);
+  EXPECT_EQ(idx.sizes(), (torch::IntArrayRef{4, 49}));
+  EXPECT_LT(idx.max().item<int64_t>(), 196);
+}
+
+TEST(MaskCliTest, BadInputGivesOneLineError) {
+  const std::string out = Tmp("never_idx.npy");
+  const std::string base = "mask --teacher tests/golden/deit3.yaml --out " + out + " ";
+  const BadCase cases[] = {
+      {base + "--saliency tests/golden/deit_logits.npy", "N = 10 is not a square patch grid"},
+      {base + "--saliency tests/golden/kept_idx.npy", "must be float32 [B, N], got I64"},
+      {base + "--saliency tests/golden/deit_saliency_all.npy --keep-ratio 0", "keep_ratio must be in (0, 1]"},
+      {base + "--saliency tests/golden/deit_saliency_all.npy --keep-ratio half", "--keep-ratio expects a number"},
+      {base + "--saliency tests/golden/deit_saliency_all.npy --criterion best", "unknown mask criterion 'best'"},
+      {base + "--saliency tests/golden/deit_saliency_all.npy --criterion teacher_topk", "teacher's own saliency"},
+  };
+  for (const BadCase& c : cases) {
+    std::remove(out.c_str());
+    Result r = RunMkd(c.args);
+    EXPECT_NE(r.exit_code, 0) << c.args;
+    EXPECT_NE(r.err.find(c.fragment), std::string::npos) << "stderr: " << r.err;
+    EXPECT_EQ(r.err.rfind("mkd mask: error: ", 0), 0u) << r.err;
+    EXPECT_FALSE(ReadFile(out).ok()) << c.args;
   }
 }
 
