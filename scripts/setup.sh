@@ -10,6 +10,7 @@ packages=(
   libtorch-dev libopenblas0-pthread
   libabsl-dev libyaml-cpp-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  zlib1g-dev libturbojpeg0-dev libpng-dev
   dataset-fashion-mnist
 )
 if [[ "${1:-}" == "--reference" ]]; then
