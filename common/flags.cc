@@ -13,6 +13,11 @@ std::optional<std::string> ParsedFlags::Get(const std::string& name) const {
   return it->second;
 }
 
+std::vector<std::string> ParsedFlags::GetAll(const std::string& name) const {
+  auto it = repeated_.find(name);
+  return it == repeated_.end() ? std::vector<std::string>() : it->second;
+}
+
 absl::StatusOr<std::string> ParsedFlags::Required(const std::string& name) const {
   auto v = Get(name);
   if (!v) return absl::InvalidArgumentError(absl::StrCat("missing required flag --", name));
@@ -50,7 +55,7 @@ absl::StatusOr<ParsedFlags> ParseFlags(const std::vector<std::string>& args,
       if (s.name == name) spec = &s;
     }
     if (spec == nullptr) return absl::InvalidArgumentError(absl::StrCat("unknown flag --", name));
-    if (parsed.values_.count(name)) {
+    if (parsed.values_.count(name) && !spec->repeated) {
       return absl::InvalidArgumentError(absl::StrCat("flag --", name, " given twice"));
     }
     if (!spec->takes_value) {
@@ -65,6 +70,7 @@ absl::StatusOr<ParsedFlags> ParseFlags(const std::vector<std::string>& args,
       value = args[++i];
     }
     parsed.values_[name] = *value;
+    if (spec->repeated) parsed.repeated_[name].push_back(*value);
   }
   return parsed;
 }

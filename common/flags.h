@@ -18,6 +18,7 @@ struct FlagSpec {
   std::string name;  // Without the leading "--".
   bool takes_value = true;
   std::string help;
+  bool repeated = false;  // May be given many times; read with GetAll().
 };
 
 class ParsedFlags {
@@ -28,12 +29,15 @@ class ParsedFlags {
   absl::StatusOr<std::string> Required(const std::string& name) const;
   // Integer value of --name (or `fallback` if absent); errors name the flag.
   absl::StatusOr<int64_t> GetInt(const std::string& name, int64_t fallback) const;
+  // Every value of a repeated flag, in order.
+  std::vector<std::string> GetAll(const std::string& name) const;
   const std::vector<std::string>& positional() const { return positional_; }
 
  private:
   friend absl::StatusOr<ParsedFlags> ParseFlags(const std::vector<std::string>&,
                                                 const std::vector<FlagSpec>&);
   std::map<std::string, std::string> values_;
+  std::map<std::string, std::vector<std::string>> repeated_;
   std::vector<std::string> positional_;
 };
 

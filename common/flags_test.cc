@@ -5,8 +5,10 @@
 namespace mkd {
 namespace {
 
-const std::vector<FlagSpec> kSpecs = {
-    {"model", true, "model"}, {"threads", true, "threads"}, {"verbose", false, "chatty"}};
+const std::vector<FlagSpec> kSpecs = {{"model", true, "model"},
+                                      {"threads", true, "threads"},
+                                      {"verbose", false, "chatty"},
+                                      {"set", true, "override", /*repeated=*/true}};
 
 TEST(FlagsTest, ParsesValuesBooleansAndPositionals) {
   auto f = ParseFlags({"predict", "--model", "deit", "--threads=4", "--verbose"}, kSpecs);
@@ -17,6 +19,13 @@ TEST(FlagsTest, ParsesValuesBooleansAndPositionals) {
   EXPECT_TRUE(f->Has("verbose"));
   EXPECT_EQ(*f->GetInt("absent", 7), 7);
   EXPECT_EQ(f->Required("absent").status().message(), "missing required flag --absent");
+}
+
+TEST(FlagsTest, RepeatedFlagsKeepEveryValue) {
+  auto f = ParseFlags({"--set", "a=1", "--set=b=2"}, kSpecs);
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ(f->GetAll("set"), (std::vector<std::string>{"a=1", "b=2"}));
+  EXPECT_TRUE(f->GetAll("model").empty());
 }
 
 TEST(FlagsTest, ErrorsNameTheFlag) {

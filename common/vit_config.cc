@@ -9,13 +9,13 @@
 #include "absl/strings/str_join.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
-#include "yaml-cpp/yaml.h"
+#include "common/yaml_util.h"
 
 namespace mkd {
 namespace {
 
 absl::Status BadKey(absl::string_view key, absl::string_view why) {
-  return absl::InvalidArgumentError(absl::StrCat("model config key '", key, "': ", why));
+  return ConfigKeyError("model config", key, why);
 }
 
 ViTConfig Make(std::string name, int patch, int dim, int depth, int heads, bool deit3) {
@@ -50,22 +50,11 @@ const std::vector<ViTConfig>& Presets() {
 template <typename T>
 absl::StatusOr<T> Scalar(const YAML::Node& node, absl::string_view key,
                          absl::string_view type_name) {
-  if (!node.IsScalar()) return BadKey(key, absl::StrCat("expected ", type_name));
-  try {
-    return node.as<T>();
-  } catch (const YAML::Exception&) {
-    return BadKey(key, absl::StrCat("expected ", type_name, ", got '", node.Scalar(), "'"));
-  }
+  return YamlScalar<T>(node, "model config", key, type_name);
 }
 
 absl::StatusOr<std::vector<double>> DoubleList(const YAML::Node& node, absl::string_view key) {
-  if (!node.IsSequence()) return BadKey(key, "expected a list of numbers");
-  std::vector<double> out;
-  for (const auto& item : node) {
-    MKD_ASSIGN_OR_RETURN(double v, Scalar<double>(item, key, "a number"));
-    out.push_back(v);
-  }
-  return out;
+  return YamlList<double>(node, "model config", key, "numbers");
 }
 
 using Setter = std::function<absl::Status(const YAML::Node&, absl::string_view, ViTConfig*)>;

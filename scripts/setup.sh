@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs, from Debian's packages, everything maskedkd needs to build, test and
 # run its demo. Idempotent: packages already present are not touched, so a
-# second run costs one dpkg query. Pass --reference to also install Debian's
-# PyTorch/torchvision (only needed to regenerate golden files).
+# second run costs one dpkg query. --reference adds Debian's PyTorch and
+# torchvision (to regenerate golden files); --plots adds matplotlib.
 set -euo pipefail
 
 packages=(
@@ -13,9 +13,13 @@ packages=(
   zlib1g-dev libturbojpeg0-dev libpng-dev
   dataset-fashion-mnist
 )
-if [[ "${1:-}" == "--reference" ]]; then
-  packages+=(python3-torch python3-torchvision python3-numpy)
-fi
+for arg in "$@"; do
+  case "$arg" in
+    --reference) packages+=(python3-torch python3-torchvision python3-numpy) ;;
+    --plots) packages+=(python3-matplotlib) ;;
+    *) echo "setup: unknown option $arg (expected --reference or --plots)" >&2; exit 2 ;;
+  esac
+done
 
 sudo_cmd=()
 if [[ $(id -u) -ne 0 ]]; then sudo_cmd=(sudo); fi

@@ -57,8 +57,12 @@ absl::StatusOr<std::unique_ptr<Dataset>> OpenCifar10Dataset(const std::string& d
 absl::StatusOr<std::unique_ptr<Dataset>> OpenImageFolderDataset(const std::string& root,
                                                                 const std::string& split);
 
+// 1024 deterministic noise images of `shape` "CxHxW", 10 classes: for
+// benchmarks, where only the cost of a step matters.
+absl::StatusOr<std::unique_ptr<Dataset>> OpenSyntheticDataset(const std::string& shape);
+
 // Opens by kind: "fashion_mnist" / "mnist" (IDX; empty dir means Debian's
-// Fashion-MNIST), "cifar10", "image_folder".
+// Fashion-MNIST), "cifar10", "image_folder", "synthetic" (dir = "CxHxW").
 absl::StatusOr<std::unique_ptr<Dataset>> OpenDataset(const std::string& kind,
                                                      const std::string& dir,
                                                      const std::string& split);

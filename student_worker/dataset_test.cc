@@ -197,5 +197,17 @@ TEST(ImageFolderDatasetTest, DecodesJpegAndPngAndReportsCorruptFiles) {
   ExpectError(OpenDataset("imagenet", root, "train"), "unknown dataset kind 'imagenet'");
 }
 
+TEST(SyntheticDatasetTest, DeterministicAndShapeChecked) {
+  auto d = OpenDataset("synthetic", "3x8x6", "train");
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ((*d)->size(), 1024u);
+  auto a = (*d)->Get(5), b = (*d)->Get(5), c = (*d)->Get(6);
+  EXPECT_EQ(a->pixels, b->pixels);
+  EXPECT_NE(a->pixels, c->pixels);
+  EXPECT_EQ(a->pixels.size(), 3u * 8 * 6);
+  ExpectError(OpenDataset("synthetic", "3x8", "train"), "must be a shape CxHxW, got '3x8'");
+  ExpectError(OpenDataset("synthetic", "3x8x6x", "train"), "CxHxW");
+}
+
 }  // namespace
 }  // namespace mkd::student

@@ -102,8 +102,10 @@ absl::StatusOr<std::unique_ptr<Dataset>> OpenDataset(const std::string& kind,
   }
   if (kind == "cifar10") return OpenCifar10Dataset(dir, split);
   if (kind == "image_folder") return OpenImageFolderDataset(dir, split);
-  return absl::InvalidArgumentError(absl::StrCat(
-      "unknown dataset kind '", kind, "'; expected fashion_mnist, mnist, cifar10 or image_folder"));
+  if (kind == "synthetic") return OpenSyntheticDataset(dir);
+  return absl::InvalidArgumentError(absl::StrCat("unknown dataset kind '", kind,
+                                                 "'; expected fashion_mnist, mnist, cifar10, "
+                                                 "image_folder or synthetic"));
 }
 
 }  // namespace mkd::student

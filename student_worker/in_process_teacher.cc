@@ -1,0 +1,66 @@
+// The embedded teacher: a ViT in the student's own process.
+#include <torch/torch.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "common/tensor_util.h"
+#include "common/vit.h"
+#include "common/vit_weights.h"
+#include "student_worker/teacher.h"
+
+namespace mkd::student {
+namespace {
+
+class InProcessTeacher final : public Teacher {
+ public:
+  explicit InProcessTeacher(VisionTransformer model) : model_(std::move(model)) {
+    model_->eval();
+  }
+
+  const ViTConfig& config() const override { return model_->config(); }
+
+  absl::StatusOr<torch::Tensor> Logits(const torch::Tensor& images,
+                                       const torch::Tensor& idx) override {
+    MKD_RETURN_IF_ERROR(ValidateImages(config(), images));
+    MKD_RETURN_IF_ERROR(ValidateKeptIndices(idx, images.size(0), config().num_patches()));
+    torch::Tensor logits;
+    MKD_RETURN_IF_ERROR(CatchTorch("teacher forward", [&] {
+      torch::NoGradGuard no_grad;
+      logits = idx.size(1) == config().num_patches() ? model_->forward(images)
+                                                       : model_->ForwardKept(images, idx).logits;
+    }));
+    return logits;
+  }
+
+  absl::StatusOr<torch::Tensor> Saliency(const torch::Tensor& images) override {
+    MKD_RETURN_IF_ERROR(ValidateImages(config(), images));
+    torch::Tensor saliency;
+    MKD_RETURN_IF_ERROR(CatchTorch("teacher saliency", [&] {
+      torch::NoGradGuard no_grad;
+      ForwardOptions o;
+      o.saliency = true;
+      saliency = model_->Forward(images, o).saliency;
+    }));
+    return saliency;
+  }
+
+ private:
+  VisionTransformer model_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Teacher>> MakeInProcessTeacher(const std::string& model_spec,
+                                                              const std::string& weights) {
+  MKD_ASSIGN_OR_RETURN(ViTConfig config, ResolveViTConfig(model_spec));
+  config.drop_path_rate = 0.0;
+  VisionTransformer model{nullptr};
+  MKD_RETURN_IF_ERROR(CatchTorch("building the teacher", [&] { model = VisionTransformer(config); }));
+  auto report = LoadViTWeightsFile(*model, weights);
+  if (!report.ok()) {
+    return absl::Status(report.status().code(), absl::StrCat("teacher: ", report.status().message()));
+  }
+  return std::unique_ptr<Teacher>(new InProcessTeacher(std::move(model)));
+}
+
+}  // namespace mkd::student

@@ -1,0 +1,43 @@
+// The trainer's view of a teacher: logits for kept tokens. The embedded
+// default runs the teacher in the student's process; issue "Teacher server"
+// adds a gRPC implementation behind the same interface, so the training
+// loop does not change.
+#ifndef MKD_STUDENT_WORKER_TEACHER_H_
+#define MKD_STUDENT_WORKER_TEACHER_H_
+
+#include <memory>
+#include <string>
+
+#include <torch/types.h>
+
+#include "absl/status/statusor.h"
+#include "common/vit_config.h"
+
+namespace mkd::student {
+
+class Teacher {
+ public:
+  virtual ~Teacher() = default;
+
+  // The teacher's architecture (patch grid, classes, image size).
+  virtual const ViTConfig& config() const = 0;
+
+  // Logits [B, classes] (no grad) of the teacher on the kept patches `idx`
+  // [B, k] (indices into its own grid) of `images` [B, C, H, W], which are
+  // normalised for the student; kInvalidArgument on bad shapes/indices.
+  virtual absl::StatusOr<torch::Tensor> Logits(const torch::Tensor& images,
+                                               const torch::Tensor& idx) = 0;
+
+  // The teacher's own CLS saliency [B, N] from a full pass (criterion
+  // teacher_topk).
+  virtual absl::StatusOr<torch::Tensor> Saliency(const torch::Tensor& images) = 0;
+};
+
+// Loads `weights` (safetensors) into the model given by `model_spec`
+// (preset or YAML) and serves it in this process, in eval mode.
+absl::StatusOr<std::unique_ptr<Teacher>> MakeInProcessTeacher(const std::string& model_spec,
+                                                              const std::string& weights);
+
+}  // namespace mkd::student
+
+#endif  // MKD_STUDENT_WORKER_TEACHER_H_

@@ -1,0 +1,246 @@
+#include "student_worker/train_config.h"
+
+#include <functional>
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/file_util.h"
+#include "common/losses.h"
+#include "common/masking.h"
+#include "common/status_macros.h"
+#include "common/yaml_util.h"
+
+namespace mkd::student {
+namespace {
+
+constexpr char kWhat[] = "config";
+
+using Setter = std::function<absl::Status(const YAML::Node&, const std::string&, TrainConfig&)>;
+
+template <typename T>
+Setter Field(std::function<T&(TrainConfig&)> field, const char* type_name) {
+  return [field, type_name](const YAML::Node& n, const std::string& key, TrainConfig& c) {
+    MKD_ASSIGN_OR_RETURN(field(c), YamlScalar<T>(n, kWhat, key, type_name));
+    return absl::OkStatus();
+  };
+}
+
+#define MKD_FIELD(type, path, type_name) \
+  Field<type>([](TrainConfig& c) -> type& { return c.path; }, type_name)
+
+const std::map<std::string, Setter>& Setters() {
+  static const auto* setters = new std::map<std::string, Setter>{
+      {"mode", MKD_FIELD(std::string, mode, "train or distill")},
+      {"seed", MKD_FIELD(uint64_t, seed, "a non-negative integer")},
+      {"data.kind", MKD_FIELD(std::string, data.kind, "a dataset kind")},
+      {"data.dir", MKD_FIELD(std::string, data.dir, "a path")},
+      {"data.train_split", MKD_FIELD(std::string, data.train_split, "a split name")},
+      {"data.eval_split", MKD_FIELD(std::string, data.eval_split, "a split name")},
+      {"data.batch_size", MKD_FIELD(int64_t, data.batch_size, "an integer")},
+      {"data.workers", MKD_FIELD(int, data.workers, "an integer")},
+      {"data.limit_train", MKD_FIELD(int64_t, data.limit_train, "an integer")},
+      {"data.limit_eval", MKD_FIELD(int64_t, data.limit_eval, "an integer")},
+      {"data.random_resized_crop", MKD_FIELD(bool, data.transform.random_resized_crop, "true or false")},
+      {"data.rrc_min_scale", MKD_FIELD(double, data.transform.rrc_min_scale, "a number")},
+      {"data.pad_crop", MKD_FIELD(int, data.transform.pad_crop, "an integer")},
+      {"data.hflip", MKD_FIELD(bool, data.transform.hflip, "true or false")},
+      {"data.randaugment_ops", MKD_FIELD(int, data.transform.randaugment_ops, "an integer")},
+      {"data.randaugment_magnitude", MKD_FIELD(double, data.transform.randaugment_magnitude, "a number")},
+      {"data.random_erasing", MKD_FIELD(double, data.transform.random_erasing, "a number")},
+      {"data.crop_pct", MKD_FIELD(double, data.transform.crop_pct, "a number")},
+      {"data.mixup_alpha", MKD_FIELD(double, data.mix.mixup_alpha, "a number")},
+      {"data.cutmix_alpha", MKD_FIELD(double, data.mix.cutmix_alpha, "a number")},
+      {"data.mix_prob", MKD_FIELD(double, data.mix.prob, "a number")},
+      {"data.mix_switch_prob", MKD_FIELD(double, data.mix.switch_prob, "a number")},
+      {"data.label_smoothing", MKD_FIELD(double, data.mix.label_smoothing, "a number")},
+      {"optim.epochs", MKD_FIELD(int, optim.epochs, "an integer")},
+      {"optim.lr", MKD_FIELD(double, optim.lr, "a number")},
+      {"optim.lr_base_batch", MKD_FIELD(int64_t, optim.lr_base_batch, "an integer")},
+      {"optim.weight_decay", MKD_FIELD(double, optim.weight_decay, "a number")},
+      {"optim.beta1", MKD_FIELD(double, optim.beta1, "a number")},
+      {"optim.beta2", MKD_FIELD(double, optim.beta2, "a number")},
+      {"optim.eps", MKD_FIELD(double, optim.eps, "a number")},
+      {"optim.warmup_epochs", MKD_FIELD(double, optim.warmup_epochs, "a number")},
+      {"optim.warmup_lr", MKD_FIELD(double, optim.warmup_lr, "a number")},
+      {"optim.min_lr", MKD_FIELD(double, optim.min_lr, "a number")},
+      {"optim.clip_grad_norm", MKD_FIELD(double, optim.clip_grad_norm, "a number")},
+      {"distill.teacher_model", MKD_FIELD(std::string, distill.teacher_model, "a preset or path")},
+      {"distill.teacher_weights", MKD_FIELD(std::string, distill.teacher_weights, "a path")},
+      {"distill.criterion", MKD_FIELD(std::string, distill.criterion, "a criterion name")},
+      {"distill.keep_ratio", MKD_FIELD(double, distill.keep_ratio, "a number")},
+      {"distill.keep_ratio_end",
+       [](const YAML::Node& n, const std::string& key, TrainConfig& c) -> absl::Status {
+         if (n.IsNull()) {
+           c.distill.keep_ratio_end.reset();
+           return absl::OkStatus();
+         }
+         MKD_ASSIGN_OR_RETURN(c.distill.keep_ratio_end, YamlScalar<double>(n, kWhat, key, "a number"));
+         return absl::OkStatus();
+       }},
+      {"distill.alpha", MKD_FIELD(double, distill.alpha, "a number")},
+      {"distill.tau", MKD_FIELD(double, distill.tau, "a number")},
+      {"distill.kind", MKD_FIELD(std::string, distill.kind, "soft or hard")},
+      {"distill.saliency", MKD_FIELD(std::string, distill.saliency, "all_keys or patch_keys")},
+      {"run.out_dir", MKD_FIELD(std::string, run.out_dir, "a path")},
+      {"run.eval_every_epochs", MKD_FIELD(int, run.eval_every_epochs, "an integer")},
+      {"run.log_every_steps", MKD_FIELD(int64_t, run.log_every_steps, "an integer")},
+      {"run.checkpoint_every_steps", MKD_FIELD(int64_t, run.checkpoint_every_steps, "an integer")},
+      {"run.keep_checkpoints", MKD_FIELD(int, run.keep_checkpoints, "an integer")},
+      {"run.threads", MKD_FIELD(int, run.threads, "an integer")},
+      {"run.max_steps", MKD_FIELD(int64_t, run.max_steps, "an integer")},
+  };
+  return *setters;
+}
+
+#undef MKD_FIELD
+
+// Flattens nested maps into dotted keys; `model` stays whole (a preset
+// name or an inline model config).
+void Flatten(const YAML::Node& node, const std::string& prefix,
+             std::map<std::string, YAML::Node>* out) {
+  for (const auto& kv : node) {
+    std::string key = prefix.empty() ? kv.first.as<std::string>()
+                                     : absl::StrCat(prefix, ".", kv.first.as<std::string>());
+    if (kv.second.IsMap() && key != "model") {
+      Flatten(kv.second, key, out);
+    } else {
+      (*out)[key] = kv.second;
+    }
+  }
+}
+
+absl::Status ApplyOverride(const std::string& text, std::map<std::string, YAML::Node>* flat) {
+  size_t eq = text.find('=');
+  if (eq == std::string::npos || eq == 0) {
+    return absl::InvalidArgumentError(absl::StrCat("--set '", text, "': expected key=value"));
+  }
+  std::string key = text.substr(0, eq);
+  YAML::Node value;
+  try {
+    value = YAML::Load(text.substr(eq + 1));
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("--set '", text, "': bad value: ", e.what()));
+  }
+  if (key.rfind("model.", 0) == 0) {  // A key inside the model config.
+    YAML::Node model = (*flat)["model"];
+    if (!model.IsMap()) {
+      YAML::Node map;
+      if (model.IsScalar()) map["preset"] = model.Scalar();
+      model = map;
+    }
+    model[key.substr(6)] = value;
+    (*flat)["model"] = model;
+    return absl::OkStatus();
+  }
+  (*flat)[key] = value;
+  return absl::OkStatus();
+}
+
+absl::Status ResolveModel(const YAML::Node& node, TrainConfig& c) {
+  if (!node || node.IsNull()) return ConfigKeyError(kWhat, "model", "is required");
+  if (node.IsScalar()) {
+    c.model_spec = node.Scalar();
+    auto model = ResolveViTConfig(c.model_spec);
+    if (!model.ok()) return ConfigKeyError(kWhat, "model", model.status().message());
+    c.model = *model;
+    return absl::OkStatus();
+  }
+  YAML::Emitter out;
+  out << node;
+  c.model_spec = "inline";
+  auto model = ParseViTConfigYaml(out.c_str());
+  if (!model.ok()) return ConfigKeyError(kWhat, "model", model.status().message());
+  c.model = *model;
+  return absl::OkStatus();
+}
+
+absl::Status Validate(TrainConfig& c) {
+  auto bad = [](const char* key, absl::string_view why) { return ConfigKeyError(kWhat, key, why); };
+  if (c.mode != "train" && c.mode != "distill") return bad("mode", "must be train or distill");
+  if (c.data.batch_size < 1) return bad("data.batch_size", "must be positive");
+  if (c.data.workers < 1) return bad("data.workers", "must be >= 1");
+  if (c.data.limit_train < 0 || c.data.limit_eval < 0) return bad("data.limit_train", "must be >= 0");
+  if (c.optim.epochs < 1) return bad("optim.epochs", "must be >= 1");
+  if (!(c.optim.lr > 0)) return bad("optim.lr", "must be positive");
+  if (c.optim.lr_base_batch < 1) return bad("optim.lr_base_batch", "must be positive");
+  if (c.optim.weight_decay < 0) return bad("optim.weight_decay", "must be >= 0");
+  if (!(c.optim.beta1 >= 0 && c.optim.beta1 < 1)) return bad("optim.beta1", "must be in [0, 1)");
+  if (!(c.optim.beta2 >= 0 && c.optim.beta2 < 1)) return bad("optim.beta2", "must be in [0, 1)");
+  if (!(c.optim.eps > 0)) return bad("optim.eps", "must be positive");
+  if (c.optim.warmup_epochs < 0) return bad("optim.warmup_epochs", "must be >= 0");
+  if (c.optim.min_lr < 0 || c.optim.warmup_lr < 0) return bad("optim.min_lr", "must be >= 0");
+  if (c.optim.clip_grad_norm < 0) return bad("optim.clip_grad_norm", "must be >= 0");
+  if (!(c.data.mix.label_smoothing >= 0 && c.data.mix.label_smoothing < 1)) {
+    return bad("data.label_smoothing", "must be in [0, 1)");
+  }
+  if (c.data.mix.mixup_alpha < 0 || c.data.mix.cutmix_alpha < 0) return bad("data.mixup_alpha", "must be >= 0");
+  if (c.run.log_every_steps < 1) return bad("run.log_every_steps", "must be positive");
+  if (c.run.eval_every_epochs < 0) return bad("run.eval_every_epochs", "must be >= 0");
+  if (c.run.keep_checkpoints < 1) return bad("run.keep_checkpoints", "must be >= 1");
+  if (c.run.checkpoint_every_steps < 0 || c.run.max_steps < 0) {
+    return bad("run.checkpoint_every_steps", "must be >= 0");
+  }
+  if (c.run.out_dir.empty()) return bad("run.out_dir", "must not be empty");
+  // The data pipeline produces what the model eats.
+  c.data.transform.img_size = c.model.img_size;
+  c.data.transform.channels = c.model.in_chans;
+  c.data.transform.mean = c.model.mean;
+  c.data.transform.std = c.model.std;
+  absl::Status st = ValidateTransformConfig(c.data.transform);
+  if (!st.ok()) return bad("data", st.message());
+  if (c.mode != "distill") return absl::OkStatus();
+  if (c.distill.teacher_model.empty()) return bad("distill.teacher_model", "is required in distill mode");
+  if (c.distill.teacher_weights.empty()) return bad("distill.teacher_weights", "is required in distill mode");
+  if (auto cr = ParseMaskCriterion(c.distill.criterion); !cr.ok()) return bad("distill.criterion", cr.status().message());
+  if (!(c.distill.keep_ratio > 0 && c.distill.keep_ratio <= 1)) return bad("distill.keep_ratio", "must be in (0, 1]");
+  if (c.distill.keep_ratio_end && !(*c.distill.keep_ratio_end > 0 && *c.distill.keep_ratio_end <= 1)) {
+    return bad("distill.keep_ratio_end", "must be in (0, 1]");
+  }
+  if (!(c.distill.alpha >= 0 && c.distill.alpha <= 1)) return bad("distill.alpha", "must be in [0, 1]");
+  if (!(c.distill.tau > 0)) return bad("distill.tau", "must be positive");
+  if (auto k = ParseKdKind(c.distill.kind); !k.ok()) return bad("distill.kind", k.status().message());
+  if (c.distill.saliency != "all_keys" && c.distill.saliency != "patch_keys") {
+    return bad("distill.saliency", "must be all_keys or patch_keys");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<TrainConfig> ParseTrainConfig(const std::string& yaml_text,
+                                             const std::vector<std::string>& overrides) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("config is not valid YAML: ", e.what()));
+  }
+  if (!root.IsMap() && !root.IsNull()) return absl::InvalidArgumentError("config must be a YAML mapping");
+  std::map<std::string, YAML::Node> flat;
+  if (root.IsMap()) Flatten(root, "", &flat);
+  for (const std::string& o : overrides) MKD_RETURN_IF_ERROR(ApplyOverride(o, &flat));
+
+  TrainConfig config;
+  MKD_RETURN_IF_ERROR(ResolveModel(flat["model"], config));
+  for (const auto& [key, node] : flat) {
+    if (key == "model") continue;
+    auto it = Setters().find(key);
+    if (it == Setters().end()) return ConfigKeyError(kWhat, key, "unknown key");
+    MKD_RETURN_IF_ERROR(it->second(node, key, config));
+  }
+  MKD_RETURN_IF_ERROR(Validate(config));
+  return config;
+}
+
+absl::StatusOr<TrainConfig> LoadTrainConfig(const std::string& path,
+                                            const std::vector<std::string>& overrides) {
+  MKD_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+  auto config = ParseTrainConfig(text, overrides);
+  if (!config.ok()) {
+    return absl::Status(config.status().code(), absl::StrCat(path, ": ", config.status().message()));
+  }
+  return config;
+}
+
+}  // namespace mkd::student

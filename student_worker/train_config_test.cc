@@ -1,0 +1,77 @@
+#include "student_worker/train_config.h"
+
+#include <gtest/gtest.h>
+
+namespace mkd::student {
+namespace {
+
+const char* kBase = R"(
+mode: distill
+model: deit_tiny_patch16_224
+data:
+  batch_size: 64
+  hflip: true
+  mixup_alpha: 0.8
+optim:
+  lr: 1.0e-3
+distill:
+  teacher_model: deit_small_patch16_224
+  teacher_weights: t.safetensors
+  keep_ratio: 0.25
+)";
+
+void ExpectError(const std::string& yaml, const std::vector<std::string>& overrides,
+                 const std::string& fragment) {
+  auto c = ParseTrainConfig(yaml, overrides);
+  ASSERT_FALSE(c.ok()) << "expected '" << fragment << "'";
+  EXPECT_NE(std::string(c.status().message()).find(fragment), std::string::npos) << c.status();
+}
+
+TEST(TrainConfigTest, ParsesSectionsAndFillsTransformFromModel) {
+  auto c = ParseTrainConfig(kBase, {});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->mode, "distill");
+  EXPECT_EQ(c->model.embed_dim, 192);
+  EXPECT_EQ(c->data.batch_size, 64);
+  EXPECT_TRUE(c->data.transform.hflip);
+  EXPECT_DOUBLE_EQ(c->data.mix.mixup_alpha, 0.8);
+  EXPECT_DOUBLE_EQ(c->distill.keep_ratio, 0.25);
+  EXPECT_EQ(c->data.transform.img_size, 224);
+  EXPECT_EQ(c->data.transform.mean, c->model.mean);
+  EXPECT_DOUBLE_EQ(c->optim.weight_decay, 0.05) << "recipe default";
+}
+
+TEST(TrainConfigTest, OverridesIncludingModelKeys) {
+  auto c = ParseTrainConfig(kBase, {"optim.epochs=3", "distill.criterion=random",
+                                    "model.num_classes=10", "model.img_size=32",
+                                    "model.patch_size=8", "distill.keep_ratio_end=0.5"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->optim.epochs, 3);
+  EXPECT_EQ(c->distill.criterion, "random");
+  EXPECT_EQ(c->model.num_classes, 10);
+  EXPECT_EQ(c->model.embed_dim, 192) << "preset kept under the overrides";
+  EXPECT_EQ(c->data.transform.img_size, 32);
+  EXPECT_DOUBLE_EQ(*c->distill.keep_ratio_end, 0.5);
+}
+
+TEST(TrainConfigTest, ErrorsNameTheKey) {
+  ExpectError(kBase, {"optim.lrr=1"}, "key 'optim.lrr': unknown key");
+  ExpectError(kBase, {"optim.epochs=many"}, "key 'optim.epochs': expected an integer, got 'many'");
+  ExpectError(kBase, {"data.hflip=sometimes"}, "key 'data.hflip'");
+  ExpectError(kBase, {"distill.keep_ratio=0"}, "key 'distill.keep_ratio': must be in (0, 1]");
+  ExpectError(kBase, {"distill.criterion=best"}, "key 'distill.criterion'");
+  ExpectError(kBase, {"distill.kind=medium"}, "key 'distill.kind'");
+  ExpectError(kBase, {"distill.teacher_weights=\"\""}, "key 'distill.teacher_weights': is required");
+  ExpectError(kBase, {"mode=finetune"}, "key 'mode'");
+  ExpectError(kBase, {"model=vit_huge"}, "key 'model'");
+  ExpectError(kBase, {"model.depth=0"}, "'depth': must be positive");
+  ExpectError(kBase, {"noequals"}, "expected key=value");
+  ExpectError(kBase, {"data.batch_size=0"}, "key 'data.batch_size'");
+  ExpectError(kBase, {"data.label_smoothing=1.5"}, "key 'data.label_smoothing'");
+  ExpectError("mode: train\n", {}, "key 'model': is required");
+  ExpectError("[1, 2]", {}, "must be a YAML mapping");
+  ExpectError("model: {depth: [}", {}, "not valid YAML");
+}
+
+}  // namespace
+}  // namespace mkd::student

@@ -1,0 +1,211 @@
+#include "student_worker/trainer.h"
+
+#include <cmath>
+#include <filesystem>
+
+#include "absl/strings/str_cat.h"
+#include "common/flops.h"
+#include "common/losses.h"
+#include "common/status_macros.h"
+#include "common/tensor_util.h"
+
+namespace mkd::student {
+namespace {
+
+// A dataset view of the first `limit` examples (data.limit_train/eval).
+class Prefix final : public Dataset {
+ public:
+  Prefix(std::unique_ptr<Dataset> inner, size_t limit) : inner_(std::move(inner)), limit_(limit) {}
+  size_t size() const override { return std::min(limit_, inner_->size()); }
+  int num_classes() const override { return inner_->num_classes(); }
+  std::string name() const override { return absl::StrCat(inner_->name(), "[:", size(), "]"); }
+  absl::StatusOr<Example> Get(size_t i) const override { return inner_->Get(i); }
+
+ private:
+  std::unique_ptr<Dataset> inner_;
+  size_t limit_;
+};
+
+absl::StatusOr<std::unique_ptr<Dataset>> OpenSplit(const DataConfig& d, const std::string& split,
+                                                   int64_t limit) {
+  MKD_ASSIGN_OR_RETURN(std::unique_ptr<Dataset> data, OpenDataset(d.kind, d.dir, split));
+  if (limit > 0) data = std::make_unique<Prefix>(std::move(data), static_cast<size_t>(limit));
+  return data;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainConfig& config,
+                                                         std::unique_ptr<Teacher> teacher) {
+  MKD_ASSIGN_OR_RETURN(auto train, OpenSplit(config.data, config.data.train_split, config.data.limit_train));
+  MKD_ASSIGN_OR_RETURN(auto eval, OpenSplit(config.data, config.data.eval_split, config.data.limit_eval));
+  if (train->num_classes() != config.model.num_classes) {
+    return absl::InvalidArgumentError(absl::StrCat("config key 'model': num_classes is ",
+                                                   config.model.num_classes, " but dataset ",
+                                                   train->name(), " has ", train->num_classes()));
+  }
+  if (config.mode == "distill" && teacher == nullptr) {
+    MKD_ASSIGN_OR_RETURN(teacher, MakeInProcessTeacher(config.distill.teacher_model,
+                                                       config.distill.teacher_weights));
+  }
+  std::unique_ptr<Trainer> trainer(new Trainer(config, std::move(train), std::move(eval),
+                                               config.mode == "distill" ? std::move(teacher) : nullptr));
+  MKD_RETURN_IF_ERROR(trainer->Init());
+  return trainer;
+}
+
+Trainer::Trainer(const TrainConfig& config, std::unique_ptr<Dataset> train_data,
+                 std::unique_ptr<Dataset> eval_data, std::unique_ptr<Teacher> teacher)
+    : config_(config), train_data_(std::move(train_data)), eval_data_(std::move(eval_data)),
+      teacher_(std::move(teacher)) {}
+
+Trainer::~Trainer() {
+  if (jsonl_ != nullptr) std::fclose(jsonl_);
+}
+
+absl::Status Trainer::Init() {
+  torch::manual_seed(config_.seed);  // Initial weights and drop-path draws.
+  MKD_RETURN_IF_ERROR(CatchTorch("building the student", [&] { model_ = VisionTransformer(config_.model); }));
+  optimizer_ = std::make_unique<AdamW>(model_->named_parameters(), config_.optim);
+
+  LoaderOptions train;
+  train.batch_size = config_.data.batch_size;
+  train.workers = config_.data.workers;
+  train.seed = config_.seed;
+  train.transform = config_.data.transform;
+  train.mix = config_.data.mix;
+  MKD_ASSIGN_OR_RETURN(train_loader_, Loader::Create(train_data_.get(), train));
+  LoaderOptions eval = train;
+  eval.train = false;
+  MKD_ASSIGN_OR_RETURN(eval_loader_, Loader::Create(eval_data_.get(), eval));
+
+  steps_per_epoch_ = train_loader_->batches_per_epoch();
+  if (steps_per_epoch_ < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("config key 'data.batch_size': ",
+                                                   config_.data.batch_size, " is larger than the ",
+                                                   train_loader_->samples_per_epoch(),
+                                                   " training examples"));
+  }
+  total_steps_ = steps_per_epoch_ * config_.optim.epochs;
+  peak_lr_ = config_.optim.lr * static_cast<double>(config_.data.batch_size) / config_.optim.lr_base_batch;
+
+  if (teacher_) {
+    MKD_ASSIGN_OR_RETURN(criterion_, ParseMaskCriterion(config_.distill.criterion));
+    const ViTConfig& t = teacher_->config();
+    if (t.img_size != config_.model.img_size || t.in_chans != config_.model.in_chans) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "config key 'distill.teacher_model': the teacher takes ", t.in_chans, "x", t.img_size,
+          " images but the student gets ", config_.model.in_chans, "x", config_.model.img_size));
+    }
+    if (t.num_classes != config_.model.num_classes) {
+      return absl::InvalidArgumentError(absl::StrCat("config key 'distill.teacher_model': the teacher has ",
+                                                     t.num_classes, " classes, the student ",
+                                                     config_.model.num_classes));
+    }
+  }
+  std::error_code ec;
+  std::filesystem::create_directories(config_.run.out_dir, ec);
+  if (ec) return absl::InternalError(absl::StrCat("cannot create '", config_.run.out_dir, "': ", ec.message()));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<StepResult> Trainer::Step(const Batch& batch) {
+  MKD_ASSIGN_OR_RETURN(StepResult r, TrainStep(batch));
+  ++step_;
+  return r;
+}
+
+double Trainer::KeepRatioNow() const {
+  const double start = config_.distill.keep_ratio;
+  if (!config_.distill.keep_ratio_end) return start;
+  const double t = total_steps_ > 1 ? static_cast<double>(step_) / (total_steps_ - 1) : 0.0;
+  return start + (*config_.distill.keep_ratio_end - start) * t;
+}
+
+absl::StatusOr<torch::Tensor> Trainer::SelectForTeacher(const torch::Tensor& images,
+                                                        const torch::Tensor& saliency, int64_t k) {
+  const ViTConfig& t = teacher_->config();
+  const int64_t b = images.size(0);
+  torch::Tensor scores;
+  switch (criterion_) {
+    case MaskCriterion::kStudentTopk:
+    case MaskCriterion::kBottomk: {
+      const int64_t g = config_.model.grid_size();
+      // Student and teacher grids may differ (patch 14 vs 16): resize first.
+      scores = ResizeScores(saliency.detach(), g, g, t.grid_size(), t.grid_size());
+      break;
+    }
+    case MaskCriterion::kTeacherTopk: {
+      MKD_ASSIGN_OR_RETURN(scores, teacher_->Saliency(images));
+      flops_spent_ += b * ViTForwardFlops(t, t.num_patches());  // The extra full pass.
+      break;
+    }
+    case MaskCriterion::kRandom:
+    case MaskCriterion::kAll:
+      scores = torch::zeros({b, t.num_patches()});
+      break;
+  }
+  if (criterion_ == MaskCriterion::kAll) k = t.num_patches();
+  // Random selection is seeded per step so a resumed run picks the same.
+  auto gen = at::detail::createCPUGenerator(MixSeed({config_.seed, static_cast<uint64_t>(step_), 0x6d61736b}));
+  return SelectPatches(scores, k, criterion_, gen);
+}
+
+absl::StatusOr<StepResult> Trainer::TrainStep(const Batch& batch) {
+  StepResult r;
+  r.lr = ScheduledLr(config_.optim, peak_lr_, step_,
+                     static_cast<int64_t>(config_.optim.warmup_epochs * steps_per_epoch_), total_steps_);
+  model_->train();
+  const bool want_saliency = teacher_ && (criterion_ == MaskCriterion::kStudentTopk ||
+                                          criterion_ == MaskCriterion::kBottomk);
+  absl::Status status;  // Errors from the teacher, set inside the lambda.
+  absl::Status thrown = CatchTorch("train step", [&] {
+    ForwardOptions fo;
+    fo.saliency = want_saliency;
+    fo.saliency_mode = config_.distill.saliency == "patch_keys" ? SaliencyMode::kPatchKeys
+                                                                : SaliencyMode::kAllKeys;
+    ViTOutput out = model_->Forward(batch.images, fo);
+    torch::Tensor loss;
+    if (teacher_) {
+      const ViTConfig& t = teacher_->config();
+      auto k = KeepCount(KeepRatioNow(), t.num_patches());
+      auto idx = k.ok() ? SelectForTeacher(batch.images, out.saliency, *k) : k.status();
+      if (!idx.ok()) {
+        status = idx.status();
+        return;
+      }
+      auto t_logits = teacher_->Logits(batch.images, *idx);
+      if (!t_logits.ok()) {
+        status = t_logits.status();
+        return;
+      }
+      r.kept_tokens = idx->size(1);
+      flops_spent_ += batch.images.size(0) * ViTForwardFlops(t, r.kept_tokens);
+      flops_full_ += batch.images.size(0) * ViTForwardFlops(t, t.num_patches());
+      DistillLossOptions lo{config_.distill.alpha, config_.distill.tau, *ParseKdKind(config_.distill.kind)};
+      DistillLossTerms terms = DistillLoss(out.logits, *t_logits, batch.targets, lo);
+      loss = terms.total;
+      r.ce = terms.ce.item<double>();
+      r.kd = terms.kd.item<double>();
+    } else {
+      loss = SoftTargetCrossEntropy(out.logits, batch.targets);
+      r.ce = loss.item<double>();
+    }
+    optimizer_->ZeroGrad();
+    loss.backward();
+    if (config_.optim.clip_grad_norm > 0) {
+      torch::nn::utils::clip_grad_norm_(model_->parameters(), config_.optim.clip_grad_norm);
+    }
+    optimizer_->Step(r.lr);
+    r.loss = loss.item<double>();
+  });
+  MKD_RETURN_IF_ERROR(thrown);
+  MKD_RETURN_IF_ERROR(status);
+  if (!std::isfinite(r.loss)) {
+    return absl::FailedPreconditionError(absl::StrCat("loss is ", r.loss, " at step ", step_,
+                                                      "; lower optim.lr or set optim.clip_grad_norm"));
+  }
+  return r;
+}
+
+}  // namespace mkd::student

@@ -1,0 +1,109 @@
+// The training loop for both modes:
+//   train    plain supervised training (how teachers are made);
+//   distill  MaskedKD: student forward with CLS saliency, selection of the
+//            teacher's kept patches, teacher logits on those only, loss
+//            (1-alpha)*CE + alpha*KD, backward through the student.
+// Owns the model, optimizer, loaders, teacher, checkpoints and logs.
+// Not thread-safe: one trainer per process/thread.
+#ifndef MKD_STUDENT_WORKER_TRAINER_H_
+#define MKD_STUDENT_WORKER_TRAINER_H_
+
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include <torch/torch.h>
+
+#include "absl/status/statusor.h"
+#include "common/masking.h"
+#include "common/vit.h"
+#include "student_worker/loader.h"
+#include "student_worker/optimizer.h"
+#include "student_worker/teacher.h"
+#include "student_worker/train_config.h"
+
+namespace mkd::student {
+
+struct EvalResult {
+  double top1 = 0;  // Fractions in [0, 1].
+  double top5 = 0;
+  double loss = 0;
+  int64_t images = 0;
+};
+
+struct StepResult {
+  double loss = 0, ce = 0, kd = 0, lr = 0;
+  int64_t kept_tokens = 0;  // k per image given to the teacher (0 in train mode).
+};
+
+class Trainer {
+ public:
+  // Builds everything from `config`. In distill mode the teacher is
+  // `teacher` if given (tests, remote teachers), else the in-process one
+  // from distill.teacher_model/teacher_weights.
+  static absl::StatusOr<std::unique_ptr<Trainer>> Create(const TrainConfig& config,
+                                                         std::unique_ptr<Teacher> teacher = nullptr);
+  ~Trainer();
+
+  // Trains until the configured epochs (or run.max_steps) are done,
+  // evaluating and checkpointing on the way. With `resume`, first restores
+  // the latest checkpoint in run.out_dir (if any) and continues exactly.
+  absl::Status Train(bool resume);
+
+  // Top-1/top-5 on the eval split.
+  absl::StatusOr<EvalResult> Evaluate();
+
+  // One optimisation step on `batch` (targets must be set), as Train()
+  // does; for benchmarks that time steps on ready batches.
+  absl::StatusOr<StepResult> Step(const Batch& batch);
+
+  // Loads student weights (safetensors) for eval-only runs.
+  absl::Status LoadWeights(const std::string& path);
+
+  VisionTransformer& model() { return model_; }
+  int64_t step() const { return step_; }
+  double teacher_flops_spent() const { return flops_spent_; }
+  double teacher_flops_full() const { return flops_full_; }
+
+ private:
+  Trainer(const TrainConfig& config, std::unique_ptr<Dataset> train_data,
+          std::unique_ptr<Dataset> eval_data, std::unique_ptr<Teacher> teacher);
+  absl::Status Init();
+  absl::StatusOr<StepResult> TrainStep(const Batch& batch);
+  absl::StatusOr<torch::Tensor> SelectForTeacher(const torch::Tensor& images,
+                                                 const torch::Tensor& saliency, int64_t k);
+  double KeepRatioNow() const;
+  absl::Status SaveCheckpoint();
+  absl::Status RestoreCheckpoint(int64_t step);
+  void LogStep(const StepResult& r, double images_per_s);
+  void LogEval(const EvalResult& r);
+  void AppendJson(const std::string& line);
+
+  // Constant after Init().
+  const TrainConfig config_;
+  std::unique_ptr<Dataset> train_data_;
+  std::unique_ptr<Dataset> eval_data_;
+  std::unique_ptr<Teacher> teacher_;
+  VisionTransformer model_{nullptr};
+  std::unique_ptr<AdamW> optimizer_;
+  std::unique_ptr<Loader> train_loader_;
+  std::unique_ptr<Loader> eval_loader_;
+  MaskCriterion criterion_ = MaskCriterion::kStudentTopk;
+  int64_t steps_per_epoch_ = 0;
+  int64_t total_steps_ = 0;
+  double peak_lr_ = 0;
+
+  // Progress; saved in checkpoints.
+  int64_t step_ = 0;
+  int64_t epoch_ = 0;
+  int64_t next_batch_ = 0;  // Within epoch_.
+  double flops_spent_ = 0;  // Teacher FLOPs so far.
+  double flops_full_ = 0;   // What vanilla KD would have spent.
+  int64_t skipped_ = 0;     // Unreadable examples so far.
+
+  std::FILE* jsonl_ = nullptr;
+};
+
+}  // namespace mkd::student
+
+#endif  // MKD_STUDENT_WORKER_TRAINER_H_

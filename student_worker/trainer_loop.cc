@@ -1,0 +1,217 @@
+// Trainer: the epoch loop, evaluation, checkpoints and logs.
+#include <chrono>
+#include <cstdio>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/losses.h"
+#include "common/status_macros.h"
+#include "common/tensor_util.h"
+#include "common/vit_weights.h"
+#include "nlohmann/json.hpp"
+#include "student_worker/checkpoint.h"
+#include "student_worker/trainer.h"
+
+namespace mkd::student {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string Duration(double seconds) {
+  auto s = static_cast<int64_t>(seconds);
+  return s >= 3600 ? absl::StrFormat("%dh%02dm", s / 3600, (s / 60) % 60)
+                   : absl::StrFormat("%dm%02ds", s / 60, s % 60);
+}
+
+torch::Tensor GetTorchRng() {
+  auto gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  return gen.get_state();
+}
+
+void SetTorchRng(const torch::Tensor& state) {
+  auto gen = at::detail::getDefaultCPUGenerator();
+  std::lock_guard<std::mutex> lock(gen.mutex());
+  gen.set_state(state);
+}
+
+absl::StatusOr<double> MetaNumber(const SafetensorsFile& f, const std::string& key) {
+  auto it = f.metadata.find(key);
+  double v;
+  if (it == f.metadata.end() || !absl::SimpleAtod(it->second, &v)) {
+    return absl::DataLossError(absl::StrCat("checkpoint state lacks a numeric '", key, "'"));
+  }
+  return v;
+}
+
+}  // namespace
+
+absl::Status Trainer::Train(bool resume) {
+  if (resume) {
+    MKD_ASSIGN_OR_RETURN(std::optional<int64_t> latest, LatestCheckpoint(config_.run.out_dir));
+    if (latest) {
+      MKD_RETURN_IF_ERROR(RestoreCheckpoint(*latest));
+      std::printf("resumed from step %lld (epoch %lld, batch %lld)\n", static_cast<long long>(step_),
+                  static_cast<long long>(epoch_ + 1), static_cast<long long>(next_batch_));
+    }
+  }
+  jsonl_ = std::fopen((config_.run.out_dir + "/metrics.jsonl").c_str(), resume ? "a" : "w");
+  if (jsonl_ == nullptr) return absl::InternalError("cannot open metrics.jsonl in " + config_.run.out_dir);
+
+  const int64_t stop_at = config_.run.max_steps > 0 ? std::min(total_steps_, config_.run.max_steps) : total_steps_;
+  auto started = Clock::now();
+  const int64_t first_step = step_;
+  auto window_start = Clock::now();
+  int64_t window_images = 0;
+  while (epoch_ < config_.optim.epochs && step_ < stop_at) {
+    train_loader_->StartEpoch(epoch_, next_batch_);
+    while (step_ < stop_at) {
+      auto batch = train_loader_->Next();
+      if (!batch) break;
+      if (!batch->ok()) return batch->status();
+      skipped_ += (*batch)->skipped;
+      MKD_ASSIGN_OR_RETURN(StepResult r, TrainStep(**batch));
+      ++step_;
+      next_batch_ = (*batch)->index + 1;
+      window_images += (*batch)->images.size(0);
+      if (step_ % config_.run.log_every_steps == 0 || step_ == stop_at) {
+        double secs = std::chrono::duration<double>(Clock::now() - window_start).count();
+        LogStep(r, window_images / std::max(secs, 1e-9));
+        double elapsed = std::chrono::duration<double>(Clock::now() - started).count();
+        double eta = elapsed / (step_ - first_step) * (stop_at - step_);
+        std::printf("  eta %s\n", Duration(eta).c_str());
+        std::fflush(stdout);
+        window_start = Clock::now();
+        window_images = 0;
+      }
+      if (config_.run.checkpoint_every_steps > 0 && step_ % config_.run.checkpoint_every_steps == 0) {
+        MKD_RETURN_IF_ERROR(SaveCheckpoint());
+      }
+    }
+    if (next_batch_ >= steps_per_epoch_) {  // The epoch is complete.
+      ++epoch_;
+      next_batch_ = 0;
+      const bool last = epoch_ == config_.optim.epochs;
+      if (last || (config_.run.eval_every_epochs > 0 && epoch_ % config_.run.eval_every_epochs == 0)) {
+        MKD_ASSIGN_OR_RETURN(EvalResult e, Evaluate());
+        LogEval(e);
+      }
+      if (config_.run.checkpoint_every_steps == 0 || last) MKD_RETURN_IF_ERROR(SaveCheckpoint());
+    }
+  }
+  if (step_ == stop_at && next_batch_ != 0) MKD_RETURN_IF_ERROR(SaveCheckpoint());  // Stopped mid-epoch.
+  if (skipped_ > 0) std::printf("skipped %lld unreadable training examples\n", static_cast<long long>(skipped_));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<EvalResult> Trainer::Evaluate() {
+  EvalResult result;
+  double loss_sum = 0;
+  int64_t correct1 = 0, correct5 = 0;
+  model_->eval();
+  eval_loader_->StartEpoch(0);
+  while (auto batch = eval_loader_->Next()) {
+    if (!batch->ok()) return batch->status();
+    const Batch& b = **batch;
+    MKD_RETURN_IF_ERROR(CatchTorch("evaluation", [&] {
+      torch::NoGradGuard no_grad;
+      torch::Tensor logits = model_->forward(b.images);
+      loss_sum += CrossEntropy(logits, b.labels).item<double>() * b.labels.size(0);
+      const int64_t k = std::min<int64_t>(5, logits.size(1));
+      torch::Tensor top = std::get<1>(logits.topk(k, 1));  // [b, k]
+      torch::Tensor hit = top.eq(b.labels.unsqueeze(1));
+      correct1 += hit.select(1, 0).sum().item<int64_t>();
+      correct5 += hit.any(1).sum().item<int64_t>();
+    }));
+    result.images += b.labels.size(0);
+  }
+  if (result.images == 0) return absl::FailedPreconditionError("the eval split is empty");
+  result.top1 = static_cast<double>(correct1) / result.images;
+  result.top5 = static_cast<double>(correct5) / result.images;
+  result.loss = loss_sum / result.images;
+  return result;
+}
+
+absl::Status Trainer::LoadWeights(const std::string& path) {
+  return LoadViTWeightsFile(*model_, path).status();
+}
+
+absl::Status Trainer::SaveCheckpoint() {
+  MKD_ASSIGN_OR_RETURN(SafetensorsFile model,
+                       ViTStateDict(*model_, {{"mkd.step", std::to_string(step_)},
+                                              {"mkd.model", config_.model_spec}}));
+  SafetensorsFile state;
+  optimizer_->SaveState(&state);
+  MKD_ASSIGN_OR_RETURN(state.tensors["rng.torch"], FromTensor(GetTorchRng()));
+  state.metadata["step"] = std::to_string(step_);
+  state.metadata["epoch"] = std::to_string(epoch_);
+  state.metadata["next_batch"] = std::to_string(next_batch_);
+  state.metadata["seed"] = std::to_string(config_.seed);
+  state.metadata["flops_spent"] = absl::StrFormat("%.17g", flops_spent_);
+  state.metadata["flops_full"] = absl::StrFormat("%.17g", flops_full_);
+  state.metadata["skipped"] = std::to_string(skipped_);
+  return WriteCheckpoint(config_.run.out_dir, step_, model, state, config_.run.keep_checkpoints);
+}
+
+absl::Status Trainer::RestoreCheckpoint(int64_t step) {
+  CheckpointPaths paths = CheckpointFor(config_.run.out_dir, step);
+  MKD_RETURN_IF_ERROR(LoadViTWeightsFile(*model_, paths.model).status());
+  MKD_ASSIGN_OR_RETURN(SafetensorsFile state, ReadSafetensors(paths.state));
+  MKD_ASSIGN_OR_RETURN(double seed, MetaNumber(state, "seed"));
+  if (static_cast<uint64_t>(seed) != config_.seed) {
+    return absl::FailedPreconditionError(absl::StrCat(paths.state, ": written with seed ",
+                                                      static_cast<uint64_t>(seed), ", config has ",
+                                                      config_.seed, "; resume needs the same seed"));
+  }
+  MKD_RETURN_IF_ERROR(optimizer_->LoadState(state));
+  auto rng = state.tensors.find("rng.torch");
+  if (rng == state.tensors.end()) return absl::DataLossError(paths.state + ": no rng.torch");
+  MKD_ASSIGN_OR_RETURN(torch::Tensor rng_state, ToTensor(rng->second));
+  MKD_RETURN_IF_ERROR(CatchTorch("restoring the RNG", [&] { SetTorchRng(rng_state); }));
+  MKD_ASSIGN_OR_RETURN(double v, MetaNumber(state, "step"));
+  step_ = static_cast<int64_t>(v);
+  MKD_ASSIGN_OR_RETURN(v, MetaNumber(state, "epoch"));
+  epoch_ = static_cast<int64_t>(v);
+  MKD_ASSIGN_OR_RETURN(v, MetaNumber(state, "next_batch"));
+  next_batch_ = static_cast<int64_t>(v);
+  MKD_ASSIGN_OR_RETURN(flops_spent_, MetaNumber(state, "flops_spent"));
+  MKD_ASSIGN_OR_RETURN(flops_full_, MetaNumber(state, "flops_full"));
+  MKD_ASSIGN_OR_RETURN(v, MetaNumber(state, "skipped"));
+  skipped_ = static_cast<int64_t>(v);
+  return absl::OkStatus();
+}
+
+void Trainer::LogStep(const StepResult& r, double images_per_s) {
+  std::printf("epoch %lld/%d step %lld/%lld loss %.4f ce %.4f kd %.4f lr %.2e img/s %.1f",
+              static_cast<long long>(epoch_ + 1), config_.optim.epochs, static_cast<long long>(step_),
+              static_cast<long long>(total_steps_), r.loss, r.ce, r.kd, r.lr, images_per_s);
+  if (teacher_) {
+    std::printf(" k %lld teacher GFLOPs %.1f (saved %.1f)", static_cast<long long>(r.kept_tokens),
+                flops_spent_ / 1e9, (flops_full_ - flops_spent_) / 1e9);
+  }
+  nlohmann::json j = {{"type", "train"}, {"step", step_}, {"epoch", epoch_ + 1}, {"loss", r.loss},
+                      {"ce", r.ce}, {"kd", r.kd}, {"lr", r.lr}, {"img_per_s", images_per_s},
+                      {"kept_tokens", r.kept_tokens}, {"teacher_flops", flops_spent_},
+                      {"teacher_flops_full", flops_full_}};
+  AppendJson(j.dump());
+}
+
+void Trainer::LogEval(const EvalResult& e) {
+  std::printf("eval epoch %lld: top1 %.2f%% top5 %.2f%% loss %.4f (%lld images)\n",
+              static_cast<long long>(epoch_), 100 * e.top1, 100 * e.top5, e.loss,
+              static_cast<long long>(e.images));
+  std::fflush(stdout);
+  nlohmann::json j = {{"type", "eval"}, {"step", step_}, {"epoch", epoch_}, {"top1", e.top1},
+                      {"top5", e.top5}, {"loss", e.loss}, {"images", e.images},
+                      {"teacher_flops", flops_spent_}, {"teacher_flops_full", flops_full_}};
+  AppendJson(j.dump());
+}
+
+void Trainer::AppendJson(const std::string& line) {
+  if (jsonl_ == nullptr) return;
+  std::fprintf(jsonl_, "%s\n", line.c_str());
+  std::fflush(jsonl_);
+}
+
+}  // namespace mkd::student
