@@ -33,10 +33,7 @@ const std::vector<FlagSpec>& Specs() {
 absl::StatusOr<torch::Tensor> LoadArray(const std::string& path, DType want,
                                         const std::string& flag) {
   auto array = ReadNpy(path);
-  if (!array.ok()) {
-    return absl::Status(array.status().code(),
-                        absl::StrCat("--", flag, ": ", array.status().message()));
-  }
+  if (!array.ok()) return Annotate(array.status(), absl::StrCat("--", flag));
   if (array->dtype != want) {
     return absl::InvalidArgumentError(absl::StrCat("--", flag, " ", path, ": dtype must be ",
                                                    DTypeName(want), ", not ",

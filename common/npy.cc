@@ -148,10 +148,7 @@ absl::StatusOr<HostArray> ParseNpy(absl::string_view bytes) {
 absl::StatusOr<HostArray> ReadNpy(const std::string& path) {
   MKD_ASSIGN_OR_RETURN(std::string bytes, ReadFile(path));
   auto array = ParseNpy(bytes);
-  if (!array.ok()) {
-    return absl::Status(array.status().code(),
-                        absl::StrCat(path, ": ", array.status().message()));
-  }
+  if (!array.ok()) return Annotate(array.status(), path);
   return array;
 }
 

@@ -164,10 +164,7 @@ absl::StatusOr<SafetensorsFile> ParseSafetensors(absl::string_view bytes) {
 absl::StatusOr<SafetensorsFile> ReadSafetensors(const std::string& path) {
   MKD_ASSIGN_OR_RETURN(std::string bytes, ReadFile(path));
   auto file = ParseSafetensors(bytes);
-  if (!file.ok()) {
-    return absl::Status(file.status().code(),
-                        absl::StrCat(path, ": ", file.status().message()));
-  }
+  if (!file.ok()) return Annotate(file.status(), path);
   return file;
 }
 

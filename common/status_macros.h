@@ -1,4 +1,4 @@
-// Early-return helpers for absl::Status / absl::StatusOr.
+// Early-return helpers for absl::Status / absl::StatusOr, and Annotate().
 //
 // Debian's Abseil (20220623) ships no public RETURN_IF_ERROR/ASSIGN_OR_RETURN,
 // so the project keeps this one small header of its own.
@@ -7,6 +7,8 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 
 #define MKD_STATUS_CONCAT_INNER_(a, b) a##b
 #define MKD_STATUS_CONCAT_(a, b) MKD_STATUS_CONCAT_INNER_(a, b)
@@ -27,5 +29,15 @@
   auto statusor = (expr);                               \
   if (!statusor.ok()) return statusor.status();         \
   lhs = std::move(statusor).value()
+
+namespace mkd {
+
+// `status` with "<context>: " put before its message (same code); OK stays OK.
+inline absl::Status Annotate(const absl::Status& status, absl::string_view context) {
+  if (status.ok()) return status;
+  return absl::Status(status.code(), absl::StrCat(context, ": ", status.message()));
+}
+
+}  // namespace mkd
 
 #endif  // MKD_COMMON_STATUS_MACROS_H_

@@ -195,9 +195,7 @@ absl::StatusOr<ViTConfig> ResolveViTConfig(const std::string& spec) {
   if (!is_file) return ViTPreset(spec);
   MKD_ASSIGN_OR_RETURN(std::string text, ReadFile(spec));
   auto config = ParseViTConfigYaml(text);
-  if (!config.ok()) {
-    return absl::Status(config.status().code(), absl::StrCat(spec, ": ", config.status().message()));
-  }
+  if (!config.ok()) return Annotate(config.status(), spec);
   return config;
 }
 

@@ -115,10 +115,7 @@ absl::StatusOr<LoadReport> LoadViTWeightsFile(VisionTransformerImpl& model,
                                               const std::string& path, bool strict) {
   MKD_ASSIGN_OR_RETURN(SafetensorsFile file, ReadSafetensors(path));
   auto report = LoadViTWeights(model, file, strict);
-  if (!report.ok()) {
-    return absl::Status(report.status().code(),
-                        absl::StrCat(path, ": ", report.status().message()));
-  }
+  if (!report.ok()) return Annotate(report.status(), path);
   return report;
 }
 

@@ -31,10 +31,7 @@ class ImageFolderDataset final : public Dataset {
     }
     MKD_ASSIGN_OR_RETURN(std::string bytes, ReadFile(files_[index], size_t{1} << 28));
     auto image = DecodeImage(bytes);
-    if (!image.ok()) {
-      return absl::Status(image.status().code(),
-                          absl::StrCat("'", files_[index], "': ", image.status().message()));
-    }
+    if (!image.ok()) return Annotate(image.status(), absl::StrCat("'", files_[index], "'"));
     image->label = labels_[index];
     return image;
   }

@@ -57,9 +57,7 @@ absl::StatusOr<std::unique_ptr<Teacher>> MakeInProcessTeacher(const std::string&
   VisionTransformer model{nullptr};
   MKD_RETURN_IF_ERROR(CatchTorch("building the teacher", [&] { model = VisionTransformer(config); }));
   auto report = LoadViTWeightsFile(*model, weights);
-  if (!report.ok()) {
-    return absl::Status(report.status().code(), absl::StrCat("teacher: ", report.status().message()));
-  }
+  if (!report.ok()) return Annotate(report.status(), "teacher");
   return std::unique_ptr<Teacher>(new InProcessTeacher(std::move(model)));
 }
 

@@ -48,7 +48,11 @@ absl::Status Run(const std::string& command, const mkd::ParsedFlags& flags) {
   }
   MKD_ASSIGN_OR_RETURN(auto trainer, mkd::student::Trainer::Create(config));
   MKD_RETURN_IF_ERROR(trainer->Train(flags.Has("resume")));
-  MKD_ASSIGN_OR_RETURN(mkd::student::EvalResult r, trainer->Evaluate());
+  std::optional<mkd::student::EvalResult> final_eval = trainer->final_eval();
+  if (!final_eval) {
+    MKD_ASSIGN_OR_RETURN(final_eval, trainer->Evaluate());
+  }
+  const mkd::student::EvalResult& r = *final_eval;
   std::printf("summary: mode %s, %lld steps, top1 %.2f%%, top5 %.2f%%", config.mode.c_str(),
               static_cast<long long>(trainer->step()), 100 * r.top1, 100 * r.top5);
   if (config.mode == "distill") {

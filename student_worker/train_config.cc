@@ -88,6 +88,7 @@ const std::map<std::string, Setter>& Setters() {
       {"run.checkpoint_every_steps", MKD_FIELD(int64_t, run.checkpoint_every_steps, "an integer")},
       {"run.keep_checkpoints", MKD_FIELD(int, run.keep_checkpoints, "an integer")},
       {"run.threads", MKD_FIELD(int, run.threads, "an integer")},
+      {"run.precision", MKD_FIELD(std::string, run.precision, "fp32 or bf16")},
       {"run.max_steps", MKD_FIELD(int64_t, run.max_steps, "an integer")},
   };
   return *setters;
@@ -182,6 +183,9 @@ absl::Status Validate(TrainConfig& c) {
     return bad("run.checkpoint_every_steps", "must be >= 0");
   }
   if (c.run.out_dir.empty()) return bad("run.out_dir", "must not be empty");
+  if (c.run.precision != "fp32" && c.run.precision != "bf16") {
+    return bad("run.precision", "must be fp32 or bf16");
+  }
   // The data pipeline produces what the model eats.
   c.data.transform.img_size = c.model.img_size;
   c.data.transform.channels = c.model.in_chans;
@@ -237,9 +241,7 @@ absl::StatusOr<TrainConfig> LoadTrainConfig(const std::string& path,
                                             const std::vector<std::string>& overrides) {
   MKD_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
   auto config = ParseTrainConfig(text, overrides);
-  if (!config.ok()) {
-    return absl::Status(config.status().code(), absl::StrCat(path, ": ", config.status().message()));
-  }
+  if (!config.ok()) return Annotate(config.status(), path);
   return config;
 }
 

@@ -61,6 +61,9 @@ struct RunConfig {
   int64_t checkpoint_every_steps = 0;  // 0: at the end of each epoch only.
   int keep_checkpoints = 2;
   int threads = 0;                     // 0: one per core.
+  // fp32, or bf16: forward passes under LibTorch's CPU autocast (matmuls in
+  // bfloat16, reductions in fp32); weights and optimizer stay fp32.
+  std::string precision = "fp32";
   int64_t max_steps = 0;               // Stop after this many steps (0: run all epochs).
 };
 

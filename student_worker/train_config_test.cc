@@ -68,6 +68,7 @@ TEST(TrainConfigTest, ErrorsNameTheKey) {
   ExpectError(kBase, {"noequals"}, "expected key=value");
   ExpectError(kBase, {"data.batch_size=0"}, "key 'data.batch_size'");
   ExpectError(kBase, {"data.label_smoothing=1.5"}, "key 'data.label_smoothing'");
+  ExpectError(kBase, {"run.precision=fp8"}, "key 'run.precision': must be fp32 or bf16");
   ExpectError("mode: train\n", {}, "key 'model': is required");
   ExpectError("[1, 2]", {}, "must be a YAML mapping");
   ExpectError("model: {depth: [}", {}, "not valid YAML");

@@ -1,5 +1,7 @@
 #include "student_worker/trainer.h"
 
+#include <ATen/autocast_mode.h>
+
 #include <cmath>
 #include <filesystem>
 
@@ -33,12 +35,37 @@ absl::StatusOr<std::unique_ptr<Dataset>> OpenSplit(const DataConfig& d, const st
   return data;
 }
 
+// Turns on CPU autocast to bfloat16 for its lifetime (forward and loss;
+// backward runs after it, as in PyTorch's recipe).
+class CpuAutocast {
+ public:
+  explicit CpuAutocast(bool on) : on_(on) {
+    if (!on_) return;
+    was_enabled_ = at::autocast::is_cpu_enabled();
+    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+    at::autocast::set_cpu_enabled(true);
+  }
+  ~CpuAutocast() {
+    if (!on_) return;
+    at::autocast::set_cpu_enabled(was_enabled_);
+    at::autocast::clear_cache();
+  }
+  CpuAutocast(const CpuAutocast&) = delete;
+  CpuAutocast& operator=(const CpuAutocast&) = delete;
+
+ private:
+  bool on_;
+  bool was_enabled_ = false;
+};
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainConfig& config,
                                                          std::unique_ptr<Teacher> teacher) {
-  MKD_ASSIGN_OR_RETURN(auto train, OpenSplit(config.data, config.data.train_split, config.data.limit_train));
-  MKD_ASSIGN_OR_RETURN(auto eval, OpenSplit(config.data, config.data.eval_split, config.data.limit_eval));
+  MKD_ASSIGN_OR_RETURN(auto train,
+                       OpenSplit(config.data, config.data.train_split, config.data.limit_train));
+  MKD_ASSIGN_OR_RETURN(auto eval,
+                       OpenSplit(config.data, config.data.eval_split, config.data.limit_eval));
   if (train->num_classes() != config.model.num_classes) {
     return absl::InvalidArgumentError(absl::StrCat("config key 'model': num_classes is ",
                                                    config.model.num_classes, " but dataset ",
@@ -48,15 +75,18 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainConfig& conf
     MKD_ASSIGN_OR_RETURN(teacher, MakeInProcessTeacher(config.distill.teacher_model,
                                                        config.distill.teacher_weights));
   }
-  std::unique_ptr<Trainer> trainer(new Trainer(config, std::move(train), std::move(eval),
-                                               config.mode == "distill" ? std::move(teacher) : nullptr));
+  std::unique_ptr<Trainer> trainer(
+      new Trainer(config, std::move(train), std::move(eval),
+                  config.mode == "distill" ? std::move(teacher) : nullptr));
   MKD_RETURN_IF_ERROR(trainer->Init());
   return trainer;
 }
 
 Trainer::Trainer(const TrainConfig& config, std::unique_ptr<Dataset> train_data,
                  std::unique_ptr<Dataset> eval_data, std::unique_ptr<Teacher> teacher)
-    : config_(config), train_data_(std::move(train_data)), eval_data_(std::move(eval_data)),
+    : config_(config),
+      train_data_(std::move(train_data)),
+      eval_data_(std::move(eval_data)),
       teacher_(std::move(teacher)) {}
 
 Trainer::~Trainer() {
@@ -65,7 +95,8 @@ Trainer::~Trainer() {
 
 absl::Status Trainer::Init() {
   torch::manual_seed(config_.seed);  // Initial weights and drop-path draws.
-  MKD_RETURN_IF_ERROR(CatchTorch("building the student", [&] { model_ = VisionTransformer(config_.model); }));
+  MKD_RETURN_IF_ERROR(
+      CatchTorch("building the student", [&] { model_ = VisionTransformer(config_.model); }));
   optimizer_ = std::make_unique<AdamW>(model_->named_parameters(), config_.optim);
 
   LoaderOptions train;
@@ -81,13 +112,13 @@ absl::Status Trainer::Init() {
 
   steps_per_epoch_ = train_loader_->batches_per_epoch();
   if (steps_per_epoch_ < 1) {
-    return absl::InvalidArgumentError(absl::StrCat("config key 'data.batch_size': ",
-                                                   config_.data.batch_size, " is larger than the ",
-                                                   train_loader_->samples_per_epoch(),
-                                                   " training examples"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config key 'data.batch_size': ", config_.data.batch_size, " is larger than the ",
+        train_loader_->samples_per_epoch(), " training examples"));
   }
   total_steps_ = steps_per_epoch_ * config_.optim.epochs;
-  peak_lr_ = config_.optim.lr * static_cast<double>(config_.data.batch_size) / config_.optim.lr_base_batch;
+  peak_lr_ =
+      config_.optim.lr * static_cast<double>(config_.data.batch_size) / config_.optim.lr_base_batch;
 
   if (teacher_) {
     MKD_ASSIGN_OR_RETURN(criterion_, ParseMaskCriterion(config_.distill.criterion));
@@ -98,14 +129,16 @@ absl::Status Trainer::Init() {
           " images but the student gets ", config_.model.in_chans, "x", config_.model.img_size));
     }
     if (t.num_classes != config_.model.num_classes) {
-      return absl::InvalidArgumentError(absl::StrCat("config key 'distill.teacher_model': the teacher has ",
-                                                     t.num_classes, " classes, the student ",
-                                                     config_.model.num_classes));
+      return absl::InvalidArgumentError(
+          absl::StrCat("config key 'distill.teacher_model': the teacher has ", t.num_classes,
+                       " classes, the student ", config_.model.num_classes));
     }
   }
   std::error_code ec;
   std::filesystem::create_directories(config_.run.out_dir, ec);
-  if (ec) return absl::InternalError(absl::StrCat("cannot create '", config_.run.out_dir, "': ", ec.message()));
+  if (ec)
+    return absl::InternalError(
+        absl::StrCat("cannot create '", config_.run.out_dir, "': ", ec.message()));
   return absl::OkStatus();
 }
 
@@ -147,63 +180,62 @@ absl::StatusOr<torch::Tensor> Trainer::SelectForTeacher(const torch::Tensor& ima
   }
   if (criterion_ == MaskCriterion::kAll) k = t.num_patches();
   // Random selection is seeded per step so a resumed run picks the same.
-  auto gen = at::detail::createCPUGenerator(MixSeed({config_.seed, static_cast<uint64_t>(step_), 0x6d61736b}));
+  auto gen = at::detail::createCPUGenerator(
+      MixSeed({config_.seed, static_cast<uint64_t>(step_), 0x6d61736b}));
   return SelectPatches(scores, k, criterion_, gen);
+}
+
+absl::StatusOr<torch::Tensor> Trainer::ComputeLoss(const Batch& batch, StepResult* r) {
+  CpuAutocast autocast(config_.run.precision == "bf16");  // Ends before backward.
+  ForwardOptions fo;
+  fo.saliency = teacher_ && (criterion_ == MaskCriterion::kStudentTopk ||
+                             criterion_ == MaskCriterion::kBottomk);
+  fo.saliency_mode = config_.distill.saliency == "patch_keys" ? SaliencyMode::kPatchKeys
+                                                              : SaliencyMode::kAllKeys;
+  ViTOutput out = model_->Forward(batch.images, fo);
+  torch::Tensor logits = out.logits.to(torch::kFloat32);  // Losses in fp32 at any precision.
+  if (!teacher_) {
+    torch::Tensor loss = SoftTargetCrossEntropy(logits, batch.targets);
+    r->ce = loss.item<double>();
+    return loss;
+  }
+  const ViTConfig& t = teacher_->config();
+  MKD_ASSIGN_OR_RETURN(int64_t k, KeepCount(KeepRatioNow(), t.num_patches()));
+  MKD_ASSIGN_OR_RETURN(torch::Tensor idx, SelectForTeacher(batch.images, out.saliency, k));
+  MKD_ASSIGN_OR_RETURN(torch::Tensor t_logits, teacher_->Logits(batch.images, idx));
+  r->kept_tokens = idx.size(1);
+  flops_spent_ += batch.images.size(0) * ViTForwardFlops(t, r->kept_tokens);
+  flops_full_ += batch.images.size(0) * ViTForwardFlops(t, t.num_patches());
+  DistillLossOptions lo{config_.distill.alpha, config_.distill.tau,
+                        *ParseKdKind(config_.distill.kind)};
+  DistillLossTerms terms = DistillLoss(logits, t_logits.to(torch::kFloat32), batch.targets, lo);
+  r->ce = terms.ce.item<double>();
+  r->kd = terms.kd.item<double>();
+  return terms.total;
 }
 
 absl::StatusOr<StepResult> Trainer::TrainStep(const Batch& batch) {
   StepResult r;
   r.lr = ScheduledLr(config_.optim, peak_lr_, step_,
-                     static_cast<int64_t>(config_.optim.warmup_epochs * steps_per_epoch_), total_steps_);
+                     static_cast<int64_t>(config_.optim.warmup_epochs * steps_per_epoch_),
+                     total_steps_);
   model_->train();
-  const bool want_saliency = teacher_ && (criterion_ == MaskCriterion::kStudentTopk ||
-                                          criterion_ == MaskCriterion::kBottomk);
-  absl::Status status;  // Errors from the teacher, set inside the lambda.
-  absl::Status thrown = CatchTorch("train step", [&] {
-    ForwardOptions fo;
-    fo.saliency = want_saliency;
-    fo.saliency_mode = config_.distill.saliency == "patch_keys" ? SaliencyMode::kPatchKeys
-                                                                : SaliencyMode::kAllKeys;
-    ViTOutput out = model_->Forward(batch.images, fo);
-    torch::Tensor loss;
-    if (teacher_) {
-      const ViTConfig& t = teacher_->config();
-      auto k = KeepCount(KeepRatioNow(), t.num_patches());
-      auto idx = k.ok() ? SelectForTeacher(batch.images, out.saliency, *k) : k.status();
-      if (!idx.ok()) {
-        status = idx.status();
-        return;
-      }
-      auto t_logits = teacher_->Logits(batch.images, *idx);
-      if (!t_logits.ok()) {
-        status = t_logits.status();
-        return;
-      }
-      r.kept_tokens = idx->size(1);
-      flops_spent_ += batch.images.size(0) * ViTForwardFlops(t, r.kept_tokens);
-      flops_full_ += batch.images.size(0) * ViTForwardFlops(t, t.num_patches());
-      DistillLossOptions lo{config_.distill.alpha, config_.distill.tau, *ParseKdKind(config_.distill.kind)};
-      DistillLossTerms terms = DistillLoss(out.logits, *t_logits, batch.targets, lo);
-      loss = terms.total;
-      r.ce = terms.ce.item<double>();
-      r.kd = terms.kd.item<double>();
-    } else {
-      loss = SoftTargetCrossEntropy(out.logits, batch.targets);
-      r.ce = loss.item<double>();
-    }
+  absl::StatusOr<torch::Tensor> loss = absl::UnknownError("no loss");
+  MKD_RETURN_IF_ERROR(CatchTorch("train step", [&] {
+    loss = ComputeLoss(batch, &r);
+    if (!loss.ok()) return;
     optimizer_->ZeroGrad();
-    loss.backward();
+    loss->backward();
     if (config_.optim.clip_grad_norm > 0) {
       torch::nn::utils::clip_grad_norm_(model_->parameters(), config_.optim.clip_grad_norm);
     }
     optimizer_->Step(r.lr);
-    r.loss = loss.item<double>();
-  });
-  MKD_RETURN_IF_ERROR(thrown);
-  MKD_RETURN_IF_ERROR(status);
+    r.loss = loss->item<double>();
+  }));
+  MKD_RETURN_IF_ERROR(loss.status());
   if (!std::isfinite(r.loss)) {
-    return absl::FailedPreconditionError(absl::StrCat("loss is ", r.loss, " at step ", step_,
-                                                      "; lower optim.lr or set optim.clip_grad_norm"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "loss is ", r.loss, " at step ", step_, "; lower optim.lr or set optim.clip_grad_norm"));
   }
   return r;
 }

@@ -10,6 +10,7 @@
 
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <torch/torch.h>
@@ -60,6 +61,11 @@ class Trainer {
   // Loads student weights (safetensors) for eval-only runs.
   absl::Status LoadWeights(const std::string& path);
 
+  // The evaluation Train() ran after its last step, if it ran one there.
+  std::optional<EvalResult> final_eval() const {
+    return last_eval_step_ == step_ ? last_eval_ : std::nullopt;
+  }
+
   VisionTransformer& model() { return model_; }
   int64_t step() const { return step_; }
   double teacher_flops_spent() const { return flops_spent_; }
@@ -70,6 +76,10 @@ class Trainer {
           std::unique_ptr<Dataset> eval_data, std::unique_ptr<Teacher> teacher);
   absl::Status Init();
   absl::StatusOr<StepResult> TrainStep(const Batch& batch);
+  // Forward passes (student; teacher in distill mode) and the loss, under
+  // autocast if run.precision is bf16. Fills r's loss terms. May throw
+  // c10::Error; TrainStep catches it.
+  absl::StatusOr<torch::Tensor> ComputeLoss(const Batch& batch, StepResult* r);
   absl::StatusOr<torch::Tensor> SelectForTeacher(const torch::Tensor& images,
                                                  const torch::Tensor& saliency, int64_t k);
   double KeepRatioNow() const;
@@ -100,6 +110,9 @@ class Trainer {
   double flops_spent_ = 0;  // Teacher FLOPs so far.
   double flops_full_ = 0;   // What vanilla KD would have spent.
   int64_t skipped_ = 0;     // Unreadable examples so far.
+
+  std::optional<EvalResult> last_eval_;
+  int64_t last_eval_step_ = -1;
 
   std::FILE* jsonl_ = nullptr;
 };

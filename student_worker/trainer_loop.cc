@@ -96,6 +96,8 @@ absl::Status Trainer::Train(bool resume) {
       if (last || (config_.run.eval_every_epochs > 0 && epoch_ % config_.run.eval_every_epochs == 0)) {
         MKD_ASSIGN_OR_RETURN(EvalResult e, Evaluate());
         LogEval(e);
+        last_eval_ = e;
+        last_eval_step_ = step_;
       }
       if (config_.run.checkpoint_every_steps == 0 || last) MKD_RETURN_IF_ERROR(SaveCheckpoint());
     }

@@ -168,6 +168,22 @@ TEST(TrainerTest, ResumeReachesTheSameWeights) {
   }
 }
 
+TEST(TrainerTest, Bfloat16AutocastTrains) {
+  std::string dir = NewDir("bf16");
+  TrainConfig c = Tiny(dir);
+  c.optim.epochs = 1;
+  c.run.precision = "bf16";
+  auto trainer = Trainer::Create(c);
+  ASSERT_TRUE(trainer.ok()) << trainer.status();
+  ASSERT_TRUE((*trainer)->Train(false).ok());
+  EXPECT_EQ((*trainer)->step(), 8);
+  for (const auto& p : (*trainer)->model()->parameters()) {
+    EXPECT_EQ(p.scalar_type(), torch::kFloat32) << "weights stay fp32";
+  }
+  auto metrics = Metrics(dir);
+  EXPECT_TRUE(std::isfinite(metrics.back()["loss"].get<double>()));
+}
+
 TEST(TrainerTest, ConfigMismatchesAreClearErrors) {
   std::string dir = NewDir("bad");
   TrainConfig c = Tiny(dir);
