@@ -6,11 +6,12 @@
 #   runs/repro/table.md  mean +- std top-1 and teacher GFLOPs per variant
 #   runs/repro/plot.png  accuracy vs teacher FLOPs (if matplotlib is there)
 # Env: SEEDS (default "0 1 2"), EPOCHS (default: the student config's),
+#      MKD_STUDENT (binary; default build/bin/mkd-student),
 #      TEACHER (weights; default: the demo's cached teacher, trained if absent).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seeds=${SEEDS:-"0 1 2"}
-bin=build/bin/mkd-student
+bin=${MKD_STUDENT:-build/bin/mkd-student}
 out=runs/repro
 mkdir -p "$out"
 

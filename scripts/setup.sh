@@ -12,6 +12,9 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   zlib1g-dev libturbojpeg0-dev libpng-dev
   dataset-fashion-mnist
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  prometheus-cpp-dev libcpp-httplib-dev
+  prometheus python3-grpcio python3-protobuf
 )
 for arg in "$@"; do
   case "$arg" in

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/config_yaml.h"
 #include "common/file_util.h"
 #include "common/losses.h"
 #include "common/masking.h"
@@ -96,66 +97,6 @@ const std::map<std::string, Setter>& Setters() {
 
 #undef MKD_FIELD
 
-// Flattens nested maps into dotted keys; `model` stays whole (a preset
-// name or an inline model config).
-void Flatten(const YAML::Node& node, const std::string& prefix,
-             std::map<std::string, YAML::Node>* out) {
-  for (const auto& kv : node) {
-    std::string key = prefix.empty() ? kv.first.as<std::string>()
-                                     : absl::StrCat(prefix, ".", kv.first.as<std::string>());
-    if (kv.second.IsMap() && key != "model") {
-      Flatten(kv.second, key, out);
-    } else {
-      (*out)[key] = kv.second;
-    }
-  }
-}
-
-absl::Status ApplyOverride(const std::string& text, std::map<std::string, YAML::Node>* flat) {
-  size_t eq = text.find('=');
-  if (eq == std::string::npos || eq == 0) {
-    return absl::InvalidArgumentError(absl::StrCat("--set '", text, "': expected key=value"));
-  }
-  std::string key = text.substr(0, eq);
-  YAML::Node value;
-  try {
-    value = YAML::Load(text.substr(eq + 1));
-  } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat("--set '", text, "': bad value: ", e.what()));
-  }
-  if (key.rfind("model.", 0) == 0) {  // A key inside the model config.
-    YAML::Node model = (*flat)["model"];
-    if (!model.IsMap()) {
-      YAML::Node map;
-      if (model.IsScalar()) map["preset"] = model.Scalar();
-      model = map;
-    }
-    model[key.substr(6)] = value;
-    (*flat)["model"] = model;
-    return absl::OkStatus();
-  }
-  (*flat)[key] = value;
-  return absl::OkStatus();
-}
-
-absl::Status ResolveModel(const YAML::Node& node, TrainConfig& c) {
-  if (!node || node.IsNull()) return ConfigKeyError(kWhat, "model", "is required");
-  if (node.IsScalar()) {
-    c.model_spec = node.Scalar();
-    auto model = ResolveViTConfig(c.model_spec);
-    if (!model.ok()) return ConfigKeyError(kWhat, "model", model.status().message());
-    c.model = *model;
-    return absl::OkStatus();
-  }
-  YAML::Emitter out;
-  out << node;
-  c.model_spec = "inline";
-  auto model = ParseViTConfigYaml(out.c_str());
-  if (!model.ok()) return ConfigKeyError(kWhat, "model", model.status().message());
-  c.model = *model;
-  return absl::OkStatus();
-}
-
 absl::Status Validate(TrainConfig& c) {
   auto bad = [](const char* key, absl::string_view why) { return ConfigKeyError(kWhat, key, why); };
   if (c.mode != "train" && c.mode != "distill") return bad("mode", "must be train or distill");
@@ -214,19 +155,11 @@ absl::Status Validate(TrainConfig& c) {
 
 absl::StatusOr<TrainConfig> ParseTrainConfig(const std::string& yaml_text,
                                              const std::vector<std::string>& overrides) {
-  YAML::Node root;
-  try {
-    root = YAML::Load(yaml_text);
-  } catch (const YAML::Exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat("config is not valid YAML: ", e.what()));
-  }
-  if (!root.IsMap() && !root.IsNull()) return absl::InvalidArgumentError("config must be a YAML mapping");
-  std::map<std::string, YAML::Node> flat;
-  if (root.IsMap()) Flatten(root, "", &flat);
-  for (const std::string& o : overrides) MKD_RETURN_IF_ERROR(ApplyOverride(o, &flat));
+  MKD_ASSIGN_OR_RETURN(auto flat, FlattenConfig(yaml_text, overrides, {"model"}));
 
   TrainConfig config;
-  MKD_RETURN_IF_ERROR(ResolveModel(flat["model"], config));
+  MKD_ASSIGN_OR_RETURN(config.model,
+                       ModelFromConfigNode(flat["model"], kWhat, "model", &config.model_spec));
   for (const auto& [key, node] : flat) {
     if (key == "model") continue;
     auto it = Setters().find(key);

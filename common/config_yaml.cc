@@ -1,0 +1,89 @@
+#include "common/config_yaml.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/yaml_util.h"
+
+namespace mkd {
+namespace {
+
+void Flatten(const YAML::Node& node, const std::string& prefix, const std::set<std::string>& whole,
+             std::map<std::string, YAML::Node>* out) {
+  for (const auto& kv : node) {
+    std::string key = prefix.empty() ? kv.first.as<std::string>()
+                                     : absl::StrCat(prefix, ".", kv.first.as<std::string>());
+    if (kv.second.IsMap() && whole.count(key) == 0) {
+      Flatten(kv.second, key, whole, out);
+    } else {
+      (*out)[key] = kv.second;
+    }
+  }
+}
+
+absl::Status ApplyOverride(const std::string& text, const std::set<std::string>& whole,
+                           std::map<std::string, YAML::Node>* flat) {
+  size_t eq = text.find('=');
+  if (eq == std::string::npos || eq == 0) {
+    return absl::InvalidArgumentError(absl::StrCat("--set '", text, "': expected key=value"));
+  }
+  std::string key = text.substr(0, eq);
+  YAML::Node value;
+  try {
+    value = YAML::Load(text.substr(eq + 1));
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("--set '", text, "': bad value: ", e.what()));
+  }
+  for (const std::string& w : whole) {
+    if (key.rfind(w + ".", 0) != 0) continue;
+    YAML::Node sub = (*flat)[w];
+    if (!sub.IsMap()) {
+      YAML::Node map;
+      if (sub.IsScalar()) map["preset"] = sub.Scalar();
+      sub = map;
+    }
+    sub[key.substr(w.size() + 1)] = value;
+    (*flat)[w] = sub;
+    return absl::OkStatus();
+  }
+  (*flat)[key] = value;
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::map<std::string, YAML::Node>> FlattenConfig(
+    const std::string& yaml_text, const std::vector<std::string>& overrides,
+    const std::set<std::string>& whole) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::Exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("config is not valid YAML: ", e.what()));
+  }
+  if (!root.IsMap() && !root.IsNull()) return absl::InvalidArgumentError("config must be a YAML mapping");
+  std::map<std::string, YAML::Node> flat;
+  if (root.IsMap()) Flatten(root, "", whole, &flat);
+  for (const std::string& o : overrides) {
+    absl::Status st = ApplyOverride(o, whole, &flat);
+    if (!st.ok()) return st;
+  }
+  return flat;
+}
+
+absl::StatusOr<ViTConfig> ModelFromConfigNode(const YAML::Node& node, const std::string& what,
+                                              const std::string& key, std::string* spec) {
+  if (!node || node.IsNull()) return ConfigKeyError(what, key, "is required");
+  absl::StatusOr<ViTConfig> model;
+  if (node.IsScalar()) {
+    *spec = node.Scalar();
+    model = ResolveViTConfig(*spec);
+  } else {
+    YAML::Emitter out;
+    out << node;
+    *spec = "inline";
+    model = ParseViTConfigYaml(out.c_str());
+  }
+  if (!model.ok()) return ConfigKeyError(what, key, model.status().message());
+  return model;
+}
+
+}  // namespace mkd

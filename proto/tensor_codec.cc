@@ -1,0 +1,72 @@
+#include "proto/tensor_codec.h"
+
+#include <torch/torch.h>
+
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "common/dtype.h"
+#include "common/status_macros.h"
+#include "proto/wire.h"
+
+namespace mkd::proto {
+namespace {
+
+torch::Dtype TorchDtype(int dtype) {
+  switch (dtype) {
+    case maskedkd::v1::DTYPE_F16:
+      return torch::kFloat16;
+    case maskedkd::v1::DTYPE_BF16:
+      return torch::kBFloat16;
+    default:
+      return torch::kFloat32;
+  }
+}
+
+}  // namespace
+
+std::string EncodeFloats(const torch::Tensor& t, maskedkd::v1::DType dtype) {
+  torch::Tensor c = t.detach().to(torch::kCPU, TorchDtype(dtype)).contiguous();
+  std::string out(c.numel() * c.element_size(), '\0');
+  std::memcpy(out.data(), c.data_ptr(), out.size());
+  return out;
+}
+
+absl::StatusOr<torch::Tensor> DecodeFloats(absl::string_view bytes, int dtype,
+                                           const std::vector<int64_t>& shape,
+                                           absl::string_view field) {
+  const int64_t size = WireDTypeSize(dtype);
+  if (size == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": dtype ", WireDTypeName(dtype), " is not f32, f16 or bf16"));
+  }
+  MKD_ASSIGN_OR_RETURN(int64_t n, NumElements(shape));
+  if (static_cast<int64_t>(bytes.size()) != n * size) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": ", bytes.size(), " bytes, but ",
+                                                   ShapeString(shape), " ", WireDTypeName(dtype),
+                                                   " needs ", n * size));
+  }
+  torch::Tensor raw = torch::empty(shape, torch::TensorOptions().dtype(TorchDtype(dtype)));
+  std::memcpy(raw.data_ptr(), bytes.data(), bytes.size());
+  return raw.to(torch::kFloat32);
+}
+
+std::string EncodeIndices(const torch::Tensor& idx) {
+  torch::Tensor c = idx.detach().to(torch::kCPU, torch::kInt32).contiguous();
+  std::string out(c.numel() * 4, '\0');
+  std::memcpy(out.data(), c.data_ptr(), out.size());
+  return out;
+}
+
+absl::StatusOr<torch::Tensor> DecodeIndices(absl::string_view bytes, int64_t b, int64_t k) {
+  if (static_cast<int64_t>(bytes.size()) != b * k * 4) {
+    return absl::InvalidArgumentError(absl::StrCat("kept_indices: ", bytes.size(),
+                                                   " bytes, but [", b, ", ", k,
+                                                   "] int32 needs ", b * k * 4));
+  }
+  torch::Tensor raw = torch::empty({b, k}, torch::kInt32);
+  std::memcpy(raw.data_ptr(), bytes.data(), bytes.size());
+  return raw.to(torch::kInt64);
+}
+
+}  // namespace mkd::proto

@@ -1,0 +1,35 @@
+// Tensors <-> the raw little-endian bytes in TeacherService messages.
+// Decoding checks sizes; the element values are trusted (any bit pattern is
+// some float).
+#ifndef MKD_PROTO_TENSOR_CODEC_H_
+#define MKD_PROTO_TENSOR_CODEC_H_
+
+#include <string>
+#include <vector>
+
+#include <torch/types.h>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "maskedkd/v1/teacher.pb.h"
+
+namespace mkd::proto {
+
+// `t` (any floating dtype, any device) converted to `dtype` and laid out
+// contiguously on the CPU, as bytes.
+std::string EncodeFloats(const torch::Tensor& t, maskedkd::v1::DType dtype);
+
+// Bytes holding `shape` elements of `dtype` as a float32 CPU tensor.
+// kInvalidArgument naming `field` when the byte count does not match.
+absl::StatusOr<torch::Tensor> DecodeFloats(absl::string_view bytes, int dtype,
+                                           const std::vector<int64_t>& shape,
+                                           absl::string_view field);
+
+// Kept indices [b, k] (any integer dtype) as int32 bytes, and back to int64
+// (sizes checked; ranges are the validator's job).
+std::string EncodeIndices(const torch::Tensor& idx);
+absl::StatusOr<torch::Tensor> DecodeIndices(absl::string_view bytes, int64_t b, int64_t k);
+
+}  // namespace mkd::proto
+
+#endif  // MKD_PROTO_TENSOR_CODEC_H_

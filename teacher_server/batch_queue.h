@@ -1,0 +1,83 @@
+// The dynamic batcher's scheduling policy, free of threads, clocks and
+// tensors so that tests drive it with made-up times.
+//
+// Work is bucketed by k (kept tokens per image): a forward pass needs one k,
+// and padding to a common k would waste the FLOPs masking saved. A bucket is
+// dispatched when its tokens (sum of b*(k+1)) reach the budget, when its
+// oldest work has waited max_queue_delay, or when draining. Within a batch,
+// jobs take turns by tokens served (start-time fair queuing), so one job's
+// backlog cannot starve another's.
+//
+// Not thread-safe: the Batcher serialises calls under its mutex.
+#ifndef MKD_TEACHER_SERVER_BATCH_QUEUE_H_
+#define MKD_TEACHER_SERVER_BATCH_QUEUE_H_
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace mkd::teacher {
+
+struct QueuedWork {
+  std::string job_id;
+  int64_t images = 0;  // b
+  int64_t kept = 0;    // k (patch tokens; +1 CLS in the budget)
+  absl::Time enqueued;
+  absl::Time deadline = absl::InfiniteFuture();
+  uint64_t ticket = 0;  // Set by Push: the owner's handle on the payload.
+
+  int64_t tokens() const { return images * (kept + 1); }
+};
+
+struct BatchQueueOptions {
+  int64_t max_tokens_per_batch = 16384;
+  absl::Duration max_queue_delay = absl::Microseconds(2000);
+  int64_t max_queued = 512;          // Micro-batches waiting, all jobs.
+  int64_t max_queued_per_job = 128;  // ... and per job.
+};
+
+class BatchQueue {
+ public:
+  explicit BatchQueue(BatchQueueOptions options) : options_(options) {}
+
+  // Queues `work` and returns its ticket; kResourceExhausted (naming the
+  // limit) when the queue or the job's share of it is full.
+  absl::StatusOr<uint64_t> Push(QueuedWork work);
+
+  // Removes and returns the work whose deadline is at or before `now`.
+  std::vector<QueuedWork> TakeExpired(absl::Time now);
+
+  // Removes and returns the next batch if one should run at `now` (all work
+  // has the same k, in fair-share order); otherwise returns nothing and sets
+  // *wake_at to when a batch or a deadline falls due (InfiniteFuture when
+  // empty). With `drain`, any waiting work is dispatched at once.
+  std::vector<QueuedWork> TakeBatch(absl::Time now, bool drain, absl::Time* wake_at);
+
+  int64_t size() const { return total_; }
+  // Tokens (sum of b*(k+1)) served per job so far, for fairness tests.
+  int64_t served_tokens(const std::string& job) const;
+
+ private:
+  struct Bucket {
+    std::map<std::string, std::deque<QueuedWork>> by_job;
+    int64_t tokens = 0;
+  };
+  absl::Time Oldest(const Bucket& b) const;
+
+  const BatchQueueOptions options_;
+  std::map<int64_t, Bucket> buckets_;        // By k.
+  std::map<std::string, int64_t> queued_;    // Work per job.
+  std::map<std::string, int64_t> served_;    // Virtual time per job, in tokens.
+  int64_t total_ = 0;
+  uint64_t next_ticket_ = 1;
+};
+
+}  // namespace mkd::teacher
+
+#endif  // MKD_TEACHER_SERVER_BATCH_QUEUE_H_

@@ -1,0 +1,148 @@
+#include "teacher_server/batcher.h"
+
+#include <torch/torch.h>
+
+#include "common/flops.h"
+
+namespace mkd::teacher {
+namespace {
+
+BatchQueueOptions QueueOptions(const BatcherConfig& c) {
+  BatchQueueOptions o;
+  o.max_tokens_per_batch = c.max_tokens_per_batch;
+  o.max_queue_delay = absl::Microseconds(c.max_queue_delay_us);
+  o.max_queued = c.max_queued;
+  o.max_queued_per_job = c.max_queued_per_job;
+  return o;
+}
+
+}  // namespace
+
+Batcher::Batcher(Engine* engine, const BatcherConfig& config, TeacherMetrics* metrics)
+    : engine_(engine),
+      metrics_(metrics),
+      model_(engine->config()),
+      queue_(QueueOptions(config)),
+      thread_([this] { Loop(); }) {}
+
+Batcher::~Batcher() { Shutdown(); }
+
+absl::Status Batcher::Submit(WorkItem item, WorkDone done) {
+  QueuedWork w;
+  w.job_id = item.job_id;
+  w.images = item.idx.size(0);
+  w.kept = item.idx.size(1);
+  w.enqueued = absl::Now();
+  w.deadline = item.deadline;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return absl::UnavailableError("teacher is shutting down");
+    absl::StatusOr<uint64_t> ticket = queue_.Push(std::move(w));
+    if (!ticket.ok()) return ticket.status();
+    pending_.emplace(*ticket, Pending{std::move(item), std::move(done), absl::Now()});
+    if (metrics_) metrics_->SetQueued(queue_.size());
+  }
+  wake_.notify_one();
+  return absl::OkStatus();
+}
+
+void Batcher::Shutdown() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  wake_.notify_one();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Batcher::Loop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    const absl::Time now = absl::Now();
+    // Work past its deadline is answered without being computed: its
+    // student has stopped waiting, so the FLOPs would be wasted.
+    std::vector<Pending> expired;
+    for (QueuedWork& w : queue_.TakeExpired(now)) {
+      auto it = pending_.find(w.ticket);
+      expired.push_back(std::move(it->second));
+      pending_.erase(it);
+    }
+    absl::Time wake_at;
+    std::vector<QueuedWork> batch = queue_.TakeBatch(now, stopping_, &wake_at);
+    if (metrics_) metrics_->SetQueued(queue_.size());
+    if (!expired.empty() || !batch.empty()) {
+      lock.unlock();
+      for (Pending& p : expired) {
+        WorkResult r;
+        r.status = absl::DeadlineExceededError("deadline passed while queued; not computed");
+        r.queue_seconds = absl::ToDoubleSeconds(now - p.enqueued);
+        p.done(std::move(r));
+      }
+      if (!batch.empty()) RunBatch(std::move(batch));
+      lock.lock();
+      continue;
+    }
+    if (stopping_ && queue_.size() == 0) return;
+    if (wake_at == absl::InfiniteFuture()) {
+      wake_.wait(lock);
+    } else {
+      wake_.wait_for(lock, absl::ToChronoNanoseconds(wake_at - now));
+    }
+  }
+}
+
+void Batcher::RunBatch(std::vector<QueuedWork> batch) {
+  std::vector<Pending> work;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const QueuedWork& w : batch) {
+      auto it = pending_.find(w.ticket);
+      work.push_back(std::move(it->second));
+      pending_.erase(it);
+    }
+  }
+  const absl::Time start = absl::Now();
+  std::vector<torch::Tensor> patches, idx;
+  bool features = false;
+  int64_t images = 0, tokens = 0;
+  for (const Pending& p : work) {
+    patches.push_back(p.item.patches);
+    idx.push_back(p.item.idx);
+    features = features || p.item.features;
+    images += p.item.idx.size(0);
+    tokens += p.item.idx.size(0) * (p.item.idx.size(1) + 1);
+  }
+  absl::StatusOr<EngineOutput> out = absl::InternalError("not run");
+  try {
+    // One forward for all: [sum b, k, C*p*p] (every item has the same k).
+    out = engine_->Run(torch::cat(patches), torch::cat(idx), features);
+  } catch (const std::exception& e) {  // No exception leaves the batcher's thread.
+    out = absl::InternalError(e.what());
+  }
+  const double compute = absl::ToDoubleSeconds(absl::Now() - start);
+  if (metrics_ && out.ok()) {
+    const int64_t k = idx[0].size(1);
+    const double spent = images * ViTForwardFlops(model_, k);
+    const double full = images * ViTForwardFlops(model_, model_.num_patches());
+    metrics_->ObserveBatch(compute, images, tokens, spent, full - spent);
+  }
+  int64_t row = 0;
+  for (Pending& p : work) {
+    const int64_t b = p.item.idx.size(0);
+    WorkResult r;
+    r.queue_seconds = absl::ToDoubleSeconds(start - p.enqueued);
+    r.compute_seconds = compute;
+    r.batched_with = static_cast<int>(work.size());
+    if (out.ok()) {
+      r.output.logits = out->logits.narrow(0, row, b);
+      if (p.item.features) r.output.features = out->features.narrow(0, row, b);
+    } else {
+      r.status = out.status();
+    }
+    if (metrics_) metrics_->ObserveQueueSeconds(r.queue_seconds);
+    row += b;
+    p.done(std::move(r));
+  }
+}
+
+}  // namespace mkd::teacher

@@ -1,0 +1,85 @@
+// The dynamic batcher: merges micro-batches from every stream and job into
+// forward passes of the Engine, on one thread of its own. Policy (buckets by
+// k, token budget, queue delay, fair share, limits) lives in BatchQueue;
+// this class adds the clock, the thread, the tensors and the answers.
+//
+// Thread-safe. Submit never blocks on compute: it queues and returns.
+#ifndef MKD_TEACHER_SERVER_BATCHER_H_
+#define MKD_TEACHER_SERVER_BATCHER_H_
+
+#include <condition_variable>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include <torch/types.h>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "teacher_server/batch_queue.h"
+#include "teacher_server/engine.h"
+#include "teacher_server/metrics.h"
+#include "teacher_server/server_config.h"
+
+namespace mkd::teacher {
+
+struct WorkItem {
+  std::string job_id;
+  torch::Tensor patches;  // [b, k, C*p*p] float32, CPU
+  torch::Tensor idx;      // [b, k] int64
+  bool features = false;
+  absl::Time deadline = absl::InfiniteFuture();
+};
+
+struct WorkResult {
+  absl::Status status;    // kDeadlineExceeded if dropped, engine errors as is.
+  EngineOutput output;    // This work's rows only.
+  double queue_seconds = 0;
+  double compute_seconds = 0;
+  int batched_with = 0;
+};
+
+using WorkDone = std::function<void(WorkResult)>;
+
+class Batcher {
+ public:
+  // `engine` and `metrics` (may be null) must outlive the Batcher.
+  Batcher(Engine* engine, const BatcherConfig& config, TeacherMetrics* metrics);
+  ~Batcher();  // Shutdown().
+
+  // Queues `item`. On OK, `done` is called exactly once, on the batcher's
+  // thread, and must not block. kResourceExhausted when the queue (or the
+  // job's share) is full, kUnavailable after Shutdown began; then `done`
+  // is not called.
+  absl::Status Submit(WorkItem item, WorkDone done);
+
+  // Stops accepting work, computes everything already accepted, answers
+  // it, and joins the thread. Idempotent.
+  void Shutdown();
+
+ private:
+  struct Pending {
+    WorkItem item;
+    WorkDone done;
+    absl::Time enqueued;
+  };
+  void Loop();
+  void RunBatch(std::vector<QueuedWork> batch);
+
+  Engine* const engine_;
+  TeacherMetrics* const metrics_;
+  const ViTConfig model_;
+
+  std::mutex mu_;
+  std::condition_variable wake_;
+  BatchQueue queue_;                       // Guarded by mu_.
+  std::map<uint64_t, Pending> pending_;    // By ticket; guarded by mu_.
+  bool stopping_ = false;                  // Guarded by mu_.
+  std::thread thread_;
+};
+
+}  // namespace mkd::teacher
+
+#endif  // MKD_TEACHER_SERVER_BATCHER_H_

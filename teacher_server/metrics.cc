@@ -1,0 +1,113 @@
+#include "teacher_server/metrics.h"
+
+
+#include "prometheus/text_serializer.h"
+
+namespace mkd::teacher {
+namespace {
+
+using prometheus::BuildCounter;
+using prometheus::BuildGauge;
+using prometheus::BuildHistogram;
+using prometheus::Histogram;
+
+// Powers of `factor` from `start`, `n` of them: Prometheus buckets.
+Histogram::BucketBoundaries Exponential(double start, double factor, int n) {
+  Histogram::BucketBoundaries b;
+  for (int i = 0; i < n; ++i, start *= factor) b.push_back(start);
+  return b;
+}
+
+const char* CodeName(absl::StatusCode code) {
+  switch (code) {
+    case absl::StatusCode::kOk: return "OK";
+    case absl::StatusCode::kCancelled: return "CANCELLED";
+    case absl::StatusCode::kInvalidArgument: return "INVALID_ARGUMENT";
+    case absl::StatusCode::kDeadlineExceeded: return "DEADLINE_EXCEEDED";
+    case absl::StatusCode::kResourceExhausted: return "RESOURCE_EXHAUSTED";
+    case absl::StatusCode::kFailedPrecondition: return "FAILED_PRECONDITION";
+    case absl::StatusCode::kUnavailable: return "UNAVAILABLE";
+    case absl::StatusCode::kInternal: return "INTERNAL";
+    default: return "OTHER";
+  }
+}
+
+}  // namespace
+
+TeacherMetrics::TeacherMetrics()
+    : registry_(std::make_shared<prometheus::Registry>()),
+      requests_(BuildCounter()
+                    .Name("mkd_teacher_requests_total")
+                    .Help("Micro-batches answered, by gRPC status code.")
+                    .Register(*registry_)),
+      received_bytes_(BuildCounter()
+                          .Name("mkd_teacher_received_bytes_total")
+                          .Help("Bytes of DistillRequest messages received.")
+                          .Register(*registry_)
+                          .Add({})),
+      in_flight_(BuildGauge()
+                     .Name("mkd_teacher_in_flight_requests")
+                     .Help("Micro-batches accepted and not yet answered.")
+                     .Register(*registry_)
+                     .Add({})),
+      queued_(BuildGauge()
+                  .Name("mkd_teacher_queued_requests")
+                  .Help("Micro-batches waiting in the batcher's queue.")
+                  .Register(*registry_)
+                  .Add({})),
+      queue_seconds_(BuildHistogram()
+                         .Name("mkd_teacher_queue_seconds")
+                         .Help("Time from a micro-batch's arrival to the start of its batch.")
+                         .Register(*registry_)
+                         .Add({}, Exponential(1e-4, 2.5, 14))),
+      compute_seconds_(BuildHistogram()
+                           .Name("mkd_teacher_compute_seconds")
+                           .Help("Time of one batched teacher forward pass.")
+                           .Register(*registry_)
+                           .Add({}, Exponential(1e-4, 2.5, 14))),
+      batch_images_(BuildHistogram()
+                        .Name("mkd_teacher_batch_images")
+                        .Help("Images per batched forward pass.")
+                        .Register(*registry_)
+                        .Add({}, Exponential(1, 2, 11))),
+      batch_tokens_(BuildHistogram()
+                        .Name("mkd_teacher_batch_tokens")
+                        .Help("Tokens (sum of b*(k+1)) per batched forward pass.")
+                        .Register(*registry_)
+                        .Add({}, Exponential(64, 2, 12))),
+      flops_(BuildCounter()
+                 .Name("mkd_teacher_flops_total")
+                 .Help("Teacher FLOPs spent on forward passes (analytic count).")
+                 .Register(*registry_)
+                 .Add({})),
+      flops_saved_(BuildCounter()
+                       .Name("mkd_teacher_flops_saved_total")
+                       .Help("Teacher FLOPs not spent because patches were masked.")
+                       .Register(*registry_)
+                       .Add({})),
+      batches_(BuildCounter()
+                   .Name("mkd_teacher_batches_total")
+                   .Help("Batched forward passes run.")
+                   .Register(*registry_)
+                   .Add({})) {}
+
+void TeacherMetrics::CountRequest(absl::StatusCode code) {
+  std::lock_guard<std::mutex> lock(mu_);
+  requests_.Add({{"code", CodeName(code)}}).Increment();
+}
+
+void TeacherMetrics::ObserveBatch(double compute_seconds, int64_t images, int64_t tokens,
+                                  double flops, double flops_saved) {
+  compute_seconds_.Observe(compute_seconds);
+  batch_images_.Observe(static_cast<double>(images));
+  batch_tokens_.Observe(static_cast<double>(tokens));
+  flops_.Increment(flops);
+  flops_saved_.Increment(flops_saved);
+  batches_.Increment();
+}
+
+std::string TeacherMetrics::Serialize() const {
+  return prometheus::TextSerializer().Serialize(registry_->Collect());
+}
+
+}  // namespace mkd::teacher

@@ -1,0 +1,58 @@
+// Every metric mkd-teacher exports, with its name and help string, in one
+// place (Prometheus conventions: mkd_teacher_<what>_<unit>, base units,
+// counters end in _total). Built on prometheus-cpp's core registry; the
+// HTTP side is MetricsHttpServer. Thread-safe.
+#ifndef MKD_TEACHER_SERVER_METRICS_H_
+#define MKD_TEACHER_SERVER_METRICS_H_
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "absl/status/status.h"
+#include "prometheus/counter.h"
+#include "prometheus/family.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
+#include "prometheus/registry.h"
+
+namespace mkd::teacher {
+
+class TeacherMetrics {
+ public:
+  TeacherMetrics();
+
+  // One answered micro-batch, by its gRPC status code.
+  void CountRequest(absl::StatusCode code);
+  void AddReceivedBytes(int64_t bytes) { received_bytes_.Increment(static_cast<double>(bytes)); }
+  void AddInFlight(int delta) { in_flight_.Increment(delta); }
+  void SetQueued(int64_t n) { queued_.Set(static_cast<double>(n)); }
+  void ObserveQueueSeconds(double s) { queue_seconds_.Observe(s); }
+  // One forward pass: its time, size, and FLOPs (spent; saved vs all N
+  // patches).
+  void ObserveBatch(double compute_seconds, int64_t images, int64_t tokens, double flops,
+                    double flops_saved);
+
+  // The exposition text of every metric (text format 0.0.4).
+  std::string Serialize() const;
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Family<prometheus::Counter>& requests_;
+  std::mutex mu_;  // Guards the lazily added per-code counters in requests_.
+  prometheus::Counter& received_bytes_;
+  prometheus::Gauge& in_flight_;
+  prometheus::Gauge& queued_;
+  prometheus::Histogram& queue_seconds_;
+  prometheus::Histogram& compute_seconds_;
+  prometheus::Histogram& batch_images_;
+  prometheus::Histogram& batch_tokens_;
+  prometheus::Counter& flops_;
+  prometheus::Counter& flops_saved_;
+  prometheus::Counter& batches_;
+};
+
+}  // namespace mkd::teacher
+
+#endif  // MKD_TEACHER_SERVER_METRICS_H_

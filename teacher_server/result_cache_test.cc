@@ -1,0 +1,59 @@
+#include "teacher_server/result_cache.h"
+
+#include <gtest/gtest.h>
+
+namespace mkd::teacher {
+namespace {
+
+Answer Ok(uint64_t id) {
+  auto r = std::make_shared<maskedkd::v1::DistillResponse>();
+  r->set_micro_batch_id(id);
+  return r;
+}
+
+Answer Err(uint64_t id) {
+  auto r = std::make_shared<maskedkd::v1::DistillResponse>();
+  r->set_micro_batch_id(id);
+  r->set_code(8);
+  return r;
+}
+
+TEST(ResultCache, RepeatsWaitForTheFirstAndThenHitTheCache) {
+  ResultCache cache(4);
+  std::vector<int> got;
+  Answer cached;
+  EXPECT_EQ(cache.Begin("j", 7, [&](Answer) { got.push_back(1); }, &cached),
+            ResultCache::Lookup::kNew);
+  EXPECT_EQ(cache.Begin("j", 7, [&](Answer) { got.push_back(2); }, &cached),
+            ResultCache::Lookup::kWaiting);
+  EXPECT_EQ(cache.Begin("other", 7, [](Answer) {}, &cached), ResultCache::Lookup::kNew);
+  cache.Complete("j", 7, Ok(7));
+  EXPECT_EQ(got, (std::vector<int>{1, 2}));
+  EXPECT_EQ(cache.Begin("j", 7, [&](Answer) { got.push_back(3); }, &cached),
+            ResultCache::Lookup::kDone);
+  ASSERT_NE(cached, nullptr);
+  EXPECT_EQ(cached->micro_batch_id(), 7u);
+  EXPECT_EQ(got.size(), 2u);
+}
+
+TEST(ResultCache, FailuresAreForgottenSoRetriesRecompute) {
+  ResultCache cache(4);
+  Answer cached;
+  ASSERT_EQ(cache.Begin("j", 1, [](Answer) {}, &cached), ResultCache::Lookup::kNew);
+  cache.Complete("j", 1, Err(1));
+  EXPECT_EQ(cache.Begin("j", 1, [](Answer) {}, &cached), ResultCache::Lookup::kNew);
+}
+
+TEST(ResultCache, KeepsOnlyTheLastWindowOfAnswersPerJob) {
+  ResultCache cache(2);
+  Answer cached;
+  for (uint64_t id = 1; id <= 3; ++id) {
+    ASSERT_EQ(cache.Begin("j", id, [](Answer) {}, &cached), ResultCache::Lookup::kNew);
+    cache.Complete("j", id, Ok(id));
+  }
+  EXPECT_EQ(cache.Begin("j", 1, [](Answer) {}, &cached), ResultCache::Lookup::kNew);  // Evicted.
+  EXPECT_EQ(cache.Begin("j", 3, [](Answer) {}, &cached), ResultCache::Lookup::kDone);
+}
+
+}  // namespace
+}  // namespace mkd::teacher

@@ -1,0 +1,55 @@
+#include "teacher_server/server.h"
+
+#include <grpcpp/health_check_service_interface.h>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+
+namespace mkd::teacher {
+
+absl::StatusOr<std::unique_ptr<TeacherServer>> TeacherServer::Start(
+    const TeacherServerConfig& config, std::unique_ptr<Engine> engine) {
+  std::unique_ptr<TeacherServer> s(new TeacherServer());
+  if (engine == nullptr) {
+    MKD_ASSIGN_OR_RETURN(engine, Engine::Create(config));
+  }
+  s->engine_ = std::move(engine);
+  s->metrics_ = std::make_unique<TeacherMetrics>();
+  s->batcher_ = std::make_unique<Batcher>(s->engine_.get(), config.batcher, s->metrics_.get());
+  s->service_ = std::make_unique<TeacherServiceImpl>(config, s->engine_.get(), s->batcher_.get(),
+                                                     s->metrics_.get());
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(), &s->port_);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(config.max_message_bytes));
+  builder.SetMaxSendMessageSize(static_cast<int>(config.max_message_bytes));
+  builder.RegisterService(s->service_.get());
+  s->server_ = builder.BuildAndStart();
+  if (s->server_ == nullptr || s->port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on '", config.listen,
+                                               "' (config key 'listen'); is the port in use?"));
+  }
+  if (!config.metrics_listen.empty()) {
+    TeacherMetrics* metrics = s->metrics_.get();
+    s->http_ = std::make_unique<MetricsHttpServer>([metrics] { return metrics->Serialize(); });
+    MKD_ASSIGN_OR_RETURN(s->metrics_port_, s->http_->Start(config.metrics_listen));
+  }
+  return s;
+}
+
+TeacherServer::~TeacherServer() { Shutdown(); }
+
+void TeacherServer::Shutdown(absl::Duration grace) {
+  std::call_once(shutdown_once_, [&] {
+    if (server_) {
+      server_->GetHealthCheckService()->SetServingStatus(false);
+    }
+    // Accepted work first: its answers go out on streams that are still open.
+    if (batcher_) batcher_->Shutdown();
+    if (server_) server_->Shutdown(absl::ToChronoTime(absl::Now() + grace));
+    if (http_) http_->Stop();
+  });
+}
+
+}  // namespace mkd::teacher

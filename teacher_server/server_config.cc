@@ -1,0 +1,114 @@
+#include "teacher_server/server_config.h"
+
+#include <functional>
+#include <map>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "common/config_yaml.h"
+#include "common/file_util.h"
+#include "common/status_macros.h"
+#include "common/yaml_util.h"
+
+namespace mkd::teacher {
+namespace {
+
+constexpr char kWhat[] = "teacher config";
+
+using Setter =
+    std::function<absl::Status(const YAML::Node&, const std::string&, TeacherServerConfig&)>;
+
+template <typename T>
+Setter Field(std::function<T&(TeacherServerConfig&)> field, const char* type_name) {
+  return [field, type_name](const YAML::Node& n, const std::string& key, TeacherServerConfig& c) {
+    MKD_ASSIGN_OR_RETURN(field(c), YamlScalar<T>(n, kWhat, key, type_name));
+    return absl::OkStatus();
+  };
+}
+
+#define MKD_FIELD(type, path, type_name) \
+  Field<type>([](TeacherServerConfig& c) -> type& { return c.path; }, type_name)
+
+const std::map<std::string, Setter>& Setters() {
+  static const auto* setters = new std::map<std::string, Setter>{
+      {"weights", MKD_FIELD(std::string, weights, "a path")},
+      {"model_id", MKD_FIELD(std::string, model_id, "a string")},
+      {"device", MKD_FIELD(std::string, device, "cpu, cuda or cuda:N")},
+      {"dtype", MKD_FIELD(std::string, dtype, "fp32, bf16 or fp16")},
+      {"threads", MKD_FIELD(int, threads, "an integer")},
+      {"listen", MKD_FIELD(std::string, listen, "host:port")},
+      {"metrics_listen", MKD_FIELD(std::string, metrics_listen, "host:port")},
+      {"max_micro_batch_images", MKD_FIELD(int64_t, max_micro_batch_images, "an integer")},
+      {"max_message_bytes", MKD_FIELD(int64_t, max_message_bytes, "an integer")},
+      {"dedup_window", MKD_FIELD(int64_t, dedup_window, "an integer")},
+      {"batcher.max_tokens_per_batch",
+       MKD_FIELD(int64_t, batcher.max_tokens_per_batch, "an integer")},
+      {"batcher.max_queue_delay_us", MKD_FIELD(int64_t, batcher.max_queue_delay_us, "an integer")},
+      {"batcher.max_queued", MKD_FIELD(int64_t, batcher.max_queued, "an integer")},
+      {"batcher.max_queued_per_job", MKD_FIELD(int64_t, batcher.max_queued_per_job, "an integer")},
+  };
+  return *setters;
+}
+
+#undef MKD_FIELD
+
+bool IsHostPort(const std::string& s) {
+  const size_t colon = s.rfind(':');
+  if (colon == std::string::npos || colon + 1 == s.size()) return false;
+  for (size_t i = colon + 1; i < s.size(); ++i) {
+    if (s[i] < '0' || s[i] > '9') return false;
+  }
+  return std::stol(s.substr(colon + 1)) <= 65535;
+}
+
+absl::Status Validate(const TeacherServerConfig& c) {
+  auto bad = [](const char* key, absl::string_view why) { return ConfigKeyError(kWhat, key, why); };
+  if (c.weights.empty()) return bad("weights", "is required (a .safetensors file)");
+  if (c.device != "cpu" && c.device != "cuda" && !absl::StartsWith(c.device, "cuda:")) {
+    return bad("device", absl::StrCat("must be cpu, cuda or cuda:N, got '", c.device, "'"));
+  }
+  if (c.dtype != "fp32" && c.dtype != "bf16" && c.dtype != "fp16") {
+    return bad("dtype", absl::StrCat("must be fp32, bf16 or fp16, got '", c.dtype, "'"));
+  }
+  if (c.threads < 0) return bad("threads", "must be >= 0");
+  if (!IsHostPort(c.listen)) return bad("listen", absl::StrCat("expected host:port, got '", c.listen, "'"));
+  if (!c.metrics_listen.empty() && !IsHostPort(c.metrics_listen)) {
+    return bad("metrics_listen", absl::StrCat("expected host:port or \"\", got '", c.metrics_listen, "'"));
+  }
+  if (c.max_micro_batch_images < 1) return bad("max_micro_batch_images", "must be positive");
+  if (c.max_message_bytes < 1024) return bad("max_message_bytes", "must be at least 1024");
+  if (c.dedup_window < 0) return bad("dedup_window", "must be >= 0");
+  if (c.batcher.max_tokens_per_batch < 1) return bad("batcher.max_tokens_per_batch", "must be positive");
+  if (c.batcher.max_queue_delay_us < 0) return bad("batcher.max_queue_delay_us", "must be >= 0");
+  if (c.batcher.max_queued < 1) return bad("batcher.max_queued", "must be positive");
+  if (c.batcher.max_queued_per_job < 1) return bad("batcher.max_queued_per_job", "must be positive");
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<TeacherServerConfig> ParseTeacherServerConfig(
+    const std::string& yaml_text, const std::vector<std::string>& overrides) {
+  MKD_ASSIGN_OR_RETURN(auto flat, FlattenConfig(yaml_text, overrides, {"model"}));
+  TeacherServerConfig config;
+  MKD_ASSIGN_OR_RETURN(config.model,
+                       ModelFromConfigNode(flat["model"], kWhat, "model", &config.model_spec));
+  for (const auto& [key, node] : flat) {
+    if (key == "model") continue;
+    auto it = Setters().find(key);
+    if (it == Setters().end()) return ConfigKeyError(kWhat, key, "unknown key");
+    MKD_RETURN_IF_ERROR(it->second(node, key, config));
+  }
+  MKD_RETURN_IF_ERROR(Validate(config));
+  return config;
+}
+
+absl::StatusOr<TeacherServerConfig> LoadTeacherServerConfig(
+    const std::string& path, const std::vector<std::string>& overrides) {
+  MKD_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+  auto config = ParseTeacherServerConfig(text, overrides);
+  if (!config.ok()) return Annotate(config.status(), path);
+  return config;
+}
+
+}  // namespace mkd::teacher

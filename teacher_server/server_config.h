@@ -1,0 +1,50 @@
+// mkd-teacher's configuration: one plain struct with defaults in the
+// declaration, loaded from YAML (+ --set overrides) and validated; an error
+// names the offending key. Torch-free.
+#ifndef MKD_TEACHER_SERVER_SERVER_CONFIG_H_
+#define MKD_TEACHER_SERVER_SERVER_CONFIG_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/vit_config.h"
+
+namespace mkd::teacher {
+
+struct BatcherConfig {
+  int64_t max_tokens_per_batch = 16384;  // Sum of b*(k+1) per forward pass.
+  int64_t max_queue_delay_us = 2000;     // How long work may wait for company.
+  int64_t max_queued = 512;              // Micro-batches waiting, all jobs.
+  int64_t max_queued_per_job = 128;
+};
+
+struct TeacherServerConfig {
+  ViTConfig model;
+  std::string model_spec;     // `model:` as given (preset, YAML path, "inline").
+  std::string weights;        // safetensors (required).
+  std::string model_id;       // Reported in ModelInfo; default: spec + weights hash.
+  std::string device = "cpu"; // cpu | cuda | cuda:N
+  std::string dtype = "fp32"; // fp32 | bf16 | fp16 (compute dtype)
+  int threads = 0;            // Intra-op threads; 0: one per core.
+  std::string listen = "0.0.0.0:50051";          // gRPC; port 0 picks a free one.
+  std::string metrics_listen = "0.0.0.0:9464";   // /metrics; "" turns it off.
+  int64_t max_micro_batch_images = 256;          // b per request.
+  int64_t max_message_bytes = 64 << 20;          // gRPC receive limit.
+  int64_t dedup_window = 1024;  // Answers remembered per job, for repeated ids.
+  BatcherConfig batcher;
+};
+
+// Parses YAML text with "key=value" overrides; kInvalidArgument naming the
+// key on unknown, ill-typed or out-of-range values.
+absl::StatusOr<TeacherServerConfig> ParseTeacherServerConfig(
+    const std::string& yaml_text, const std::vector<std::string>& overrides);
+
+// Reads `path` and parses it; errors are prefixed with the path.
+absl::StatusOr<TeacherServerConfig> LoadTeacherServerConfig(
+    const std::string& path, const std::vector<std::string>& overrides);
+
+}  // namespace mkd::teacher
+
+#endif  // MKD_TEACHER_SERVER_SERVER_CONFIG_H_

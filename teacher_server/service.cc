@@ -1,0 +1,255 @@
+#include "teacher_server/service.h"
+
+#include <torch/torch.h>
+
+#include <deque>
+#include <mutex>
+
+#include "common/masking.h"
+#include "common/status_macros.h"
+#include "common/tensor_util.h"
+#include "proto/tensor_codec.h"
+
+namespace mkd::teacher {
+namespace {
+
+using maskedkd::v1::DistillRequest;
+using maskedkd::v1::DistillResponse;
+
+maskedkd::v1::DType InfoDtype(const std::string& dtype) {
+  if (dtype == "bf16") return maskedkd::v1::DTYPE_BF16;
+  if (dtype == "fp16") return maskedkd::v1::DTYPE_F16;
+  return maskedkd::v1::DTYPE_F32;
+}
+
+Answer ErrorAnswer(uint64_t id, const absl::Status& status) {
+  auto r = std::make_shared<DistillResponse>();
+  r->set_micro_batch_id(id);
+  r->set_code(static_cast<int>(status.code()));  // absl and gRPC codes agree.
+  r->set_message(std::string(status.message()));
+  return r;
+}
+
+// One Distill stream. Reads are always outstanding (one at a time); answers
+// are written one at a time in completion order. Deletes itself once gRPC
+// is done with it (OnDone) *and* every accepted micro-batch has been
+// answered, since the batcher may answer after the client has gone.
+class DistillReactor final
+    : public grpc::ServerBidiReactor<DistillRequest, DistillResponse> {
+ public:
+  explicit DistillReactor(TeacherServiceImpl* service) : service_(service) {
+    StartRead(&request_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {  // Client half-closed, or the stream broke.
+      std::unique_lock<std::mutex> lock(mu_);
+      reads_done_ = true;
+      MaybeFinish(lock);
+      return;
+    }
+    DistillRequest request;
+    request.Swap(&request_);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++unanswered_;
+    }
+    StartRead(&request_);
+    service_->Handle(request, [this](Answer a) { OnAnswer(std::move(a)); });
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::unique_lock<std::mutex> lock(mu_);
+    writes_.pop_front();
+    if (!ok) writes_.clear();  // The stream is broken; OnDone follows.
+    if (!writes_.empty()) {
+      const DistillResponse* next = writes_.front().get();
+      lock.unlock();
+      StartWrite(next);
+      return;
+    }
+    writing_ = false;
+    MaybeFinish(lock);
+  }
+
+  void OnDone() override {
+    std::unique_lock<std::mutex> lock(mu_);
+    done_ = true;
+    const bool last = unanswered_ == 0;
+    lock.unlock();
+    if (last) delete this;
+  }
+
+ private:
+  void OnAnswer(Answer answer) {
+    std::unique_lock<std::mutex> lock(mu_);
+    --unanswered_;
+    if (done_) {  // Nobody to tell; free ourselves if this was the last.
+      const bool last = unanswered_ == 0;
+      lock.unlock();
+      if (last) delete this;
+      return;
+    }
+    writes_.push_back(std::move(answer));
+    if (writing_) return;
+    writing_ = true;
+    const DistillResponse* next = writes_.front().get();
+    lock.unlock();
+    StartWrite(next);
+  }
+
+  // Ends the stream once the client sent everything and heard every answer.
+  void MaybeFinish(std::unique_lock<std::mutex>& lock) {
+    if (!reads_done_ || unanswered_ > 0 || writing_ || finished_) return;
+    finished_ = true;
+    lock.unlock();
+    Finish(grpc::Status::OK);
+  }
+
+  TeacherServiceImpl* const service_;
+  DistillRequest request_;  // Owned by the read in progress.
+
+  std::mutex mu_;
+  std::deque<Answer> writes_;  // Front is being written. Guarded by mu_.
+  int64_t unanswered_ = 0;     // Guarded by mu_.
+  bool writing_ = false;       // Guarded by mu_.
+  bool reads_done_ = false;    // Guarded by mu_.
+  bool finished_ = false;      // Guarded by mu_.
+  bool done_ = false;          // Guarded by mu_.
+};
+
+}  // namespace
+
+TeacherServiceImpl::TeacherServiceImpl(const TeacherServerConfig& config, Engine* engine,
+                                       Batcher* batcher, TeacherMetrics* metrics)
+    : engine_(engine), batcher_(batcher), metrics_(metrics), cache_(config.dedup_window) {
+  const ViTConfig& m = engine->config();
+  limits_.num_patches = m.num_patches();
+  limits_.patch_dim = m.patch_dim();
+  limits_.in_chans = m.in_chans;
+  limits_.img_size = m.img_size;
+  limits_.max_images = config.max_micro_batch_images;
+
+  info_.set_model_id(engine->model_id());
+  info_.set_architecture(absl::StrCat("vit ", m.name, ": depth ", m.depth, ", dim ", m.embed_dim,
+                                      ", heads ", m.num_heads, ", patch ", m.patch_size));
+  info_.set_image_size(m.img_size);
+  info_.set_patch_size(m.patch_size);
+  info_.set_grid_size(m.grid_size());
+  info_.set_in_channels(m.in_chans);
+  info_.set_num_classes(m.num_classes);
+  for (double v : m.mean) info_.add_mean(static_cast<float>(v));
+  for (double v : m.std) info_.add_std(static_cast<float>(v));
+  info_.set_compute_dtype(InfoDtype(config.dtype));
+  info_.set_device(engine->device());
+  info_.set_max_micro_batch_images(static_cast<int32_t>(config.max_micro_batch_images));
+  info_.set_max_request_bytes(config.max_message_bytes);
+  info_.set_depth(m.depth);
+  info_.set_embed_dim(m.embed_dim);
+  info_.set_num_heads(m.num_heads);
+  info_.set_mlp_ratio(m.mlp_ratio);
+  info_.set_num_prefix_tokens(m.num_prefix_tokens());
+}
+
+grpc::ServerUnaryReactor* TeacherServiceImpl::GetModelInfo(
+    grpc::CallbackServerContext* context, const maskedkd::v1::ModelInfoRequest*,
+    maskedkd::v1::ModelInfo* info) {
+  *info = info_;
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerBidiReactor<DistillRequest, DistillResponse>* TeacherServiceImpl::Distill(
+    grpc::CallbackServerContext*) {
+  return new DistillReactor(this);
+}
+
+void TeacherServiceImpl::Handle(const DistillRequest& request, AnswerFn answer) {
+  if (metrics_) metrics_->AddReceivedBytes(static_cast<int64_t>(request.ByteSizeLong()));
+  const uint64_t id = request.micro_batch_id();
+  absl::Status valid = ValidateDistillRequest(request, limits_);
+  if (!valid.ok()) {
+    if (metrics_) metrics_->CountRequest(valid.code());
+    answer(ErrorAnswer(id, valid));
+    return;
+  }
+  const std::string& job = request.job_id();
+  Answer cached;
+  switch (cache_.Begin(job, id, answer, &cached)) {
+    case ResultCache::Lookup::kWaiting:
+      return;
+    case ResultCache::Lookup::kDone:
+      if (metrics_) metrics_->CountRequest(absl::StatusCode::kOk);
+      answer(cached);
+      return;
+    case ResultCache::Lookup::kNew:
+      break;
+  }
+  absl::StatusOr<WorkItem> item = Decode(request);
+  absl::Status st = item.status();
+  if (st.ok()) {
+    if (metrics_) metrics_->AddInFlight(1);
+    st = batcher_->Submit(std::move(*item), [this, job, id](WorkResult r) {
+      if (metrics_) metrics_->AddInFlight(-1);
+      Finish(job, id, r.status, &r);
+    });
+    if (!st.ok() && metrics_) metrics_->AddInFlight(-1);
+  }
+  if (!st.ok()) Finish(job, id, st, nullptr);
+}
+
+absl::StatusOr<WorkItem> TeacherServiceImpl::Decode(const DistillRequest& request) const {
+  // Whole images are cut to their kept patches here, so the batcher and
+  // the engine only ever see [b, k, C*p*p].
+  const ViTConfig& m = engine_->config();
+  WorkItem item;
+  item.job_id = request.job_id();
+  item.features = request.want_features();
+  if (request.timeout_ms() > 0) item.deadline = absl::Now() + absl::Milliseconds(request.timeout_ms());
+  MKD_ASSIGN_OR_RETURN(item.idx,
+                       proto::DecodeIndices(request.kept_indices(), request.batch(), request.kept()));
+  const bool images = request.payload_kind() == maskedkd::v1::PAYLOAD_KIND_IMAGES;
+  std::vector<int64_t> shape =
+      images ? std::vector<int64_t>{request.batch(), m.in_chans, m.img_size, m.img_size}
+             : std::vector<int64_t>{request.batch(), request.kept(), m.patch_dim()};
+  MKD_ASSIGN_OR_RETURN(torch::Tensor payload,
+                       proto::DecodeFloats(request.payload(), request.payload_dtype(), shape,
+                                           "payload"));
+  if (!images) {
+    item.patches = payload;
+    return item;
+  }
+  MKD_RETURN_IF_ERROR(CatchTorch("cutting patches", [&] {
+    item.patches = CutPatches(payload, item.idx, m.patch_size);
+  }));
+  return item;
+}
+
+void TeacherServiceImpl::Finish(const std::string& job, uint64_t id, const absl::Status& status,
+                                WorkResult* result) {
+  if (metrics_) metrics_->CountRequest(status.code());
+  Answer answer;
+  if (!status.ok()) {
+    auto r = std::const_pointer_cast<DistillResponse>(ErrorAnswer(id, status));
+    if (result) r->set_queue_seconds(result->queue_seconds);
+    answer = r;
+  } else {
+    auto r = std::make_shared<DistillResponse>();
+    r->set_micro_batch_id(id);
+    r->set_logits_dtype(maskedkd::v1::DTYPE_F32);
+    for (int64_t d : result->output.logits.sizes()) r->add_logits_shape(d);
+    r->set_logits(proto::EncodeFloats(result->output.logits, maskedkd::v1::DTYPE_F32));
+    if (result->output.features.defined()) {
+      for (int64_t d : result->output.features.sizes()) r->add_features_shape(d);
+      r->set_features(proto::EncodeFloats(result->output.features, maskedkd::v1::DTYPE_F32));
+    }
+    r->set_queue_seconds(result->queue_seconds);
+    r->set_compute_seconds(result->compute_seconds);
+    r->set_batched_with(result->batched_with);
+    answer = r;
+  }
+  cache_.Complete(job, id, std::move(answer));
+}
+
+}  // namespace mkd::teacher

@@ -1,0 +1,56 @@
+// TeacherService over gRPC's callback API: GetModelInfo, and Distill, a
+// bidirectional stream of micro-batches answered in completion order.
+// A bad micro-batch gets its own INVALID_ARGUMENT answer; the stream and
+// the server carry on. Handlers never block: work goes to the Batcher.
+// Thread-safe.
+#ifndef MKD_TEACHER_SERVER_SERVICE_H_
+#define MKD_TEACHER_SERVER_SERVICE_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include "maskedkd/v1/teacher.grpc.pb.h"
+#include "teacher_server/batcher.h"
+#include "teacher_server/engine.h"
+#include "teacher_server/metrics.h"
+#include "teacher_server/result_cache.h"
+#include "teacher_server/server_config.h"
+#include "teacher_server/validation.h"
+
+namespace mkd::teacher {
+
+class TeacherServiceImpl final : public maskedkd::v1::TeacherService::CallbackService {
+ public:
+  // Pointers must outlive the service.
+  TeacherServiceImpl(const TeacherServerConfig& config, Engine* engine, Batcher* batcher,
+                     TeacherMetrics* metrics);
+
+  grpc::ServerUnaryReactor* GetModelInfo(grpc::CallbackServerContext* context,
+                                         const maskedkd::v1::ModelInfoRequest* request,
+                                         maskedkd::v1::ModelInfo* info) override;
+  grpc::ServerBidiReactor<maskedkd::v1::DistillRequest, maskedkd::v1::DistillResponse>* Distill(
+      grpc::CallbackServerContext* context) override;
+
+  // One micro-batch, from any stream: validate, deduplicate, decode, queue.
+  // `answer` is called exactly once (maybe inline, maybe on the batcher's
+  // thread) with the response for `request`.
+  void Handle(const maskedkd::v1::DistillRequest& request, AnswerFn answer);
+
+  const maskedkd::v1::ModelInfo& info() const { return info_; }
+
+ private:
+  absl::StatusOr<WorkItem> Decode(const maskedkd::v1::DistillRequest& request) const;
+  void Finish(const std::string& job, uint64_t id, const absl::Status& status, WorkResult* result);
+
+  // Constant after construction.
+  Engine* const engine_;
+  Batcher* const batcher_;
+  TeacherMetrics* const metrics_;
+  RequestLimits limits_;
+  maskedkd::v1::ModelInfo info_;
+
+  ResultCache cache_;
+};
+
+}  // namespace mkd::teacher
+
+#endif  // MKD_TEACHER_SERVER_SERVICE_H_

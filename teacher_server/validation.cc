@@ -1,0 +1,86 @@
+#include "teacher_server/validation.h"
+
+#include <cstring>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "proto/wire.h"
+
+namespace mkd::teacher {
+namespace {
+
+using maskedkd::v1::DistillRequest;
+
+absl::Status Bad(absl::string_view field, absl::string_view why) {
+  return absl::InvalidArgumentError(absl::StrCat(field, ": ", why));
+}
+
+absl::Status CheckIndices(const DistillRequest& r, int64_t num_patches) {
+  const int64_t b = r.batch(), k = r.kept();
+  const std::string& bytes = r.kept_indices();
+  if (static_cast<int64_t>(bytes.size()) != b * k * 4) {
+    return Bad("kept_indices", absl::StrCat(bytes.size(), " bytes, but [", b, ", ", k,
+                                            "] int32 needs ", b * k * 4));
+  }
+  // One pass with a per-row stamp: O(b*k), no allocation per row.
+  std::vector<int64_t> seen_in_row(num_patches, -1);
+  for (int64_t i = 0; i < b; ++i) {
+    for (int64_t j = 0; j < k; ++j) {
+      int32_t v;
+      std::memcpy(&v, bytes.data() + 4 * (i * k + j), 4);
+      if (v < 0 || v >= num_patches) {
+        return Bad("kept_indices", absl::StrCat("index ", v, " at [", i, ", ", j,
+                                                "] is outside [0, ", num_patches, ")"));
+      }
+      if (seen_in_row[v] == i) {
+        return Bad("kept_indices", absl::StrCat("index ", v, " repeats in row ", i));
+      }
+      seen_in_row[v] = i;
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ValidateDistillRequest(const DistillRequest& r, const RequestLimits& limits) {
+  if (r.job_id().empty()) return Bad("job_id", "is empty");
+  if (static_cast<int64_t>(r.job_id().size()) > limits.max_job_id_bytes) {
+    return Bad("job_id", absl::StrCat("is ", r.job_id().size(), " bytes; at most ",
+                                      limits.max_job_id_bytes));
+  }
+  if (r.batch() < 1 || r.batch() > limits.max_images) {
+    return Bad("batch", absl::StrCat(r.batch(), " is outside [1, ", limits.max_images, "]"));
+  }
+  if (r.kept() < 1 || r.kept() > limits.num_patches) {
+    return Bad("kept", absl::StrCat(r.kept(), " is outside [1, ", limits.num_patches,
+                                    "] (the teacher's patch count)"));
+  }
+  absl::Status st = CheckIndices(r, limits.num_patches);
+  if (!st.ok()) return st;
+  const int64_t elem = proto::WireDTypeSize(r.payload_dtype());
+  if (elem == 0) {
+    return Bad("payload_dtype", absl::StrCat(proto::WireDTypeName(r.payload_dtype()),
+                                             " is not F32, F16 or BF16"));
+  }
+  int64_t elements = 0;
+  switch (r.payload_kind()) {
+    case maskedkd::v1::PAYLOAD_KIND_UNSPECIFIED:
+    case maskedkd::v1::PAYLOAD_KIND_KEPT_PATCHES:
+      elements = int64_t{r.batch()} * r.kept() * limits.patch_dim;
+      break;
+    case maskedkd::v1::PAYLOAD_KIND_IMAGES:
+      elements = int64_t{r.batch()} * limits.in_chans * limits.img_size * limits.img_size;
+      break;
+    default:
+      return Bad("payload_kind", absl::StrCat("unknown value ", r.payload_kind()));
+  }
+  if (static_cast<int64_t>(r.payload().size()) != elements * elem) {
+    return Bad("payload", absl::StrCat(r.payload().size(), " bytes, but ", elements, " ",
+                                       proto::WireDTypeName(r.payload_dtype()),
+                                       " values need ", elements * elem));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace mkd::teacher
