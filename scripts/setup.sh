@@ -14,11 +14,11 @@ packages=(
   dataset-fashion-mnist
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   prometheus-cpp-dev libcpp-httplib-dev
-  prometheus python3-grpcio python3-protobuf
+  prometheus python3-grpcio python3-protobuf python3-numpy
 )
 for arg in "$@"; do
   case "$arg" in
-    --reference) packages+=(python3-torch python3-torchvision python3-numpy) ;;
+    --reference) packages+=(python3-torch python3-torchvision) ;;
     --plots) packages+=(python3-matplotlib) ;;
     *) echo "setup: unknown option $arg (expected --reference or --plots)" >&2; exit 2 ;;
   esac

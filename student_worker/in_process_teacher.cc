@@ -9,6 +9,21 @@
 #include "student_worker/teacher.h"
 
 namespace mkd::student {
+
+PendingLogits Teacher::SubmitLogits(const torch::Tensor& images, const torch::Tensor& idx) {
+  std::promise<absl::StatusOr<torch::Tensor>> done;
+  done.set_value(Logits(images, idx));
+  return done.get_future().share();
+}
+
+absl::StatusOr<torch::Tensor> AwaitLogits(const PendingLogits& pending, absl::Duration timeout) {
+  if (pending.wait_for(absl::ToChronoNanoseconds(timeout)) != std::future_status::ready) {
+    return absl::DeadlineExceededError(
+        absl::StrCat("no teacher logits after ", absl::FormatDuration(timeout)));
+  }
+  return pending.get();
+}
+
 namespace {
 
 class InProcessTeacher final : public Teacher {

@@ -5,16 +5,26 @@
 #ifndef MKD_STUDENT_WORKER_TEACHER_H_
 #define MKD_STUDENT_WORKER_TEACHER_H_
 
+#include <future>
 #include <memory>
 #include <string>
 
 #include <torch/types.h>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "common/vit_config.h"
 
 namespace mkd::student {
 
+// Logits that may still be on their way (a remote teacher's answer).
+using PendingLogits = std::shared_future<absl::StatusOr<torch::Tensor>>;
+
+// Waits up to `timeout` for `pending`; kDeadlineExceeded if it has not
+// arrived by then.
+absl::StatusOr<torch::Tensor> AwaitLogits(const PendingLogits& pending, absl::Duration timeout);
+
+// Thread-compatible: the trainer's thread makes every call.
 class Teacher {
  public:
   virtual ~Teacher() = default;
@@ -27,6 +37,11 @@ class Teacher {
   // normalised for the student; kInvalidArgument on bad shapes/indices.
   virtual absl::StatusOr<torch::Tensor> Logits(const torch::Tensor& images,
                                                const torch::Tensor& idx) = 0;
+
+  // As Logits, but may return before the logits exist, so the caller can
+  // go on with the next micro-batch (pipelining). The default computes
+  // them first. The inputs are not referenced after the call returns.
+  virtual PendingLogits SubmitLogits(const torch::Tensor& images, const torch::Tensor& idx);
 
   // The teacher's own CLS saliency [B, N] from a full pass (criterion
   // teacher_topk).

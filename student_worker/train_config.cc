@@ -11,6 +11,7 @@
 #include "common/masking.h"
 #include "common/status_macros.h"
 #include "common/yaml_util.h"
+#include "proto/wire.h"
 
 namespace mkd::student {
 namespace {
@@ -83,6 +84,11 @@ const std::map<std::string, Setter>& Setters() {
       {"distill.tau", MKD_FIELD(double, distill.tau, "a number")},
       {"distill.kind", MKD_FIELD(std::string, distill.kind, "soft or hard")},
       {"distill.saliency", MKD_FIELD(std::string, distill.saliency, "all_keys or patch_keys")},
+      {"distill.teacher_address", MKD_FIELD(std::string, distill.teacher_address, "host:port")},
+      {"distill.micro_batches", MKD_FIELD(int, distill.micro_batches, "an integer")},
+      {"distill.wire_dtype", MKD_FIELD(std::string, distill.wire_dtype, "fp32, fp16 or bf16")},
+      {"distill.teacher_timeout_ms", MKD_FIELD(int64_t, distill.teacher_timeout_ms, "an integer")},
+      {"distill.job_id", MKD_FIELD(std::string, distill.job_id, "a string")},
       {"run.out_dir", MKD_FIELD(std::string, run.out_dir, "a path")},
       {"run.eval_every_epochs", MKD_FIELD(int, run.eval_every_epochs, "an integer")},
       {"run.log_every_steps", MKD_FIELD(int64_t, run.log_every_steps, "an integer")},
@@ -135,8 +141,22 @@ absl::Status Validate(TrainConfig& c) {
   absl::Status st = ValidateTransformConfig(c.data.transform);
   if (!st.ok()) return bad("data", st.message());
   if (c.mode != "distill") return absl::OkStatus();
-  if (c.distill.teacher_model.empty()) return bad("distill.teacher_model", "is required in distill mode");
-  if (c.distill.teacher_weights.empty()) return bad("distill.teacher_weights", "is required in distill mode");
+  if (c.distill.teacher_address.empty()) {
+    if (c.distill.teacher_model.empty()) return bad("distill.teacher_model", "is required in distill mode");
+    if (c.distill.teacher_weights.empty()) return bad("distill.teacher_weights", "is required in distill mode");
+  } else if (c.distill.teacher_address.find(':') == std::string::npos) {
+    return bad("distill.teacher_address", "expected host:port");
+  } else if (c.distill.criterion == "teacher_topk") {
+    return bad("distill.criterion",
+               "teacher_topk needs an in-process teacher (a remote one sends no attention)");
+  }
+  if (c.distill.micro_batches < 1 || c.distill.micro_batches > c.data.batch_size) {
+    return bad("distill.micro_batches", "must be in [1, data.batch_size]");
+  }
+  if (auto w = proto::ParseWireDType(c.distill.wire_dtype); !w.ok()) {
+    return bad("distill.wire_dtype", w.status().message());
+  }
+  if (c.distill.teacher_timeout_ms < 1) return bad("distill.teacher_timeout_ms", "must be positive");
   if (auto cr = ParseMaskCriterion(c.distill.criterion); !cr.ok()) return bad("distill.criterion", cr.status().message());
   if (!(c.distill.keep_ratio > 0 && c.distill.keep_ratio <= 1)) return bad("distill.keep_ratio", "must be in (0, 1]");
   if (c.distill.keep_ratio_end && !(*c.distill.keep_ratio_end > 0 && *c.distill.keep_ratio_end <= 1)) {

@@ -52,6 +52,14 @@ struct DistillConfig {
   double tau = 1.0;
   std::string kind = "soft";           // soft | hard
   std::string saliency = "all_keys";   // all_keys (authors' code) | patch_keys (paper)
+  // Where the teacher runs: "" in this process (teacher_weights), or the
+  // host:port of an mkd-teacher server (teacher_model/weights unused).
+  std::string teacher_address;
+  int micro_batches = 1;              // Per step; > 1 overlaps student and teacher work.
+  std::string wire_dtype = "fp16";    // Kept patches on the wire: fp32 | fp16 | bf16.
+  // Per micro-batch answer, and how long an unreachable teacher is waited for.
+  int64_t teacher_timeout_ms = 60000;
+  std::string job_id;                 // Server-side fair-share unit; "": run.out_dir's name.
 };
 
 struct RunConfig {

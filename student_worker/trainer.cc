@@ -10,6 +10,7 @@
 #include "common/losses.h"
 #include "common/status_macros.h"
 #include "common/tensor_util.h"
+#include "student_worker/remote_teacher.h"
 
 namespace mkd::student {
 namespace {
@@ -72,8 +73,21 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainConfig& conf
                                                    train->name(), " has ", train->num_classes()));
   }
   if (config.mode == "distill" && teacher == nullptr) {
-    MKD_ASSIGN_OR_RETURN(teacher, MakeInProcessTeacher(config.distill.teacher_model,
-                                                       config.distill.teacher_weights));
+    if (config.distill.teacher_address.empty()) {
+      MKD_ASSIGN_OR_RETURN(teacher, MakeInProcessTeacher(config.distill.teacher_model,
+                                                         config.distill.teacher_weights));
+    } else {
+      RemoteTeacherOptions o;
+      o.address = config.distill.teacher_address;
+      o.wire_dtype = config.distill.wire_dtype;
+      o.timeout = absl::Milliseconds(config.distill.teacher_timeout_ms);
+      o.reconnect_timeout = o.timeout;
+      o.job_id = config.distill.job_id.empty()
+                     ? std::filesystem::path(config.run.out_dir).filename().string()
+                     : config.distill.job_id;
+      if (o.job_id.empty()) o.job_id = "default";
+      MKD_ASSIGN_OR_RETURN(teacher, MakeRemoteTeacher(o));
+    }
   }
   std::unique_ptr<Trainer> trainer(
       new Trainer(config, std::move(train), std::move(eval),
@@ -128,6 +142,18 @@ absl::Status Trainer::Init() {
           "config key 'distill.teacher_model': the teacher takes ", t.in_chans, "x", t.img_size,
           " images but the student gets ", config_.model.in_chans, "x", config_.model.img_size));
     }
+    auto same = [](const std::vector<double>& a, const std::vector<double>& b) {
+      if (a.size() != b.size()) return false;
+      for (size_t i = 0; i < a.size(); ++i) {
+        if (std::abs(a[i] - b[i]) > 1e-6) return false;  // ModelInfo carries floats.
+      }
+      return true;
+    };
+    if (!same(t.mean, config_.model.mean) || !same(t.std, config_.model.std)) {
+      // The teacher is given the student's normalised pixels.
+      return absl::InvalidArgumentError(
+          "config key 'model': the student's mean/std differ from the teacher's; they must match");
+    }
     if (t.num_classes != config_.model.num_classes) {
       return absl::InvalidArgumentError(
           absl::StrCat("config key 'distill.teacher_model': the teacher has ", t.num_classes,
@@ -156,7 +182,8 @@ double Trainer::KeepRatioNow() const {
 }
 
 absl::StatusOr<torch::Tensor> Trainer::SelectForTeacher(const torch::Tensor& images,
-                                                        const torch::Tensor& saliency, int64_t k) {
+                                                        const torch::Tensor& saliency, int64_t k,
+                                                        at::Generator& gen) {
   const ViTConfig& t = teacher_->config();
   const int64_t b = images.size(0);
   torch::Tensor scores;
@@ -179,39 +206,76 @@ absl::StatusOr<torch::Tensor> Trainer::SelectForTeacher(const torch::Tensor& ima
       break;
   }
   if (criterion_ == MaskCriterion::kAll) k = t.num_patches();
-  // Random selection is seeded per step so a resumed run picks the same.
-  auto gen = at::detail::createCPUGenerator(
-      MixSeed({config_.seed, static_cast<uint64_t>(step_), 0x6d61736b}));
   return SelectPatches(scores, k, criterion_, gen);
 }
 
-absl::StatusOr<torch::Tensor> Trainer::ComputeLoss(const Batch& batch, StepResult* r) {
-  CpuAutocast autocast(config_.run.precision == "bf16");  // Ends before backward.
-  ForwardOptions fo;
-  fo.saliency = teacher_ && (criterion_ == MaskCriterion::kStudentTopk ||
-                             criterion_ == MaskCriterion::kBottomk);
-  fo.saliency_mode = config_.distill.saliency == "patch_keys" ? SaliencyMode::kPatchKeys
-                                                              : SaliencyMode::kAllKeys;
-  ViTOutput out = model_->Forward(batch.images, fo);
-  torch::Tensor logits = out.logits.to(torch::kFloat32);  // Losses in fp32 at any precision.
-  if (!teacher_) {
-    torch::Tensor loss = SoftTargetCrossEntropy(logits, batch.targets);
-    r->ce = loss.item<double>();
-    return loss;
-  }
+torch::Tensor Trainer::TrainLoss(const Batch& batch, StepResult* r) {
+  CpuAutocast autocast(config_.run.precision == "bf16");
+  torch::Tensor logits = model_->Forward(batch.images).logits.to(torch::kFloat32);
+  torch::Tensor loss = SoftTargetCrossEntropy(logits, batch.targets);
+  r->ce = loss.item<double>();
+  return loss;
+}
+
+absl::Status Trainer::DistillForwardBackward(const Batch& batch, StepResult* r) {
+  const bool bf16 = config_.run.precision == "bf16";
   const ViTConfig& t = teacher_->config();
   MKD_ASSIGN_OR_RETURN(int64_t k, KeepCount(KeepRatioNow(), t.num_patches()));
-  MKD_ASSIGN_OR_RETURN(torch::Tensor idx, SelectForTeacher(batch.images, out.saliency, k));
-  MKD_ASSIGN_OR_RETURN(torch::Tensor t_logits, teacher_->Logits(batch.images, idx));
-  r->kept_tokens = idx.size(1);
-  flops_spent_ += batch.images.size(0) * ViTForwardFlops(t, r->kept_tokens);
-  flops_full_ += batch.images.size(0) * ViTForwardFlops(t, t.num_patches());
-  DistillLossOptions lo{config_.distill.alpha, config_.distill.tau,
-                        *ParseKdKind(config_.distill.kind)};
-  DistillLossTerms terms = DistillLoss(logits, t_logits.to(torch::kFloat32), batch.targets, lo);
-  r->ce = terms.ce.item<double>();
-  r->kd = terms.kd.item<double>();
-  return terms.total;
+  ForwardOptions fo;
+  fo.saliency = criterion_ == MaskCriterion::kStudentTopk || criterion_ == MaskCriterion::kBottomk;
+  fo.saliency_mode = config_.distill.saliency == "patch_keys" ? SaliencyMode::kPatchKeys
+                                                              : SaliencyMode::kAllKeys;
+  // Random selection is seeded per step so a resumed run picks the same.
+  at::Generator gen = at::detail::createCPUGenerator(
+      MixSeed({config_.seed, static_cast<uint64_t>(step_), 0x6d61736b}));
+  const int64_t total = batch.images.size(0);
+  const int64_t m = std::min<int64_t>(config_.distill.micro_batches, total);
+  struct Micro {
+    int64_t start = 0, rows = 0;
+    torch::Tensor logits;  // Student's, with its graph.
+    PendingLogits teacher;
+  };
+  std::vector<Micro> micro(m);
+  // Phase 1: every micro-batch's student forward, then its teacher request
+  // goes out; the teacher works on micro-batch i while the student runs i+1.
+  for (int64_t i = 0, start = 0; i < m; ++i) {
+    Micro& mb = micro[i];
+    mb.start = start;
+    mb.rows = total / m + (i < total % m ? 1 : 0);
+    start += mb.rows;
+    torch::Tensor images = batch.images.narrow(0, mb.start, mb.rows);
+    ViTOutput out;
+    {
+      CpuAutocast autocast(bf16);
+      out = model_->Forward(images, fo);
+    }
+    mb.logits = out.logits.to(torch::kFloat32);  // Losses in fp32 at any precision.
+    MKD_ASSIGN_OR_RETURN(torch::Tensor idx, SelectForTeacher(images, out.saliency, k, gen));
+    r->kept_tokens = idx.size(1);
+    mb.teacher = teacher_->SubmitLogits(images, idx);
+    flops_spent_ += mb.rows * ViTForwardFlops(t, r->kept_tokens);
+    flops_full_ += mb.rows * ViTForwardFlops(t, t.num_patches());
+  }
+  // Phase 2: in order, as logits arrive: loss and backward. Weighting by
+  // rows/total makes the sum the whole batch's mean loss.
+  const DistillLossOptions lo{config_.distill.alpha, config_.distill.tau,
+                              *ParseKdKind(config_.distill.kind)};
+  const absl::Duration timeout = absl::Milliseconds(config_.distill.teacher_timeout_ms);
+  for (Micro& mb : micro) {
+    MKD_ASSIGN_OR_RETURN(torch::Tensor t_logits, AwaitLogits(mb.teacher, timeout * 2));
+    const double w = static_cast<double>(mb.rows) / total;
+    DistillLossTerms terms;
+    {
+      CpuAutocast autocast(bf16);
+      terms = DistillLoss(mb.logits, t_logits.to(torch::kFloat32),
+                          batch.targets.narrow(0, mb.start, mb.rows), lo);
+    }
+    (terms.total * w).backward();
+    r->loss += w * terms.total.item<double>();
+    r->ce += w * terms.ce.item<double>();
+    r->kd += w * terms.kd.item<double>();
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<StepResult> Trainer::TrainStep(const Batch& batch) {
@@ -220,19 +284,23 @@ absl::StatusOr<StepResult> Trainer::TrainStep(const Batch& batch) {
                      static_cast<int64_t>(config_.optim.warmup_epochs * steps_per_epoch_),
                      total_steps_);
   model_->train();
-  absl::StatusOr<torch::Tensor> loss = absl::UnknownError("no loss");
+  absl::Status distilled = absl::OkStatus();
   MKD_RETURN_IF_ERROR(CatchTorch("train step", [&] {
-    loss = ComputeLoss(batch, &r);
-    if (!loss.ok()) return;
     optimizer_->ZeroGrad();
-    loss->backward();
+    if (teacher_) {
+      distilled = DistillForwardBackward(batch, &r);
+      if (!distilled.ok()) return;
+    } else {
+      torch::Tensor loss = TrainLoss(batch, &r);
+      loss.backward();
+      r.loss = loss.item<double>();
+    }
     if (config_.optim.clip_grad_norm > 0) {
       torch::nn::utils::clip_grad_norm_(model_->parameters(), config_.optim.clip_grad_norm);
     }
     optimizer_->Step(r.lr);
-    r.loss = loss->item<double>();
   }));
-  MKD_RETURN_IF_ERROR(loss.status());
+  MKD_RETURN_IF_ERROR(distilled);
   if (!std::isfinite(r.loss)) {
     return absl::FailedPreconditionError(absl::StrCat(
         "loss is ", r.loss, " at step ", step_, "; lower optim.lr or set optim.clip_grad_norm"));

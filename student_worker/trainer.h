@@ -76,12 +76,17 @@ class Trainer {
           std::unique_ptr<Dataset> eval_data, std::unique_ptr<Teacher> teacher);
   absl::Status Init();
   absl::StatusOr<StepResult> TrainStep(const Batch& batch);
-  // Forward passes (student; teacher in distill mode) and the loss, under
-  // autocast if run.precision is bf16. Fills r's loss terms. May throw
-  // c10::Error; TrainStep catches it.
-  absl::StatusOr<torch::Tensor> ComputeLoss(const Batch& batch, StepResult* r);
+  // Train mode: forward and loss under autocast if run.precision is bf16;
+  // fills r->ce. May throw c10::Error; TrainStep catches it.
+  torch::Tensor TrainLoss(const Batch& batch, StepResult* r);
+  // Distill mode, pipelined over distill.micro_batches: for each
+  // micro-batch, student forward, selection and teacher submission; then,
+  // in order, as each one's teacher logits arrive: its loss and backward
+  // (gradients accumulate, weighted by rows). Fills r's loss terms.
+  absl::Status DistillForwardBackward(const Batch& batch, StepResult* r);
   absl::StatusOr<torch::Tensor> SelectForTeacher(const torch::Tensor& images,
-                                                 const torch::Tensor& saliency, int64_t k);
+                                                 const torch::Tensor& saliency, int64_t k,
+                                                 at::Generator& gen);
   double KeepRatioNow() const;
   absl::Status SaveCheckpoint();
   absl::Status RestoreCheckpoint(int64_t step);
