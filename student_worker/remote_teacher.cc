@@ -223,6 +223,10 @@ class RemoteTeacher final : public Teacher {
           context_ = nullptr;
         }
         grpc::Status st = stream->Finish();
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          if (stop_) return;  // Our own cancel, from the destructor.
+        }
         last = absl::UnavailableError(absl::StrCat("stream ended: ", st.error_message()));
         broken_since = absl::Now();  // It was up until now.
         backoff = absl::Milliseconds(50);
