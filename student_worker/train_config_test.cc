@@ -69,6 +69,12 @@ TEST(TrainConfigTest, ErrorsNameTheKey) {
   ExpectError(kBase, {"data.batch_size=0"}, "key 'data.batch_size'");
   ExpectError(kBase, {"data.label_smoothing=1.5"}, "key 'data.label_smoothing'");
   ExpectError(kBase, {"run.precision=fp8"}, "key 'run.precision': must be fp32 or bf16");
+  ExpectError(kBase, {"distill.teacher_address=localhost"}, "key 'distill.teacher_address': expected host:port");
+  ExpectError(kBase, {"distill.micro_batches=0"}, "key 'distill.micro_batches': must be in [1, data.batch_size]");
+  ExpectError(kBase, {"distill.wire_dtype=int8"}, "key 'distill.wire_dtype'");
+  ExpectError(kBase, {"distill.teacher_timeout_ms=0"}, "key 'distill.teacher_timeout_ms'");
+  ExpectError(kBase, {"distill.teacher_address=127.0.0.1:5", "distill.criterion=teacher_topk"},
+              "key 'distill.criterion': teacher_topk needs an in-process teacher");
   ExpectError("mode: train\n", {}, "key 'model': is required");
   ExpectError("[1, 2]", {}, "must be a YAML mapping");
   ExpectError("model: {depth: [}", {}, "not valid YAML");
