@@ -324,6 +324,52 @@ TEST(TeacherServer, ShutdownDrainsAcceptedWork) {
   for (auto& [id, r] : got) EXPECT_EQ(r.code(), 0) << id << ": " << r.message();
 }
 
+TEST(TeacherServer, NewWorkDuringShutdownIsUnavailable) {
+  Started s = Start();
+  Stream stream(s.stub.get());
+  MicroBatch m = MakeMicroBatch(1, 4, 9);
+  ASSERT_TRUE(stream.Write(Request("job", 1, m)));
+  ASSERT_EQ(stream.Read(1).at(1).code(), 0);
+  std::thread stopper([&] { s.server->Shutdown(absl::Seconds(5)); });
+  // The batcher stops accepting before the gRPC server closes streams, so
+  // an open stream's next micro-batch is refused, not lost.
+  v1::DistillResponse refused;
+  for (uint64_t id = 2; id < 2000; ++id) {
+    ASSERT_TRUE(stream.Write(Request("job", id, m)));
+    auto got = stream.Read(1);
+    ASSERT_EQ(got.size(), 1u);
+    if (got.begin()->second.code() != 0) {
+      refused = got.begin()->second;
+      break;
+    }
+  }
+  EXPECT_EQ(refused.code(), grpc::StatusCode::UNAVAILABLE) << refused.message();
+  EXPECT_NE(refused.message().find("shutting down"), std::string::npos);
+  stream.Close();
+  stopper.join();
+}
+
+TEST(TeacherServer, Bfloat16ComputeAndFeatures) {
+  TeacherServerConfig config = Config();
+  config.dtype = "bf16";
+  Started s = Start(config);
+  Stream stream(s.stub.get());
+  MicroBatch m = MakeMicroBatch(2, 8, 10);
+  v1::DistillRequest r = Request("job", 1, m);
+  r.set_want_features(true);
+  ASSERT_TRUE(stream.Write(r));
+  auto got = stream.Read(1).at(1);
+  ASSERT_EQ(got.code(), 0) << got.message();
+  torch::Tensor logits = Logits(got);
+  EXPECT_TRUE(torch::allclose(logits, Expected(m), 0.1, 0.1));
+  EXPECT_FALSE(torch::equal(logits, Expected(m)));  // Really computed in bf16.
+  ASSERT_EQ(got.features_shape_size(), 2);
+  EXPECT_EQ(got.features_shape(0), 2);
+  EXPECT_EQ(got.features_shape(1), 32);  // embed_dim
+  EXPECT_EQ(got.features().size(), 2u * 32 * 4);
+  EXPECT_TRUE(stream.Close().ok());
+}
+
 TEST(TeacherServer, HealthCheckSaysServing) {
   Started s = Start();
   auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(s.server->port()),
