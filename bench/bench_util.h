@@ -5,8 +5,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <functional>
+#include <string>
 #include <vector>
+
+#include "common/flags.h"
 
 namespace mkd::bench {
 
@@ -34,6 +38,27 @@ inline std::vector<double> TimeInterleaved(const std::vector<std::function<void(
   std::vector<double> medians;
   for (auto& t : times) medians.push_back(Median(t));
   return medians;
+}
+
+// A benchmark's main(): parses `specs` from argv, runs `run`, and turns a
+// failure (an error status or an exception) into "<name>: <reason>" on
+// stderr and exit code 1.
+inline int BenchMain(const char* name, int argc, char** argv, const std::vector<FlagSpec>& specs,
+                     const std::function<absl::Status(const ParsedFlags&)>& run) {
+  auto flags = ParseFlags(std::vector<std::string>(argv + 1, argv + argc), specs);
+  absl::Status st = flags.status();
+  if (st.ok()) {
+    try {
+      st = run(*flags);
+    } catch (const std::exception& e) {
+      st = absl::InternalError(e.what());
+    }
+  }
+  if (!st.ok()) {
+    std::fprintf(stderr, "%s: %s\n", name, std::string(st.message()).c_str());
+    return 1;
+  }
+  return 0;
 }
 
 }  // namespace mkd::bench

@@ -135,19 +135,7 @@ absl::Status Run(const ParsedFlags& f) {
 }  // namespace mkd::bench
 
 int main(int argc, char** argv) {
-  auto flags = mkd::ParseFlags(std::vector<std::string>(argv + 1, argv + argc),
-                               {{"student"}, {"teacher"}, {"batch"}, {"rounds"}, {"threads"}});
-  absl::Status st = flags.status();
-  if (st.ok()) {
-    try {
-      st = mkd::bench::Run(*flags);
-    } catch (const std::exception& e) {
-      st = absl::InternalError(e.what());
-    }
-  }
-  if (!st.ok()) {
-    std::fprintf(stderr, "train_throughput_bench: %s\n", std::string(st.message()).c_str());
-    return 1;
-  }
-  return 0;
+  return mkd::bench::BenchMain("train_throughput_bench", argc, argv,
+                               {{"student"}, {"teacher"}, {"batch"}, {"rounds"}, {"threads"}},
+                               mkd::bench::Run);
 }

@@ -5,6 +5,7 @@
 #ifndef MKD_COMMON_CONFIG_YAML_H_
 #define MKD_COMMON_CONFIG_YAML_H_
 
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
@@ -12,6 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/vit_config.h"
+#include "common/yaml_util.h"
 #include "yaml-cpp/yaml.h"
 
 namespace mkd {
@@ -31,6 +33,40 @@ absl::StatusOr<std::map<std::string, YAML::Node>> FlattenConfig(
 // kInvalidArgument naming `what` and `key` when absent or invalid.
 absl::StatusOr<ViTConfig> ModelFromConfigNode(const YAML::Node& node, const std::string& what,
                                               const std::string& key, std::string* spec);
+
+// Sets one typed field of a Config from a YAML node; errors name the key.
+template <typename Config>
+using ConfigSetter =
+    std::function<absl::Status(const YAML::Node&, const std::string& key, Config&)>;
+
+// The setter for the field `field` returns, read as T ("an integer" etc. in
+// errors about `what`).
+template <typename Config, typename T>
+ConfigSetter<Config> ConfigField(std::function<T&(Config&)> field, const char* what,
+                                 const char* type_name) {
+  return [field, what, type_name](const YAML::Node& n, const std::string& key, Config& c) {
+    absl::StatusOr<T> v = YamlScalar<T>(n, what, key, type_name);
+    if (!v.ok()) return v.status();
+    field(c) = *std::move(v);
+    return absl::OkStatus();
+  };
+}
+
+// Applies every key of `flat` except `skip` with its setter; a key without
+// one is kInvalidArgument "<what> key '<key>': unknown key".
+template <typename Config>
+absl::Status ApplyConfigKeys(const std::map<std::string, YAML::Node>& flat,
+                             const std::map<std::string, ConfigSetter<Config>>& setters,
+                             const char* what, const std::string& skip, Config& config) {
+  for (const auto& [key, node] : flat) {
+    if (key == skip) continue;
+    auto it = setters.find(key);
+    if (it == setters.end()) return ConfigKeyError(what, key, "unknown key");
+    absl::Status st = it->second(node, key, config);
+    if (!st.ok()) return st;
+  }
+  return absl::OkStatus();
+}
 
 }  // namespace mkd
 

@@ -18,18 +18,10 @@ namespace {
 
 constexpr char kWhat[] = "config";
 
-using Setter = std::function<absl::Status(const YAML::Node&, const std::string&, TrainConfig&)>;
-
-template <typename T>
-Setter Field(std::function<T&(TrainConfig&)> field, const char* type_name) {
-  return [field, type_name](const YAML::Node& n, const std::string& key, TrainConfig& c) {
-    MKD_ASSIGN_OR_RETURN(field(c), YamlScalar<T>(n, kWhat, key, type_name));
-    return absl::OkStatus();
-  };
-}
+using Setter = ConfigSetter<TrainConfig>;
 
 #define MKD_FIELD(type, path, type_name) \
-  Field<type>([](TrainConfig& c) -> type& { return c.path; }, type_name)
+  ConfigField<TrainConfig, type>([](TrainConfig& c) -> type& { return c.path; }, kWhat, type_name)
 
 const std::map<std::string, Setter>& Setters() {
   static const auto* setters = new std::map<std::string, Setter>{
@@ -180,12 +172,7 @@ absl::StatusOr<TrainConfig> ParseTrainConfig(const std::string& yaml_text,
   TrainConfig config;
   MKD_ASSIGN_OR_RETURN(config.model,
                        ModelFromConfigNode(flat["model"], kWhat, "model", &config.model_spec));
-  for (const auto& [key, node] : flat) {
-    if (key == "model") continue;
-    auto it = Setters().find(key);
-    if (it == Setters().end()) return ConfigKeyError(kWhat, key, "unknown key");
-    MKD_RETURN_IF_ERROR(it->second(node, key, config));
-  }
+  MKD_RETURN_IF_ERROR(ApplyConfigKeys(flat, Setters(), kWhat, "model", config));
   MKD_RETURN_IF_ERROR(Validate(config));
   return config;
 }

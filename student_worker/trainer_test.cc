@@ -57,6 +57,23 @@ class RecordingTeacher final : public Teacher {
   std::unique_ptr<Teacher> inner_;
 };
 
+// A distill run of `c` whose in-process teacher is wrapped in a recorder.
+struct Recorded {
+  std::unique_ptr<Trainer> trainer;
+  RecordingTeacher* rec = nullptr;  // Owned by trainer.
+};
+
+void TrainRecorded(const TrainConfig& c, Recorded* out) {
+  auto inner = MakeInProcessTeacher(c.distill.teacher_model, c.distill.teacher_weights);
+  ASSERT_TRUE(inner.ok()) << inner.status();
+  auto recording = std::make_unique<RecordingTeacher>(std::move(*inner));
+  out->rec = recording.get();
+  auto trainer = Trainer::Create(c, std::move(recording));
+  ASSERT_TRUE(trainer.ok()) << trainer.status();
+  out->trainer = std::move(*trainer);
+  ASSERT_TRUE(out->trainer->Train(false).ok());
+}
+
 std::string SaveTeacher(const TrainConfig& student, const std::string& dir) {
   fs::create_directories(dir);
   ViTConfig t = student.model;
@@ -113,18 +130,14 @@ TEST(TrainerTest, DistillGivesTheTeacherExactlyKTokens) {
   c.distill.teacher_model = dir + "/teacher.yaml";
   c.distill.teacher_weights = SaveTeacher(c, dir);
   c.distill.keep_ratio = 0.5;
-  auto inner = MakeInProcessTeacher(c.distill.teacher_model, c.distill.teacher_weights);
-  ASSERT_TRUE(inner.ok()) << inner.status();
-  auto recording = std::make_unique<RecordingTeacher>(std::move(*inner));
-  RecordingTeacher* rec = recording.get();
-  auto trainer = Trainer::Create(c, std::move(recording));
-  ASSERT_TRUE(trainer.ok()) << trainer.status();
-  ASSERT_TRUE((*trainer)->Train(false).ok());
+  Recorded run;
+  ASSERT_NO_FATAL_FAILURE(TrainRecorded(c, &run));
+  RecordingTeacher* rec = run.rec;
   ASSERT_EQ(rec->kept.size(), 8u);  // 256 / 32 steps.
   for (int64_t k : rec->kept) EXPECT_EQ(k, 8) << "round(0.5 * 16)";
   EXPECT_LT(rec->max_index, 16);
   // Teacher FLOPs: half the tokens cost about half.
-  double ratio = (*trainer)->teacher_flops_spent() / (*trainer)->teacher_flops_full();
+  double ratio = run.trainer->teacher_flops_spent() / run.trainer->teacher_flops_full();
   EXPECT_GT(ratio, 0.4);
   EXPECT_LT(ratio, 0.6);
   auto metrics = Metrics(dir);
@@ -144,13 +157,9 @@ TEST(TrainerTest, MicroBatchesSplitTheStepAndTrainLikeOneBatch) {
   for (int m : {1, 4}) {
     c.distill.micro_batches = m;
     c.run.out_dir = dir + "/m" + std::to_string(m);
-    auto inner = MakeInProcessTeacher(c.distill.teacher_model, c.distill.teacher_weights);
-    ASSERT_TRUE(inner.ok()) << inner.status();
-    auto recording = std::make_unique<RecordingTeacher>(std::move(*inner));
-    RecordingTeacher* rec = recording.get();
-    auto trainer = Trainer::Create(c, std::move(recording));
-    ASSERT_TRUE(trainer.ok()) << trainer.status();
-    ASSERT_TRUE((*trainer)->Train(false).ok());
+    Recorded run;
+    ASSERT_NO_FATAL_FAILURE(TrainRecorded(c, &run));
+    RecordingTeacher* rec = run.rec;
     EXPECT_EQ(rec->kept.size(), 8u * m);  // One teacher call per micro-batch.
     runs.push_back({});
     for (auto& j : Metrics(c.run.out_dir)) {
