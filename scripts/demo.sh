@@ -56,4 +56,4 @@ echo "| teacher GFLOPs vanilla KD would spend  | ${full} |"
 echo "| saving                                 | ${fewer} |"
 echo "| wall time                              | $(( $(date +%s) - start )) s |"
 echo
-echo "curves: /usr/bin/python3 scripts/plot_metrics.py runs/fmnist_student/metrics.jsonl (needs scripts/setup.sh --plots)"
+echo "curves: /usr/bin/python3 scripts/plot_metrics.py runs/fmnist_student/metrics.jsonl"

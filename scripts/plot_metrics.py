@@ -2,7 +2,7 @@
 """Turns a run's metrics.jsonl into a PNG of loss and accuracy curves.
 
 Usage: /usr/bin/python3 scripts/plot_metrics.py runs/x/metrics.jsonl [out.png]
-Needs Debian's python3-matplotlib (scripts/setup.sh --plots installs it).
+Needs Debian's python3-matplotlib (scripts/setup.sh installs it).
 """
 import json
 import sys

@@ -2,7 +2,8 @@
 # Installs, from Debian's packages, everything maskedkd needs to build, test and
 # run its demo. Idempotent: packages already present are not touched, so a
 # second run costs one dpkg query. --reference adds Debian's PyTorch and
-# torchvision (to regenerate golden files); --plots adds matplotlib.
+# torchvision (to regenerate golden files); --plots is kept for old
+# callers (matplotlib is in the base set: the tests run the plot script).
 set -euo pipefail
 
 packages=(
@@ -14,12 +15,12 @@ packages=(
   dataset-fashion-mnist
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   prometheus-cpp-dev libcpp-httplib-dev
-  prometheus python3-grpcio python3-protobuf python3-numpy
+  prometheus python3-grpcio python3-protobuf python3-numpy python3-matplotlib
 )
 for arg in "$@"; do
   case "$arg" in
     --reference) packages+=(python3-torch python3-torchvision) ;;
-    --plots) packages+=(python3-matplotlib) ;;
+    --plots) ;;  # matplotlib is in the base set now (tests run the plot script).
     *) echo "setup: unknown option $arg (expected --reference or --plots)" >&2; exit 2 ;;
   esac
 done

@@ -174,6 +174,38 @@ TEST_F(RemoteDistillTest, UnreachableTeacherIsAClearError) {
   EXPECT_NE(student.err().find("teacher at '127.0.0.1:1'"), std::string::npos) << student.err();
 }
 
+TEST_F(RemoteDistillTest, TeacherBinaryRejectsBadInputWithOneLine) {
+  struct Case {
+    std::vector<std::string> args;
+    int code;
+    std::string needle;
+  } cases[] = {
+      {{"--config", Tmp("missing.yaml")}, 1, "missing.yaml"},
+      {{"--config", Tmp("server.yaml"), "--set", "dtype=int8"}, 1, "'dtype': must be fp32"},
+      {{"--config", Tmp("server.yaml"), "--set", "weights=" + Tmp("nope.safetensors")}, 1,
+       "nope.safetensors"},
+      {{"--config", Tmp("server.yaml"), "--set", "batcher.max_queued=-1"}, 1,
+       "'batcher.max_queued': must be positive"},
+      {{"--confg", "x"}, 2, "--confg"},
+  };
+  for (const auto& c : cases) {
+    ChildProcess teacher("mkd-teacher", c.args, Tmp("bad_teacher"));
+    EXPECT_EQ(teacher.Wait(), c.code) << c.needle;
+    const std::string err = teacher.err();
+    EXPECT_NE(err.find(c.needle), std::string::npos) << err;
+    EXPECT_NE(err.find("mkd-teacher: error: "), std::string::npos) << err;
+  }
+  // A port that is taken is a clear error, not a silently shared socket.
+  Server first = StartTeacher("server_port");
+  ASSERT_GT(first.port, 0);
+  ChildProcess second("mkd-teacher",
+                      {"--config", Tmp("server.yaml"), "--set",
+                       "listen=127.0.0.1:" + std::to_string(first.port)},
+                      Tmp("server_port2"));
+  EXPECT_EQ(second.Wait(), 1);
+  EXPECT_NE(second.err().find("cannot listen on"), std::string::npos) << second.err();
+}
+
 TEST_F(RemoteDistillTest, PythonGrpcClientGetsLogitsAndCleanErrors) {
   Server server = StartTeacher("server_py");
   ASSERT_GT(server.port, 0);

@@ -77,6 +77,19 @@ TEST(StudentCliTest, TrainsSavesAndTheCheckpointLoadsInPredict) {
   auto logits = ReadNpy(Tmp("y.npy"));
   ASSERT_TRUE(logits.ok());
   EXPECT_EQ(logits->shape, (std::vector<int64_t>{2, 10}));
+
+  // The plot script turns the run's metrics.jsonl into a PNG.
+  fs::remove(Tmp("curves.png"));
+  std::string plot = "/usr/bin/python3 scripts/plot_metrics.py " + Tmp("run") +
+                     "/metrics.jsonl " + Tmp("curves.png") + " >" + Tmp("plot.txt") + " 2>&1";
+  ASSERT_EQ(std::system(plot.c_str()), 0) << Slurp(Tmp("plot.txt"));
+  EXPECT_EQ(Slurp(Tmp("curves.png")).substr(0, 8), "\x89PNG\r\n\x1a\n");
+  std::ofstream(Tmp("bad.jsonl")) << "{\"type\": \"train\"\n";
+  plot = "/usr/bin/python3 scripts/plot_metrics.py " + Tmp("bad.jsonl") + " >" + Tmp("plot.txt") +
+         " 2>&1";
+  EXPECT_NE(std::system(plot.c_str()), 0);
+  EXPECT_NE(Slurp(Tmp("plot.txt")).find("bad.jsonl:1: not JSON"), std::string::npos)
+      << Slurp(Tmp("plot.txt"));
 }
 
 TEST(StudentCliTest, BadInputGivesOneLineErrors) {
