@@ -32,7 +32,9 @@ struct TeacherServerConfig {
   std::string metrics_listen = "0.0.0.0:9464";   // /metrics; "" turns it off.
   int64_t max_micro_batch_images = 256;          // b per request.
   int64_t max_message_bytes = 64 << 20;          // gRPC receive limit.
-  int64_t dedup_window = 1024;  // Answers remembered per job, for repeated ids.
+  // Answers remembered per job for repeated ids (a client re-sends at most
+  // its unanswered micro-batches; each answer holds b x classes floats).
+  int64_t dedup_window = 64;
   BatcherConfig batcher;
 };
 
