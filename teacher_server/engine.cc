@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/file_util.h"
+#include "common/safetensors.h"
 #include "common/status_macros.h"
 #include "common/tensor_util.h"
 #include "common/vit.h"
@@ -17,8 +18,7 @@ namespace {
 
 // FNV-1a of the weights file: a model id that changes when the weights do,
 // without trusting file names.
-absl::StatusOr<std::string> WeightsDigest(const std::string& path) {
-  MKD_ASSIGN_OR_RETURN(std::string bytes, ReadFile(path));
+std::string WeightsDigest(absl::string_view bytes) {
   uint64_t h = 1469598103934665603ull;
   for (unsigned char c : bytes) h = (h ^ c) * 1099511628211ull;
   return absl::StrFormat("%016x", h);
@@ -66,8 +66,13 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const TeacherServerConfig
   VisionTransformer model{nullptr};
   MKD_RETURN_IF_ERROR(
       CatchTorch("building the teacher", [&] { model = VisionTransformer(model_config); }));
-  auto report = LoadViTWeightsFile(*model, config.weights);
-  if (!report.ok()) return Annotate(report.status(), "teacher weights");
+  // One read serves both the weights and the model id's digest.
+  absl::StatusOr<std::string> bytes = ReadFile(config.weights);
+  if (!bytes.ok()) return Annotate(bytes.status(), "teacher weights");
+  absl::StatusOr<SafetensorsFile> file = ParseSafetensors(*bytes);
+  if (!file.ok()) return Annotate(file.status(), absl::StrCat("teacher weights ", config.weights));
+  auto report = LoadViTWeights(*model, *file);
+  if (!report.ok()) return Annotate(report.status(), absl::StrCat("teacher weights ", config.weights));
   torch::Device device(torch::kCPU);
   if (config.device != "cpu") {
     if (!torch::cuda::is_available()) {
@@ -83,8 +88,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const TeacherServerConfig
   }));
   std::string id = config.model_id;
   if (id.empty()) {
-    MKD_ASSIGN_OR_RETURN(std::string digest, WeightsDigest(config.weights));
-    id = absl::StrCat(std::filesystem::path(config.weights).stem().string(), "@", digest);
+    id = absl::StrCat(std::filesystem::path(config.weights).stem().string(), "@",
+                      WeightsDigest(*bytes));
   }
   return std::unique_ptr<Engine>(new TorchEngine(std::move(model), device, dtype, std::move(id)));
 }

@@ -45,7 +45,8 @@ const std::map<std::string, Setter>& Setters() {
 
 bool IsHostPort(const std::string& s) {
   const size_t colon = s.rfind(':');
-  if (colon == std::string::npos || colon + 1 == s.size()) return false;
+  // At most 5 digits, so the number below cannot overflow.
+  if (colon == std::string::npos || colon + 1 == s.size() || s.size() - colon - 1 > 5) return false;
   for (size_t i = colon + 1; i < s.size(); ++i) {
     if (s[i] < '0' || s[i] > '9') return false;
   }

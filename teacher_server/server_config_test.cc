@@ -26,6 +26,8 @@ TEST(ServerConfig, ErrorsNameTheKey) {
       {"model: deit_tiny_patch16_224\nweights: w\nbatchr:\n  x: 1\n", "'batchr.x': unknown key"},
       {"model: deit_tiny_patch16_224\nweights: w\ndtype: int8\n", "'dtype': must be fp32"},
       {"model: deit_tiny_patch16_224\nweights: w\nlisten: nohost\n", "'listen': expected host:port"},
+      {"model: deit_tiny_patch16_224\nweights: w\nlisten: h:99999999999999999999\n",
+       "'listen': expected host:port"},
       {"model: deit_tiny_patch16_224\nweights: w\nbatcher:\n  max_queued: lots\n",
        "'batcher.max_queued': expected an integer"},
       {"model: deit_tiny_patch16_224\nweights: w\ndevice: tpu\n", "'device': must be cpu"},

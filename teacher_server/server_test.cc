@@ -9,19 +9,8 @@
 
 #include "teacher_server/server_test_util.h"
 
-namespace mkd::teacher {
+namespace mkd::teacher::test_util {
 namespace {
-
-namespace v1 = maskedkd::v1;
-using test_util::Config;
-using test_util::Expected;
-using test_util::Logits;
-using test_util::MakeMicroBatch;
-using test_util::MicroBatch;
-using test_util::Request;
-using test_util::Start;
-using test_util::Started;
-using test_util::Stream;
 
 TEST(TeacherServer, ReportsModelInfo) {
   Started s = Start();
@@ -138,4 +127,4 @@ TEST(TeacherServer, FullQueueAnswersResourceExhaustedAndExpiredWorkIsDropped) {
 }
 
 }  // namespace
-}  // namespace mkd::teacher
+}  // namespace mkd::teacher::test_util
