@@ -46,6 +46,11 @@ absl::Status Batcher::Submit(WorkItem item, WorkDone done) {
   return absl::OkStatus();
 }
 
+bool Batcher::accepting() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return !stopping_;
+}
+
 void Batcher::Shutdown() {
   {
     std::lock_guard<std::mutex> lock(mu_);

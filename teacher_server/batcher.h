@@ -59,6 +59,9 @@ class Batcher {
   // it, and joins the thread. Idempotent.
   void Shutdown();
 
+  // False once Shutdown began.
+  bool accepting();
+
  private:
   struct Pending {
     WorkItem item;

@@ -28,6 +28,8 @@ class TeacherMetrics {
   void AddReceivedBytes(int64_t bytes) { received_bytes_.Increment(static_cast<double>(bytes)); }
   void AddInFlight(int delta) { in_flight_.Increment(delta); }
   void SetQueued(int64_t n) { queued_.Set(static_cast<double>(n)); }
+  // Micro-batches waiting for a forward pass now (tests wait on it).
+  int64_t queued() const { return static_cast<int64_t>(queued_.Value()); }
   void ObserveQueueSeconds(double s) { queue_seconds_.Observe(s); }
   // One forward pass: its time, size, and FLOPs (spent; saved vs all N
   // patches).

@@ -27,13 +27,23 @@ absl::StatusOr<int> MetricsHttpServer::Start(const std::string& host_port) {
   if (bound <= 0) {
     return absl::UnavailableError(absl::StrCat("metrics: cannot listen on ", host_port));
   }
-  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  thread_ = std::thread([this] {
+    server_->listen_after_bind();
+    listening_done_ = true;
+  });
   return bound;
 }
 
 void MetricsHttpServer::Stop() {
-  if (server_) server_->stop();
-  if (thread_.joinable()) thread_.join();
+  if (!thread_.joinable()) return;
+  // httplib's stop() does nothing until the listen loop has marked itself
+  // running, so a Stop right after Start would leave accept() blocked
+  // forever: repeat it until the loop has really returned.
+  while (!listening_done_) {
+    server_->stop();
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  thread_.join();
 }
 
 }  // namespace mkd::teacher

@@ -5,6 +5,7 @@
 #ifndef MKD_TEACHER_SERVER_METRICS_HTTP_H_
 #define MKD_TEACHER_SERVER_METRICS_HTTP_H_
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -33,6 +34,7 @@ class MetricsHttpServer {
   std::function<std::string()> render_;
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
+  std::atomic<bool> listening_done_{false};  // Set when listen returns.
 };
 
 }  // namespace mkd::teacher

@@ -38,6 +38,8 @@ class TeacherServer {
   // then open streams get `grace` to read their answers before they are
   // cancelled. Idempotent.
   void Shutdown(absl::Duration grace = absl::Seconds(2));
+  // False once Shutdown has begun refusing new micro-batches.
+  bool accepting() { return batcher_ && batcher_->accepting(); }
 
  private:
   TeacherServer() = default;

@@ -27,12 +27,21 @@ TEST(TeacherServer, ShutdownDrainsAcceptedWork) {
   ASSERT_TRUE(s.engine->WaitRuns(1));
   ASSERT_TRUE(stream.Write(Request("job", 2, m)));
   ASSERT_TRUE(stream.Write(Request("job", 3, m)));
-  auto rejected_soon = std::thread([&] { s.server->Shutdown(absl::Milliseconds(500)); });
+  // A finished client write is not yet accepted work: wait (bounded) until
+  // the batcher has queued both, so shutdown really has work to drain.
+  for (int i = 0; i < 500 && s.server->metrics().queued() < 2; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(s.server->metrics().queued(), 2);
+  auto stopper = std::thread([&] { s.server->Shutdown(absl::Milliseconds(500)); });
   // Accepted work is computed although shutdown has begun.
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  for (int i = 0; i < 500 && s.server->accepting(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_FALSE(s.server->accepting());
   s.engine->Open();
   auto got = stream.Read(3);
-  rejected_soon.join();
+  stopper.join();
   ASSERT_EQ(got.size(), 3u);
   for (auto& [id, r] : got) EXPECT_EQ(r.code(), 0) << id << ": " << r.message();
 }

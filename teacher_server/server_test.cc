@@ -113,7 +113,8 @@ TEST(TeacherServer, FullQueueAnswersResourceExhaustedAndExpiredWorkIsDropped) {
   ASSERT_TRUE(stream.Write(Request("job", 3, m)));
   ASSERT_TRUE(stream.Write(Request("job", 4, m)));  // Queue holds #2, #3: full.
   auto rejected = stream.Read(1);
-  ASSERT_EQ(rejected.count(4), 1u);
+  ASSERT_EQ(rejected.count(4), 1u) << (rejected.empty() ? std::string("nothing")
+                                                         : rejected.begin()->second.DebugString());
   EXPECT_EQ(rejected[4].code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   std::this_thread::sleep_for(std::chrono::milliseconds(20));  // Outlive #2's 1 ms deadline.
   s.engine->Open();

@@ -101,6 +101,15 @@ struct Started {
   std::unique_ptr<TeacherServer> server;
   GatedEngine* engine;
   std::unique_ptr<v1::TeacherService::Stub> stub;
+
+  Started(std::unique_ptr<TeacherServer> s, GatedEngine* e,
+          std::unique_ptr<v1::TeacherService::Stub> st)
+      : server(std::move(s)), engine(e), stub(std::move(st)) {}
+  Started(Started&&) = default;
+  // A test that fails with the gate closed must not hang in the drain.
+  ~Started() {
+    if (server) engine->Open();
+  }
 };
 
 inline Started Start(TeacherServerConfig config = Config()) {

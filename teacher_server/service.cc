@@ -30,7 +30,7 @@ Answer ErrorAnswer(uint64_t id, const absl::Status& status) {
   return r;
 }
 
-// One Distill stream. Reads are always outstanding (one at a time); answers
+// One Distill stream. Reads are handled one at a time, in order; answers
 // are written one at a time in completion order. Deletes itself once gRPC
 // is done with it (OnDone) *and* every accepted micro-batch has been
 // answered, since the batcher may answer after the client has gone.
@@ -54,8 +54,12 @@ class DistillReactor final
       std::lock_guard<std::mutex> lock(mu_);
       ++unanswered_;
     }
-    StartRead(&request_);
+    // Handled before the next read starts, so one stream's micro-batches
+    // reach the queue in the order the client sent them (otherwise two
+    // OnReadDone calls can run at once and a later one may take the last
+    // queue slot).
     service_->Handle(request, [this](Answer a) { OnAnswer(std::move(a)); });
+    StartRead(&request_);
   }
 
   void OnWriteDone(bool ok) override {
