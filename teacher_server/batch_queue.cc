@@ -8,6 +8,7 @@
 namespace mkd::teacher {
 
 absl::StatusOr<uint64_t> BatchQueue::Push(QueuedWork work) {
+  ForgetIdleJobs(work.enqueued);
   if (total_ >= options_.max_queued) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "teacher queue is full (", options_.max_queued, " micro-batches waiting); retry later"));
@@ -29,12 +30,26 @@ absl::StatusOr<uint64_t> BatchQueue::Push(QueuedWork work) {
   }
   ++mine;
   ++total_;
+  last_push_[work.job_id] = work.enqueued;
   work.ticket = next_ticket_++;
   const uint64_t ticket = work.ticket;
   Bucket& bucket = buckets_[work.kept];
   bucket.tokens += work.tokens();
   bucket.by_job[work.job_id].push_back(std::move(work));
   return ticket;
+}
+
+void BatchQueue::ForgetIdleJobs(absl::Time now) {
+  for (auto it = last_push_.begin(); it != last_push_.end();) {
+    const std::string& job = it->first;
+    if (queued_[job] == 0 && now - it->second >= options_.job_idle) {
+      queued_.erase(job);
+      served_.erase(job);
+      it = last_push_.erase(it);
+    } else {
+      ++it;
+    }
+  }
 }
 
 std::vector<QueuedWork> BatchQueue::TakeExpired(absl::Time now) {

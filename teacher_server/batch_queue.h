@@ -40,6 +40,9 @@ struct BatchQueueOptions {
   absl::Duration max_queue_delay = absl::Microseconds(2000);
   int64_t max_queued = 512;          // Micro-batches waiting, all jobs.
   int64_t max_queued_per_job = 128;  // ... and per job.
+  // A job with nothing queued whose last work arrived this long ago is
+  // forgotten (it rejoins, if ever, at the current virtual time).
+  absl::Duration job_idle = absl::Minutes(10);
 };
 
 class BatchQueue {
@@ -62,6 +65,8 @@ class BatchQueue {
   int64_t size() const { return total_; }
   // Tokens (sum of b*(k+1)) served per job so far, for fairness tests.
   int64_t served_tokens(const std::string& job) const;
+  // Jobs whose state is kept (queued work, or active within job_idle).
+  int64_t tracked_jobs() const { return static_cast<int64_t>(served_.size()); }
 
  private:
   struct Bucket {
@@ -69,11 +74,13 @@ class BatchQueue {
     int64_t tokens = 0;
   };
   absl::Time Oldest(const Bucket& b) const;
+  void ForgetIdleJobs(absl::Time now);
 
   const BatchQueueOptions options_;
   std::map<int64_t, Bucket> buckets_;        // By k.
   std::map<std::string, int64_t> queued_;    // Work per job.
   std::map<std::string, int64_t> served_;    // Virtual time per job, in tokens.
+  std::map<std::string, absl::Time> last_push_;
   int64_t total_ = 0;
   uint64_t next_ticket_ = 1;
 };

@@ -124,5 +124,22 @@ TEST(BatchQueue, AnIdleJobGetsNoBankedCredit) {
   EXPECT_NE(batch[0].job_id, batch[1].job_id);
 }
 
+TEST(BatchQueue, ForgetsJobsIdleForLongerThanTheLimit) {
+  BatchQueueOptions o = Options();
+  o.job_idle = absl::Seconds(60);
+  BatchQueue q(o);
+  absl::Time wake;
+  ASSERT_TRUE(q.Push(Work("old", 1, 9, kT0)).ok());
+  ASSERT_TRUE(q.Push(Work("queued", 1, 9, kT0)).ok());
+  ASSERT_EQ(q.TakeBatch(kT0, true, &wake).size(), 2u);
+  ASSERT_TRUE(q.Push(Work("queued", 1, 9, kT0)).ok());  // Stays queued.
+  EXPECT_EQ(q.tracked_jobs(), 2);
+  ASSERT_TRUE(q.Push(Work("new", 1, 9, kT0 + absl::Seconds(61))).ok());
+  // "old" was idle 61 s and is gone; "queued" is as old but has work waiting.
+  EXPECT_EQ(q.tracked_jobs(), 2);
+  EXPECT_EQ(q.served_tokens("old"), 0);
+  EXPECT_EQ(q.served_tokens("queued"), 10);
+}
+
 }  // namespace
 }  // namespace mkd::teacher

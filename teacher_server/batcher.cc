@@ -13,6 +13,7 @@ BatchQueueOptions QueueOptions(const BatcherConfig& c) {
   o.max_queue_delay = absl::Microseconds(c.max_queue_delay_us);
   o.max_queued = c.max_queued;
   o.max_queued_per_job = c.max_queued_per_job;
+  o.job_idle = absl::Seconds(c.job_idle_s);
   return o;
 }
 

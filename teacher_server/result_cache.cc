@@ -5,24 +5,45 @@ namespace mkd::teacher {
 ResultCache::Lookup ResultCache::Begin(const std::string& job, uint64_t id, AnswerFn waiter,
                                        Answer* cached) {
   std::lock_guard<std::mutex> lock(mu_);
+  const absl::Time now = clock_();
+  ForgetIdleJobs(now, job);
   JobState& state = jobs_[job];
+  state.last_used = now;
   auto [it, inserted] = state.entries.try_emplace(id);
   if (!inserted && it->second.done) {
     *cached = it->second.answer;
     return Lookup::kDone;
   }
   it->second.waiters.push_back(std::move(waiter));
+  if (inserted) ++state.in_flight;
   return inserted ? Lookup::kNew : Lookup::kWaiting;
+}
+
+void ResultCache::ForgetIdleJobs(absl::Time now, const std::string& keep) {
+  for (auto it = jobs_.begin(); it != jobs_.end();) {
+    const bool idle = it->second.in_flight == 0 && now - it->second.last_used >= idle_;
+    it = idle && it->first != keep ? jobs_.erase(it) : std::next(it);
+  }
+}
+
+int64_t ResultCache::jobs() {
+  std::lock_guard<std::mutex> lock(mu_);
+  ForgetIdleJobs(clock_(), "");
+  return static_cast<int64_t>(jobs_.size());
 }
 
 void ResultCache::Complete(const std::string& job, uint64_t id, Answer answer) {
   std::vector<AnswerFn> waiters;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    JobState& state = jobs_[job];
+    auto job_it = jobs_.find(job);
+    if (job_it == jobs_.end()) return;
+    JobState& state = job_it->second;
     auto it = state.entries.find(id);
     if (it == state.entries.end()) return;
     waiters.swap(it->second.waiters);
+    --state.in_flight;
+    state.last_used = clock_();
     if (answer->code() != 0 || window_ == 0) {
       state.entries.erase(it);
     } else {

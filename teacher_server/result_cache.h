@@ -2,7 +2,9 @@
 // answered, never computed twice. While the first copy is in flight, later
 // copies wait for its answer; once it succeeded, the answer is kept for the
 // job's last `window` ids. Failed answers are not kept, so a retry after
-// RESOURCE_EXHAUSTED or DEADLINE_EXCEEDED is computed afresh.
+// RESOURCE_EXHAUSTED or DEADLINE_EXCEEDED is computed afresh. A job with
+// nothing in flight and no lookups for `idle` is forgotten, so finished
+// jobs do not pile up in a long-running server.
 // Thread-safe; waiters are called without the lock held.
 #ifndef MKD_TEACHER_SERVER_RESULT_CACHE_H_
 #define MKD_TEACHER_SERVER_RESULT_CACHE_H_
@@ -17,6 +19,8 @@
 #include <utility>
 #include <vector>
 
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "maskedkd/v1/teacher.pb.h"
 
 namespace mkd::teacher {
@@ -26,7 +30,9 @@ using AnswerFn = std::function<void(Answer)>;
 
 class ResultCache {
  public:
-  explicit ResultCache(int64_t window) : window_(window) {}
+  using Clock = std::function<absl::Time()>;
+  ResultCache(int64_t window, absl::Duration idle, Clock clock = absl::Now)
+      : window_(window), idle_(idle), clock_(std::move(clock)) {}
 
   enum class Lookup {
     kNew,      // First sight: the caller computes, then calls Complete.
@@ -38,6 +44,9 @@ class ResultCache {
   // Hands `answer` to every waiter of (job, id), in arrival order.
   void Complete(const std::string& job, uint64_t id, Answer answer);
 
+  // Jobs with state kept (in flight, or seen within `idle`).
+  int64_t jobs();
+
  private:
   struct Entry {
     bool done = false;
@@ -47,9 +56,15 @@ class ResultCache {
   struct JobState {
     std::map<uint64_t, Entry> entries;
     std::deque<uint64_t> done_order;  // Oldest first, for eviction.
+    int64_t in_flight = 0;            // Entries not yet done.
+    absl::Time last_used;
   };
+  // Drops idle jobs other than `keep`. Needs mu_.
+  void ForgetIdleJobs(absl::Time now, const std::string& keep);
 
   const int64_t window_;
+  const absl::Duration idle_;
+  const Clock clock_;
   std::mutex mu_;
   std::map<std::string, JobState> jobs_;  // Guarded by mu_.
 };

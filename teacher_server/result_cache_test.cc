@@ -19,7 +19,7 @@ Answer Err(uint64_t id) {
 }
 
 TEST(ResultCache, RepeatsWaitForTheFirstAndThenHitTheCache) {
-  ResultCache cache(4);
+  ResultCache cache(4, absl::Minutes(10));
   std::vector<int> got;
   Answer cached;
   EXPECT_EQ(cache.Begin("j", 7, [&](Answer) { got.push_back(1); }, &cached),
@@ -37,7 +37,7 @@ TEST(ResultCache, RepeatsWaitForTheFirstAndThenHitTheCache) {
 }
 
 TEST(ResultCache, FailuresAreForgottenSoRetriesRecompute) {
-  ResultCache cache(4);
+  ResultCache cache(4, absl::Minutes(10));
   Answer cached;
   ASSERT_EQ(cache.Begin("j", 1, [](Answer) {}, &cached), ResultCache::Lookup::kNew);
   cache.Complete("j", 1, Err(1));
@@ -45,7 +45,7 @@ TEST(ResultCache, FailuresAreForgottenSoRetriesRecompute) {
 }
 
 TEST(ResultCache, KeepsOnlyTheLastWindowOfAnswersPerJob) {
-  ResultCache cache(2);
+  ResultCache cache(2, absl::Minutes(10));
   Answer cached;
   for (uint64_t id = 1; id <= 3; ++id) {
     ASSERT_EQ(cache.Begin("j", id, [](Answer) {}, &cached), ResultCache::Lookup::kNew);
@@ -53,6 +53,28 @@ TEST(ResultCache, KeepsOnlyTheLastWindowOfAnswersPerJob) {
   }
   EXPECT_EQ(cache.Begin("j", 1, [](Answer) {}, &cached), ResultCache::Lookup::kNew);  // Evicted.
   EXPECT_EQ(cache.Begin("j", 3, [](Answer) {}, &cached), ResultCache::Lookup::kDone);
+}
+
+TEST(ResultCache, ForgetsJobsIdleForLongerThanTheLimit) {
+  absl::Time now = absl::FromUnixSeconds(1000);
+  ResultCache cache(4, absl::Seconds(60), [&] { return now; });
+  Answer cached;
+  ASSERT_EQ(cache.Begin("done", 1, [](Answer) {}, &cached), ResultCache::Lookup::kNew);
+  cache.Complete("done", 1, Ok(1));
+  ASSERT_EQ(cache.Begin("busy", 1, [](Answer) {}, &cached), ResultCache::Lookup::kNew);
+  now += absl::Seconds(59);
+  EXPECT_EQ(cache.jobs(), 2);
+  EXPECT_EQ(cache.Begin("done", 1, [](Answer) {}, &cached), ResultCache::Lookup::kDone);
+  now += absl::Seconds(61);
+  // "done" has been idle 61 s: forgotten. "busy" is older but still has a
+  // micro-batch in flight, whose waiter must get its answer.
+  EXPECT_EQ(cache.jobs(), 1);
+  EXPECT_EQ(cache.Begin("done", 1, [](Answer) {}, &cached), ResultCache::Lookup::kNew);
+  bool answered = false;
+  ASSERT_EQ(cache.Begin("busy", 1, [&](Answer) { answered = true; }, &cached),
+            ResultCache::Lookup::kWaiting);
+  cache.Complete("busy", 1, Ok(1));
+  EXPECT_TRUE(answered);
 }
 
 }  // namespace

@@ -32,6 +32,7 @@ const std::map<std::string, Setter>& Setters() {
       {"max_micro_batch_images", MKD_FIELD(int64_t, max_micro_batch_images, "an integer")},
       {"max_message_bytes", MKD_FIELD(int64_t, max_message_bytes, "an integer")},
       {"dedup_window", MKD_FIELD(int64_t, dedup_window, "an integer")},
+      {"job_idle_s", MKD_FIELD(int64_t, job_idle_s, "an integer")},
       {"batcher.max_tokens_per_batch",
        MKD_FIELD(int64_t, batcher.max_tokens_per_batch, "an integer")},
       {"batcher.max_queue_delay_us", MKD_FIELD(int64_t, batcher.max_queue_delay_us, "an integer")},
@@ -70,6 +71,7 @@ absl::Status Validate(const TeacherServerConfig& c) {
   if (c.max_micro_batch_images < 1) return bad("max_micro_batch_images", "must be positive");
   if (c.max_message_bytes < 1024) return bad("max_message_bytes", "must be at least 1024");
   if (c.dedup_window < 0) return bad("dedup_window", "must be >= 0");
+  if (c.job_idle_s < 1) return bad("job_idle_s", "must be at least 1 (seconds)");
   if (c.batcher.max_tokens_per_batch < 1) return bad("batcher.max_tokens_per_batch", "must be positive");
   if (c.batcher.max_queue_delay_us < 0) return bad("batcher.max_queue_delay_us", "must be >= 0");
   if (c.batcher.max_queued < 1) return bad("batcher.max_queued", "must be positive");
@@ -87,6 +89,7 @@ absl::StatusOr<TeacherServerConfig> ParseTeacherServerConfig(
                        ModelFromConfigNode(flat["model"], kWhat, "model", &config.model_spec));
   MKD_RETURN_IF_ERROR(ApplyConfigKeys(flat, Setters(), kWhat, "model", config));
   MKD_RETURN_IF_ERROR(Validate(config));
+  config.batcher.job_idle_s = config.job_idle_s;
   return config;
 }
 

@@ -18,6 +18,10 @@ struct BatcherConfig {
   int64_t max_queue_delay_us = 2000;     // How long work may wait for company.
   int64_t max_queued = 512;              // Micro-batches waiting, all jobs.
   int64_t max_queued_per_job = 128;
+  // A job with nothing queued and no work for this long is forgotten: its
+  // fair-share clock here and its remembered answers in the service. Set
+  // from the top-level job_idle_s.
+  int64_t job_idle_s = 600;
 };
 
 struct TeacherServerConfig {
@@ -35,6 +39,10 @@ struct TeacherServerConfig {
   // Answers remembered per job for repeated ids (a client re-sends at most
   // its unanswered micro-batches; each answer holds b x classes floats).
   int64_t dedup_window = 64;
+  // Seconds after which an idle job's per-job state is dropped (a
+  // long-running pool serves many jobs; finished ones must not pile up).
+  // Longer than any client's reconnect window, so a re-sent id still hits.
+  int64_t job_idle_s = 600;
   BatcherConfig batcher;
 };
 

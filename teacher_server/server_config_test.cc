@@ -8,13 +8,15 @@ namespace {
 TEST(ServerConfig, ParsesKeysAndOverrides) {
   auto c = ParseTeacherServerConfig(
       "model: deit_tiny_patch16_224\nweights: t.safetensors\nbatcher:\n  max_queue_delay_us: 500\n",
-      {"listen=127.0.0.1:0", "model.num_classes=10", "dtype=bf16"});
+      {"listen=127.0.0.1:0", "model.num_classes=10", "dtype=bf16", "job_idle_s=30"});
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->model.embed_dim, 192);
   EXPECT_EQ(c->model.num_classes, 10);
   EXPECT_EQ(c->batcher.max_queue_delay_us, 500);
   EXPECT_EQ(c->listen, "127.0.0.1:0");
   EXPECT_EQ(c->dtype, "bf16");
+  EXPECT_EQ(c->job_idle_s, 30);
+  EXPECT_EQ(c->batcher.job_idle_s, 30);  // The batcher forgets jobs on the same clock.
 }
 
 TEST(ServerConfig, ErrorsNameTheKey) {
@@ -31,6 +33,7 @@ TEST(ServerConfig, ErrorsNameTheKey) {
       {"model: deit_tiny_patch16_224\nweights: w\nbatcher:\n  max_queued: lots\n",
        "'batcher.max_queued': expected an integer"},
       {"model: deit_tiny_patch16_224\nweights: w\ndevice: tpu\n", "'device': must be cpu"},
+      {"model: deit_tiny_patch16_224\nweights: w\njob_idle_s: 0\n", "'job_idle_s': must be at least 1"},
   };
   for (const auto& c : cases) {
     auto r = ParseTeacherServerConfig(c.yaml, {});
