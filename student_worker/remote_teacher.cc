@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "common/dtype.h"
 #include "common/masking.h"
 #include "common/status_macros.h"
@@ -61,6 +62,7 @@ class RemoteTeacher final : public Teacher {
     std::random_device rd;
     next_id_ = (uint64_t{rd()} << 32 | rd()) & ~(uint64_t{1} << 63);
     reader_ = std::thread([this] { ReadLoop(); });
+    retrier_ = std::thread([this] { RetryLoop(); });
   }
 
   ~RemoteTeacher() override {
@@ -70,7 +72,9 @@ class RemoteTeacher final : public Teacher {
       if (context_) context_->TryCancel();
     }
     wake_.notify_all();
+    retry_wake_.notify_all();
     reader_.join();
+    retrier_.join();
     FailAll(absl::CancelledError("remote teacher closed"));
   }
 
@@ -163,12 +167,13 @@ class RemoteTeacher final : public Teacher {
     if (it == pending_.end()) return;  // A second answer to a resent id.
     if (r.code() != 0 && Retryable(r.code()) && it->second.attempts < options_.max_attempts) {
       // Back off a little (the server said it is busy), then the same id.
+      // The retry thread re-sends it, so this thread goes on reading the
+      // other micro-batches' answers meanwhile.
       const int attempt = it->second.attempts++;
+      retries_.emplace(absl::Now() + absl::Milliseconds(std::min(20 << attempt, 1000)),
+                       r.micro_batch_id());
       lock.unlock();
-      std::this_thread::sleep_for(std::chrono::milliseconds(std::min(20 << attempt, 1000)));
-      lock.lock();
-      it = pending_.find(r.micro_batch_id());
-      if (it != pending_.end()) Send(it->second.request);
+      retry_wake_.notify_one();
       return;
     }
     Pending p = std::move(it->second);
@@ -190,6 +195,27 @@ class RemoteTeacher final : public Teacher {
                                                 p.request.batch(), " images"));
     }
     p.promise.set_value(std::move(logits));
+  }
+
+  // Re-sends micro-batches whose backoff has passed (still pending ones
+  // only: a resend after a reconnect may have answered them already).
+  void RetryLoop() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!stop_) {
+      if (retries_.empty()) {
+        retry_wake_.wait(lock);
+        continue;
+      }
+      const absl::Time due = retries_.begin()->first;
+      if (absl::Now() < due) {
+        retry_wake_.wait_for(lock, absl::ToChronoNanoseconds(due - absl::Now()));
+        continue;
+      }
+      const uint64_t id = retries_.begin()->second;
+      retries_.erase(retries_.begin());
+      auto it = pending_.find(id);
+      if (it != pending_.end()) Send(it->second.request);
+    }
   }
 
   // Owns the stream: opens it, reads answers, and on a break reopens it and
@@ -258,13 +284,16 @@ class RemoteTeacher final : public Teacher {
 
   std::mutex mu_;
   std::condition_variable wake_;
+  std::condition_variable retry_wake_;
   std::map<uint64_t, Pending> pending_;     // Guarded by mu_.
+  std::multimap<absl::Time, uint64_t> retries_;  // Due time -> id; guarded by mu_.
   uint64_t next_id_ = 0;                    // Guarded by mu_.
   Stream* stream_ = nullptr;                // Guarded by mu_; owned by ReadLoop.
   grpc::ClientContext* context_ = nullptr;  // Guarded by mu_; owned by ReadLoop.
   absl::Status fatal_;                      // Guarded by mu_: set when unreachable.
   bool stop_ = false;                       // Guarded by mu_.
   std::thread reader_;
+  std::thread retrier_;
 };
 
 }  // namespace

@@ -96,6 +96,11 @@ void TeacherMetrics::CountRequest(absl::StatusCode code) {
   requests_.Add({{"code", CodeName(code)}}).Increment();
 }
 
+int64_t TeacherMetrics::requests(absl::StatusCode code) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return static_cast<int64_t>(requests_.Add({{"code", CodeName(code)}}).Value());
+}
+
 void TeacherMetrics::ObserveBatch(double compute_seconds, int64_t images, int64_t tokens,
                                   double flops, double flops_saved) {
   compute_seconds_.Observe(compute_seconds);

@@ -25,6 +25,8 @@ class TeacherMetrics {
 
   // One answered micro-batch, by its gRPC status code.
   void CountRequest(absl::StatusCode code);
+  // Micro-batches answered with `code` so far (tests wait on it).
+  int64_t requests(absl::StatusCode code);
   void AddReceivedBytes(int64_t bytes) { received_bytes_.Increment(static_cast<double>(bytes)); }
   void AddInFlight(int delta) { in_flight_.Increment(delta); }
   void SetQueued(int64_t n) { queued_.Set(static_cast<double>(n)); }
