@@ -5,7 +5,8 @@
 
 #include <thread>
 
-#include <torch/torch.h>
+#include <torch/types.h>
+#include <torch/utils.h>
 
 namespace mkd {
 

@@ -3,7 +3,7 @@
 #include <cstring>
 
 #include <c10/util/Exception.h>
-#include <torch/torch.h>
+#include <torch/types.h>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"

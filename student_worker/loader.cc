@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <numeric>
 
-#include <torch/torch.h>
+#include <torch/types.h>
 
 #include "absl/strings/str_cat.h"
 #include "common/tensor_util.h"

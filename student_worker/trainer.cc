@@ -257,7 +257,10 @@ absl::Status Trainer::DistillForwardBackward(const Batch& batch, StepResult* r) 
     flops_full_ += mb.rows * ViTForwardFlops(t, t.num_patches());
   }
   // Phase 2: in order, as logits arrive: loss and backward. Weighting by
-  // rows/total makes the sum the whole batch's mean loss.
+  // rows/total makes the sum the whole batch's mean loss. In submission
+  // order rather than arrival order on purpose: gradients then accumulate
+  // in a fixed order, so a run (and its resume) is bit-reproducible; the
+  // server answers one job's micro-batches first-in first-out anyway.
   const DistillLossOptions lo{config_.distill.alpha, config_.distill.tau,
                               *ParseKdKind(config_.distill.kind)};
   const absl::Duration timeout = absl::Milliseconds(config_.distill.teacher_timeout_ms);

@@ -1,6 +1,6 @@
 #include "teacher_server/batcher.h"
 
-#include <torch/torch.h>
+#include <torch/types.h>
 
 #include "common/flops.h"
 

@@ -1,6 +1,6 @@
 #include "teacher_server/service.h"
 
-#include <torch/torch.h>
+#include <torch/types.h>
 
 #include <deque>
 #include <mutex>
