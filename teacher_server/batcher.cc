@@ -7,23 +7,24 @@
 namespace mkd::teacher {
 namespace {
 
-BatchQueueOptions QueueOptions(const BatcherConfig& c) {
+BatchQueueOptions QueueOptions(const BatcherConfig& c, absl::Duration job_idle) {
   BatchQueueOptions o;
   o.max_tokens_per_batch = c.max_tokens_per_batch;
   o.max_queue_delay = absl::Microseconds(c.max_queue_delay_us);
   o.max_queued = c.max_queued;
   o.max_queued_per_job = c.max_queued_per_job;
-  o.job_idle = absl::Seconds(c.job_idle_s);
+  o.job_idle = job_idle;
   return o;
 }
 
 }  // namespace
 
-Batcher::Batcher(Engine* engine, const BatcherConfig& config, TeacherMetrics* metrics)
+Batcher::Batcher(Engine* engine, const BatcherConfig& config, absl::Duration job_idle,
+                 TeacherMetrics* metrics)
     : engine_(engine),
       metrics_(metrics),
       model_(engine->config()),
-      queue_(QueueOptions(config)),
+      queue_(QueueOptions(config, job_idle)),
       thread_([this] { Loop(); }) {}
 
 Batcher::~Batcher() { Shutdown(); }

@@ -46,7 +46,10 @@ using WorkDone = std::function<void(WorkResult)>;
 class Batcher {
  public:
   // `engine` and `metrics` (may be null) must outlive the Batcher.
-  Batcher(Engine* engine, const BatcherConfig& config, TeacherMetrics* metrics);
+  // A job with nothing queued whose last work arrived `job_idle` ago is
+  // forgotten (its fair-share clock).
+  Batcher(Engine* engine, const BatcherConfig& config, absl::Duration job_idle,
+          TeacherMetrics* metrics);
   ~Batcher();  // Shutdown().
 
   // Queues `item`. On OK, `done` is called exactly once, on the batcher's

@@ -15,7 +15,8 @@ absl::StatusOr<std::unique_ptr<TeacherServer>> TeacherServer::Start(
   }
   s->engine_ = std::move(engine);
   s->metrics_ = std::make_unique<TeacherMetrics>();
-  s->batcher_ = std::make_unique<Batcher>(s->engine_.get(), config.batcher, s->metrics_.get());
+  s->batcher_ = std::make_unique<Batcher>(s->engine_.get(), config.batcher,
+                                          absl::Seconds(config.job_idle_s), s->metrics_.get());
   s->service_ = std::make_unique<TeacherServiceImpl>(config, s->engine_.get(), s->batcher_.get(),
                                                      s->metrics_.get());
 

@@ -89,7 +89,6 @@ absl::StatusOr<TeacherServerConfig> ParseTeacherServerConfig(
                        ModelFromConfigNode(flat["model"], kWhat, "model", &config.model_spec));
   MKD_RETURN_IF_ERROR(ApplyConfigKeys(flat, Setters(), kWhat, "model", config));
   MKD_RETURN_IF_ERROR(Validate(config));
-  config.batcher.job_idle_s = config.job_idle_s;
   return config;
 }
 

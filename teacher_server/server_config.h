@@ -18,10 +18,6 @@ struct BatcherConfig {
   int64_t max_queue_delay_us = 2000;     // How long work may wait for company.
   int64_t max_queued = 512;              // Micro-batches waiting, all jobs.
   int64_t max_queued_per_job = 128;
-  // A job with nothing queued and no work for this long is forgotten: its
-  // fair-share clock here and its remembered answers in the service. Set
-  // from the top-level job_idle_s.
-  int64_t job_idle_s = 600;
 };
 
 struct TeacherServerConfig {

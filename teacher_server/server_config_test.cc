@@ -16,7 +16,6 @@ TEST(ServerConfig, ParsesKeysAndOverrides) {
   EXPECT_EQ(c->listen, "127.0.0.1:0");
   EXPECT_EQ(c->dtype, "bf16");
   EXPECT_EQ(c->job_idle_s, 30);
-  EXPECT_EQ(c->batcher.job_idle_s, 30);  // The batcher forgets jobs on the same clock.
 }
 
 TEST(ServerConfig, ErrorsNameTheKey) {

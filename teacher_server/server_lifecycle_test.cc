@@ -29,16 +29,10 @@ TEST(TeacherServer, ShutdownDrainsAcceptedWork) {
   ASSERT_TRUE(stream.Write(Request("job", 3, m)));
   // A finished client write is not yet accepted work: wait (bounded) until
   // the batcher has queued both, so shutdown really has work to drain.
-  for (int i = 0; i < 500 && s.server->metrics().queued() < 2; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  ASSERT_EQ(s.server->metrics().queued(), 2);
+  ASSERT_TRUE(WaitUntil([&] { return s.server->metrics().queued() == 2; }));
   auto stopper = std::thread([&] { s.server->Shutdown(absl::Milliseconds(500)); });
   // Accepted work is computed although shutdown has begun.
-  for (int i = 0; i < 500 && s.server->accepting(); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  EXPECT_FALSE(s.server->accepting());
+  EXPECT_TRUE(WaitUntil([&] { return !s.server->accepting(); }));
   s.engine->Open();
   auto got = stream.Read(3);
   stopper.join();

@@ -10,7 +10,9 @@
 
 #include <condition_variable>
 #include <filesystem>
+#include <functional>
 #include <map>
+#include <thread>
 
 #include "common/masking.h"
 #include "common/vit.h"
@@ -96,6 +98,15 @@ class GatedEngine final : public Engine {
   bool open_ = true;
   int runs_ = 0;
 };
+
+// Polls `done` every 10 ms for at most 30 s (a bounded wait for state
+// another thread changes); returns its last value.
+inline bool WaitUntil(const std::function<bool()>& done) {
+  for (int i = 0; i < 3000 && !done(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return done();
+}
 
 struct Started {
   std::unique_ptr<TeacherServer> server;

@@ -126,7 +126,10 @@ class DistillReactor final
 
 TeacherServiceImpl::TeacherServiceImpl(const TeacherServerConfig& config, Engine* engine,
                                        Batcher* batcher, TeacherMetrics* metrics)
-    : engine_(engine), batcher_(batcher), metrics_(metrics), cache_(config.dedup_window, absl::Seconds(config.job_idle_s)) {
+    : engine_(engine),
+      batcher_(batcher),
+      metrics_(metrics),
+      cache_(config.dedup_window, absl::Seconds(config.job_idle_s)) {
   const ViTConfig& m = engine->config();
   limits_.num_patches = m.num_patches();
   limits_.patch_dim = m.patch_dim();

@@ -8,7 +8,6 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include <thread>
 #include <vector>
 
 #include "teacher_server/server_test_util.h"
@@ -18,76 +17,72 @@ namespace {
 
 namespace tu = teacher::test_util;
 
-// Waits (bounded) until the server has answered `n` micro-batches with `code`.
-bool WaitForAnswers(teacher::TeacherServer& server, absl::StatusCode code, int64_t n) {
-  for (int i = 0; i < 3000 && server.metrics().requests(code) < n; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return server.metrics().requests(code) >= n;
-}
+// A server whose queue holds one micro-batch, its forward passes held at
+// the gate, and a client that sends each micro-batch at most
+// `max_attempts` times.
+struct OneSlot {
+  tu::Started s;
+  std::unique_ptr<Teacher> remote;
 
-RemoteTeacherOptions Options(int port, int max_attempts) {
-  RemoteTeacherOptions o;
-  o.address = "127.0.0.1:" + std::to_string(port);
-  o.wire_dtype = "fp32";
-  o.job_id = "retry-test";
-  o.max_attempts = max_attempts;
-  o.timeout = absl::Seconds(30);
-  o.reconnect_timeout = absl::Seconds(30);
-  return o;
-}
+  explicit OneSlot(int max_attempts) : s(StartServer()) {
+    RemoteTeacherOptions o;
+    o.address = "127.0.0.1:" + std::to_string(s.server->port());
+    o.wire_dtype = "fp32";
+    o.job_id = "retry-test";
+    o.max_attempts = max_attempts;
+    o.timeout = absl::Seconds(30);
+    o.reconnect_timeout = absl::Seconds(30);
+    auto r = MakeRemoteTeacher(o);
+    EXPECT_TRUE(r.ok()) << r.status();
+    if (r.ok()) remote = std::move(*r);
+    s.engine->Close();
+  }
+  static tu::Started StartServer() {
+    teacher::TeacherServerConfig config = tu::Config();
+    config.batcher.max_queued = 1;
+    return tu::Start(config);
+  }
+  int64_t answered(absl::StatusCode code) { return s.server->metrics().requests(code); }
+};
 
 TEST(RemoteTeacher, BusyServerIsRetriedUntilEveryMicroBatchIsAnswered) {
-  teacher::TeacherServerConfig config = tu::Config();
-  config.batcher.max_queued = 1;
-  tu::Started s = tu::Start(config);
-  auto remote = MakeRemoteTeacher(Options(s.server->port(), 20));
-  ASSERT_TRUE(remote.ok()) << remote.status();
-
-  s.engine->Close();
+  OneSlot t(/*max_attempts=*/20);
+  ASSERT_NE(t.remote, nullptr);
   std::vector<tu::MicroBatch> batches;
   std::vector<PendingLogits> pending;
   for (uint64_t i = 0; i < 4; ++i) {
     batches.push_back(tu::MakeMicroBatch(2, 8, 20 + i));
-    pending.push_back((*remote)->SubmitLogits(batches.back().images, batches.back().idx));
+    pending.push_back(t.remote->SubmitLogits(batches.back().images, batches.back().idx));
     // The first is held at the gate, so the queue (one slot) fills up.
-    if (i == 0) ASSERT_TRUE(s.engine->WaitRuns(1));
+    if (i == 0) ASSERT_TRUE(t.s.engine->WaitRuns(1));
   }
-  // The server turned work away at least twice (a retry included) ...
-  ASSERT_TRUE(WaitForAnswers(*s.server, absl::StatusCode::kResourceExhausted, 3));
-  s.engine->Open();
+  // The server turned work away at least three times (a retry included) ...
+  ASSERT_TRUE(tu::WaitUntil([&] { return t.answered(absl::StatusCode::kResourceExhausted) >= 3; }));
+  t.s.engine->Open();
   // ... and yet every micro-batch gets its own logits, computed once.
   for (size_t i = 0; i < pending.size(); ++i) {
     auto logits = AwaitLogits(pending[i], absl::Seconds(60));
     ASSERT_TRUE(logits.ok()) << i << ": " << logits.status();
     EXPECT_TRUE(torch::allclose(*logits, tu::Expected(batches[i]), 1e-5, 1e-5)) << i;
   }
-  EXPECT_EQ(s.server->metrics().requests(absl::StatusCode::kOk), 4);
+  EXPECT_EQ(t.answered(absl::StatusCode::kOk), 4);
 }
 
 TEST(RemoteTeacher, RetriesStopAtMaxAttemptsWithTheServersReason) {
-  teacher::TeacherServerConfig config = tu::Config();
-  config.batcher.max_queued = 1;
-  tu::Started s = tu::Start(config);
-  auto remote = MakeRemoteTeacher(Options(s.server->port(), 2));
-  ASSERT_TRUE(remote.ok()) << remote.status();
-
-  s.engine->Close();
+  OneSlot t(/*max_attempts=*/2);
+  ASSERT_NE(t.remote, nullptr);
   tu::MicroBatch m = tu::MakeMicroBatch(2, 8, 30);
-  PendingLogits held = (*remote)->SubmitLogits(m.images, m.idx);
-  ASSERT_TRUE(s.engine->WaitRuns(1));
-  PendingLogits queued = (*remote)->SubmitLogits(m.images, m.idx);
-  for (int i = 0; i < 3000 && s.server->metrics().queued() < 1; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  ASSERT_EQ(s.server->metrics().queued(), 1);
-  PendingLogits refused = (*remote)->SubmitLogits(m.images, m.idx);
+  PendingLogits held = t.remote->SubmitLogits(m.images, m.idx);
+  ASSERT_TRUE(t.s.engine->WaitRuns(1));
+  PendingLogits queued = t.remote->SubmitLogits(m.images, m.idx);
+  ASSERT_TRUE(tu::WaitUntil([&] { return t.s.server->metrics().queued() == 1; }));
+  PendingLogits refused = t.remote->SubmitLogits(m.images, m.idx);
   auto r = AwaitLogits(refused, absl::Seconds(60));  // Two sends, both refused.
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_NE(r.status().message().find("queue is full"), std::string::npos) << r.status();
-  EXPECT_EQ(s.server->metrics().requests(absl::StatusCode::kResourceExhausted), 2);
-  s.engine->Open();
+  EXPECT_EQ(t.answered(absl::StatusCode::kResourceExhausted), 2);
+  t.s.engine->Open();
   EXPECT_TRUE(AwaitLogits(held, absl::Seconds(60)).ok());
   EXPECT_TRUE(AwaitLogits(queued, absl::Seconds(60)).ok());
 }
