@@ -7,8 +7,15 @@
 //  2. bytes per image on the wire vs a full fp32 image, per keep and dtype.
 // Random teacher weights: only cost matters here.
 //
+// On a GPU (--device cuda --dtype bf16) both sides get fp16 patches on the
+// host, so each copies the same bytes to the device; the server's batcher
+// overlaps one batch's copy with the previous one's forward, the bare
+// engine runs its phases back to back. It also prints the engine's peak
+// GPU memory.
+//
 // Usage: teacher_server_bench [--teacher deit_tiny_patch16_224] [--images 8]
-//          [--count 8] [--rounds 3] [--threads N]
+//          [--count 8] [--rounds 3] [--threads N] [--device cpu|cuda]
+//          [--dtype fp32|bf16|fp16]
 #include <cstdio>
 #include <filesystem>
 #include <thread>
@@ -39,7 +46,9 @@ Work MakeWork(const ViTConfig& c, int64_t images, int64_t count, int64_t k, v1::
   Work w;
   torch::Tensor x = torch::randn({images, c.in_chans, c.img_size, c.img_size});
   w.idx = torch::rand({images, c.num_patches()}).argsort(1, false).narrow(1, 0, k).contiguous();
-  w.patches = CutPatches(x, w.idx, c.patch_size);
+  // The bare engine gets what the server decodes: the wire's dtype.
+  w.patches = CutPatches(x, w.idx, c.patch_size).to(dtype == v1::DTYPE_F16 ? torch::kFloat16
+                                                                          : torch::kFloat32);
   for (int64_t i = 0; i < count; ++i) {
     v1::DistillRequest r;
     r.set_job_id("bench");
@@ -83,6 +92,8 @@ absl::Status Run(const ParsedFlags& f) {
   MKD_ASSIGN_OR_RETURN(int64_t rounds, f.GetInt("rounds", 3));
   MKD_ASSIGN_OR_RETURN(int64_t threads, f.GetInt("threads", 0));
   RuntimeReport rt = ConfigureRuntime(static_cast<int>(threads));
+  const std::string device = f.Get("device").value_or("cpu");
+  const std::string dtype = f.Get("dtype").value_or("fp32");
 
   const std::string dir = std::filesystem::temp_directory_path() / "mkd_server_bench";
   std::filesystem::create_directories(dir);
@@ -97,6 +108,8 @@ absl::Status Run(const ParsedFlags& f) {
   const ViTConfig& c = config.model;
   const int64_t n = c.num_patches();
   const std::vector<int64_t> keeps = {n, n / 2, n / 4};
+  config.device = device;
+  config.dtype = dtype;
   config.listen = "127.0.0.1:0";
   config.metrics_listen = "";
   config.batcher.max_queue_delay_us = 0;
@@ -127,9 +140,10 @@ absl::Status Run(const ParsedFlags& f) {
   std::vector<double> secs = TimeInterleaved(runs, static_cast<int>(rounds));
   MKD_RETURN_IF_ERROR(failure);
 
-  std::printf("teacher serving: %s, micro-batch %lld images x %lld per stream, %d threads "
-              "(OpenBLAS pinned: %s), fp16 wire, median of %lld rounds\n",
-              teacher.c_str(), static_cast<long long>(images), static_cast<long long>(count),
+  std::printf("teacher serving: %s on %s (%s), micro-batch %lld images x %lld per stream, "
+              "%d threads (OpenBLAS pinned: %s), fp16 wire, median of %lld rounds\n",
+              teacher.c_str(), bare->device().c_str(), dtype.c_str(),
+              static_cast<long long>(images), static_cast<long long>(count),
               rt.intra_op_threads, rt.openblas_pinned ? "yes" : "no",
               static_cast<long long>(rounds));
   std::printf("%-10s %5s %14s %14s %12s %10s\n", "keep", "k", "engine img/s", "server img/s",
@@ -154,6 +168,9 @@ absl::Status Run(const ParsedFlags& f) {
     std::printf("%-10s %12.0f %9.3fx %12.0f %9.3fx\n", absl::StrCat(100 * k / n, "%").c_str(),
                 bytes[0], bytes[0] / full_image, bytes[1], bytes[1] / full_image);
   }
+  if (std::optional<int64_t> peak = bare->PeakMemoryBytes()) {
+    std::printf("\nteacher engine peak GPU memory: %.0f MiB\n", *peak / 1048576.0);
+  }
   server->Shutdown(absl::ZeroDuration());
   return absl::OkStatus();
 }
@@ -163,6 +180,7 @@ absl::Status Run(const ParsedFlags& f) {
 
 int main(int argc, char** argv) {
   return mkd::bench::BenchMain("teacher_server_bench", argc, argv,
-                               {{"teacher"}, {"images"}, {"count"}, {"rounds"}, {"threads"}},
+                               {{"teacher"}, {"images"}, {"count"}, {"rounds"}, {"threads"},
+                                {"device"}, {"dtype"}},
                                mkd::bench::Run);
 }

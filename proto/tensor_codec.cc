@@ -35,6 +35,13 @@ std::string EncodeFloats(const torch::Tensor& t, maskedkd::v1::DType dtype) {
 absl::StatusOr<torch::Tensor> DecodeFloats(absl::string_view bytes, int dtype,
                                            const std::vector<int64_t>& shape,
                                            absl::string_view field) {
+  MKD_ASSIGN_OR_RETURN(torch::Tensor raw, DecodeWireFloats(bytes, dtype, shape, field));
+  return raw.to(torch::kFloat32);
+}
+
+absl::StatusOr<torch::Tensor> DecodeWireFloats(absl::string_view bytes, int dtype,
+                                               const std::vector<int64_t>& shape,
+                                               absl::string_view field) {
   const int64_t size = WireDTypeSize(dtype);
   if (size == 0) {
     return absl::InvalidArgumentError(
@@ -48,7 +55,7 @@ absl::StatusOr<torch::Tensor> DecodeFloats(absl::string_view bytes, int dtype,
   }
   torch::Tensor raw = torch::empty(shape, torch::TensorOptions().dtype(TorchDtype(dtype)));
   std::memcpy(raw.data_ptr(), bytes.data(), bytes.size());
-  return raw.to(torch::kFloat32);
+  return raw;
 }
 
 std::string EncodeIndices(const torch::Tensor& idx) {

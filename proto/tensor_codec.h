@@ -25,6 +25,12 @@ absl::StatusOr<torch::Tensor> DecodeFloats(absl::string_view bytes, int dtype,
                                            const std::vector<int64_t>& shape,
                                            absl::string_view field);
 
+// As DecodeFloats, but the CPU tensor keeps the wire's dtype (f32, f16 or
+// bf16): the teacher server converts on its device, after the copy.
+absl::StatusOr<torch::Tensor> DecodeWireFloats(absl::string_view bytes, int dtype,
+                                               const std::vector<int64_t>& shape,
+                                               absl::string_view field);
+
 // Kept indices [b, k] (any integer dtype) as int32 bytes, and back to int64
 // (sizes checked; ranges are the validator's job).
 std::string EncodeIndices(const torch::Tensor& idx);

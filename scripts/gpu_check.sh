@@ -1,23 +1,82 @@
 #!/usr/bin/env bash
-# Runs on a GPU machine (see README "GPU check"): builds the Torch-only core
-# (common/, cli/, masked_forward_bench) against PyTorch's bundled LibTorch
-# and the Debian libraries packed by scripts/gpu_devroot.sh, then checks
-# CUDA against CPU logits and times masked vs full forwards on the GPU.
-set -euo pipefail
+# The GPU check, in one go on a GPU machine (see README "On a GPU"): builds
+# the whole service (mkd-teacher, mkd-student, mkd) against PyTorch's
+# bundled LibTorch and the Debian libraries packed by scripts/gpu_devroot.sh,
+# runs the CUDA tests, then the benchmarks:
+#   1. train_throughput_bench, the paper's Table 2 setting: DeiT-S student <-
+#      DeiT-B teacher at 224, bf16, batch 256: no KD, vanilla KD, MaskedKD
+#      50% and 25%; then MaskedKD 50% with the teacher in a separate
+#      mkd-teacher process on the same GPU, m = 1, 4, 8;
+#   2. teacher_server_bench: mkd-teacher on CUDA vs its bare engine at keep
+#      100/50/25%, and its peak GPU memory;
+#   3. train_throughput_bench with a DeiT-III Huge/14 teacher (where the
+#      teacher dominates the step, as in the paper's large-teacher rows).
+# Everything it prints also goes to $OUT/gpu_check.log (or build-gpu/).
+# Meant to finish in under 8 minutes on an H100/H200 with 16 cores.
+#
+# Usage (on the GPU machine, in the repository root, with
+# .cache/devroot.tar.xz carried over): bash scripts/gpu_check.sh [build|test|bench]...
+set -uo pipefail
 cd "$(dirname "$0")/.."
+out=${OUT:-build-gpu}
+mkdir -p "$out"
+exec > >(tee -a "$out/gpu_check.log") 2>&1
+steps=("$@")
+((${#steps[@]})) || steps=(build test bench)
+want() { [[ " ${steps[*]} " == *" $1 "* ]]; }
+stamp() { echo "== $(date +%T) $*"; }
+
 devroot=$PWD/.cache/devroot
-[[ -d $devroot ]] || { echo "run scripts/gpu_devroot.sh first (on the build machine)"; exit 1; }
-torch_cmake=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
+if [[ ! -d $devroot ]]; then
+  [[ -f .cache/devroot.tar.xz ]] || { echo "run scripts/gpu_devroot.sh first (on the build machine)"; exit 1; }
+  tar -C .cache -xJf .cache/devroot.tar.xz
+fi
 export LD_LIBRARY_PATH=$devroot/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DMKD_TORCH_ONLY=ON \
-  -DCMAKE_PREFIX_PATH="$devroot;$devroot/share/cmake;$torch_cmake" >build-gpu.log 2>&1 \
-  || { tail -40 build-gpu.log; exit 1; }
-cmake --build build-gpu --target masked_forward_bench mkd -j "$(nproc)" >>build-gpu.log 2>&1 \
-  || { grep -E 'error|Error' -A3 build-gpu.log | head -60; exit 1; }
-bench=build-gpu/bench/masked_forward_bench
-models=${MODELS:-deit_small_patch16_224,deit_base_patch16_224}
-for dtype in ${DTYPES:-fp16 bf16 fp32}; do
-  $bench --device cuda --dtype "$dtype" --models "$models" --batch "${BATCH:-256}" \
-    --rounds "${ROUNDS:-10}"
-done
+export MKD_BIN_DIR=$PWD/build-gpu/bin
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+torch_cmake=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
+torch_inc=$(python3 -c 'import torch, os; print(os.path.join(os.path.dirname(torch.__file__), "include"))')
+python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)'
+
+if want build; then
+  stamp build
+  # Newer LibTorch headers demand C++20; Debian's (the CPU build) take 17.
+  std=17
+  if grep -rqs "202002L" "$torch_inc/c10/macros/Macros.h" "$torch_inc/c10/util/C++17.h"; then std=20; fi
+  echo "C++$std ($(c++ --version | head -n 1))"
+  cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DMKD_DEVROOT="$devroot" \
+    -DCMAKE_PREFIX_PATH="$torch_cmake" -DCMAKE_CXX_STANDARD=$std -DMKD_BUILD_TESTS=ON \
+    >build-gpu.log 2>&1 || { tail -40 build-gpu.log; exit 1; }
+  grep "maskedkd:" build-gpu.log
+  cmake --build build-gpu -j "$(nproc)" --target mkd mkd-teacher mkd-student cuda_test \
+    train_throughput_bench teacher_server_bench masked_forward_bench >>build-gpu.log 2>&1 \
+    || { grep -E 'error|Error' -B2 -A6 build-gpu.log | head -80; exit 1; }
+  # Protobuf twice in one process is only safe if LibTorch hides its copy.
+  lib=$(dirname "$torch_cmake")/../lib/libtorch_cpu.so
+  echo "protobuf symbols exported by libtorch_cpu: $(nm -D --defined-only "$lib" 2>/dev/null | grep -c 'google8protobuf' || true)"
+  stamp built
+fi
+
+status=0
+if want test; then
+  stamp test
+  timeout 300 build-gpu/tests/cuda_test --gtest_brief=0 || status=1
+  # The service binaries start and answer --help on this machine.
+  for b in mkd mkd-teacher mkd-student; do build-gpu/bin/$b --help >/dev/null || { echo "$b --help failed"; status=1; }; done
+fi
+
+if want bench; then
+  stamp bench: DeiT-S student, DeiT-B teacher
+  timeout 240 build-gpu/bench/train_throughput_bench --device cuda --precision bf16 --batch 256 \
+    --student deit_small_patch16_224 --teacher deit_base_patch16_224 --remote process \
+    --rounds "${ROUNDS:-10}" || status=1
+  stamp bench: teacher serving
+  timeout 120 build-gpu/bench/teacher_server_bench --device cuda --dtype bf16 \
+    --teacher deit_base_patch16_224 --images 64 --count 16 --rounds "${ROUNDS:-10}" || status=1
+  stamp bench: DeiT-S student, DeiT-III Huge/14 teacher
+  timeout 150 build-gpu/bench/train_throughput_bench --device cuda --precision bf16 --batch 128 \
+    --student deit_small_patch16_224 --teacher deit3_huge_patch14_224 --remote none \
+    --rounds 5 || status=1
+fi
+stamp done, status $status
+exit $status

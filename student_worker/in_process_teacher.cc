@@ -28,7 +28,8 @@ namespace {
 
 class InProcessTeacher final : public Teacher {
  public:
-  explicit InProcessTeacher(VisionTransformer model) : model_(std::move(model)) {
+  InProcessTeacher(VisionTransformer model, torch::Device device, torch::Dtype dtype)
+      : model_(std::move(model)), device_(device), dtype_(dtype) {
     model_->eval();
   }
 
@@ -41,8 +42,11 @@ class InProcessTeacher final : public Teacher {
     torch::Tensor logits;
     MKD_RETURN_IF_ERROR(CatchTorch("teacher forward", [&] {
       torch::NoGradGuard no_grad;
-      logits = idx.size(1) == config().num_patches() ? model_->forward(images)
-                                                       : model_->ForwardKept(images, idx).logits;
+      torch::Tensor x = images.to(device_, dtype_);
+      logits = idx.size(1) == config().num_patches()
+                   ? model_->forward(x)
+                   : model_->ForwardKept(x, idx.to(device_)).logits;
+      logits = logits.to(images.device(), torch::kFloat32);
     }));
     return logits;
   }
@@ -54,26 +58,32 @@ class InProcessTeacher final : public Teacher {
       torch::NoGradGuard no_grad;
       ForwardOptions o;
       o.saliency = true;
-      saliency = model_->Forward(images, o).saliency;
+      saliency = model_->Forward(images.to(device_, dtype_), o).saliency;
+      saliency = saliency.to(images.device(), torch::kFloat32);
     }));
     return saliency;
   }
 
  private:
   VisionTransformer model_;
+  const torch::Device device_;
+  const torch::Dtype dtype_;
 };
 
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Teacher>> MakeInProcessTeacher(const std::string& model_spec,
-                                                              const std::string& weights) {
+                                                              const std::string& weights,
+                                                              torch::Device device,
+                                                              torch::Dtype dtype) {
   MKD_ASSIGN_OR_RETURN(ViTConfig config, ResolveViTConfig(model_spec));
   config.drop_path_rate = 0.0;
   VisionTransformer model{nullptr};
   MKD_RETURN_IF_ERROR(CatchTorch("building the teacher", [&] { model = VisionTransformer(config); }));
   auto report = LoadViTWeightsFile(*model, weights);
   if (!report.ok()) return Annotate(report.status(), "teacher");
-  return std::unique_ptr<Teacher>(new InProcessTeacher(std::move(model)));
+  MKD_RETURN_IF_ERROR(CatchTorch("moving the teacher", [&] { model->to(device, dtype); }));
+  return std::unique_ptr<Teacher>(new InProcessTeacher(std::move(model), device, dtype));
 }
 
 }  // namespace mkd::student

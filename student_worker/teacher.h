@@ -49,9 +49,13 @@ class Teacher {
 };
 
 // Loads `weights` (safetensors) into the model given by `model_spec`
-// (preset or YAML) and serves it in this process, in eval mode.
-absl::StatusOr<std::unique_ptr<Teacher>> MakeInProcessTeacher(const std::string& model_spec,
-                                                              const std::string& weights);
+// (preset or YAML) and serves it in this process, in eval mode, on `device`
+// with its weights in `dtype` (a reduced dtype only on CUDA, where it halves
+// the teacher's cost as the server's `dtype` does). Inputs may live on any
+// device; logits come back as float32 on the inputs' device.
+absl::StatusOr<std::unique_ptr<Teacher>> MakeInProcessTeacher(
+    const std::string& model_spec, const std::string& weights,
+    torch::Device device = torch::kCPU, torch::Dtype dtype = torch::kFloat32);
 
 }  // namespace mkd::student
 

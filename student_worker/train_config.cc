@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/config_yaml.h"
+#include "common/device.h"
 #include "common/file_util.h"
 #include "common/losses.h"
 #include "common/masking.h"
@@ -87,7 +88,9 @@ const std::map<std::string, Setter>& Setters() {
       {"run.checkpoint_every_steps", MKD_FIELD(int64_t, run.checkpoint_every_steps, "an integer")},
       {"run.keep_checkpoints", MKD_FIELD(int, run.keep_checkpoints, "an integer")},
       {"run.threads", MKD_FIELD(int, run.threads, "an integer")},
-      {"run.precision", MKD_FIELD(std::string, run.precision, "fp32 or bf16")},
+      {"run.device", MKD_FIELD(std::string, run.device, "cpu, cuda or cuda:N")},
+      {"run.precision", MKD_FIELD(std::string, run.precision, "fp32, bf16 or fp16")},
+      {"run.fp16_init_scale", MKD_FIELD(double, run.fp16_init_scale, "a number")},
       {"run.max_steps", MKD_FIELD(int64_t, run.max_steps, "an integer")},
   };
   return *setters;
@@ -122,9 +125,18 @@ absl::Status Validate(TrainConfig& c) {
     return bad("run.checkpoint_every_steps", "must be >= 0");
   }
   if (c.run.out_dir.empty()) return bad("run.out_dir", "must not be empty");
-  if (c.run.precision != "fp32" && c.run.precision != "bf16") {
-    return bad("run.precision", "must be fp32 or bf16");
+  // Whether the device exists is the trainer's question (it depends on the
+  // machine, not the file); the name's form is checked here.
+  if (c.run.device != "cpu" && c.run.device != "cuda" && c.run.device.rfind("cuda:", 0) != 0) {
+    return bad("run.device", absl::StrCat("must be cpu, cuda or cuda:N, got '", c.run.device, "'"));
   }
+  if (auto p = ParsePrecision(c.run.precision, "run.precision"); !p.ok()) {
+    return bad("run.precision", "must be fp32, bf16 or fp16");
+  } else if (*p == Precision::kFp16 && c.run.device == "cpu") {
+    return bad("run.precision",
+               "fp16 needs run.device cuda (LibTorch's CPU autocast has bf16 only)");
+  }
+  if (!(c.run.fp16_init_scale >= 1)) return bad("run.fp16_init_scale", "must be >= 1");
   // The data pipeline produces what the model eats.
   c.data.transform.img_size = c.model.img_size;
   c.data.transform.channels = c.model.in_chans;

@@ -69,9 +69,15 @@ struct RunConfig {
   int64_t checkpoint_every_steps = 0;  // 0: at the end of each epoch only.
   int keep_checkpoints = 2;
   int threads = 0;                     // 0: one per core.
-  // fp32, or bf16: forward passes under LibTorch's CPU autocast (matmuls in
-  // bfloat16, reductions in fp32); weights and optimizer stay fp32.
+  // cpu, cuda (GPU 0) or cuda:N. Model, optimizer state, batches, the
+  // in-process teacher and evaluation all live there.
+  std::string device = "cpu";
+  // fp32, or bf16/fp16: forward passes and losses under LibTorch's autocast
+  // for the device (matmuls in the reduced type, reductions in fp32);
+  // weights and optimizer stay fp32. fp16 (CUDA only) scales the loss and
+  // skips steps whose gradients overflow; bf16 needs no scaling.
   std::string precision = "fp32";
+  double fp16_init_scale = 65536.0;    // fp16's initial loss scale (2^16, as torch.amp).
   int64_t max_steps = 0;               // Stop after this many steps (0: run all epochs).
 };
 

@@ -68,7 +68,10 @@ TEST(TrainConfigTest, ErrorsNameTheKey) {
   ExpectError(kBase, {"noequals"}, "expected key=value");
   ExpectError(kBase, {"data.batch_size=0"}, "key 'data.batch_size'");
   ExpectError(kBase, {"data.label_smoothing=1.5"}, "key 'data.label_smoothing'");
-  ExpectError(kBase, {"run.precision=fp8"}, "key 'run.precision': must be fp32 or bf16");
+  ExpectError(kBase, {"run.precision=fp8"}, "key 'run.precision': must be fp32, bf16 or fp16");
+  ExpectError(kBase, {"run.precision=fp16"}, "key 'run.precision': fp16 needs run.device cuda");
+  ExpectError(kBase, {"run.device=tpu"}, "key 'run.device': must be cpu, cuda or cuda:N, got 'tpu'");
+  ExpectError(kBase, {"run.fp16_init_scale=0.5"}, "key 'run.fp16_init_scale': must be >= 1");
   ExpectError(kBase, {"distill.teacher_address=localhost"}, "key 'distill.teacher_address': expected host:port");
   ExpectError(kBase, {"distill.micro_batches=0"}, "key 'distill.micro_batches': must be in [1, data.batch_size]");
   ExpectError(kBase, {"distill.wire_dtype=int8"}, "key 'distill.wire_dtype'");

@@ -1,7 +1,5 @@
 #include "student_worker/trainer.h"
 
-#include <ATen/autocast_mode.h>
-
 #include <cmath>
 #include <filesystem>
 
@@ -36,29 +34,6 @@ absl::StatusOr<std::unique_ptr<Dataset>> OpenSplit(const DataConfig& d, const st
   return data;
 }
 
-// Turns on CPU autocast to bfloat16 for its lifetime (forward and loss;
-// backward runs after it, as in PyTorch's recipe).
-class CpuAutocast {
- public:
-  explicit CpuAutocast(bool on) : on_(on) {
-    if (!on_) return;
-    was_enabled_ = at::autocast::is_cpu_enabled();
-    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
-    at::autocast::set_cpu_enabled(true);
-  }
-  ~CpuAutocast() {
-    if (!on_) return;
-    at::autocast::set_cpu_enabled(was_enabled_);
-    at::autocast::clear_cache();
-  }
-  CpuAutocast(const CpuAutocast&) = delete;
-  CpuAutocast& operator=(const CpuAutocast&) = delete;
-
- private:
-  bool on_;
-  bool was_enabled_ = false;
-};
-
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainConfig& config,
@@ -72,10 +47,17 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainConfig& conf
                                                    config.model.num_classes, " but dataset ",
                                                    train->name(), " has ", train->num_classes()));
   }
+  MKD_ASSIGN_OR_RETURN(torch::Device device, ResolveDevice(config.run.device, "config key 'run.device'"));
+  MKD_ASSIGN_OR_RETURN(Precision precision, ParsePrecision(config.run.precision, "run.precision"));
   if (config.mode == "distill" && teacher == nullptr) {
     if (config.distill.teacher_address.empty()) {
+      // On a GPU the teacher's weights take the reduced type outright (it
+      // never trains); on the CPU it stays fp32, as before bf16 existed.
+      const torch::Dtype teacher_dtype =
+          device.is_cuda() ? PrecisionDtype(precision) : torch::kFloat32;
       MKD_ASSIGN_OR_RETURN(teacher, MakeInProcessTeacher(config.distill.teacher_model,
-                                                         config.distill.teacher_weights));
+                                                         config.distill.teacher_weights, device,
+                                                         teacher_dtype));
     } else {
       RemoteTeacherOptions o;
       o.address = config.distill.teacher_address;
@@ -92,6 +74,8 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainConfig& conf
   std::unique_ptr<Trainer> trainer(
       new Trainer(config, std::move(train), std::move(eval),
                   config.mode == "distill" ? std::move(teacher) : nullptr));
+  trainer->device_ = device;
+  trainer->precision_ = precision;
   MKD_RETURN_IF_ERROR(trainer->Init());
   return trainer;
 }
@@ -109,8 +93,16 @@ Trainer::~Trainer() {
 
 absl::Status Trainer::Init() {
   torch::manual_seed(config_.seed);  // Initial weights and drop-path draws.
-  MKD_RETURN_IF_ERROR(
-      CatchTorch("building the student", [&] { model_ = VisionTransformer(config_.model); }));
+  // Built on the CPU, then moved: the same seed gives the same initial
+  // weights on every device.
+  MKD_RETURN_IF_ERROR(CatchTorch("building the student", [&] {
+    model_ = VisionTransformer(config_.model);
+    model_->to(device_);
+    h2d_ = std::make_unique<HostToDevice>(device_);
+  }));
+  GradScalerOptions scaling;
+  scaling.init_scale = config_.run.fp16_init_scale;
+  scaler_ = std::make_unique<GradScaler>(precision_ == Precision::kFp16, scaling);
   optimizer_ = std::make_unique<AdamW>(model_->named_parameters(), config_.optim);
 
   LoaderOptions train;
@@ -169,9 +161,30 @@ absl::Status Trainer::Init() {
 }
 
 absl::StatusOr<StepResult> Trainer::Step(const Batch& batch) {
-  MKD_ASSIGN_OR_RETURN(StepResult r, TrainStep(batch));
+  Batch on_device;
+  MKD_RETURN_IF_ERROR(CatchTorch("copying the batch", [&] { on_device = Unstage(Stage(batch)); }));
+  MKD_ASSIGN_OR_RETURN(StepResult r, TrainStep(on_device));
   ++step_;
   return r;
+}
+
+Trainer::StagedBatch Trainer::Stage(Batch batch) {
+  StagedBatch staged;
+  std::vector<torch::Tensor> host = {batch.images, batch.labels};
+  if (batch.targets.defined()) host.push_back(batch.targets);
+  staged.transfer = h2d_->Start(host);
+  batch.images = batch.labels = batch.targets = torch::Tensor();
+  staged.meta = std::move(batch);
+  return staged;
+}
+
+Batch Trainer::Unstage(StagedBatch staged) {
+  std::vector<torch::Tensor> t = h2d_->Finish(std::move(staged.transfer));
+  Batch b = std::move(staged.meta);
+  b.images = t[0];
+  b.labels = t[1];
+  if (t.size() > 2) b.targets = t[2];
+  return b;
 }
 
 double Trainer::KeepRatioNow() const {
@@ -202,32 +215,40 @@ absl::StatusOr<torch::Tensor> Trainer::SelectForTeacher(const torch::Tensor& ima
     }
     case MaskCriterion::kRandom:
     case MaskCriterion::kAll:
-      scores = torch::zeros({b, t.num_patches()});
+      // Only the shape (and device) matter to these criteria.
+      scores = torch::zeros({b, t.num_patches()}, torch::TensorOptions().device(device_));
       break;
   }
   if (criterion_ == MaskCriterion::kAll) k = t.num_patches();
   return SelectPatches(scores, k, criterion_, gen);
 }
 
-torch::Tensor Trainer::TrainLoss(const Batch& batch, StepResult* r) {
-  CpuAutocast autocast(config_.run.precision == "bf16");
-  torch::Tensor logits = model_->Forward(batch.images).logits.to(torch::kFloat32);
-  torch::Tensor loss = SoftTargetCrossEntropy(logits, batch.targets);
-  r->ce = loss.item<double>();
-  return loss;
+Trainer::LossTerms Trainer::TrainForwardBackward(const Batch& batch) {
+  torch::Tensor loss;
+  {
+    AutocastGuard autocast(device_, precision_);
+    torch::Tensor logits = model_->Forward(batch.images).logits.to(torch::kFloat32);
+    loss = SoftTargetCrossEntropy(logits, batch.targets);
+  }
+  scaler_->Scale(loss).backward();
+  LossTerms terms;
+  terms.weights = {1.0};
+  terms.terms = {torch::stack({loss.detach(), loss.detach(), torch::zeros_like(loss)})};
+  return terms;
 }
 
-absl::Status Trainer::DistillForwardBackward(const Batch& batch, StepResult* r) {
-  const bool bf16 = config_.run.precision == "bf16";
+absl::StatusOr<Trainer::LossTerms> Trainer::DistillForwardBackward(const Batch& batch,
+                                                                   StepResult* r) {
   const ViTConfig& t = teacher_->config();
   MKD_ASSIGN_OR_RETURN(int64_t k, KeepCount(KeepRatioNow(), t.num_patches()));
   ForwardOptions fo;
   fo.saliency = criterion_ == MaskCriterion::kStudentTopk || criterion_ == MaskCriterion::kBottomk;
   fo.saliency_mode = config_.distill.saliency == "patch_keys" ? SaliencyMode::kPatchKeys
                                                               : SaliencyMode::kAllKeys;
-  // Random selection is seeded per step so a resumed run picks the same.
-  at::Generator gen = at::detail::createCPUGenerator(
-      MixSeed({config_.seed, static_cast<uint64_t>(step_), 0x6d61736b}));
+  // Random selection is seeded per step so a resumed run picks the same;
+  // the generator lives on the device, so a GPU run draws there.
+  at::Generator gen =
+      MakeGenerator(device_, MixSeed({config_.seed, static_cast<uint64_t>(step_), 0x6d61736b}));
   const int64_t total = batch.images.size(0);
   const int64_t m = std::min<int64_t>(config_.distill.micro_batches, total);
   struct Micro {
@@ -246,7 +267,7 @@ absl::Status Trainer::DistillForwardBackward(const Batch& batch, StepResult* r) 
     torch::Tensor images = batch.images.narrow(0, mb.start, mb.rows);
     ViTOutput out;
     {
-      CpuAutocast autocast(bf16);
+      AutocastGuard autocast(device_, precision_);
       out = model_->Forward(images, fo);
     }
     mb.logits = out.logits.to(torch::kFloat32);  // Losses in fp32 at any precision.
@@ -264,21 +285,23 @@ absl::Status Trainer::DistillForwardBackward(const Batch& batch, StepResult* r) 
   const DistillLossOptions lo{config_.distill.alpha, config_.distill.tau,
                               *ParseKdKind(config_.distill.kind)};
   const absl::Duration timeout = absl::Milliseconds(config_.distill.teacher_timeout_ms);
+  LossTerms terms_out;
   for (Micro& mb : micro) {
     MKD_ASSIGN_OR_RETURN(torch::Tensor t_logits, AwaitLogits(mb.teacher, timeout * 2));
     const double w = static_cast<double>(mb.rows) / total;
     DistillLossTerms terms;
     {
-      CpuAutocast autocast(bf16);
-      terms = DistillLoss(mb.logits, t_logits.to(torch::kFloat32),
+      AutocastGuard autocast(device_, precision_);
+      // A remote teacher answers on the host; the loss runs on the device.
+      terms = DistillLoss(mb.logits, t_logits.to(device_, torch::kFloat32),
                           batch.targets.narrow(0, mb.start, mb.rows), lo);
     }
-    (terms.total * w).backward();
-    r->loss += w * terms.total.item<double>();
-    r->ce += w * terms.ce.item<double>();
-    r->kd += w * terms.kd.item<double>();
+    scaler_->Scale(terms.total * w).backward();
+    terms_out.weights.push_back(w);
+    terms_out.terms.push_back(
+        torch::stack({terms.total.detach(), terms.ce.detach(), terms.kd.detach()}));
   }
-  return absl::OkStatus();
+  return terms_out;
 }
 
 absl::StatusOr<StepResult> Trainer::TrainStep(const Batch& batch) {
@@ -290,18 +313,34 @@ absl::StatusOr<StepResult> Trainer::TrainStep(const Batch& batch) {
   absl::Status distilled = absl::OkStatus();
   MKD_RETURN_IF_ERROR(CatchTorch("train step", [&] {
     optimizer_->ZeroGrad();
+    LossTerms terms;
     if (teacher_) {
-      distilled = DistillForwardBackward(batch, &r);
+      absl::StatusOr<LossTerms> d = DistillForwardBackward(batch, &r);
+      distilled = d.status();
       if (!distilled.ok()) return;
+      terms = std::move(*d);
     } else {
-      torch::Tensor loss = TrainLoss(batch, &r);
-      loss.backward();
-      r.loss = loss.item<double>();
+      terms = TrainForwardBackward(batch);
     }
-    if (config_.optim.clip_grad_norm > 0) {
-      torch::nn::utils::clip_grad_norm_(model_->parameters(), config_.optim.clip_grad_norm);
+    // fp16: gradients come back to their true size, and a step whose
+    // gradients overflowed is skipped (the scale backs off instead).
+    const bool finite = scaler_->Unscale(model_->parameters());
+    if (finite) {
+      if (config_.optim.clip_grad_norm > 0) {
+        torch::nn::utils::clip_grad_norm_(model_->parameters(), config_.optim.clip_grad_norm);
+      }
+      optimizer_->Step(r.lr);
     }
-    optimizer_->Step(r.lr);
+    scaler_->Update(!finite);
+    r.skipped = !finite;
+    // The step's one read from the device: every loss term at once, summed
+    // in double on the host as the weights say.
+    torch::Tensor host = torch::stack(terms.terms).to(torch::kCPU, torch::kFloat64);
+    for (size_t i = 0; i < terms.weights.size(); ++i) {
+      r.loss += terms.weights[i] * host[i][0].item<double>();
+      r.ce += terms.weights[i] * host[i][1].item<double>();
+      r.kd += terms.weights[i] * host[i][2].item<double>();
+    }
   }));
   MKD_RETURN_IF_ERROR(distilled);
   if (!std::isfinite(r.loss)) {

@@ -16,8 +16,11 @@
 #include <torch/torch.h>
 
 #include "absl/status/statusor.h"
+#include "common/device.h"
+#include "common/host_to_device.h"
 #include "common/masking.h"
 #include "common/vit.h"
+#include "student_worker/grad_scaler.h"
 #include "student_worker/loader.h"
 #include "student_worker/optimizer.h"
 #include "student_worker/teacher.h"
@@ -35,6 +38,7 @@ struct EvalResult {
 struct StepResult {
   double loss = 0, ce = 0, kd = 0, lr = 0;
   int64_t kept_tokens = 0;  // k per image given to the teacher (0 in train mode).
+  bool skipped = false;     // fp16: gradients overflowed; no update was made.
 };
 
 class Trainer {
@@ -54,8 +58,10 @@ class Trainer {
   // Top-1/top-5 on the eval split.
   absl::StatusOr<EvalResult> Evaluate();
 
-  // One optimisation step on `batch` (targets must be set), as Train()
-  // does; for benchmarks that time steps on ready batches.
+  // One optimisation step on `batch` (targets must be set; its tensors on
+  // the CPU or already on run.device), as Train() does; for benchmarks and
+  // tests that drive steps on ready batches. Synchronises with the device
+  // once, when the step's loss is read.
   absl::StatusOr<StepResult> Step(const Batch& batch);
 
   // Loads student weights (safetensors) for eval-only runs.
@@ -67,23 +73,41 @@ class Trainer {
   }
 
   VisionTransformer& model() { return model_; }
+  const torch::Device& device() const { return device_; }
   int64_t step() const { return step_; }
+  double loss_scale() const { return scaler_ ? scaler_->scale() : 1.0; }
   double teacher_flops_spent() const { return flops_spent_; }
   double teacher_flops_full() const { return flops_full_; }
 
  private:
   Trainer(const TrainConfig& config, std::unique_ptr<Dataset> train_data,
           std::unique_ptr<Dataset> eval_data, std::unique_ptr<Teacher> teacher);
+  // A batch whose copy to the device is under way (Train() starts the next
+  // batch's copy before computing the current step, so they overlap).
+  struct StagedBatch {
+    Batch meta;  // epoch, index, skipped; tensors moved into `transfer`.
+    HostToDevice::Transfer transfer;
+  };
   absl::Status Init();
+  StagedBatch Stage(Batch batch);
+  Batch Unstage(StagedBatch staged);
+  // REQUIRES: the batch's tensors are on device_.
   absl::StatusOr<StepResult> TrainStep(const Batch& batch);
-  // Train mode: forward and loss under autocast if run.precision is bf16;
-  // fills r->ce. May throw c10::Error; TrainStep catches it.
-  torch::Tensor TrainLoss(const Batch& batch, StepResult* r);
+  // A step's loss terms, left on the device until the step ends: per
+  // micro-batch a [loss, ce, kd] tensor and its weight in the batch mean.
+  struct LossTerms {
+    std::vector<double> weights;
+    std::vector<torch::Tensor> terms;
+  };
+  // Train mode: forward and loss under autocast for run.precision, then
+  // backward (of the scaled loss under fp16). May throw c10::Error;
+  // TrainStep catches it.
+  LossTerms TrainForwardBackward(const Batch& batch);
   // Distill mode, pipelined over distill.micro_batches: for each
   // micro-batch, student forward, selection and teacher submission; then,
   // in order, as each one's teacher logits arrive: its loss and backward
-  // (gradients accumulate, weighted by rows). Fills r's loss terms.
-  absl::Status DistillForwardBackward(const Batch& batch, StepResult* r);
+  // (gradients accumulate, weighted by rows). Sets r->kept_tokens.
+  absl::StatusOr<LossTerms> DistillForwardBackward(const Batch& batch, StepResult* r);
   absl::StatusOr<torch::Tensor> SelectForTeacher(const torch::Tensor& images,
                                                  const torch::Tensor& saliency, int64_t k,
                                                  at::Generator& gen);
@@ -96,6 +120,10 @@ class Trainer {
 
   // Constant after Init().
   const TrainConfig config_;
+  torch::Device device_{torch::kCPU};
+  Precision precision_ = Precision::kFp32;
+  std::unique_ptr<HostToDevice> h2d_;
+  std::unique_ptr<GradScaler> scaler_;
   std::unique_ptr<Dataset> train_data_;
   std::unique_ptr<Dataset> eval_data_;
   std::unique_ptr<Teacher> teacher_;

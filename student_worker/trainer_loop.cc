@@ -24,18 +24,6 @@ std::string Duration(double seconds) {
                    : absl::StrFormat("%dm%02ds", s / 60, s % 60);
 }
 
-torch::Tensor GetTorchRng() {
-  auto gen = at::detail::getDefaultCPUGenerator();
-  std::lock_guard<std::mutex> lock(gen.mutex());
-  return gen.get_state();
-}
-
-void SetTorchRng(const torch::Tensor& state) {
-  auto gen = at::detail::getDefaultCPUGenerator();
-  std::lock_guard<std::mutex> lock(gen.mutex());
-  gen.set_state(state);
-}
-
 absl::StatusOr<double> MetaNumber(const SafetensorsFile& f, const std::string& key) {
   auto it = f.metadata.find(key);
   double v;
@@ -66,16 +54,33 @@ absl::Status Trainer::Train(bool resume) {
   int64_t window_images = 0;
   while (epoch_ < config_.optim.epochs && step_ < stop_at) {
     train_loader_->StartEpoch(epoch_, next_batch_);
-    while (step_ < stop_at) {
+    // One batch ahead: the next batch's copy to the device is started
+    // before this step's kernels, so it overlaps them (a no-op on the CPU).
+    auto fetch = [&]() -> absl::StatusOr<std::optional<StagedBatch>> {
       auto batch = train_loader_->Next();
-      if (!batch) break;
+      if (!batch) return std::optional<StagedBatch>();
       if (!batch->ok()) return batch->status();
-      skipped_ += (*batch)->skipped;
-      MKD_ASSIGN_OR_RETURN(StepResult r, TrainStep(**batch));
+      std::optional<StagedBatch> staged;
+      MKD_RETURN_IF_ERROR(CatchTorch("copying a batch", [&] { staged = Stage(std::move(**batch)); }));
+      return staged;
+    };
+    MKD_ASSIGN_OR_RETURN(std::optional<StagedBatch> ahead, fetch());
+    while (step_ < stop_at && ahead) {
+      Batch batch;
+      MKD_RETURN_IF_ERROR(CatchTorch("copying a batch", [&] { batch = Unstage(std::move(*ahead)); }));
+      ahead.reset();
+      if (step_ + 1 < stop_at) {
+        MKD_ASSIGN_OR_RETURN(ahead, fetch());
+      }
+      skipped_ += batch.skipped;
+      MKD_ASSIGN_OR_RETURN(StepResult r, TrainStep(batch));
       ++step_;
-      next_batch_ = (*batch)->index + 1;
-      window_images += (*batch)->images.size(0);
+      next_batch_ = batch.index + 1;
+      window_images += batch.images.size(0);
       if (step_ % config_.run.log_every_steps == 0 || step_ == stop_at) {
+        // Kernels run asynchronously on a GPU: the window ends when the
+        // device has finished its work, not when the host queued it.
+        SynchronizeDevice(device_);
         double secs = std::chrono::duration<double>(Clock::now() - window_start).count();
         LogStep(r, window_images / std::max(secs, 1e-9));
         double elapsed = std::chrono::duration<double>(Clock::now() - started).count();
@@ -115,18 +120,28 @@ absl::StatusOr<EvalResult> Trainer::Evaluate() {
   eval_loader_->StartEpoch(0);
   while (auto batch = eval_loader_->Next()) {
     if (!batch->ok()) return batch->status();
-    const Batch& b = **batch;
+    const int64_t n = (*batch)->labels.size(0);
     MKD_RETURN_IF_ERROR(CatchTorch("evaluation", [&] {
       torch::NoGradGuard no_grad;
-      torch::Tensor logits = model_->forward(b.images);
-      loss_sum += CrossEntropy(logits, b.labels).item<double>() * b.labels.size(0);
+      const Batch b = Unstage(Stage(std::move(**batch)));  // On the device.
+      torch::Tensor logits;
+      {
+        AutocastGuard autocast(device_, precision_);
+        logits = model_->forward(b.images).to(torch::kFloat32);
+      }
       const int64_t k = std::min<int64_t>(5, logits.size(1));
       torch::Tensor top = std::get<1>(logits.topk(k, 1));  // [b, k]
       torch::Tensor hit = top.eq(b.labels.unsqueeze(1));
-      correct1 += hit.select(1, 0).sum().item<int64_t>();
-      correct5 += hit.any(1).sum().item<int64_t>();
+      // One read from the device per batch: [loss * n, top-1 hits, top-5 hits].
+      torch::Tensor sums = torch::stack({CrossEntropy(logits, b.labels) * n,
+                                         hit.select(1, 0).sum().to(torch::kFloat32),
+                                         hit.any(1).sum().to(torch::kFloat32)})
+                               .to(torch::kCPU, torch::kFloat64);
+      loss_sum += sums[0].item<double>();
+      correct1 += static_cast<int64_t>(sums[1].item<double>());
+      correct5 += static_cast<int64_t>(sums[2].item<double>());
     }));
-    result.images += b.labels.size(0);
+    result.images += n;
   }
   if (result.images == 0) return absl::FailedPreconditionError("the eval split is empty");
   result.top1 = static_cast<double>(correct1) / result.images;
@@ -145,7 +160,12 @@ absl::Status Trainer::SaveCheckpoint() {
                                               {"mkd.model", config_.model_spec}}));
   SafetensorsFile state;
   optimizer_->SaveState(&state);
-  MKD_ASSIGN_OR_RETURN(state.tensors["rng.torch"], FromTensor(GetTorchRng()));
+  MKD_ASSIGN_OR_RETURN(state.tensors["rng.torch"], FromTensor(GetDefaultRngState(torch::kCPU)));
+  if (device_.is_cuda()) {
+    // Drop-path masks are drawn on the device: its generator resumes too.
+    MKD_ASSIGN_OR_RETURN(state.tensors["rng.cuda"], FromTensor(GetDefaultRngState(device_)));
+  }
+  scaler_->Save(&state);
   state.metadata["step"] = std::to_string(step_);
   state.metadata["epoch"] = std::to_string(epoch_);
   state.metadata["next_batch"] = std::to_string(next_batch_);
@@ -170,7 +190,17 @@ absl::Status Trainer::RestoreCheckpoint(int64_t step) {
   auto rng = state.tensors.find("rng.torch");
   if (rng == state.tensors.end()) return absl::DataLossError(paths.state + ": no rng.torch");
   MKD_ASSIGN_OR_RETURN(torch::Tensor rng_state, ToTensor(rng->second));
-  MKD_RETURN_IF_ERROR(CatchTorch("restoring the RNG", [&] { SetTorchRng(rng_state); }));
+  MKD_RETURN_IF_ERROR(
+      CatchTorch("restoring the RNG", [&] { SetDefaultRngState(torch::kCPU, rng_state); }));
+  // A checkpoint moves between devices: a CUDA generator's state is only
+  // restored on CUDA (a CPU run, or a CUDA run resuming a CPU checkpoint,
+  // keeps its freshly seeded device generator).
+  if (auto cuda = state.tensors.find("rng.cuda"); cuda != state.tensors.end() && device_.is_cuda()) {
+    MKD_ASSIGN_OR_RETURN(torch::Tensor cuda_state, ToTensor(cuda->second));
+    MKD_RETURN_IF_ERROR(CatchTorch("restoring the CUDA RNG",
+                                   [&] { SetDefaultRngState(device_, cuda_state); }));
+  }
+  MKD_RETURN_IF_ERROR(scaler_->Load(state));
   MKD_ASSIGN_OR_RETURN(double v, MetaNumber(state, "step"));
   step_ = static_cast<int64_t>(v);
   MKD_ASSIGN_OR_RETURN(v, MetaNumber(state, "epoch"));
@@ -192,6 +222,7 @@ void Trainer::LogStep(const StepResult& r, double images_per_s) {
     std::printf(" k %lld teacher GFLOPs %.1f (saved %.1f)", static_cast<long long>(r.kept_tokens),
                 flops_spent_ / 1e9, (flops_full_ - flops_spent_) / 1e9);
   }
+  if (scaler_->enabled()) std::printf(" scale %.0f%s", scaler_->scale(), r.skipped ? " (skipped)" : "");
   nlohmann::json j = {{"type", "train"}, {"step", step_}, {"epoch", epoch_ + 1}, {"loss", r.loss},
                       {"ce", r.ce}, {"kd", r.kd}, {"lr", r.lr}, {"img_per_s", images_per_s},
                       {"kept_tokens", r.kept_tokens}, {"teacher_flops", flops_spent_},

@@ -7,7 +7,8 @@
 namespace mkd::teacher {
 namespace {
 
-BatchQueueOptions QueueOptions(const BatcherConfig& c, absl::Duration job_idle) {
+BatchQueueOptions QueueOptions(const BatcherConfig& config, bool cuda, absl::Duration job_idle) {
+  const BatcherConfig c = ResolveBatcherDefaults(config, cuda);
   BatchQueueOptions o;
   o.max_tokens_per_batch = c.max_tokens_per_batch;
   o.max_queue_delay = absl::Microseconds(c.max_queue_delay_us);
@@ -24,7 +25,7 @@ Batcher::Batcher(Engine* engine, const BatcherConfig& config, absl::Duration job
     : engine_(engine),
       metrics_(metrics),
       model_(engine->config()),
-      queue_(QueueOptions(config, job_idle)),
+      queue_(QueueOptions(config, engine->device().rfind("cuda", 0) == 0, job_idle)),
       thread_([this] { Loop(); }) {}
 
 Batcher::~Batcher() { Shutdown(); }
@@ -64,6 +65,10 @@ void Batcher::Shutdown() {
 
 void Batcher::Loop() {
   std::unique_lock<std::mutex> lock(mu_);
+  // The batch whose forward pass the device is running. The next batch is
+  // formed and uploaded before this one is waited for, so on a GPU its
+  // host-to-device copy overlaps this one's compute.
+  std::optional<InFlight> running;
   while (true) {
     const absl::Time now = absl::Now();
     // Work past its deadline is answered without being computed: its
@@ -85,7 +90,18 @@ void Batcher::Loop() {
         r.queue_seconds = absl::ToDoubleSeconds(now - p.enqueued);
         p.done(std::move(r));
       }
-      if (!batch.empty()) RunBatch(std::move(batch));
+      if (!batch.empty()) {
+        InFlight next = Upload(std::move(batch));
+        if (running) Complete(std::move(*running));
+        running = Launch(std::move(next));
+      }
+      lock.lock();
+      continue;
+    }
+    if (running) {  // Nothing else is ready: wait for the device.
+      lock.unlock();
+      Complete(std::move(*running));
+      running.reset();
       lock.lock();
       continue;
     }
@@ -98,48 +114,75 @@ void Batcher::Loop() {
   }
 }
 
-void Batcher::RunBatch(std::vector<QueuedWork> batch) {
-  std::vector<Pending> work;
+Batcher::InFlight Batcher::Upload(std::vector<QueuedWork> batch) {
+  InFlight f;
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (const QueuedWork& w : batch) {
       auto it = pending_.find(w.ticket);
-      work.push_back(std::move(it->second));
+      f.work.push_back(std::move(it->second));
       pending_.erase(it);
     }
   }
-  const absl::Time start = absl::Now();
+  f.start = absl::Now();
   std::vector<torch::Tensor> patches, idx;
-  bool features = false;
-  int64_t images = 0, tokens = 0;
-  for (const Pending& p : work) {
+  for (const Pending& p : f.work) {
     patches.push_back(p.item.patches);
     idx.push_back(p.item.idx);
-    features = features || p.item.features;
-    images += p.item.idx.size(0);
-    tokens += p.item.idx.size(0) * (p.item.idx.size(1) + 1);
+    f.features = f.features || p.item.features;
+    f.images += p.item.idx.size(0);
+    f.tokens += p.item.idx.size(0) * (p.item.idx.size(1) + 1);
   }
-  absl::StatusOr<EngineOutput> out = absl::InternalError("not run");
+  f.kept = idx[0].size(1);  // One bucket: every item has the same k.
   try {
-    // One forward for all: [sum b, k, C*p*p] (every item has the same k).
-    out = engine_->Run(torch::cat(patches), torch::cat(idx), features);
+    absl::StatusOr<EngineInput> in = engine_->Upload(patches, idx);
+    if (in.ok()) {
+      f.input = std::move(*in);
+      f.uploaded = true;
+    } else {
+      f.output = in.status();
+    }
   } catch (const std::exception& e) {  // No exception leaves the batcher's thread.
-    out = absl::InternalError(e.what());
+    f.output = absl::InternalError(e.what());
   }
-  const double compute = absl::ToDoubleSeconds(absl::Now() - start);
+  return f;
+}
+
+Batcher::InFlight Batcher::Launch(InFlight f) {
+  if (!f.uploaded) return f;  // Its upload failed; Complete answers the error.
+  try {
+    f.output = engine_->Launch(std::move(f.input), f.features);
+  } catch (const std::exception& e) {
+    f.output = absl::InternalError(e.what());
+  }
+  return f;
+}
+
+void Batcher::Complete(InFlight f) {
+  absl::StatusOr<EngineOutput> out = std::move(f.output);
+  if (out.ok()) {
+    try {
+      out = engine_->Collect(std::move(*out));
+    } catch (const std::exception& e) {
+      out = absl::InternalError(e.what());
+    }
+  }
+  const double compute = absl::ToDoubleSeconds(absl::Now() - f.start);
   if (metrics_ && out.ok()) {
-    const int64_t k = idx[0].size(1);
-    const double spent = images * ViTForwardFlops(model_, k);
-    const double full = images * ViTForwardFlops(model_, model_.num_patches());
-    metrics_->ObserveBatch(compute, images, tokens, spent, full - spent);
+    const double spent = f.images * ViTForwardFlops(model_, f.kept);
+    const double full = f.images * ViTForwardFlops(model_, model_.num_patches());
+    metrics_->ObserveBatch(compute, f.images, f.tokens, spent, full - spent);
+    if (std::optional<int64_t> peak = engine_->PeakMemoryBytes()) {
+      metrics_->SetDeviceMemoryPeakBytes(*peak);
+    }
   }
   int64_t row = 0;
-  for (Pending& p : work) {
+  for (Pending& p : f.work) {
     const int64_t b = p.item.idx.size(0);
     WorkResult r;
-    r.queue_seconds = absl::ToDoubleSeconds(start - p.enqueued);
+    r.queue_seconds = absl::ToDoubleSeconds(f.start - p.enqueued);
     r.compute_seconds = compute;
-    r.batched_with = static_cast<int>(work.size());
+    r.batched_with = static_cast<int>(f.work.size());
     if (out.ok()) {
       r.output.logits = out->logits.narrow(0, row, b);
       if (p.item.features) r.output.features = out->features.narrow(0, row, b);

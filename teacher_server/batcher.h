@@ -11,6 +11,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -27,7 +28,7 @@ namespace mkd::teacher {
 
 struct WorkItem {
   std::string job_id;
-  torch::Tensor patches;  // [b, k, C*p*p] float32, CPU
+  torch::Tensor patches;  // [b, k, C*p*p] in the wire's float dtype, CPU
   torch::Tensor idx;      // [b, k] int64
   bool features = false;
   absl::Time deadline = absl::InfiniteFuture();
@@ -71,8 +72,23 @@ class Batcher {
     WorkDone done;
     absl::Time enqueued;
   };
+  // One forward pass on its way through the engine's phases.
+  struct InFlight {
+    std::vector<Pending> work;
+    EngineInput input;
+    bool uploaded = false;
+    // The launched output, or the error of whichever phase failed.
+    absl::StatusOr<EngineOutput> output = absl::InternalError("not launched");
+    absl::Time start;
+    bool features = false;
+    int64_t images = 0, tokens = 0, kept = 0;
+  };
   void Loop();
-  void RunBatch(std::vector<QueuedWork> batch);
+  // The engine's phases for `batch` (see engine.h); errors are carried in
+  // InFlight::output and answered by Complete.
+  InFlight Upload(std::vector<QueuedWork> batch);
+  InFlight Launch(InFlight f);
+  void Complete(InFlight f);  // Waits for the device and answers every item.
 
   Engine* const engine_;
   TeacherMetrics* const metrics_;

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/device.h"
 #include "common/file_util.h"
 #include "common/safetensors.h"
 #include "common/status_macros.h"
@@ -33,32 +34,81 @@ torch::Dtype ComputeDtype(const std::string& name) {
 class TorchEngine final : public Engine {
  public:
   TorchEngine(VisionTransformer model, torch::Device device, torch::Dtype dtype, std::string id)
-      : model_(std::move(model)), device_(device), dtype_(dtype), model_id_(std::move(id)) {}
+      : model_(std::move(model)),
+        device_(device),
+        dtype_(dtype),
+        model_id_(std::move(id)),
+        h2d_(device) {}
 
   const ViTConfig& config() const override { return model_->config(); }
   const std::string& model_id() const override { return model_id_; }
   std::string device() const override { return device_.str(); }
 
-  absl::StatusOr<EngineOutput> Run(const torch::Tensor& patches, const torch::Tensor& idx,
-                                   bool features) override {
+  absl::StatusOr<EngineInput> Upload(const std::vector<torch::Tensor>& patches,
+                                     const std::vector<torch::Tensor>& idx) override {
+    EngineInput in;
+    MKD_RETURN_IF_ERROR(CatchTorch("teacher upload", [&] {
+      // The batch is assembled straight into (pinned, on CUDA) staging
+      // memory in the wire dtype: half the bytes of fp32 cross the bus for
+      // an fp16 wire, and the cast to the compute dtype runs on the device.
+      torch::Dtype wire = patches[0].scalar_type();
+      int64_t rows = 0;
+      for (const torch::Tensor& p : patches) {
+        if (p.scalar_type() != wire) wire = torch::kFloat32;  // Mixed: widen.
+        rows += p.size(0);
+      }
+      std::vector<torch::Tensor> same;
+      for (const torch::Tensor& p : patches) same.push_back(p.to(wire));
+      torch::Tensor batch = h2d_.PinnedEmpty({rows, patches[0].size(1), patches[0].size(2)}, wire);
+      torch::cat_out(batch, same, 0);
+      torch::Tensor kept = h2d_.PinnedEmpty({rows, idx[0].size(1)}, torch::kInt64);
+      torch::cat_out(kept, idx, 0);
+      in.transfer = h2d_.Start({batch, kept});
+    }));
+    return in;
+  }
+
+  absl::StatusOr<EngineOutput> Launch(EngineInput input, bool features) override {
     EngineOutput out;
     MKD_RETURN_IF_ERROR(CatchTorch("teacher forward", [&] {
       torch::NoGradGuard no_grad;
-      ViTOutput o = model_->ForwardKeptPatches(patches.to(device_, dtype_), idx.to(device_));
-      out.logits = o.logits.to(torch::kCPU, torch::kFloat32);
-      if (features) out.features = o.cls_feature.to(torch::kCPU, torch::kFloat32);
+      std::vector<torch::Tensor> t = h2d_.Finish(std::move(input.transfer));
+      ViTOutput o = model_->ForwardKeptPatches(t[0].to(dtype_), t[1]);
+      out.logits = o.logits;
+      if (features) out.features = o.cls_feature;
     }));
     return out;
   }
+
+  absl::StatusOr<EngineOutput> Collect(EngineOutput launched) override {
+    EngineOutput out;
+    MKD_RETURN_IF_ERROR(CatchTorch("teacher forward", [&] {
+      out.logits = launched.logits.to(torch::kCPU, torch::kFloat32);
+      if (launched.features.defined()) {
+        out.features = launched.features.to(torch::kCPU, torch::kFloat32);
+      }
+    }));
+    return out;
+  }
+
+  std::optional<int64_t> PeakMemoryBytes() const override { return PeakDeviceMemory(device_); }
 
  private:
   VisionTransformer model_;
   const torch::Device device_;
   const torch::Dtype dtype_;
   const std::string model_id_;
+  HostToDevice h2d_;
 };
 
 }  // namespace
+
+absl::StatusOr<EngineOutput> Engine::Run(const torch::Tensor& patches, const torch::Tensor& idx,
+                                         bool features) {
+  MKD_ASSIGN_OR_RETURN(EngineInput in, Upload({patches}, {idx}));
+  MKD_ASSIGN_OR_RETURN(EngineOutput launched, Launch(std::move(in), features));
+  return Collect(std::move(launched));
+}
 
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const TeacherServerConfig& config) {
   ViTConfig model_config = config.model;
@@ -73,14 +123,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const TeacherServerConfig
   if (!file.ok()) return Annotate(file.status(), absl::StrCat("teacher weights ", config.weights));
   auto report = LoadViTWeights(*model, *file);
   if (!report.ok()) return Annotate(report.status(), absl::StrCat("teacher weights ", config.weights));
-  torch::Device device(torch::kCPU);
-  if (config.device != "cpu") {
-    if (!torch::cuda::is_available()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("device '", config.device, "': no CUDA device in this process"));
-    }
-    MKD_RETURN_IF_ERROR(CatchTorch("device", [&] { device = torch::Device(config.device); }));
-  }
+  MKD_ASSIGN_OR_RETURN(torch::Device device, ResolveDevice(config.device, "teacher config key 'device'"));
   const torch::Dtype dtype = ComputeDtype(config.dtype);
   MKD_RETURN_IF_ERROR(CatchTorch("moving the teacher", [&] {
     model->to(device, dtype);

@@ -1,24 +1,41 @@
 // The teacher model as the server runs it: a ViT in eval mode on one device
 // and compute dtype, taking batches of kept patches (every payload kind is
 // cut to kept patches before it is batched) and returning fp32 CPU logits.
-// Thread-compatible: the Batcher's one thread calls Run.
+//
+// A forward pass has three phases so that the batcher can overlap them on a
+// GPU: Upload (the batch is assembled in pinned host memory and its copy to
+// the device starts on a side stream), Launch (the forward is queued on the
+// device; returns before it finishes) and Collect (waits, and brings the
+// logits back as fp32 on the host). While batch i computes, batch i+1 is
+// uploaded. On the CPU, Launch computes and the other phases are cheap.
+//
+// Thread-compatible: the Batcher's one thread makes the calls (a benchmark
+// may call Run from another thread when the batcher is idle).
 #ifndef MKD_TEACHER_SERVER_ENGINE_H_
 #define MKD_TEACHER_SERVER_ENGINE_H_
 
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include <torch/types.h>
 
 #include "absl/status/statusor.h"
+#include "common/host_to_device.h"
 #include "common/vit_config.h"
 #include "teacher_server/server_config.h"
 
 namespace mkd::teacher {
 
 struct EngineOutput {
-  torch::Tensor logits;    // [B, classes] float32, CPU.
-  torch::Tensor features;  // [B, D] float32, CPU; only when asked.
+  torch::Tensor logits;    // [B, classes]; float32 on the CPU after Collect.
+  torch::Tensor features;  // [B, D]; only when asked.
+};
+
+// A batch on its way to the device: [patches, idx] in transfer.
+struct EngineInput {
+  HostToDevice::Transfer transfer;
 };
 
 class Engine {
@@ -33,11 +50,23 @@ class Engine {
   virtual const std::string& model_id() const = 0;
   virtual std::string device() const = 0;
 
-  // patches [B, k, C*p*p] float32 CPU (normalised as the model expects),
-  // idx [B, k] int64 into the patch grid -> logits (and CLS features).
+  // Phase 1. `patches`: micro-batches [b_i, k, C*p*p] of one k, in any
+  // float dtype on the CPU (normalised as the model expects); `idx`:
+  // [b_i, k] int64 into the patch grid. Concatenated in that order.
+  virtual absl::StatusOr<EngineInput> Upload(const std::vector<torch::Tensor>& patches,
+                                             const std::vector<torch::Tensor>& idx) = 0;
+  // Phase 2: queues the forward pass; outputs stay on the device.
+  virtual absl::StatusOr<EngineOutput> Launch(EngineInput input, bool features) = 0;
+  // Phase 3: waits for a launched output and returns it as fp32 on the CPU.
+  virtual absl::StatusOr<EngineOutput> Collect(EngineOutput launched) = 0;
+
+  // Peak device memory held since start-up (nullopt on the CPU).
+  virtual std::optional<int64_t> PeakMemoryBytes() const = 0;
+
+  // The three phases in a row, for callers without a pipeline.
   // kResourceExhausted on out-of-memory, kInternal on other LibTorch errors.
-  virtual absl::StatusOr<EngineOutput> Run(const torch::Tensor& patches, const torch::Tensor& idx,
-                                           bool features) = 0;
+  absl::StatusOr<EngineOutput> Run(const torch::Tensor& patches, const torch::Tensor& idx,
+                                   bool features);
 };
 
 }  // namespace mkd::teacher

@@ -89,7 +89,13 @@ TeacherMetrics::TeacherMetrics()
                    .Name("mkd_teacher_batches_total")
                    .Help("Batched forward passes run.")
                    .Register(*registry_)
-                   .Add({})) {}
+                   .Add({})),
+      device_memory_peak_(BuildGauge()
+                              .Name("mkd_teacher_device_memory_peak_bytes")
+                              .Help("Peak GPU memory held by the teacher's tensors since start "
+                                    "(LibTorch's caching allocator); 0 on a CPU teacher.")
+                              .Register(*registry_)
+                              .Add({})) {}
 
 void TeacherMetrics::CountRequest(absl::StatusCode code) {
   std::lock_guard<std::mutex> lock(mu_);

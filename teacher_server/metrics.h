@@ -38,6 +38,10 @@ class TeacherMetrics {
   void ObserveBatch(double compute_seconds, int64_t images, int64_t tokens, double flops,
                     double flops_saved);
 
+  void SetDeviceMemoryPeakBytes(int64_t bytes) {
+    device_memory_peak_.Set(static_cast<double>(bytes));
+  }
+
   // The exposition text of every metric (text format 0.0.4).
   std::string Serialize() const;
 
@@ -55,6 +59,7 @@ class TeacherMetrics {
   prometheus::Counter& flops_;
   prometheus::Counter& flops_saved_;
   prometheus::Counter& batches_;
+  prometheus::Gauge& device_memory_peak_;
 };
 
 }  // namespace mkd::teacher

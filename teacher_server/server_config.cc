@@ -54,6 +54,16 @@ bool IsHostPort(const std::string& s) {
   return std::stol(s.substr(colon + 1)) <= 65535;
 }
 
+}  // namespace
+
+BatcherConfig ResolveBatcherDefaults(BatcherConfig c, bool cuda) {
+  if (c.max_tokens_per_batch == 0) c.max_tokens_per_batch = cuda ? 65536 : 16384;
+  if (c.max_queue_delay_us < 0) c.max_queue_delay_us = cuda ? 1000 : 2000;
+  return c;
+}
+
+namespace {
+
 absl::Status Validate(const TeacherServerConfig& c) {
   auto bad = [](const char* key, absl::string_view why) { return ConfigKeyError(kWhat, key, why); };
   if (c.weights.empty()) return bad("weights", "is required (a .safetensors file)");
@@ -72,8 +82,12 @@ absl::Status Validate(const TeacherServerConfig& c) {
   if (c.max_message_bytes < 1024) return bad("max_message_bytes", "must be at least 1024");
   if (c.dedup_window < 0) return bad("dedup_window", "must be >= 0");
   if (c.job_idle_s < 1) return bad("job_idle_s", "must be at least 1 (seconds)");
-  if (c.batcher.max_tokens_per_batch < 1) return bad("batcher.max_tokens_per_batch", "must be positive");
-  if (c.batcher.max_queue_delay_us < 0) return bad("batcher.max_queue_delay_us", "must be >= 0");
+  if (c.batcher.max_tokens_per_batch < 0) {
+    return bad("batcher.max_tokens_per_batch", "must be positive (or 0 for the device's default)");
+  }
+  if (c.batcher.max_queue_delay_us < -1) {
+    return bad("batcher.max_queue_delay_us", "must be >= 0 (or -1 for the device's default)");
+  }
   if (c.batcher.max_queued < 1) return bad("batcher.max_queued", "must be positive");
   if (c.batcher.max_queued_per_job < 1) return bad("batcher.max_queued_per_job", "must be positive");
   return absl::OkStatus();

@@ -14,8 +14,12 @@
 namespace mkd::teacher {
 
 struct BatcherConfig {
-  int64_t max_tokens_per_batch = 16384;  // Sum of b*(k+1) per forward pass.
-  int64_t max_queue_delay_us = 2000;     // How long work may wait for company.
+  // Sum of b*(k+1) per forward pass; 0: the device's default (16384 on the
+  // CPU, 65536 on CUDA, where bigger batches use the GPU better).
+  int64_t max_tokens_per_batch = 0;
+  // How long work may wait for company; -1: the device's default (2000 us
+  // on the CPU; 1000 us on CUDA, where a forward pass takes milliseconds).
+  int64_t max_queue_delay_us = -1;
   int64_t max_queued = 512;              // Micro-batches waiting, all jobs.
   int64_t max_queued_per_job = 128;
 };
@@ -41,6 +45,9 @@ struct TeacherServerConfig {
   int64_t job_idle_s = 600;
   BatcherConfig batcher;
 };
+
+// `c` with its device-dependent defaults (0 / -1 above) filled in.
+BatcherConfig ResolveBatcherDefaults(BatcherConfig c, bool cuda);
 
 // Parses YAML text with "key=value" overrides; kInvalidArgument naming the
 // key on unknown, ill-typed or out-of-range values.

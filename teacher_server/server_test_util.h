@@ -69,15 +69,22 @@ class GatedEngine final : public Engine {
   const ViTConfig& config() const override { return inner_->config(); }
   const std::string& model_id() const override { return inner_->model_id(); }
   std::string device() const override { return inner_->device(); }
-  absl::StatusOr<EngineOutput> Run(const torch::Tensor& p, const torch::Tensor& i,
-                                   bool f) override {
+  absl::StatusOr<EngineInput> Upload(const std::vector<torch::Tensor>& p,
+                                     const std::vector<torch::Tensor>& i) override {
+    return inner_->Upload(p, i);
+  }
+  absl::StatusOr<EngineOutput> Launch(EngineInput in, bool f) override {
     std::unique_lock<std::mutex> lock(mu_);
     ++runs_;
     entered_.notify_all();
     opened_.wait(lock, [&] { return open_; });
     lock.unlock();
-    return inner_->Run(p, i, f);
+    return inner_->Launch(std::move(in), f);
   }
+  absl::StatusOr<EngineOutput> Collect(EngineOutput out) override {
+    return inner_->Collect(std::move(out));
+  }
+  std::optional<int64_t> PeakMemoryBytes() const override { return inner_->PeakMemoryBytes(); }
   void Close() { std::lock_guard<std::mutex> l(mu_); open_ = false; }
   void Open() {
     std::lock_guard<std::mutex> l(mu_);

@@ -220,13 +220,16 @@ absl::StatusOr<WorkItem> TeacherServiceImpl::Decode(const DistillRequest& reques
   std::vector<int64_t> shape =
       images ? std::vector<int64_t>{request.batch(), m.in_chans, m.img_size, m.img_size}
              : std::vector<int64_t>{request.batch(), request.kept(), m.patch_dim()};
+  if (!images) {
+    // Kept patches stay in the wire dtype until the engine's device.
+    MKD_ASSIGN_OR_RETURN(item.patches, proto::DecodeWireFloats(request.payload(),
+                                                               request.payload_dtype(), shape,
+                                                               "payload"));
+    return item;
+  }
   MKD_ASSIGN_OR_RETURN(torch::Tensor payload,
                        proto::DecodeFloats(request.payload(), request.payload_dtype(), shape,
                                            "payload"));
-  if (!images) {
-    item.patches = payload;
-    return item;
-  }
   MKD_RETURN_IF_ERROR(CatchTorch("cutting patches", [&] {
     item.patches = CutPatches(payload, item.idx, m.patch_size);
   }));
