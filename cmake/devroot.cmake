@@ -21,6 +21,14 @@ function(mkd_devroot_library target file)
 endfunction()
 
 mkd_devroot_library(re2::re2 libre2.so)
+# protobuf 3.21 and its protoc, pinned here: CMake's FindProtobuf would take
+# whatever protobuf the GPU image has (another version; its symbols differ).
+mkd_devroot_library(protobuf::libprotobuf libprotobuf.so)
+mkd_devroot_library(protobuf::libprotoc libprotoc.so)
+add_executable(protobuf::protoc IMPORTED GLOBAL)
+set_target_properties(protobuf::protoc PROPERTIES IMPORTED_LOCATION ${MKD_DEVROOT}/bin/protoc)
+set(Protobuf_FOUND TRUE)  # gRPC's config then does not look again.
+set(Protobuf_VERSION 3.21.12)
 mkd_devroot_library(prometheus-cpp::core libprometheus-cpp-core.so)
 # The definitions Debian's cpp-httplib.pc hands its users (they change the
 # library's class layouts, so they must match how it was built).
