@@ -26,9 +26,11 @@ torch::Dtype TorchDtype(int dtype) {
 }  // namespace
 
 std::string EncodeFloats(const torch::Tensor& t, maskedkd::v1::DType dtype) {
-  torch::Tensor c = t.detach().to(torch::kCPU, TorchDtype(dtype)).contiguous();
+  // Converted on the tensor's own device, then copied once, straight into
+  // the string's buffer (a GPU tensor of a micro-batch is tens of MB).
+  torch::Tensor c = t.detach().to(TorchDtype(dtype)).contiguous();
   std::string out(c.numel() * c.element_size(), '\0');
-  std::memcpy(out.data(), c.data_ptr(), out.size());
+  torch::from_blob(out.data(), c.sizes(), torch::TensorOptions().dtype(c.scalar_type())).copy_(c);
   return out;
 }
 

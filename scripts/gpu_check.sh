@@ -58,7 +58,21 @@ fi
 status=0
 if want test; then
   stamp test
-  timeout 300 build-gpu/tests/cuda_test --gtest_brief=0 || status=1
+  # One process per test: a crash loses one test, not the rest, and gets
+  # a backtrace (cuda-gdb also debugs host code; there is no gdb).
+  for t in $(build-gpu/tests/cuda_test --gtest_list_tests | awk '/^[^ ]/{s=$1} /^  /{print s $1}'); do
+    timeout 180 build-gpu/tests/cuda_test --gtest_filter="$t" >"$out/test.log" 2>&1
+    rc=$?
+    grep -E '^\[ +(OK|FAILED|SKIPPED) +\]|Failure|Expected|actual|Which is|: loss|diff' "$out/test.log"
+    if ((rc != 0)); then
+      status=1
+      echo "$t: exit code $rc"
+      if ((rc >= 128)) && command -v cuda-gdb >/dev/null; then
+        timeout 120 cuda-gdb -q -batch -ex run -ex "bt 30" --args build-gpu/tests/cuda_test \
+          --gtest_filter="$t" 2>&1 | grep -E '^#|signal' | head -40
+      fi
+    fi
+  done
   # The service binaries start and answer --help on this machine.
   for b in mkd mkd-teacher mkd-student; do build-gpu/bin/$b --help >/dev/null || { echo "$b --help failed"; status=1; }; done
 fi

@@ -21,8 +21,10 @@ AdamW::AdamW(const torch::OrderedDict<std::string, torch::Tensor>& params, const
 }
 
 void AdamW::ZeroGrad() {
+  // Gradients are dropped rather than zeroed (torch's set_to_none): the
+  // next backward writes fresh ones, and no kernel runs per parameter.
   for (auto& s : slots_) {
-    if (s.param.grad().defined()) s.param.mutable_grad().zero_();
+    if (s.param.grad().defined()) s.param.mutable_grad() = torch::Tensor();
   }
 }
 
@@ -32,15 +34,28 @@ void AdamW::Step(double lr) {
   const double b1 = config_.beta1, b2 = config_.beta2;
   const double bias1 = 1.0 - std::pow(b1, static_cast<double>(steps_));
   const double bias2 = 1.0 - std::pow(b2, static_cast<double>(steps_));
+  // Multi-tensor (_foreach) ops: on a GPU a handful of kernels for every
+  // parameter at once instead of ~9 per parameter; on the CPU they run the
+  // same per-tensor ops in the same order, so results are unchanged.
+  std::vector<torch::Tensor> params, grads, avg, avg_sq, decayed;
   for (auto& s : slots_) {
     if (!s.param.grad().defined()) continue;
-    const torch::Tensor& g = s.param.grad();
-    if (s.decay) s.param.mul_(1.0 - lr * config_.weight_decay);
-    s.exp_avg.mul_(b1).add_(g, 1.0 - b1);
-    s.exp_avg_sq.mul_(b2).addcmul_(g, g, 1.0 - b2);
-    torch::Tensor denom = (s.exp_avg_sq / bias2).sqrt_().add_(config_.eps);
-    s.param.addcdiv_(s.exp_avg, denom, -lr / bias1);
+    params.push_back(s.param);
+    grads.push_back(s.param.grad());
+    avg.push_back(s.exp_avg);
+    avg_sq.push_back(s.exp_avg_sq);
+    if (s.decay) decayed.push_back(s.param);
   }
+  if (params.empty()) return;
+  if (!decayed.empty()) torch::_foreach_mul_(decayed, 1.0 - lr * config_.weight_decay);
+  torch::_foreach_mul_(avg, b1);
+  torch::_foreach_add_(avg, grads, 1.0 - b1);
+  torch::_foreach_mul_(avg_sq, b2);
+  torch::_foreach_addcmul_(avg_sq, grads, grads, 1.0 - b2);
+  std::vector<torch::Tensor> denom = torch::_foreach_div(avg_sq, bias2);
+  torch::_foreach_sqrt_(denom);
+  torch::_foreach_add_(denom, config_.eps);
+  torch::_foreach_addcdiv_(params, avg, denom, -lr / bias1);
 }
 
 void AdamW::SaveState(SafetensorsFile* file) const {

@@ -104,20 +104,22 @@ class RemoteTeacher final : public Teacher {
     request.set_payload(proto::EncodeFloats(CutPatches(images, idx, config_.patch_size), wire_));
     request.set_timeout_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(options_.timeout)));
     absl::Status fatal;
+    uint64_t id = 0;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      request.set_micro_batch_id(next_id_++);
-      Pending& p = pending_[request.micro_batch_id()];
-      p.request = request;
+      id = next_id_++;
+      request.set_micro_batch_id(id);
+      Pending& p = pending_[id];
+      p.request = std::move(request);  // Kept (not copied) for re-sends.
       p.promise = std::move(promise);
       p.attempts = 1;
       fatal = fatal_;
       if (fatal.ok()) {
-        Send(request);
+        Send(p.request);
         return future;
       }
     }
-    Fail(request.micro_batch_id(), fatal);
+    Fail(id, fatal);
     return future;
   }
 
@@ -308,6 +310,9 @@ absl::StatusOr<std::unique_ptr<Teacher>> MakeRemoteTeacher(const RemoteTeacherOp
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   args.SetMaxReceiveMessageSize(64 << 20);
+  // Micro-batches are megabytes: start HTTP/2 flow control with a window
+  // that holds one, instead of 64 KiB grown by probing.
+  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 16 << 20);
   auto channel =
       grpc::CreateCustomChannel(options.address, grpc::InsecureChannelCredentials(), args);
   grpc::ClientContext ctx;

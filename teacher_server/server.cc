@@ -27,6 +27,9 @@ absl::StatusOr<std::unique_ptr<TeacherServer>> TeacherServer::Start(
   // port would silently share its connections instead of failing.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(static_cast<int>(config.max_message_bytes));
+  // Requests are megabytes of patches: a flow-control window that holds
+  // one from the start (gRPC's default starts at 64 KiB).
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 16 << 20);
   builder.SetMaxSendMessageSize(static_cast<int>(config.max_message_bytes));
   builder.RegisterService(s->service_.get());
   s->server_ = builder.BuildAndStart();
