@@ -42,3 +42,10 @@ mkd_devroot_library(PkgConfig::PNG libpng16.so)
 # headers of another version. Directory includes come before the ones
 # linked targets bring.
 include_directories(BEFORE ${_mkd_inc})
+
+# PyTorch's wheels export parts of the C++ runtime (std::filesystem among
+# them, from the static runtime their toolchain links in), and some of those
+# copies crash when called from code built by the image's GCC (seen:
+# std::filesystem::remove_all jumping to address 0). Naming libstdc++ first
+# makes the dynamic linker bind every C++ runtime symbol to the real one.
+add_link_options("LINKER:--push-state,--no-as-needed" "-lstdc++" "LINKER:--pop-state")
