@@ -43,9 +43,10 @@ mkd_devroot_library(PkgConfig::PNG libpng16.so)
 # linked targets bring.
 include_directories(BEFORE ${_mkd_inc})
 
-# PyTorch's wheels export parts of the C++ runtime (std::filesystem among
-# them, from the static runtime their toolchain links in), and some of those
-# copies crash when called from code built by the image's GCC (seen:
-# std::filesystem::remove_all jumping to address 0). Naming libstdc++ first
-# makes the dynamic linker bind every C++ runtime symbol to the real one.
-add_link_options("LINKER:--push-state,--no-as-needed" "-lstdc++" "LINKER:--pop-state")
+# The GPU image's toolchain links the C++ runtime statically, and
+# PyTorch's libtorch.so exports its own copies of some of it (std::filesystem
+# among them). With no libstdc++.so among a binary's needed libraries, the
+# dynamic linker bound our std::filesystem::remove_all to libtorch's copy,
+# which jumped to address 0 (seen on the H200 image, LibTorch 2.11). Naming
+# the shared libstdc++ first makes every C++ runtime symbol bind to it.
+add_link_options("LINKER:--push-state,--no-as-needed" "-l:libstdc++.so.6" "LINKER:--pop-state")
