@@ -34,6 +34,10 @@ absl::StatusOr<std::map<std::string, YAML::Node>> FlattenConfig(
 absl::StatusOr<ViTConfig> ModelFromConfigNode(const YAML::Node& node, const std::string& what,
                                               const std::string& key, std::string* spec);
 
+// "host:port" with a port of at most 5 digits, <= 65535 (the host is not
+// checked: gRPC and the OS judge it when binding or connecting).
+bool IsHostPort(const std::string& s);
+
 // Sets one typed field of a Config from a YAML node; errors name the key.
 template <typename Config>
 using ConfigSetter =

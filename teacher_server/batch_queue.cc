@@ -21,13 +21,14 @@ absl::StatusOr<uint64_t> BatchQueue::Push(QueuedWork work) {
   // A job that was idle joins at the current virtual time: it gets its fair
   // share from now on, not credit for the time it sent nothing.
   if (mine == 0) {
-    int64_t floor = std::numeric_limits<int64_t>::max();
+    double floor = std::numeric_limits<double>::infinity();
     for (const auto& [job, n] : queued_) {
       if (n > 0 && job != work.job_id) floor = std::min(floor, served_[job]);
     }
-    int64_t& served = served_[work.job_id];
-    if (floor != std::numeric_limits<int64_t>::max()) served = std::max(served, floor);
+    double& served = served_[work.job_id];
+    if (floor != std::numeric_limits<double>::infinity()) served = std::max(served, floor);
   }
+  if (!(work.weight > 0)) work.weight = 1.0;
   ++mine;
   ++total_;
   last_push_[work.job_id] = work.enqueued;
@@ -92,7 +93,14 @@ std::vector<QueuedWork> BatchQueue::TakeBatch(absl::Time now, bool drain, absl::
     const absl::Time oldest = Oldest(it->second);
     const bool full = it->second.tokens >= options_.max_tokens_per_batch;
     const bool waited = now - oldest >= options_.max_queue_delay;
-    if (drain || full || waited) {
+    // Waiting for company must not cost anyone their deadline: a request
+    // whose timeout ends before the delay would runs at once.
+    absl::Time earliest_deadline = absl::InfiniteFuture();
+    for (const auto& [job, q] : it->second.by_job) {
+      for (const auto& w : q) earliest_deadline = std::min(earliest_deadline, w.deadline);
+    }
+    const bool urgent = earliest_deadline <= oldest + options_.max_queue_delay;
+    if (drain || full || waited || urgent) {
       if (oldest < chosen_oldest) {
         chosen = it;
         chosen_oldest = oldest;
@@ -122,7 +130,7 @@ std::vector<QueuedWork> BatchQueue::TakeBatch(absl::Time now, bool drain, absl::
     // budget (validation bounds b, so this stays bounded too).
     if (!batch.empty() && tokens + w.tokens() > options_.max_tokens_per_batch) break;
     tokens += w.tokens();
-    served_[w.job_id] += w.tokens();
+    served_[w.job_id] += static_cast<double>(w.tokens()) / w.weight;
     bucket.tokens -= w.tokens();
     --queued_[w.job_id];
     --total_;
@@ -135,7 +143,7 @@ std::vector<QueuedWork> BatchQueue::TakeBatch(absl::Time now, bool drain, absl::
   return batch;
 }
 
-int64_t BatchQueue::served_tokens(const std::string& job) const {
+double BatchQueue::served_tokens(const std::string& job) const {
   auto it = served_.find(job);
   return it == served_.end() ? 0 : it->second;
 }

@@ -4,9 +4,11 @@
 // Work is bucketed by k (kept tokens per image): a forward pass needs one k,
 // and padding to a common k would waste the FLOPs masking saved. A bucket is
 // dispatched when its tokens (sum of b*(k+1)) reach the budget, when its
-// oldest work has waited max_queue_delay, or when draining. Within a batch,
-// jobs take turns by tokens served (start-time fair queuing), so one job's
-// backlog cannot starve another's.
+// oldest work has waited max_queue_delay, when waiting that long would run
+// some work past its deadline, or when draining. Within a batch, jobs take
+// turns by tokens served divided by their weight (weighted start-time fair
+// queuing), so one job's backlog cannot starve another's, and a job of
+// weight 2 is served twice the tokens of a job of weight 1 while both wait.
 //
 // Not thread-safe: the Batcher serialises calls under its mutex.
 #ifndef MKD_TEACHER_SERVER_BATCH_QUEUE_H_
@@ -26,6 +28,7 @@ namespace mkd::teacher {
 
 struct QueuedWork {
   std::string job_id;
+  double weight = 1.0;  // The job's share relative to others (> 0).
   int64_t images = 0;  // b
   int64_t kept = 0;    // k (patch tokens; +1 CLS in the budget)
   absl::Time enqueued;
@@ -63,8 +66,9 @@ class BatchQueue {
   std::vector<QueuedWork> TakeBatch(absl::Time now, bool drain, absl::Time* wake_at);
 
   int64_t size() const { return total_; }
-  // Tokens (sum of b*(k+1)) served per job so far, for fairness tests.
-  int64_t served_tokens(const std::string& job) const;
+  // Tokens (sum of b*(k+1)) served per job so far, divided by the job's
+  // weight (its virtual time), for fairness tests.
+  double served_tokens(const std::string& job) const;
   // Jobs whose state is kept (queued work, or active within job_idle).
   int64_t tracked_jobs() const { return static_cast<int64_t>(served_.size()); }
 
@@ -79,7 +83,7 @@ class BatchQueue {
   const BatchQueueOptions options_;
   std::map<int64_t, Bucket> buckets_;        // By k.
   std::map<std::string, int64_t> queued_;    // Work per job.
-  std::map<std::string, int64_t> served_;    // Virtual time per job, in tokens.
+  std::map<std::string, double> served_;     // Virtual time per job: tokens / weight.
   std::map<std::string, absl::Time> last_push_;
   int64_t total_ = 0;
   uint64_t next_ticket_ = 1;

@@ -75,14 +75,49 @@ TEST(BatchQueue, ExpiredWorkIsTakenOutBeforeBatching) {
   w.deadline = kT0 + absl::Milliseconds(2);
   ASSERT_TRUE(q.Push(w).ok());
   ASSERT_TRUE(q.Push(Work("a", 1, 4, kT0)).ok());
-  absl::Time wake;
-  EXPECT_TRUE(q.TakeBatch(kT0, false, &wake).empty());
-  EXPECT_EQ(wake, kT0 + absl::Milliseconds(2));  // The deadline comes first.
+  // (The batcher was busy and did not get to dispatch in time.)
   EXPECT_TRUE(q.TakeExpired(kT0 + absl::Milliseconds(1)).empty());
   auto expired = q.TakeExpired(kT0 + absl::Milliseconds(2));
   ASSERT_EQ(expired.size(), 1u);
   EXPECT_EQ(expired[0].deadline, kT0 + absl::Milliseconds(2));
   EXPECT_EQ(q.size(), 1);
+}
+
+TEST(BatchQueue, WorkThatWouldExpireWaitingForCompanyRunsAtOnce) {
+  BatchQueue q(Options());  // 5 ms delay.
+  QueuedWork w = Work("a", 1, 4, kT0);
+  w.deadline = kT0 + absl::Milliseconds(2);  // A 2 ms timeout on an idle server.
+  ASSERT_TRUE(q.Push(w).ok());
+  absl::Time wake;
+  EXPECT_EQ(q.TakeBatch(kT0, false, &wake).size(), 1u);
+  // Work whose deadline outlasts the delay still waits for company.
+  QueuedWork patient = Work("a", 1, 4, kT0);
+  patient.deadline = kT0 + absl::Milliseconds(6);
+  ASSERT_TRUE(q.Push(patient).ok());
+  EXPECT_TRUE(q.TakeBatch(kT0, false, &wake).empty());
+  EXPECT_EQ(wake, kT0 + absl::Milliseconds(5));
+}
+
+TEST(BatchQueue, WeightsSplitTheTokensServed) {
+  BatchQueueOptions o = Options();
+  o.max_queued_per_job = 100;
+  o.max_queued = 200;
+  o.max_tokens_per_batch = 30;  // Three 10-token micro-batches per batch.
+  BatchQueue q(o);
+  for (int i = 0; i < 40; ++i) {
+    QueuedWork heavy = Work("heavy", 1, 9, kT0);
+    heavy.weight = 2.0;
+    ASSERT_TRUE(q.Push(heavy).ok());
+    ASSERT_TRUE(q.Push(Work("light", 1, 9, kT0)).ok());
+  }
+  absl::Time wake;
+  int heavy = 0, light = 0;
+  for (int b = 0; b < 10; ++b) {
+    for (const auto& w : q.TakeBatch(kT0, false, &wake)) (w.job_id == "heavy" ? heavy : light)++;
+  }
+  EXPECT_EQ(heavy + light, 30);
+  EXPECT_EQ(heavy, 20);  // 2:1 while both wait.
+  EXPECT_EQ(light, 10);
 }
 
 TEST(BatchQueue, JobsShareBatchesFairly) {

@@ -33,6 +33,7 @@ Batcher::~Batcher() { Shutdown(); }
 absl::Status Batcher::Submit(WorkItem item, WorkDone done) {
   QueuedWork w;
   w.job_id = item.job_id;
+  w.weight = item.weight;
   w.images = item.idx.size(0);
   w.kept = item.idx.size(1);
   w.enqueued = absl::Now();

@@ -28,6 +28,7 @@ namespace mkd::teacher {
 
 struct WorkItem {
   std::string job_id;
+  double weight = 1.0;    // The job's fair-share weight (> 0).
   torch::Tensor patches;  // [b, k, C*p*p] in the wire's float dtype, CPU
   torch::Tensor idx;      // [b, k] int64
   bool features = false;

@@ -1,15 +1,32 @@
 #include "teacher_server/result_cache.h"
 
+#include <string_view>
+
 namespace mkd::teacher {
 
-ResultCache::Lookup ResultCache::Begin(const std::string& job, uint64_t id, AnswerFn waiter,
-                                       Answer* cached) {
+uint64_t RequestDigest(const maskedkd::v1::DistillRequest& r) {
+  // std::hash over bytes is libstdc++'s murmur: several GB/s, and a
+  // micro-batch's payload is megabytes.
+  const std::hash<std::string_view> h;
+  uint64_t d = h(r.payload());
+  auto mix = [&d](uint64_t v) { d ^= v + 0x9e3779b97f4a7c15ull + (d << 6) + (d >> 2); };
+  mix(h(r.kept_indices()));
+  mix(static_cast<uint64_t>(r.batch()) << 32 | static_cast<uint32_t>(r.kept()));
+  mix(static_cast<uint64_t>(r.payload_kind()) << 16 | static_cast<uint64_t>(r.payload_dtype()) << 1 |
+      (r.want_features() ? 1 : 0));
+  return d;
+}
+
+ResultCache::Lookup ResultCache::Begin(const std::string& job, uint64_t id, uint64_t digest,
+                                       AnswerFn waiter, Answer* cached) {
   std::lock_guard<std::mutex> lock(mu_);
   const absl::Time now = clock_();
   ForgetIdleJobs(now, job);
   JobState& state = jobs_[job];
   state.last_used = now;
   auto [it, inserted] = state.entries.try_emplace(id);
+  if (inserted) it->second.digest = digest;
+  if (!inserted && it->second.digest != digest) return Lookup::kMismatch;
   if (!inserted && it->second.done) {
     *cached = it->second.answer;
     return Lookup::kDone;

@@ -28,6 +28,12 @@ namespace mkd::teacher {
 using Answer = std::shared_ptr<const maskedkd::v1::DistillResponse>;
 using AnswerFn = std::function<void(Answer)>;
 
+// A digest of everything that determines a request's answer (shape, dtype,
+// payload kind, indices, payload bytes, features flag); not its id, job,
+// weight or timeout. Fast rather than cryptographic: it tells an honest
+// client's re-send from a different request under a reused id.
+uint64_t RequestDigest(const maskedkd::v1::DistillRequest& request);
+
 class ResultCache {
  public:
   using Clock = std::function<absl::Time()>;
@@ -35,11 +41,15 @@ class ResultCache {
       : window_(window), idle_(idle), clock_(std::move(clock)) {}
 
   enum class Lookup {
-    kNew,      // First sight: the caller computes, then calls Complete.
-    kWaiting,  // In flight: `waiter` gets the answer from Complete.
-    kDone,     // Answered before: *cached holds it; `waiter` is not kept.
+    kNew,       // First sight: the caller computes, then calls Complete.
+    kWaiting,   // In flight: `waiter` gets the answer from Complete.
+    kDone,      // Answered before: *cached holds it; `waiter` is not kept.
+    kMismatch,  // The id was used for a request with another `digest`.
   };
-  Lookup Begin(const std::string& job, uint64_t id, AnswerFn waiter, Answer* cached);
+  // `digest` identifies the request's content (RequestDigest): a re-sent id
+  // must carry the same request, or its answer would be another's logits.
+  Lookup Begin(const std::string& job, uint64_t id, uint64_t digest, AnswerFn waiter,
+               Answer* cached);
 
   // Hands `answer` to every waiter of (job, id), in arrival order.
   void Complete(const std::string& job, uint64_t id, Answer answer);
@@ -49,6 +59,7 @@ class ResultCache {
 
  private:
   struct Entry {
+    uint64_t digest = 0;
     bool done = false;
     Answer answer;
     std::vector<AnswerFn> waiters;

@@ -12,7 +12,7 @@
 #include "teacher_server/batcher.h"
 #include "teacher_server/engine.h"
 #include "teacher_server/metrics.h"
-#include "teacher_server/metrics_http.h"
+#include "common/metrics_http.h"
 #include "teacher_server/server_config.h"
 #include "teacher_server/service.h"
 

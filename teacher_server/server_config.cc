@@ -44,15 +44,6 @@ const std::map<std::string, Setter>& Setters() {
 
 #undef MKD_FIELD
 
-bool IsHostPort(const std::string& s) {
-  const size_t colon = s.rfind(':');
-  // At most 5 digits, so the number below cannot overflow.
-  if (colon == std::string::npos || colon + 1 == s.size() || s.size() - colon - 1 > 5) return false;
-  for (size_t i = colon + 1; i < s.size(); ++i) {
-    if (s[i] < '0' || s[i] > '9') return false;
-  }
-  return std::stol(s.substr(colon + 1)) <= 65535;
-}
 
 }  // namespace
 

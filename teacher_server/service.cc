@@ -183,7 +183,15 @@ void TeacherServiceImpl::Handle(const DistillRequest& request, AnswerFn answer) 
   }
   const std::string& job = request.job_id();
   Answer cached;
-  switch (cache_.Begin(job, id, answer, &cached)) {
+  switch (cache_.Begin(job, id, RequestDigest(request), answer, &cached)) {
+    case ResultCache::Lookup::kMismatch: {
+      const absl::Status reused = absl::InvalidArgumentError(absl::StrCat(
+          "micro_batch_id: ", id, " was already used by job '", job,
+          "' for a different request (other payload, indices or shape); ids must be unique"));
+      if (metrics_) metrics_->CountRequest(reused.code());
+      answer(ErrorAnswer(id, reused));
+      return;
+    }
     case ResultCache::Lookup::kWaiting:
       return;
     case ResultCache::Lookup::kDone:
@@ -212,6 +220,7 @@ absl::StatusOr<WorkItem> TeacherServiceImpl::Decode(const DistillRequest& reques
   const ViTConfig& m = engine_->config();
   WorkItem item;
   item.job_id = request.job_id();
+  item.weight = request.job_weight() > 0 ? request.job_weight() : 1.0;
   item.features = request.want_features();
   if (request.timeout_ms() > 0) item.deadline = absl::Now() + absl::Milliseconds(request.timeout_ms());
   MKD_ASSIGN_OR_RETURN(item.idx,

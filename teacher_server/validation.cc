@@ -49,6 +49,9 @@ absl::Status ValidateDistillRequest(const DistillRequest& r, const RequestLimits
     return Bad("job_id", absl::StrCat("is ", r.job_id().size(), " bytes; at most ",
                                       limits.max_job_id_bytes));
   }
+  if (!(r.job_weight() >= 0 && r.job_weight() <= 1000)) {
+    return Bad("job_weight", absl::StrCat(r.job_weight(), " is outside [0, 1000] (0 reads as 1)"));
+  }
   if (r.batch() < 1 || r.batch() > limits.max_images) {
     return Bad("batch", absl::StrCat(r.batch(), " is outside [1, ", limits.max_images, "]"));
   }

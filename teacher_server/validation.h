@@ -22,6 +22,7 @@ struct RequestLimits {
 };
 
 // OK, or kInvalidArgument naming the field: job_id empty or too long;
+// job_weight outside [0, 1000] (or NaN);
 // batch outside [1, max_images]; kept outside [1, N]; kept_indices not
 // b*k int32 values, an index outside [0, N) or repeated within a row;
 // unknown payload kind or dtype; payload size not the shape's.

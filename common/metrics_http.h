@@ -2,8 +2,8 @@
 // Exposer: its civetweb threads have a 100 KiB stack, and OpenBLAS's static
 // TLS (loaded with LibTorch) does not fit in it (see TOOLCHAIN.md); httplib's
 // threads get the default stack. Thread-safe.
-#ifndef MKD_TEACHER_SERVER_METRICS_HTTP_H_
-#define MKD_TEACHER_SERVER_METRICS_HTTP_H_
+#ifndef MKD_COMMON_METRICS_HTTP_H_
+#define MKD_COMMON_METRICS_HTTP_H_
 
 #include <atomic>
 #include <functional>
@@ -17,7 +17,7 @@ namespace httplib {
 class Server;
 }
 
-namespace mkd::teacher {
+namespace mkd {
 
 class MetricsHttpServer {
  public:
@@ -37,6 +37,6 @@ class MetricsHttpServer {
   std::atomic<bool> listening_done_{false};  // Set when listen returns.
 };
 
-}  // namespace mkd::teacher
+}  // namespace mkd
 
-#endif  // MKD_TEACHER_SERVER_METRICS_HTTP_H_
+#endif  // MKD_COMMON_METRICS_HTTP_H_

@@ -1,10 +1,10 @@
-#include "teacher_server/metrics_http.h"
+#include "common/metrics_http.h"
 
 #include <httplib.h>
 
 #include "absl/strings/str_cat.h"
 
-namespace mkd::teacher {
+namespace mkd {
 
 MetricsHttpServer::MetricsHttpServer(std::function<std::string()> render)
     : render_(std::move(render)), server_(std::make_unique<httplib::Server>()) {}
@@ -46,4 +46,4 @@ void MetricsHttpServer::Stop() {
   thread_.join();
 }
 
-}  // namespace mkd::teacher
+}  // namespace mkd

@@ -1,0 +1,128 @@
+// The coordinator's state: the teachers and jobs of a pool, their leases,
+// each job's teachers (assignment.h) and plan (planner.h), and a version
+// per assignment so that watchers see every change once. No threads or
+// sockets; the clock is injected, so tests move time by hand.
+//
+// State comes only from registrations and heartbeats, which carry the full
+// description of their sender: a restarted coordinator rebuilds the pool
+// from the next round of heartbeats. For `settle` after start it hands out
+// no assignment, so that nobody is told "no teachers" while they have not
+// heartbeated yet.
+//
+// Thread-safe. The change callback runs without the lock held.
+#ifndef MKD_COORDINATOR_POOL_H_
+#define MKD_COORDINATOR_POOL_H_
+
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "coordinator/planner.h"
+#include "maskedkd/v1/coordinator.pb.h"
+
+namespace mkd::coordinator {
+
+namespace v1 = ::maskedkd::v1;
+
+struct PoolOptions {
+  absl::Duration lease = absl::Seconds(5);
+  absl::Duration heartbeat = absl::Seconds(1);
+  absl::Duration settle = absl::Seconds(5);
+  absl::Duration forget_gone = absl::Minutes(5);
+  int explore_steps = 3;
+};
+
+// Counts for the coordinator's metrics.
+struct PoolStats {
+  std::map<v1::TeacherState, int64_t> teachers;  // By state.
+  int64_t jobs = 0;
+  int64_t assignments = 0;          // (job, teacher) pairs.
+  int64_t reassignments = 0;        // Total: a job's teachers changed.
+  int64_t missed_heartbeats = 0;    // Total: leases that ran out.
+  std::map<std::string, int> planned_micro_batches;  // By job.
+};
+
+class Pool {
+ public:
+  using Clock = std::function<absl::Time()>;
+  // Called with the jobs whose assignment changed.
+  using OnChange = std::function<void(const std::vector<std::string>& jobs)>;
+
+  explicit Pool(PoolOptions options, Clock clock = absl::Now);
+
+  void SetOnChange(OnChange on_change);
+
+  // Registration (load null) or heartbeat of a teacher; adds it if unknown
+  // (a restarted coordinator learns it here). Returns its state: DRAINING
+  // tells it to stop taking work. REQUIRES: info validated.
+  v1::TeacherState UpsertTeacher(const v1::TeacherInfo& info, const v1::TeacherLoad* load);
+
+  // Marks a teacher draining: it gets no more jobs, and its jobs move to
+  // other teachers now. kNotFound for an unknown address.
+  absl::StatusOr<v1::TeacherState> Drain(const std::string& address);
+
+  // Registration (timings null) or heartbeat of a job. REQUIRES: validated.
+  void UpsertJob(const v1::JobInfo& info, const v1::JobTimings* timings);
+
+  // Expires leases (teachers become GONE, jobs are dropped), forgets
+  // teachers gone for `forget_gone`, and ends the settling period.
+  void Tick();
+
+  // The job's assignment; nullopt for an unknown job or while settling.
+  std::optional<v1::Assignment> AssignmentFor(const std::string& job_id);
+
+  v1::ListTeachersResponse ListTeachers();
+  v1::ListJobsResponse ListJobs();
+  PoolStats Stats();
+
+ private:
+  struct Teacher {
+    v1::TeacherInfo info;
+    v1::TeacherLoad load;
+    v1::TeacherState state = v1::TEACHER_STATE_SERVING;
+    absl::Time last_seen;
+  };
+  struct Job {
+    v1::JobInfo info;
+    v1::JobTimings timings;
+    absl::Time last_seen;
+    std::vector<std::string> teachers;
+    uint64_t version = 0;
+    Plan plan;
+    bool planned = false;  // Explored and fitted (or pinned).
+    std::map<int, TimingSample> samples;   // Latest per m.
+    std::map<int, int64_t> measured_steps;  // Per m.
+  };
+
+  // Recomputes every assignment and plan; returns the jobs whose
+  // assignment changed. Needs mu_.
+  std::vector<std::string> Recompute();
+  void Replan(Job& job);  // Needs mu_.
+  v1::Assignment ToAssignment(const std::string& id, const Job& job) const;  // Needs mu_.
+  bool Settling(absl::Time now) const { return now < started_ + options_.settle; }
+  void Notify(const std::vector<std::string>& changed);
+
+  // Constant after construction.
+  const PoolOptions options_;
+  const Clock clock_;
+  const absl::Time started_;
+
+  std::mutex mu_;
+  OnChange on_change_;                        // Guarded by mu_ (copied out to call).
+  std::map<std::string, Teacher> teachers_;   // By address; guarded by mu_.
+  std::map<std::string, Job> jobs_;           // By id; guarded by mu_.
+  uint64_t next_version_ = 1;                 // Guarded by mu_.
+  bool settled_ = false;                      // Guarded by mu_.
+  int64_t reassignments_ = 0;                 // Guarded by mu_.
+  int64_t missed_heartbeats_ = 0;             // Guarded by mu_.
+};
+
+}  // namespace mkd::coordinator
+
+#endif  // MKD_COORDINATOR_POOL_H_

@@ -1,0 +1,202 @@
+#include "coordinator/pool.h"
+
+#include <gtest/gtest.h>
+
+namespace mkd::coordinator {
+namespace {
+
+const absl::Time kT0 = absl::FromUnixSeconds(1000);
+
+class PoolTest : public ::testing::Test {
+ protected:
+  PoolTest() : pool_(Options(), [this] { return now_; }) {
+    pool_.SetOnChange([this](const std::vector<std::string>& jobs) {
+      for (const auto& j : jobs) ++changes_[j];
+    });
+  }
+
+  static PoolOptions Options() {
+    PoolOptions o;
+    o.lease = absl::Seconds(3);
+    o.settle = absl::Seconds(2);
+    o.forget_gone = absl::Seconds(10);
+    o.explore_steps = 2;
+    return o;
+  }
+
+  static v1::TeacherInfo Teacher(const std::string& address, const std::string& model = "m",
+                                 uint64_t instance = 1) {
+    v1::TeacherInfo t;
+    t.set_address(address);
+    t.set_model_id(model);
+    t.set_capacity_tokens_per_s(1000);
+    t.set_instance(instance);
+    return t;
+  }
+
+  static v1::JobInfo Job(const std::string& id, const std::string& model = "m", int pinned = 0) {
+    v1::JobInfo j;
+    j.set_job_id(id);
+    j.set_model_id(model);
+    j.set_weight(1);
+    j.set_batch(64);
+    j.set_kept(98);
+    j.set_pinned_micro_batches(pinned);
+    return j;
+  }
+
+  // Moves time by `d`, heartbeating `teachers` and `jobs` on the way (as
+  // their senders would), then ticks.
+  void Advance(absl::Duration d, const std::vector<std::string>& teachers = {},
+               const std::vector<std::string>& jobs = {}) {
+    now_ += d;
+    v1::TeacherLoad load;
+    for (const auto& t : teachers) pool_.UpsertTeacher(Teacher(t), &load);
+    for (const auto& j : jobs) pool_.UpsertJob(Job(j), nullptr);
+    pool_.Tick();
+  }
+
+  std::vector<std::string> TeachersOf(const std::string& job) {
+    std::vector<std::string> out;
+    auto a = pool_.AssignmentFor(job);
+    if (a) {
+      for (const auto& t : a->teachers()) out.push_back(t.address());
+    }
+    return out;
+  }
+
+  absl::Time now_ = kT0;
+  Pool pool_;
+  std::map<std::string, int> changes_;
+};
+
+TEST_F(PoolTest, SettlesBeforeHandingOutAssignments) {
+  pool_.UpsertTeacher(Teacher("t1:1"), nullptr);
+  pool_.UpsertJob(Job("a"), nullptr);
+  EXPECT_FALSE(pool_.AssignmentFor("a").has_value()) << "still settling";
+  EXPECT_EQ(changes_["a"], 0);
+  Advance(absl::Seconds(2), {"t1:1"}, {"a"});
+  EXPECT_EQ(TeachersOf("a"), (std::vector<std::string>{"t1:1"}));
+  EXPECT_EQ(changes_["a"], 1) << "told once the pool settled";
+  EXPECT_FALSE(pool_.AssignmentFor("nobody").has_value());
+}
+
+TEST_F(PoolTest, ASilentTeacherIsGoneAfterItsLeaseAndItsJobsWait) {
+  pool_.UpsertTeacher(Teacher("t1:1"), nullptr);
+  pool_.UpsertTeacher(Teacher("t2:1"), nullptr);
+  pool_.UpsertJob(Job("a"), nullptr);
+  Advance(absl::Seconds(2), {"t1:1", "t2:1"}, {"a"});
+  const uint64_t v1 = pool_.AssignmentFor("a")->version();
+  // t2 stops heartbeating; 3 s later (the lease) it is gone.
+  Advance(absl::Seconds(2), {"t1:1"}, {"a"});
+  EXPECT_EQ(TeachersOf("a").size(), 2u);
+  Advance(absl::Seconds(1.5), {"t1:1"}, {"a"});
+  EXPECT_EQ(TeachersOf("a"), (std::vector<std::string>{"t1:1"}));
+  EXPECT_GT(pool_.AssignmentFor("a")->version(), v1);
+  PoolStats s = pool_.Stats();
+  EXPECT_EQ(s.missed_heartbeats, 1);
+  EXPECT_EQ(s.teachers[v1::TEACHER_STATE_GONE], 1);
+  EXPECT_EQ(s.reassignments, 1);
+  // t1 dies too: the job waits, saying why.
+  Advance(absl::Seconds(3.5), {}, {"a"});
+  auto a = pool_.AssignmentFor("a");
+  EXPECT_EQ(a->teachers_size(), 0);
+  EXPECT_NE(a->waiting_reason().find("model 'm'"), std::string::npos);
+  // t2 comes back: it serves again.
+  Advance(absl::Seconds(1), {"t2:1"}, {"a"});
+  EXPECT_EQ(TeachersOf("a"), (std::vector<std::string>{"t2:1"}));
+  // Gone teachers are listed for forget_gone, then forgotten.
+  EXPECT_EQ(pool_.ListTeachers().teachers_size(), 2);
+  for (int i = 0; i < 12; ++i) Advance(absl::Seconds(1), {"t2:1"}, {"a"});
+  EXPECT_EQ(pool_.ListTeachers().teachers_size(), 1);
+}
+
+TEST_F(PoolTest, DrainMovesJobsAwayAndTellsTheTeacher) {
+  pool_.UpsertTeacher(Teacher("t1:1"), nullptr);
+  pool_.UpsertTeacher(Teacher("t2:1"), nullptr);
+  pool_.UpsertJob(Job("a"), nullptr);
+  Advance(absl::Seconds(2), {"t1:1", "t2:1"}, {"a"});
+  auto st = pool_.Drain("t1:1");
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(*st, v1::TEACHER_STATE_DRAINING);
+  EXPECT_EQ(TeachersOf("a"), (std::vector<std::string>{"t2:1"}));
+  v1::TeacherLoad load;
+  EXPECT_EQ(pool_.UpsertTeacher(Teacher("t1:1"), &load), v1::TEACHER_STATE_DRAINING);
+  // A restarted process at that address (another instance) serves again.
+  EXPECT_EQ(pool_.UpsertTeacher(Teacher("t1:1", "m", 2), &load), v1::TEACHER_STATE_SERVING);
+  EXPECT_EQ(pool_.Drain("t9:9").status().code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(PoolTest, ARestartedCoordinatorRebuildsFromHeartbeats) {
+  pool_.UpsertTeacher(Teacher("t1:1"), nullptr);
+  pool_.UpsertJob(Job("a"), nullptr);
+  Advance(absl::Seconds(2), {"t1:1"}, {"a"});
+  const auto before = TeachersOf("a");
+  Pool fresh(Options(), [this] { return now_; });
+  v1::TeacherLoad load;
+  // The job heartbeats first: while settling, nobody is told "no teachers".
+  fresh.UpsertJob(Job("a"), nullptr);
+  EXPECT_FALSE(fresh.AssignmentFor("a").has_value());
+  now_ += absl::Seconds(1);
+  fresh.UpsertTeacher(Teacher("t1:1"), &load);
+  now_ += absl::Seconds(1);
+  fresh.UpsertJob(Job("a"), nullptr);
+  fresh.Tick();
+  auto a = fresh.AssignmentFor("a");
+  ASSERT_TRUE(a.has_value());
+  EXPECT_EQ(a->teachers(0).address(), before[0]);
+}
+
+TEST_F(PoolTest, PlansExploreThenPickTheFastestM) {
+  pool_.UpsertTeacher(Teacher("t1:1"), nullptr);
+  pool_.UpsertJob(Job("a"), nullptr);
+  Advance(absl::Seconds(2), {"t1:1"}, {"a"});
+  // Timings of a job whose teacher costs as much as its student and whose
+  // micro-batches have fixed costs: the best m is in between.
+  auto report = [&](int m) {
+    const double b = 64.0 / m;
+    v1::JobTimings t;
+    t.set_micro_batches(m);
+    t.set_steps(2);
+    t.set_student_forward_s(0.002 + 0.001 * b);
+    t.set_student_backward_s(0.004 + 0.002 * b);
+    t.set_teacher_compute_s(0.001 * b);
+    t.set_teacher_round_trip_s(0.001 * b + 0.02);
+    pool_.UpsertJob(Job("a"), &t);
+  };
+  std::vector<int> asked;
+  for (int i = 0; i < 4; ++i) {
+    const int m = pool_.AssignmentFor("a")->micro_batches();
+    asked.push_back(m);
+    report(m);
+  }
+  EXPECT_EQ(asked, (std::vector<int>{1, 2, 4, 8}));
+  auto plan = pool_.AssignmentFor("a");
+  StepModel truth;
+  truth.forward = {0.002, 0.001};
+  truth.backward = {0.004, 0.002};
+  truth.service = {0, 0.001};
+  truth.latency = 0.02;
+  const Plan best = BestPlan(truth, 64, 16);
+  EXPECT_EQ(plan->micro_batches(), best.m);
+  EXPECT_NEAR(plan->predicted_step_s(), best.prediction.step_s, 1e-9);
+  // Planning shrank the bubble that one micro-batch would leave.
+  EXPECT_LT(plan->predicted_bubble(), PredictStep(truth, 64, 1).bubble);
+  // A job whose config pins m keeps it.
+  pool_.UpsertJob(Job("pinned", "m", 3), nullptr);
+  EXPECT_EQ(pool_.AssignmentFor("pinned")->micro_batches(), 3);
+}
+
+TEST_F(PoolTest, SilentJobsAreDropped) {
+  pool_.UpsertTeacher(Teacher("t1:1"), nullptr);
+  pool_.UpsertJob(Job("a"), nullptr);
+  Advance(absl::Seconds(2), {"t1:1"}, {"a"});
+  EXPECT_EQ(pool_.ListJobs().jobs_size(), 1);
+  Advance(absl::Seconds(2), {"t1:1"});
+  Advance(absl::Seconds(2), {"t1:1"});
+  EXPECT_EQ(pool_.ListJobs().jobs_size(), 0);
+  EXPECT_TRUE(pool_.ListTeachers().teachers(0).jobs().empty());
+}
+
+}  // namespace
+}  // namespace mkd::coordinator
