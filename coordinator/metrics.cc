@@ -1,0 +1,88 @@
+#include "coordinator/metrics.h"
+
+#include "prometheus/text_serializer.h"
+
+namespace mkd::coordinator {
+namespace {
+
+using prometheus::BuildCounter;
+using prometheus::BuildGauge;
+
+const char* StateName(v1::TeacherState s) {
+  switch (s) {
+    case v1::TEACHER_STATE_SERVING: return "serving";
+    case v1::TEACHER_STATE_DRAINING: return "draining";
+    case v1::TEACHER_STATE_GONE: return "gone";
+    default: return "unknown";
+  }
+}
+
+}  // namespace
+
+CoordinatorMetrics::CoordinatorMetrics()
+    : registry_(std::make_shared<prometheus::Registry>()),
+      teachers_(BuildGauge()
+                    .Name("mkd_coordinator_teachers")
+                    .Help("Teachers in the pool, by state (gone: lease expired, still listed).")
+                    .Register(*registry_)),
+      jobs_(BuildGauge()
+                .Name("mkd_coordinator_jobs")
+                .Help("Training jobs holding a lease.")
+                .Register(*registry_)
+                .Add({})),
+      assignments_(BuildGauge()
+                       .Name("mkd_coordinator_assignments")
+                       .Help("(job, teacher) pairs assigned now.")
+                       .Register(*registry_)
+                       .Add({})),
+      reassignments_(BuildCounter()
+                         .Name("mkd_coordinator_reassignments_total")
+                         .Help("Times a job's set of teachers changed after it had one.")
+                         .Register(*registry_)
+                         .Add({})),
+      missed_heartbeats_(BuildCounter()
+                             .Name("mkd_coordinator_missed_heartbeats_total")
+                             .Help("Teacher leases that ran out (the teacher was declared gone).")
+                             .Register(*registry_)
+                             .Add({})),
+      invalid_requests_(BuildCounter()
+                            .Name("mkd_coordinator_invalid_requests_total")
+                            .Help("RPCs rejected with INVALID_ARGUMENT.")
+                            .Register(*registry_)
+                            .Add({})),
+      planned_(BuildGauge()
+                   .Name("mkd_coordinator_planned_micro_batches")
+                   .Help("The micro-batch count m planned for each job.")
+                   .Register(*registry_)) {}
+
+void CoordinatorMetrics::Update(const PoolStats& stats) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [state, n] : stats.teachers) {
+    teachers_.Add({{"state", StateName(state)}}).Set(static_cast<double>(n));
+  }
+  jobs_.Set(static_cast<double>(stats.jobs));
+  assignments_.Set(static_cast<double>(stats.assignments));
+  // The pool keeps totals; counters only go up, by the difference.
+  reassignments_.Increment(std::max(0.0, stats.reassignments - reassignments_.Value()));
+  missed_heartbeats_.Increment(
+      std::max(0.0, stats.missed_heartbeats - missed_heartbeats_.Value()));
+  for (auto it = planned_by_job_.begin(); it != planned_by_job_.end();) {
+    if (stats.planned_micro_batches.count(it->first) == 0) {
+      planned_.Remove(it->second);  // The job left: no stale series.
+      it = planned_by_job_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (const auto& [job, m] : stats.planned_micro_batches) {
+    prometheus::Gauge*& g = planned_by_job_[job];
+    if (g == nullptr) g = &planned_.Add({{"job", job}});
+    g->Set(m);
+  }
+}
+
+std::string CoordinatorMetrics::Serialize() const {
+  return prometheus::TextSerializer().Serialize(registry_->Collect());
+}
+
+}  // namespace mkd::coordinator

@@ -1,0 +1,49 @@
+// Every metric mkd-coordinator exports, with its name and help string, in
+// one place (mkd_coordinator_<what>_<unit>; counters end in _total). The
+// pool's counts are copied in by Update on the coordinator's ticker.
+// Thread-safe.
+#ifndef MKD_COORDINATOR_METRICS_H_
+#define MKD_COORDINATOR_METRICS_H_
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "coordinator/pool.h"
+#include "prometheus/counter.h"
+#include "prometheus/family.h"
+#include "prometheus/gauge.h"
+#include "prometheus/registry.h"
+
+namespace mkd::coordinator {
+
+class CoordinatorMetrics {
+ public:
+  CoordinatorMetrics();
+
+  // Sets the gauges to `stats` and moves the counters up to its totals.
+  void Update(const PoolStats& stats);
+  // One RPC rejected for bad input.
+  void CountInvalidRequest() { invalid_requests_.Increment(); }
+
+  // The exposition text of every metric (text format 0.0.4).
+  std::string Serialize() const;
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Family<prometheus::Gauge>& teachers_;
+  prometheus::Gauge& jobs_;
+  prometheus::Gauge& assignments_;
+  prometheus::Counter& reassignments_;
+  prometheus::Counter& missed_heartbeats_;
+  prometheus::Counter& invalid_requests_;
+  prometheus::Family<prometheus::Gauge>& planned_;
+
+  std::mutex mu_;
+  std::map<std::string, prometheus::Gauge*> planned_by_job_;  // Guarded by mu_.
+};
+
+}  // namespace mkd::coordinator
+
+#endif  // MKD_COORDINATOR_METRICS_H_

@@ -1,0 +1,73 @@
+#include "coordinator/server.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+
+namespace mkd::coordinator {
+
+absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
+    const CoordinatorConfig& config) {
+  std::unique_ptr<CoordinatorServer> s(new CoordinatorServer());
+  PoolOptions o;
+  o.lease = absl::Seconds(config.lease_s);
+  o.heartbeat = absl::Seconds(config.heartbeat_s);
+  o.settle = absl::Seconds(config.settle_s < 0 ? config.lease_s : config.settle_s);
+  o.forget_gone = absl::Seconds(config.forget_gone_s);
+  o.explore_steps = config.explore_steps;
+  s->pool_ = std::make_unique<Pool>(o);
+  s->metrics_ = std::make_unique<CoordinatorMetrics>();
+  s->metrics_->Update(s->pool_->Stats());
+  s->service_ = std::make_unique<CoordinatorServiceImpl>(config, s->pool_.get(), s->metrics_.get());
+  CoordinatorServiceImpl* service = s->service_.get();
+  s->pool_->SetOnChange([service](const std::vector<std::string>& jobs) { service->OnChange(jobs); });
+
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(), &s->port_);
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);  // A taken port must fail.
+  builder.RegisterService(s->service_.get());
+  s->server_ = builder.BuildAndStart();
+  if (s->server_ == nullptr || s->port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on '", config.listen,
+                                               "' (config key 'listen'); is the port in use?"));
+  }
+  if (!config.metrics_listen.empty()) {
+    CoordinatorMetrics* metrics = s->metrics_.get();
+    s->http_ = std::make_unique<MetricsHttpServer>([metrics] { return metrics->Serialize(); });
+    MKD_ASSIGN_OR_RETURN(s->metrics_port_, s->http_->Start(config.metrics_listen));
+  }
+  // Leases are checked well within a heartbeat, so a death is seen within
+  // lease + heartbeat / 4.
+  const absl::Duration every =
+      std::min(absl::Milliseconds(250), absl::Seconds(config.heartbeat_s) / 4);
+  s->ticker_ = std::thread([server = s.get(), every] { server->TickLoop(every); });
+  return s;
+}
+
+CoordinatorServer::~CoordinatorServer() { Shutdown(); }
+
+void CoordinatorServer::TickLoop(absl::Duration every) {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stopping_) {
+    lock.unlock();
+    pool_->Tick();
+    metrics_->Update(pool_->Stats());
+    lock.lock();
+    wake_.wait_for(lock, absl::ToChronoNanoseconds(every), [this] { return stopping_; });
+  }
+}
+
+void CoordinatorServer::Shutdown() {
+  std::call_once(shutdown_once_, [&] {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+    }
+    wake_.notify_all();
+    if (ticker_.joinable()) ticker_.join();
+    if (service_) service_->CloseWatches();
+    if (server_) server_->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
+    if (http_) http_->Stop();
+  });
+}
+
+}  // namespace mkd::coordinator

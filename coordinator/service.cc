@@ -1,0 +1,282 @@
+#include "coordinator/service.h"
+
+#include <cmath>
+#include <optional>
+
+#include "absl/strings/str_cat.h"
+#include "common/config_yaml.h"
+
+namespace mkd::coordinator {
+namespace {
+
+absl::Status Bad(absl::string_view field, absl::string_view why) {
+  return absl::InvalidArgumentError(absl::StrCat(field, ": ", why));
+}
+
+absl::Status CheckName(absl::string_view field, const std::string& v, size_t max) {
+  if (v.empty()) return Bad(field, "is empty");
+  if (v.size() > max) return Bad(field, absl::StrCat("is ", v.size(), " bytes; at most ", max));
+  return absl::OkStatus();
+}
+
+bool FiniteNonNegative(double v) { return std::isfinite(v) && v >= 0; }
+
+absl::Status ValidateTimings(const v1::JobTimings& t) {
+  for (double v : {t.images_per_s(), t.student_forward_s(), t.student_backward_s(),
+                   t.teacher_round_trip_s(), t.teacher_compute_s(), t.measured_step_s(),
+                   t.predicted_step_s()}) {
+    if (!FiniteNonNegative(v)) return Bad("timings", "times and rates must be finite and >= 0");
+  }
+  if (t.micro_batches() < 0 || t.steps() < 0 || t.step() < 0) {
+    return Bad("timings", "step, steps and micro_batches must be >= 0");
+  }
+  return absl::OkStatus();
+}
+
+grpc::Status ToGrpc(const absl::Status& s) {
+  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
+}
+
+}  // namespace
+
+absl::Status ValidateTeacherInfo(const v1::TeacherInfo& info) {
+  if (!IsHostPort(info.address())) {
+    return Bad("info.address", absl::StrCat("expected host:port, got '", info.address(), "'"));
+  }
+  if (absl::Status s = CheckName("info.model_id", info.model_id(), 256); !s.ok()) return s;
+  if (!FiniteNonNegative(info.capacity_tokens_per_s())) {
+    return Bad("info.capacity_tokens_per_s", "must be finite and >= 0");
+  }
+  if (info.device().size() > 64 || info.dtype().size() > 64) {
+    return Bad("info.device", "device and dtype are at most 64 bytes");
+  }
+  if (info.max_request_bytes() < 0) return Bad("info.max_request_bytes", "must be >= 0");
+  return absl::OkStatus();
+}
+
+absl::Status ValidateJobInfo(const v1::JobInfo& info) {
+  if (absl::Status s = CheckName("info.job_id", info.job_id(), 128); !s.ok()) return s;
+  if (absl::Status s = CheckName("info.model_id", info.model_id(), 256); !s.ok()) return s;
+  if (!(info.weight() > 0 && info.weight() <= 1000)) {
+    return Bad("info.weight", absl::StrCat(info.weight(), " is outside (0, 1000]"));
+  }
+  if (info.batch() < 1) return Bad("info.batch", "must be >= 1");
+  if (info.kept() < 1) return Bad("info.kept", "must be >= 1");
+  if (info.max_teachers() < 0) return Bad("info.max_teachers", "must be >= 0 (0: no limit)");
+  if (info.pinned_micro_batches() < 0 || info.pinned_micro_batches() > info.batch()) {
+    return Bad("info.pinned_micro_batches", "must be in [0, batch]");
+  }
+  if (info.max_micro_batches() < 0) return Bad("info.max_micro_batches", "must be >= 0");
+  return absl::OkStatus();
+}
+
+// One WatchAssignment stream. Holds at most one write in flight and the
+// newest assignment waiting behind it. gRPC operations are started outside
+// mu_, as reactions may run on other threads at once.
+class CoordinatorServiceImpl::Watcher final : public grpc::ServerWriteReactor<v1::Assignment> {
+ public:
+  Watcher(CoordinatorServiceImpl* service, std::string job)
+      : service_(service), job_(std::move(job)) {}
+
+  const std::string& job() const { return job_; }
+
+  // Sends `a` unless something as new was sent or is waiting.
+  void Offer(const std::optional<v1::Assignment>& a) {
+    if (!a) return;
+    std::unique_lock<std::mutex> lock(mu_);
+    if (finishing_ || a->version() <= offered_version_) return;
+    offered_version_ = a->version();
+    next_ = *a;
+    has_next_ = true;
+    if (writing_) return;
+    WriteNext(lock);
+  }
+
+  void Close(const grpc::Status& status) {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (finishing_) return;
+    finishing_ = true;
+    finish_status_ = status;
+    if (writing_) return;  // OnWriteDone finishes.
+    lock.unlock();
+    Finish(status);
+  }
+
+  void OnWriteDone(bool ok) override {
+    std::unique_lock<std::mutex> lock(mu_);
+    writing_ = false;
+    if (!ok && !finishing_) {  // The client went away.
+      finishing_ = true;
+      finish_status_ = grpc::Status::CANCELLED;
+    }
+    if (finishing_) {
+      lock.unlock();
+      Finish(finish_status_);
+      return;
+    }
+    if (has_next_) WriteNext(lock);
+  }
+
+  void OnCancel() override { Close(grpc::Status::CANCELLED); }
+
+  void OnDone() override {
+    service_->Forget(this);
+    delete this;
+  }
+
+ private:
+  // REQUIRES: mu_ held via `lock`, has_next_, !writing_. Releases the lock.
+  void WriteNext(std::unique_lock<std::mutex>& lock) {
+    current_ = std::move(next_);
+    has_next_ = false;
+    writing_ = true;
+    lock.unlock();
+    StartWrite(&current_);
+  }
+
+  CoordinatorServiceImpl* const service_;
+  const std::string job_;
+  std::mutex mu_;
+  v1::Assignment current_;     // Being written; guarded by mu_ until handed to gRPC.
+  v1::Assignment next_;        // Guarded by mu_.
+  bool has_next_ = false;      // Guarded by mu_.
+  bool writing_ = false;       // Guarded by mu_.
+  bool finishing_ = false;     // Guarded by mu_.
+  grpc::Status finish_status_;  // Guarded by mu_.
+  uint64_t offered_version_ = 0;  // Guarded by mu_.
+};
+
+CoordinatorServiceImpl::CoordinatorServiceImpl(const CoordinatorConfig& config, Pool* pool,
+                                               CoordinatorMetrics* metrics)
+    : config_(config), pool_(pool), metrics_(metrics) {}
+
+grpc::ServerUnaryReactor* CoordinatorServiceImpl::Reply(grpc::CallbackServerContext* ctx,
+                                                        const absl::Status& status) {
+  if (status.code() == absl::StatusCode::kInvalidArgument && metrics_) {
+    metrics_->CountInvalidRequest();
+  }
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  reactor->Finish(ToGrpc(status));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* CoordinatorServiceImpl::RegisterTeacher(
+    grpc::CallbackServerContext* ctx, const v1::RegisterTeacherRequest* request,
+    v1::RegisterTeacherResponse* response) {
+  absl::Status st = ValidateTeacherInfo(request->info());
+  if (st.ok()) {
+    pool_->UpsertTeacher(request->info(), nullptr);
+    response->set_lease_s(config_.lease_s);
+    response->set_heartbeat_s(config_.heartbeat_s);
+  }
+  return Reply(ctx, st);
+}
+
+grpc::ServerUnaryReactor* CoordinatorServiceImpl::TeacherHeartbeat(
+    grpc::CallbackServerContext* ctx, const v1::TeacherHeartbeatRequest* request,
+    v1::TeacherHeartbeatResponse* response) {
+  absl::Status st = ValidateTeacherInfo(request->info());
+  if (st.ok()) {
+    response->set_state(pool_->UpsertTeacher(request->info(), &request->load()));
+    response->set_lease_s(config_.lease_s);
+  }
+  return Reply(ctx, st);
+}
+
+grpc::ServerUnaryReactor* CoordinatorServiceImpl::RegisterJob(grpc::CallbackServerContext* ctx,
+                                                              const v1::RegisterJobRequest* request,
+                                                              v1::RegisterJobResponse* response) {
+  absl::Status st = ValidateJobInfo(request->info());
+  if (st.ok()) {
+    pool_->UpsertJob(request->info(), nullptr);
+    response->set_lease_s(config_.lease_s);
+    response->set_heartbeat_s(config_.heartbeat_s);
+  }
+  return Reply(ctx, st);
+}
+
+grpc::ServerUnaryReactor* CoordinatorServiceImpl::JobHeartbeat(
+    grpc::CallbackServerContext* ctx, const v1::JobHeartbeatRequest* request,
+    v1::JobHeartbeatResponse* response) {
+  absl::Status st = ValidateJobInfo(request->info());
+  if (st.ok()) st = ValidateTimings(request->timings());
+  if (st.ok()) {
+    pool_->UpsertJob(request->info(), request->has_timings() ? &request->timings() : nullptr);
+    response->set_lease_s(config_.lease_s);
+  }
+  return Reply(ctx, st);
+}
+
+grpc::ServerWriteReactor<v1::Assignment>* CoordinatorServiceImpl::WatchAssignment(
+    grpc::CallbackServerContext*, const v1::WatchAssignmentRequest* request) {
+  auto* watcher = new Watcher(this, request->job_id());
+  if (request->job_id().empty() || request->job_id().size() > 128) {
+    watcher->Close(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                "job_id: must be 1 to 128 bytes"));
+    return watcher;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!closed_) {
+      watchers_.emplace(request->job_id(), watcher);
+      // Offered under mu_, so OnChange cannot slip an older version after it.
+      watcher->Offer(pool_->AssignmentFor(request->job_id()));
+      return watcher;
+    }
+  }
+  watcher->Close(grpc::Status(grpc::StatusCode::UNAVAILABLE, "coordinator is shutting down"));
+  return watcher;
+}
+
+void CoordinatorServiceImpl::OnChange(const std::vector<std::string>& jobs) {
+  for (const std::string& job : jobs) {
+    std::optional<v1::Assignment> a = pool_->AssignmentFor(job);
+    std::lock_guard<std::mutex> lock(mu_);
+    auto [begin, end] = watchers_.equal_range(job);
+    for (auto it = begin; it != end; ++it) it->second->Offer(a);
+  }
+}
+
+void CoordinatorServiceImpl::Forget(Watcher* watcher) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto [begin, end] = watchers_.equal_range(watcher->job());
+  for (auto it = begin; it != end; ++it) {
+    if (it->second == watcher) {
+      watchers_.erase(it);
+      return;
+    }
+  }
+}
+
+void CoordinatorServiceImpl::CloseWatches() {
+  std::lock_guard<std::mutex> lock(mu_);
+  closed_ = true;
+  for (auto& [job, w] : watchers_) {
+    w->Close(grpc::Status(grpc::StatusCode::UNAVAILABLE, "coordinator is shutting down"));
+  }
+}
+
+grpc::ServerUnaryReactor* CoordinatorServiceImpl::ListTeachers(grpc::CallbackServerContext* ctx,
+                                                               const v1::ListTeachersRequest*,
+                                                               v1::ListTeachersResponse* response) {
+  *response = pool_->ListTeachers();
+  return Reply(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* CoordinatorServiceImpl::ListJobs(grpc::CallbackServerContext* ctx,
+                                                           const v1::ListJobsRequest*,
+                                                           v1::ListJobsResponse* response) {
+  *response = pool_->ListJobs();
+  return Reply(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* CoordinatorServiceImpl::Drain(grpc::CallbackServerContext* ctx,
+                                                        const v1::DrainRequest* request,
+                                                        v1::DrainResponse* response) {
+  if (request->address().empty()) return Reply(ctx, Bad("address", "is empty"));
+  absl::StatusOr<v1::TeacherState> state = pool_->Drain(request->address());
+  if (state.ok()) response->set_state(*state);
+  return Reply(ctx, state.status());
+}
+
+}  // namespace mkd::coordinator

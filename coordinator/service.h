@@ -1,0 +1,82 @@
+// CoordinatorService over gRPC's callback API. Unary calls validate their
+// request (INVALID_ARGUMENT naming the field) and update the Pool;
+// WatchAssignment is a server stream per job that receives the job's
+// assignment whenever its version changes (only the newest one is sent if
+// several changes happen during a write). Handlers never block.
+// Thread-safe.
+#ifndef MKD_COORDINATOR_SERVICE_H_
+#define MKD_COORDINATOR_SERVICE_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "coordinator/config.h"
+#include "coordinator/metrics.h"
+#include "coordinator/pool.h"
+#include "maskedkd/v1/coordinator.grpc.pb.h"
+
+namespace mkd::coordinator {
+
+// Field checks shared by the RPCs (kInvalidArgument naming the field).
+absl::Status ValidateTeacherInfo(const v1::TeacherInfo& info);
+absl::Status ValidateJobInfo(const v1::JobInfo& info);
+
+class CoordinatorServiceImpl final : public v1::CoordinatorService::CallbackService {
+ public:
+  // `pool` and `metrics` (may be null) must outlive the service.
+  CoordinatorServiceImpl(const CoordinatorConfig& config, Pool* pool, CoordinatorMetrics* metrics);
+
+  grpc::ServerUnaryReactor* RegisterTeacher(grpc::CallbackServerContext* ctx,
+                                            const v1::RegisterTeacherRequest* request,
+                                            v1::RegisterTeacherResponse* response) override;
+  grpc::ServerUnaryReactor* TeacherHeartbeat(grpc::CallbackServerContext* ctx,
+                                             const v1::TeacherHeartbeatRequest* request,
+                                             v1::TeacherHeartbeatResponse* response) override;
+  grpc::ServerUnaryReactor* RegisterJob(grpc::CallbackServerContext* ctx,
+                                        const v1::RegisterJobRequest* request,
+                                        v1::RegisterJobResponse* response) override;
+  grpc::ServerUnaryReactor* JobHeartbeat(grpc::CallbackServerContext* ctx,
+                                         const v1::JobHeartbeatRequest* request,
+                                         v1::JobHeartbeatResponse* response) override;
+  grpc::ServerWriteReactor<v1::Assignment>* WatchAssignment(
+      grpc::CallbackServerContext* ctx, const v1::WatchAssignmentRequest* request) override;
+  grpc::ServerUnaryReactor* ListTeachers(grpc::CallbackServerContext* ctx,
+                                         const v1::ListTeachersRequest* request,
+                                         v1::ListTeachersResponse* response) override;
+  grpc::ServerUnaryReactor* ListJobs(grpc::CallbackServerContext* ctx,
+                                     const v1::ListJobsRequest* request,
+                                     v1::ListJobsResponse* response) override;
+  grpc::ServerUnaryReactor* Drain(grpc::CallbackServerContext* ctx,
+                                  const v1::DrainRequest* request,
+                                  v1::DrainResponse* response) override;
+
+  // The Pool's change callback: pushes the new assignments to watchers.
+  void OnChange(const std::vector<std::string>& jobs);
+
+  // Ends every watch stream (before the server shuts down, which would
+  // otherwise wait for them). Later watches are refused UNAVAILABLE.
+  void CloseWatches();
+
+ private:
+  class Watcher;
+  grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* ctx, const absl::Status& status);
+  void Forget(Watcher* watcher);
+
+  // Constant after construction.
+  const CoordinatorConfig config_;
+  Pool* const pool_;
+  CoordinatorMetrics* const metrics_;
+
+  std::mutex mu_;
+  std::multimap<std::string, Watcher*> watchers_;  // By job; guarded by mu_.
+  bool closed_ = false;                            // Guarded by mu_.
+};
+
+}  // namespace mkd::coordinator
+
+#endif  // MKD_COORDINATOR_SERVICE_H_
