@@ -6,8 +6,10 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 
 namespace mkd {
 namespace {
@@ -102,6 +104,12 @@ absl::Status WriteFileAtomic(const std::string& path, absl::string_view contents
     ::close(dfd);
   }
   return absl::OkStatus();
+}
+
+std::string ModelIdOfWeights(const std::string& path, absl::string_view bytes) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : bytes) h = (h ^ c) * 1099511628211ull;
+  return absl::StrFormat("%s@%016x", std::filesystem::path(path).stem().string(), h);
 }
 
 }  // namespace mkd

@@ -21,6 +21,12 @@ absl::StatusOr<std::string> ReadFile(const std::string& path,
 // failure `path` is left as it was and the temp file is removed.
 absl::Status WriteFileAtomic(const std::string& path, absl::string_view contents);
 
+// The model id a teacher serving the weights file `path` (whose contents
+// are `bytes`) reports: "<file stem>@<FNV-1a of the bytes, 16 hex digits>",
+// so it changes when the weights do, whatever the file is called. A job in
+// a pool derives the id it asks for the same way from its teacher_weights.
+std::string ModelIdOfWeights(const std::string& path, absl::string_view bytes);
+
 }  // namespace mkd
 
 #endif  // MKD_COMMON_FILE_UTIL_H_

@@ -1,331 +1,365 @@
-#include "student_worker/remote_teacher.h"
-
-#include <grpcpp/grpcpp.h>
+// RemoteTeacher: micro-batch routing, retries and failover across the
+// teachers it streams to (remote_teacher_pool.cc finds those teachers).
 #include <torch/torch.h>
 
-#include <condition_variable>
 #include <cstdio>
-#include <map>
-#include <mutex>
 #include <random>
-#include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
+#include "absl/strings/str_join.h"
 #include "common/dtype.h"
 #include "common/masking.h"
-#include "common/status_macros.h"
 #include "common/vit.h"
-#include "maskedkd/v1/teacher.grpc.pb.h"
 #include "proto/tensor_codec.h"
 #include "proto/wire.h"
+#include "student_worker/remote_teacher_impl.h"
 
 namespace mkd::student {
 namespace {
-
-namespace v1 = maskedkd::v1;
-using Stream = grpc::ClientReaderWriter<v1::DistillRequest, v1::DistillResponse>;
-
-ViTConfig ConfigFromInfo(const v1::ModelInfo& info) {
-  ViTConfig c;
-  c.name = info.model_id();
-  c.img_size = info.image_size();
-  c.patch_size = info.patch_size();
-  c.in_chans = info.in_channels();
-  c.num_classes = info.num_classes();
-  c.depth = info.depth();
-  c.embed_dim = info.embed_dim();
-  c.num_heads = info.num_heads();
-  c.mlp_ratio = info.mlp_ratio();
-  c.dist_token = info.num_prefix_tokens() == 2;
-  c.mean.assign(info.mean().begin(), info.mean().end());
-  c.std.assign(info.std().begin(), info.std().end());
-  return c;
-}
 
 bool Retryable(int code) {
   return code == grpc::StatusCode::UNAVAILABLE || code == grpc::StatusCode::RESOURCE_EXHAUSTED ||
          code == grpc::StatusCode::DEADLINE_EXCEEDED;
 }
 
-class RemoteTeacher final : public Teacher {
- public:
-  RemoteTeacher(const RemoteTeacherOptions& options, v1::DType wire,
-                std::shared_ptr<grpc::Channel> channel, const v1::ModelInfo& info)
-      : options_(options),
-        wire_(wire),
-        channel_(std::move(channel)),
-        stub_(v1::TeacherService::NewStub(channel_)),
-        config_(ConfigFromInfo(info)) {
-    // Ids are unique across restarts of this job (a resumed run must not
-    // be answered from the server's cache of the previous run).
-    std::random_device rd;
-    next_id_ = (uint64_t{rd()} << 32 | rd()) & ~(uint64_t{1} << 63);
-    reader_ = std::thread([this] { ReadLoop(); });
-    retrier_ = std::thread([this] { RetryLoop(); });
-  }
+}  // namespace
 
-  ~RemoteTeacher() override {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stop_ = true;
-      if (context_) context_->TryCancel();
+RemoteTeacher::RemoteTeacher(const RemoteTeacherOptions& options, v1::DType wire,
+                             const v1::ModelInfo& info)
+    : options_(options), wire_(wire), config_(ConfigFromInfo(info)) {
+  // Ids are unique across restarts of this job (a resumed run must not
+  // be answered from the server's cache of the previous run).
+  std::random_device rd;
+  next_id_ = (uint64_t{rd()} << 32 | rd()) & ~(uint64_t{1} << 63);
+  retrier_ = std::thread([this] { RetryLoop(); });
+}
+
+RemoteTeacher::~RemoteTeacher() {
+  membership_.reset();  // Its threads call into this object: stop them first.
+  std::map<std::string, Endpoint> endpoints;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+    endpoints.swap(endpoints_);
+  }
+  wake_.notify_all();
+  endpoints.clear();  // Joins the streams' threads, outside mu_ (they call back).
+  retrier_.join();
+  Fulfil failed;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [id, p] : pending_) {
+      failed.emplace_back(std::move(p.promise), absl::CancelledError("remote teacher closed"));
     }
-    wake_.notify_all();
-    retry_wake_.notify_all();
-    reader_.join();
-    retrier_.join();
-    FailAll(absl::CancelledError("remote teacher closed"));
+    pending_.clear();
   }
+  Deliver(failed);
+}
 
-  const ViTConfig& config() const override { return config_; }
+void RemoteTeacher::Deliver(Fulfil& failed) {
+  for (auto& [promise, status] : failed) promise.set_value(status);
+  failed.clear();
+}
 
-  absl::StatusOr<torch::Tensor> Logits(const torch::Tensor& images,
-                                       const torch::Tensor& idx) override {
-    return AwaitLogits(SubmitLogits(images, idx), options_.timeout + options_.reconnect_timeout);
-  }
-
-  PendingLogits SubmitLogits(const torch::Tensor& images, const torch::Tensor& idx) override {
-    std::promise<absl::StatusOr<torch::Tensor>> promise;
-    PendingLogits future = promise.get_future().share();
-    absl::Status st = ValidateImages(config_, images);
-    if (st.ok()) st = ValidateKeptIndices(idx, images.size(0), config_.num_patches());
-    if (!st.ok()) {
-      promise.set_value(st);
-      return future;
+void RemoteTeacher::AddEndpoint(const std::string& address, std::shared_ptr<grpc::Channel> channel,
+                                int64_t max_request_bytes) {
+  TeacherStreamCallbacks cb;
+  cb.on_connected = [this, address] { OnConnected(address); };
+  cb.on_answer = [this, address](const v1::DistillResponse& r) { OnAnswer(address, r); };
+  cb.on_broken = [this, address](const absl::Status& why) { OnBroken(address, why); };
+  auto stream = std::make_unique<TeacherStream>(address, std::move(channel), std::move(cb));
+  std::unique_ptr<TeacherStream> loser;  // Destroyed outside mu_.
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Endpoint& e = endpoints_[address];
+    if (e.stream != nullptr || stop_) {
+      loser = std::move(stream);
+    } else {
+      e.stream = std::move(stream);
+      e.max_request_bytes = max_request_bytes;
+      // Started once it is in endpoints_, where its callbacks look for it.
+      e.stream->Start();
     }
-    v1::DistillRequest request;
-    request.set_job_id(options_.job_id);
-    request.set_batch(static_cast<int32_t>(idx.size(0)));
-    request.set_kept(static_cast<int32_t>(idx.size(1)));
-    request.set_kept_indices(proto::EncodeIndices(idx));
-    request.set_payload_kind(v1::PAYLOAD_KIND_KEPT_PATCHES);
-    request.set_payload_dtype(wire_);
-    request.set_payload(proto::EncodeFloats(CutPatches(images, idx, config_.patch_size), wire_));
-    request.set_timeout_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(options_.timeout)));
-    absl::Status fatal;
-    uint64_t id = 0;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      id = next_id_++;
-      request.set_micro_batch_id(id);
-      Pending& p = pending_[id];
-      p.request = std::move(request);  // Kept (not copied) for re-sends.
-      p.promise = std::move(promise);
-      p.attempts = 1;
-      fatal = fatal_;
-      if (fatal.ok()) {
-        Send(p.request);
-        return future;
+  }
+}
+
+void RemoteTeacher::KeepOnly(const std::set<std::string>& keep) {
+  std::vector<std::unique_ptr<TeacherStream>> removed;  // Destroyed outside mu_.
+  Fulfil failed;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = endpoints_.begin(); it != endpoints_.end();) {
+      if (keep.count(it->first) > 0) {
+        ++it;
+        continue;
       }
+      const std::string address = it->first;
+      removed.push_back(std::move(it->second.stream));
+      it = endpoints_.erase(it);
+      std::printf("remote teacher %s: no longer assigned\n", address.c_str());
+      Reroute(address, /*failover=*/true, &failed);
     }
-    Fail(id, fatal);
+  }
+  std::fflush(stdout);
+  Deliver(failed);
+}
+
+bool RemoteTeacher::HasEndpoint(const std::string& address) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return endpoints_.count(address) > 0 || refused_.count(address) > 0;
+}
+
+bool RemoteTeacher::WaitForEndpoint(absl::Duration wait) {
+  std::unique_lock<std::mutex> lock(mu_);
+  return wake_.wait_for(lock, absl::ToChronoNanoseconds(wait), [this] {
+    for (const auto& [a, e] : endpoints_) {
+      if (e.connected) return true;
+    }
+    return stop_;
+  });
+}
+
+void RemoteTeacher::OnConnected(const std::string& address) {
+  Fulfil failed;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = endpoints_.find(address);
+    if (it == endpoints_.end()) return;
+    it->second.connected = true;
+    it->second.outstanding_tokens = 0;
+    // What waited for a teacher (or was sent here before a reconnect) goes
+    // out now.
+    for (auto& [id, p] : pending_) {
+      if (p.endpoint.empty() && !p.retry_scheduled) Route(id, &failed);
+    }
+  }
+  wake_.notify_all();
+  Deliver(failed);
+}
+
+void RemoteTeacher::OnBroken(const std::string& address, const absl::Status& why) {
+  Fulfil failed;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = endpoints_.find(address);
+    if (it == endpoints_.end()) return;
+    it->second.connected = false;
+    std::fprintf(stderr, "remote teacher %s: %s; reconnecting\n", address.c_str(),
+                 std::string(why.message()).c_str());
+    for (auto& [id, p] : pending_) {
+      if (p.endpoint == address) p.last_error = why;
+    }
+    // With other teachers connected this is a failover; with one teacher,
+    // its micro-batches wait for it to come back.
+    Reroute(address, /*failover=*/endpoints_.size() > 1, &failed);
+  }
+  Deliver(failed);
+}
+
+void RemoteTeacher::Reroute(const std::string& address, bool failover, Fulfil* failed) {
+  for (auto& [id, p] : pending_) {
+    if (p.endpoint != address) continue;
+    p.endpoint.clear();
+    if (failover) ++stats_.failovers;
+    Route(id, failed);
+  }
+}
+
+void RemoteTeacher::Route(uint64_t id, Fulfil* failed) {
+  auto it = pending_.find(id);
+  if (it == pending_.end()) return;
+  Pending& p = it->second;
+  if (p.attempts >= options_.max_attempts) {
+    failed->emplace_back(std::move(p.promise),
+                         absl::Status(p.last_error.code(),
+                                      absl::StrCat("after ", p.attempts, " sends: ",
+                                                   p.last_error.message())));
+    pending_.erase(it);
+    return;
+  }
+  const int64_t bytes = static_cast<int64_t>(p.request->ByteSizeLong());
+  Endpoint* best = nullptr;
+  std::string best_address;
+  for (auto& [address, e] : endpoints_) {
+    if (!e.connected || (e.max_request_bytes > 0 && bytes > e.max_request_bytes)) continue;
+    if (best == nullptr || e.outstanding_tokens < best->outstanding_tokens) {
+      best = &e;
+      best_address = address;
+    }
+  }
+  if (best == nullptr) {
+    if (unrouted_since_ == absl::InfiniteFuture()) unrouted_since_ = absl::Now();
+    return;  // Waits for a teacher; the retry loop times it out.
+  }
+  p.endpoint = best_address;
+  p.sent = absl::Now();
+  ++p.attempts;
+  best->outstanding_tokens += p.tokens;
+  best->stream->Send(p.request);
+}
+
+absl::StatusOr<torch::Tensor> RemoteTeacher::Logits(const torch::Tensor& images,
+                                                    const torch::Tensor& idx) {
+  return AwaitLogits(SubmitLogits(images, idx), options_.timeout + options_.reconnect_timeout);
+}
+
+PendingLogits RemoteTeacher::SubmitLogits(const torch::Tensor& images, const torch::Tensor& idx) {
+  std::promise<absl::StatusOr<torch::Tensor>> promise;
+  PendingLogits future = promise.get_future().share();
+  absl::Status st = ValidateImages(config_, images);
+  if (st.ok()) st = ValidateKeptIndices(idx, images.size(0), config_.num_patches());
+  if (!st.ok()) {
+    promise.set_value(st);
     return future;
   }
-
-  absl::StatusOr<torch::Tensor> Saliency(const torch::Tensor&) override {
-    return absl::UnimplementedError(
-        "criterion teacher_topk needs the teacher's full attention, which a remote teacher "
-        "does not send; use an in-process teacher (distill.teacher_address: \"\")");
-  }
-
- private:
-  struct Pending {
-    v1::DistillRequest request;
-    std::promise<absl::StatusOr<torch::Tensor>> promise;
-    int attempts = 0;
-  };
-
-  // REQUIRES: mu_ held. A failed write means the stream broke; the reader
-  // notices, reconnects and sends everything pending again.
-  void Send(const v1::DistillRequest& request) {
-    if (stream_ != nullptr) stream_->Write(request);
-  }
-
-  void Fail(uint64_t id, const absl::Status& status) {
-    std::promise<absl::StatusOr<torch::Tensor>> promise;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      auto it = pending_.find(id);
-      if (it == pending_.end()) return;
-      promise = std::move(it->second.promise);
-      pending_.erase(it);
+  auto request = std::make_shared<v1::DistillRequest>();
+  request->set_job_id(options_.job_id);
+  request->set_job_weight(options_.job_weight);
+  request->set_batch(static_cast<int32_t>(idx.size(0)));
+  request->set_kept(static_cast<int32_t>(idx.size(1)));
+  request->set_kept_indices(proto::EncodeIndices(idx));
+  request->set_payload_kind(v1::PAYLOAD_KIND_KEPT_PATCHES);
+  request->set_payload_dtype(wire_);
+  request->set_payload(proto::EncodeFloats(CutPatches(images, idx, config_.patch_size), wire_));
+  request->set_timeout_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(options_.timeout)));
+  Fulfil failed;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const uint64_t id = next_id_++;
+    request->set_micro_batch_id(id);
+    const int64_t bytes = static_cast<int64_t>(request->ByteSizeLong());
+    for (const auto& [address, e] : endpoints_) {
+      if (e.max_request_bytes > 0 && bytes > e.max_request_bytes) {
+        failed.emplace_back(std::move(promise), absl::InvalidArgumentError(absl::StrCat(
+            "a micro-batch of ", bytes, " bytes exceeds teacher ", address,
+            "'s max_request_bytes (", e.max_request_bytes,
+            "); use more micro-batches (distill.micro_batches) or a smaller data.batch_size")));
+        break;
+      }
     }
-    promise.set_value(status);
-  }
-
-  void FailAll(const absl::Status& status) {
-    std::map<uint64_t, Pending> failed;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      failed.swap(pending_);
+    if (failed.empty()) {
+      Pending& p = pending_[id];
+      p.request = std::move(request);
+      p.promise = std::move(promise);
+      p.tokens = idx.size(0) * (idx.size(1) + 1);
+      Route(id, &failed);
     }
-    for (auto& [id, p] : failed) p.promise.set_value(status);
   }
+  Deliver(failed);
+  return future;
+}
 
-  void OnResponse(const v1::DistillResponse& r) {
-    std::unique_lock<std::mutex> lock(mu_);
+void RemoteTeacher::OnAnswer(const std::string& address, const v1::DistillResponse& r) {
+  std::promise<absl::StatusOr<torch::Tensor>> promise;
+  int64_t batch = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
     auto it = pending_.find(r.micro_batch_id());
-    if (it == pending_.end()) return;  // A second answer to a resent id.
-    if (r.code() != 0 && Retryable(r.code()) && it->second.attempts < options_.max_attempts) {
-      // Back off a little (the server said it is busy), then the same id.
-      // The retry thread re-sends it, so this thread goes on reading the
-      // other micro-batches' answers meanwhile.
-      const int attempt = it->second.attempts++;
-      retries_.emplace(absl::Now() + absl::Milliseconds(std::min(20 << attempt, 1000)),
+    if (it == pending_.end()) return;  // A second answer to a re-sent id.
+    Pending& p = it->second;
+    if (auto e = endpoints_.find(p.endpoint); e != endpoints_.end()) {
+      e->second.outstanding_tokens = std::max<int64_t>(0, e->second.outstanding_tokens - p.tokens);
+    }
+    if (r.code() != 0 && Retryable(r.code()) && p.attempts < options_.max_attempts) {
+      // The teacher is busy or leaving: back off a little, then send the same
+      // id to whichever teacher is least loaded then (the retry thread does).
+      p.last_error = absl::Status(static_cast<absl::StatusCode>(r.code()),
+                                  absl::StrCat("teacher at ", address, ": ", r.message()));
+      p.endpoint.clear();
+      p.retry_scheduled = true;
+      ++stats_.retries;
+      retries_.emplace(absl::Now() + absl::Milliseconds(std::min(20 << p.attempts, 1000)),
                        r.micro_batch_id());
-      lock.unlock();
-      retry_wake_.notify_one();
+      wake_.notify_all();
       return;
     }
-    Pending p = std::move(it->second);
+    if (r.code() == 0) {
+      const double rtt = absl::ToDoubleSeconds(absl::Now() - p.sent);
+      const double service = r.queue_seconds() + r.compute_seconds();
+      stats_.round_trips_s.push_back(rtt);
+      stats_.service_s += service;
+      job_timings_.set_teacher_round_trip_s(job_timings_.teacher_round_trip_s() + rtt);
+      job_timings_.set_teacher_compute_s(job_timings_.teacher_compute_s() + service);
+      ++job_round_trips_;
+    }
+    promise = std::move(p.promise);
+    batch = p.request->batch();
     pending_.erase(it);
-    lock.unlock();
-    if (r.code() != 0) {
-      p.promise.set_value(absl::Status(static_cast<absl::StatusCode>(r.code()),
-                                       absl::StrCat("teacher at ", options_.address, ": ",
-                                                    r.message())));
-      return;
-    }
-    auto logits = proto::DecodeFloats(r.logits(), r.logits_dtype(),
-                                      {r.logits_shape().begin(), r.logits_shape().end()},
-                                      "teacher logits");
-    if (logits.ok() && (logits->dim() != 2 || logits->size(0) != p.request.batch() ||
-                        logits->size(1) != config_.num_classes)) {
-      logits = absl::InternalError(absl::StrCat("teacher sent logits of shape ",
-                                                ShapeString(logits->sizes().vec()), " for ",
-                                                p.request.batch(), " images"));
-    }
-    p.promise.set_value(std::move(logits));
   }
+  if (r.code() != 0) {
+    promise.set_value(absl::Status(static_cast<absl::StatusCode>(r.code()),
+                                   absl::StrCat("teacher at ", address, ": ", r.message())));
+    return;
+  }
+  absl::StatusOr<torch::Tensor> logits = absl::InternalError("not decoded");
+  try {  // No exception leaves the stream's reader thread.
+    logits = proto::DecodeFloats(r.logits(), r.logits_dtype(),
+                                 {r.logits_shape().begin(), r.logits_shape().end()},
+                                 "teacher logits");
+    if (logits.ok() && (logits->dim() != 2 || logits->size(0) != batch ||
+                        logits->size(1) != config_.num_classes)) {
+      logits = absl::InternalError(absl::StrCat("teacher at ", address, " sent logits of shape ",
+                                                ShapeString(logits->sizes().vec()), " for ", batch,
+                                                " images"));
+    }
+  } catch (const std::exception& e) {
+    logits = absl::InternalError(absl::StrCat("decoding teacher logits: ", e.what()));
+  }
+  promise.set_value(std::move(logits));
+}
 
-  // Re-sends micro-batches whose backoff has passed (still pending ones
-  // only: a resend after a reconnect may have answered them already).
-  void RetryLoop() {
-    std::unique_lock<std::mutex> lock(mu_);
-    while (!stop_) {
-      if (retries_.empty()) {
-        retry_wake_.wait(lock);
-        continue;
-      }
-      const absl::Time due = retries_.begin()->first;
-      if (absl::Now() < due) {
-        retry_wake_.wait_for(lock, absl::ToChronoNanoseconds(due - absl::Now()));
-        continue;
-      }
+void RemoteTeacher::RetryLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stop_) {
+    const absl::Time now = absl::Now();
+    Fulfil failed;
+    while (!retries_.empty() && retries_.begin()->first <= now) {
       const uint64_t id = retries_.begin()->second;
       retries_.erase(retries_.begin());
       auto it = pending_.find(id);
-      if (it != pending_.end()) Send(it->second.request);
+      if (it == pending_.end()) continue;
+      it->second.retry_scheduled = false;
+      Route(id, &failed);
     }
-  }
-
-  // Owns the stream: opens it, reads answers, and on a break reopens it and
-  // sends every unanswered micro-batch again.
-  void ReadLoop() {
-    absl::Time broken_since = absl::Now();
-    absl::Duration backoff = absl::Milliseconds(50);
-    absl::Status last = absl::UnavailableError("not connected yet");
-    while (true) {
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        if (stop_) return;
+    // Micro-batches with no teacher to go to fail after reconnect_timeout.
+    bool unrouted = false;
+    for (const auto& [id, p] : pending_) unrouted = unrouted || (p.endpoint.empty() && !p.retry_scheduled);
+    if (!unrouted) {
+      unrouted_since_ = absl::InfiniteFuture();
+    } else if (now - unrouted_since_ > options_.reconnect_timeout) {
+      std::vector<std::string> tried;
+      for (const auto& [address, e] : endpoints_) tried.push_back(address);
+      for (auto it = pending_.begin(); it != pending_.end();) {
+        if (!it->second.endpoint.empty() || it->second.retry_scheduled) {
+          ++it;
+          continue;
+        }
+        failed.emplace_back(
+            std::move(it->second.promise),
+            absl::UnavailableError(absl::StrCat(
+                "no teacher reachable for ", absl::FormatDuration(options_.reconnect_timeout),
+                " (teachers: ", tried.empty() ? "none assigned" : absl::StrJoin(tried, ", "),
+                "); last error: ", it->second.last_error.message())));
+        it = pending_.erase(it);
       }
-      if (channel_->WaitForConnected(absl::ToChronoTime(absl::Now() + absl::Milliseconds(500)))) {
-        auto context = std::make_unique<grpc::ClientContext>();
-        std::unique_ptr<Stream> stream;
-        {
-          std::lock_guard<std::mutex> lock(mu_);
-          if (stop_) return;
-          stream = stub_->Distill(context.get());
-          stream_ = stream.get();
-          context_ = context.get();
-          fatal_ = absl::OkStatus();
-          for (auto& [id, p] : pending_) Send(p.request);
-        }
-        v1::DistillResponse r;
-        while (stream->Read(&r)) OnResponse(r);
-        {
-          std::lock_guard<std::mutex> lock(mu_);
-          stream_ = nullptr;
-          context_ = nullptr;
-        }
-        grpc::Status st = stream->Finish();
-        {
-          std::lock_guard<std::mutex> lock(mu_);
-          if (stop_) return;  // Our own cancel, from the destructor.
-        }
-        last = absl::UnavailableError(absl::StrCat("stream ended: ", st.error_message()));
-        broken_since = absl::Now();  // It was up until now.
-        backoff = absl::Milliseconds(50);
-        std::fprintf(stderr, "remote teacher %s: %s; reconnecting\n", options_.address.c_str(),
-                     std::string(last.message()).c_str());
-      }
-      if (absl::Now() - broken_since > options_.reconnect_timeout) {
-        absl::Status fatal = absl::UnavailableError(
-            absl::StrCat("teacher at ", options_.address, " unreachable for ",
-                         absl::FormatDuration(options_.reconnect_timeout), ": ", last.message()));
-        {
-          std::lock_guard<std::mutex> lock(mu_);
-          fatal_ = fatal;
-        }
-        FailAll(fatal);
-      }
-      std::unique_lock<std::mutex> lock(mu_);
-      wake_.wait_for(lock, absl::ToChronoNanoseconds(backoff), [&] { return stop_; });
-      backoff = std::min(backoff * 2, absl::Seconds(1));
+      unrouted_since_ = absl::InfiniteFuture();
     }
+    if (!failed.empty()) {
+      lock.unlock();
+      Deliver(failed);
+      lock.lock();
+      continue;
+    }
+    absl::Time next = now + absl::Milliseconds(100);
+    if (!retries_.empty()) next = std::min(next, retries_.begin()->first);
+    wake_.wait_for(lock, absl::ToChronoNanoseconds(next - now));
   }
+}
 
-  // Constant after construction.
-  const RemoteTeacherOptions options_;
-  const v1::DType wire_;
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<v1::TeacherService::Stub> stub_;
-  const ViTConfig config_;
-
-  std::mutex mu_;
-  std::condition_variable wake_;
-  std::condition_variable retry_wake_;
-  std::map<uint64_t, Pending> pending_;     // Guarded by mu_.
-  std::multimap<absl::Time, uint64_t> retries_;  // Due time -> id; guarded by mu_.
-  uint64_t next_id_ = 0;                    // Guarded by mu_.
-  Stream* stream_ = nullptr;                // Guarded by mu_; owned by ReadLoop.
-  grpc::ClientContext* context_ = nullptr;  // Guarded by mu_; owned by ReadLoop.
-  absl::Status fatal_;                      // Guarded by mu_: set when unreachable.
-  bool stop_ = false;                       // Guarded by mu_.
-  std::thread reader_;
-  std::thread retrier_;
-};
-
-}  // namespace
-
-absl::StatusOr<std::unique_ptr<Teacher>> MakeRemoteTeacher(const RemoteTeacherOptions& options) {
-  MKD_ASSIGN_OR_RETURN(v1::DType wire, proto::ParseWireDType(options.wire_dtype));
-  if (options.max_attempts < 1) return absl::InvalidArgumentError("max_attempts must be >= 1");
-  grpc::ChannelArguments args;
-  // gRPC's default reconnect backoff grows to 2 minutes; a restarted
-  // teacher should be found within a second.
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-  args.SetMaxReceiveMessageSize(64 << 20);
-  // Micro-batches are megabytes: start HTTP/2 flow control with a window
-  // that holds one, instead of 64 KiB grown by probing.
-  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 16 << 20);
-  auto channel =
-      grpc::CreateCustomChannel(options.address, grpc::InsecureChannelCredentials(), args);
-  grpc::ClientContext ctx;
-  ctx.set_wait_for_ready(true);
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + options.reconnect_timeout));
-  v1::ModelInfo info;
-  grpc::Status st =
-      v1::TeacherService::NewStub(channel)->GetModelInfo(&ctx, v1::ModelInfoRequest(), &info);
-  if (!st.ok()) {
-    return absl::UnavailableError(absl::StrCat("teacher at '", options.address,
-                                               "': GetModelInfo failed: ", st.error_message()));
-  }
-  return std::unique_ptr<Teacher>(new RemoteTeacher(options, wire, channel, info));
+absl::StatusOr<torch::Tensor> RemoteTeacher::Saliency(const torch::Tensor&) {
+  return absl::UnimplementedError(
+      "criterion teacher_topk needs the teacher's full attention, which a remote teacher "
+      "does not send; use an in-process teacher (distill.teacher_address: \"\")");
 }
 
 }  // namespace mkd::student

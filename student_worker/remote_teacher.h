@@ -1,15 +1,28 @@
-// A teacher in another process (mkd-teacher), reached over gRPC: the same
+// Teachers in other processes (mkd-teacher), reached over gRPC: the same
 // Teacher interface as the in-process one, so the training loop does not
-// change. Micro-batches go out as kept patches [b, k, C*p*p] in the wire
-// dtype on one Distill stream; SubmitLogits returns at once and the answer
-// arrives on a reader thread.
+// change. Two ways to find them:
+//   - one fixed teacher (`address`), as before a pool existed;
+//   - a pool (`coordinator`): the job registers with mkd-coordinator,
+//     heartbeats its timings, and streams to every teacher the coordinator
+//     assigns it, following the assignment as teachers join, drain and die.
 //
-// Failure handling: a micro-batch answered UNAVAILABLE, RESOURCE_EXHAUSTED
-// or DEADLINE_EXCEEDED is sent again under the same id (the server computes
-// an id once) up to max_attempts; a broken stream is reopened, with
-// backoff, and every unanswered micro-batch is sent again; after
-// reconnect_timeout without a connection, waiting micro-batches fail with
-// kUnavailable. Other codes fail the micro-batch with the server's reason.
+// Micro-batches go out as kept patches [b, k, C*p*p] in the wire dtype;
+// SubmitLogits returns at once. Each goes to the connected teacher with the
+// fewest kept tokens outstanding. Failure handling:
+//   - an answer UNAVAILABLE, RESOURCE_EXHAUSTED or DEADLINE_EXCEEDED is
+//     sent again under the same id (the server computes an id once), after
+//     a short backoff, to whichever teacher is then least loaded;
+//   - when a stream breaks, or the coordinator takes a teacher away, its
+//     unanswered micro-batches move to the other teachers under the same
+//     ids (with one fixed teacher: re-sent when it reconnects);
+//   - every send counts towards max_attempts; past it the micro-batch fails
+//     with the last reason, so a poisoned request cannot loop forever;
+//   - with no teacher to send to for reconnect_timeout, waiting
+//     micro-batches fail with kUnavailable naming the teachers tried;
+//   - a micro-batch larger than a teacher's max_request_bytes is refused
+//     (kInvalidArgument) before it is sent.
+// A teacher whose ModelInfo names another model than the job asked for is
+// refused with a log line and never used.
 #ifndef MKD_STUDENT_WORKER_REMOTE_TEACHER_H_
 #define MKD_STUDENT_WORKER_REMOTE_TEACHER_H_
 
@@ -23,17 +36,30 @@
 namespace mkd::student {
 
 struct RemoteTeacherOptions {
-  std::string address;             // host:port of mkd-teacher.
-  std::string job_id = "default";  // Fair-share unit on the server.
+  std::string address;             // host:port of one mkd-teacher, or
+  std::string coordinator;         // host:port of mkd-coordinator (then address is unused).
+  std::string job_id = "default";  // Fair-share unit on the teachers, job id in the pool.
+  double job_weight = 1;           // The job's share relative to other jobs.
+  std::string model_id;            // Required model ("": any; required with a coordinator).
   std::string wire_dtype = "fp16"; // fp32 | fp16 | bf16
   absl::Duration timeout = absl::Seconds(60);            // Per micro-batch, server side.
-  absl::Duration reconnect_timeout = absl::Seconds(60);  // Then give up.
-  int max_attempts = 5;            // Sends per micro-batch on retryable codes.
+  absl::Duration reconnect_timeout = absl::Seconds(60);  // No teacher this long: fail.
+  // With a coordinator: how long to wait for a first teacher of the model.
+  absl::Duration teacher_wait = absl::Seconds(600);
+  int max_attempts = 5;            // Sends per micro-batch id, all teachers together.
+  // The job as the coordinator plans it.
+  int batch = 1;                   // Images per step.
+  int kept = 1;                    // Kept tokens per image.
+  int max_teachers = 0;            // 0: no limit.
+  int pinned_micro_batches = 0;    // > 0: the job's config fixes m.
+  int max_micro_batches = 0;       // Planning bound (0: 16).
 };
 
-// Connects (waiting up to reconnect_timeout) and reads the teacher's
-// ModelInfo. kUnavailable if it cannot be reached, kInvalidArgument for bad
-// options.
+// Connects and reads the teacher's ModelInfo: with `address`, waiting up to
+// reconnect_timeout; with `coordinator`, registering the job and waiting up
+// to teacher_wait for a teacher of `model_id` (saying so once on stderr).
+// kUnavailable when none can be reached, kInvalidArgument for bad options,
+// kFailedPrecondition when the fixed teacher serves another model.
 absl::StatusOr<std::unique_ptr<Teacher>> MakeRemoteTeacher(const RemoteTeacherOptions& options);
 
 }  // namespace mkd::student

@@ -8,6 +8,7 @@
 #include <future>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <torch/types.h>
 
@@ -23,6 +24,26 @@ using PendingLogits = std::shared_future<absl::StatusOr<torch::Tensor>>;
 // Waits up to `timeout` for `pending`; kDeadlineExceeded if it has not
 // arrived by then.
 absl::StatusOr<torch::Tensor> AwaitLogits(const PendingLogits& pending, absl::Duration timeout);
+
+// What the trainer measured over one distill step, for the pool's planner
+// (per micro-batch means, seconds).
+struct StepTimings {
+  int64_t step = 0;
+  int micro_batches = 1;
+  double forward_s = 0;   // Student forward, selection and submission.
+  double backward_s = 0;  // Loss and backward, after the answer arrived.
+  double step_s = 0;
+  double images_per_s = 0;
+  double predicted_step_s = 0;  // The plan's prediction for this m (0: none).
+};
+
+// What a remote teacher saw since the last TakeStats.
+struct TeacherStats {
+  std::vector<double> round_trips_s;  // Per answered micro-batch: last send to answer.
+  double service_s = 0;               // Sum of server queue + compute over them.
+  int64_t retries = 0;                // Re-sends after a retryable answer.
+  int64_t failovers = 0;              // Micro-batches moved off a broken or removed teacher.
+};
 
 // Thread-compatible: the trainer's thread makes every call.
 class Teacher {
@@ -46,6 +67,15 @@ class Teacher {
   // The teacher's own CLS saliency [B, N] from a full pass (criterion
   // teacher_topk).
   virtual absl::StatusOr<torch::Tensor> Saliency(const torch::Tensor& images) = 0;
+
+  // The pool's plan for this job: micro-batches per step and the step time
+  // it predicts (0: no plan; the trainer keeps its own m).
+  virtual int PlannedMicroBatches() { return 0; }
+  virtual double PredictedStepSeconds() { return 0; }
+  // Hands one step's timings to the pool's planner (no-op in-process).
+  virtual void ReportStep(const StepTimings&) {}
+  // Round trips and failure handling since the last call (empty in-process).
+  virtual TeacherStats TakeStats() { return {}; }
 };
 
 // Loads `weights` (safetensors) into the model given by `model_spec`

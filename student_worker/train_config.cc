@@ -79,6 +79,11 @@ const std::map<std::string, Setter>& Setters() {
       {"distill.saliency", MKD_FIELD(std::string, distill.saliency, "all_keys or patch_keys")},
       {"distill.teacher_address", MKD_FIELD(std::string, distill.teacher_address, "host:port")},
       {"distill.micro_batches", MKD_FIELD(int, distill.micro_batches, "an integer")},
+      {"distill.coordinator", MKD_FIELD(std::string, distill.coordinator, "host:port")},
+      {"distill.teacher_model_id", MKD_FIELD(std::string, distill.teacher_model_id, "a model id")},
+      {"distill.job_weight", MKD_FIELD(double, distill.job_weight, "a number")},
+      {"distill.max_teachers", MKD_FIELD(int, distill.max_teachers, "an integer")},
+      {"distill.teacher_wait_s", MKD_FIELD(int64_t, distill.teacher_wait_s, "an integer")},
       {"distill.wire_dtype", MKD_FIELD(std::string, distill.wire_dtype, "fp32, fp16 or bf16")},
       {"distill.teacher_timeout_ms", MKD_FIELD(int64_t, distill.teacher_timeout_ms, "an integer")},
       {"distill.job_id", MKD_FIELD(std::string, distill.job_id, "a string")},
@@ -92,6 +97,7 @@ const std::map<std::string, Setter>& Setters() {
       {"run.precision", MKD_FIELD(std::string, run.precision, "fp32, bf16 or fp16")},
       {"run.fp16_init_scale", MKD_FIELD(double, run.fp16_init_scale, "a number")},
       {"run.max_steps", MKD_FIELD(int64_t, run.max_steps, "an integer")},
+      {"run.metrics_listen", MKD_FIELD(std::string, run.metrics_listen, "host:port")},
   };
   return *setters;
 }
@@ -125,6 +131,9 @@ absl::Status Validate(TrainConfig& c) {
     return bad("run.checkpoint_every_steps", "must be >= 0");
   }
   if (c.run.out_dir.empty()) return bad("run.out_dir", "must not be empty");
+  if (!c.run.metrics_listen.empty() && !IsHostPort(c.run.metrics_listen)) {
+    return bad("run.metrics_listen", "expected host:port or \"\"");
+  }
   // Whether the device exists is the trainer's question (it depends on the
   // machine, not the file); the name's form is checked here.
   if (c.run.device != "cpu" && c.run.device != "cuda" && c.run.device.rfind("cuda:", 0) != 0) {
@@ -145,17 +154,33 @@ absl::Status Validate(TrainConfig& c) {
   absl::Status st = ValidateTransformConfig(c.data.transform);
   if (!st.ok()) return bad("data", st.message());
   if (c.mode != "distill") return absl::OkStatus();
-  if (c.distill.teacher_address.empty()) {
+  const bool remote = !c.distill.teacher_address.empty() || !c.distill.coordinator.empty();
+  if (!c.distill.teacher_address.empty() && !c.distill.coordinator.empty()) {
+    return bad("distill.coordinator", "set either it or distill.teacher_address, not both");
+  }
+  if (!remote) {
     if (c.distill.teacher_model.empty()) return bad("distill.teacher_model", "is required in distill mode");
     if (c.distill.teacher_weights.empty()) return bad("distill.teacher_weights", "is required in distill mode");
-  } else if (c.distill.teacher_address.find(':') == std::string::npos) {
+  } else if (!c.distill.teacher_address.empty() && !IsHostPort(c.distill.teacher_address)) {
     return bad("distill.teacher_address", "expected host:port");
+  } else if (!c.distill.coordinator.empty() && !IsHostPort(c.distill.coordinator)) {
+    return bad("distill.coordinator", "expected host:port");
   } else if (c.distill.criterion == "teacher_topk") {
     return bad("distill.criterion",
                "teacher_topk needs an in-process teacher (a remote one sends no attention)");
   }
-  if (c.distill.micro_batches < 1 || c.distill.micro_batches > c.data.batch_size) {
-    return bad("distill.micro_batches", "must be in [1, data.batch_size]");
+  if (!c.distill.coordinator.empty() && c.distill.teacher_model_id.empty() &&
+      c.distill.teacher_weights.empty()) {
+    return bad("distill.teacher_model_id",
+               "is required with a coordinator (or give distill.teacher_weights to derive it)");
+  }
+  if (!(c.distill.job_weight > 0 && c.distill.job_weight <= 1000)) {
+    return bad("distill.job_weight", "must be in (0, 1000]");
+  }
+  if (c.distill.max_teachers < 0) return bad("distill.max_teachers", "must be >= 0 (0: any)");
+  if (c.distill.teacher_wait_s < 0) return bad("distill.teacher_wait_s", "must be >= 0");
+  if (c.distill.micro_batches < 0 || c.distill.micro_batches > c.data.batch_size) {
+    return bad("distill.micro_batches", "must be in [0, data.batch_size] (0: planned)");
   }
   if (auto w = proto::ParseWireDType(c.distill.wire_dtype); !w.ok()) {
     return bad("distill.wire_dtype", w.status().message());

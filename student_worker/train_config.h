@@ -55,7 +55,17 @@ struct DistillConfig {
   // Where the teacher runs: "" in this process (teacher_weights), or the
   // host:port of an mkd-teacher server (teacher_model/weights unused).
   std::string teacher_address;
-  int micro_batches = 1;              // Per step; > 1 overlaps student and teacher work.
+  // Or a pool: the host:port of mkd-coordinator, which assigns teachers.
+  std::string coordinator;
+  // The model the job needs from the pool; "": the id of teacher_weights
+  // ("<stem>@<digest>", what mkd-teacher reports for that file).
+  std::string teacher_model_id;
+  double job_weight = 1;              // Share of the pool relative to other jobs.
+  int max_teachers = 0;               // Teachers the pool may give the job; 0: any.
+  int64_t teacher_wait_s = 600;       // Wait this long for a teacher of the model.
+  // Micro-batches per step (> 1 overlaps student and teacher work); 0: the
+  // pool plans it (1 without a pool).
+  int micro_batches = 0;
   std::string wire_dtype = "fp16";    // Kept patches on the wire: fp32 | fp16 | bf16.
   // Per micro-batch answer, and how long an unreachable teacher is waited for.
   int64_t teacher_timeout_ms = 60000;
@@ -79,6 +89,7 @@ struct RunConfig {
   std::string precision = "fp32";
   double fp16_init_scale = 65536.0;    // fp16's initial loss scale (2^16, as torch.amp).
   int64_t max_steps = 0;               // Stop after this many steps (0: run all epochs).
+  std::string metrics_listen;          // host:port for /metrics ("": none).
 };
 
 struct TrainConfig {

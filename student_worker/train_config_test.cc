@@ -73,7 +73,15 @@ TEST(TrainConfigTest, ErrorsNameTheKey) {
   ExpectError(kBase, {"run.device=tpu"}, "key 'run.device': must be cpu, cuda or cuda:N, got 'tpu'");
   ExpectError(kBase, {"run.fp16_init_scale=0.5"}, "key 'run.fp16_init_scale': must be >= 1");
   ExpectError(kBase, {"distill.teacher_address=localhost"}, "key 'distill.teacher_address': expected host:port");
-  ExpectError(kBase, {"distill.micro_batches=0"}, "key 'distill.micro_batches': must be in [1, data.batch_size]");
+  ExpectError(kBase, {"distill.micro_batches=-1"}, "key 'distill.micro_batches': must be in [0, data.batch_size]");
+  ExpectError(kBase, {"distill.micro_batches=65"}, "key 'distill.micro_batches'");
+  ExpectError(kBase, {"distill.coordinator=nohost"}, "key 'distill.coordinator': expected host:port");
+  ExpectError(kBase, {"distill.coordinator=127.0.0.1:1", "distill.teacher_address=127.0.0.1:2"},
+              "key 'distill.coordinator': set either it or distill.teacher_address");
+  ExpectError(kBase, {"distill.coordinator=127.0.0.1:1", "distill.teacher_weights=\"\""},
+              "key 'distill.teacher_model_id': is required with a coordinator");
+  ExpectError(kBase, {"distill.job_weight=0"}, "key 'distill.job_weight'");
+  ExpectError(kBase, {"distill.max_teachers=-2"}, "key 'distill.max_teachers'");
   ExpectError(kBase, {"distill.wire_dtype=int8"}, "key 'distill.wire_dtype'");
   ExpectError(kBase, {"distill.teacher_timeout_ms=0"}, "key 'distill.teacher_timeout_ms'");
   ExpectError(kBase, {"distill.teacher_address=127.0.0.1:5", "distill.criterion=teacher_topk"},

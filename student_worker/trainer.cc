@@ -1,9 +1,12 @@
 #include "student_worker/trainer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "common/file_util.h"
 #include "common/flops.h"
 #include "common/losses.h"
 #include "common/status_macros.h"
@@ -34,6 +37,36 @@ absl::StatusOr<std::unique_ptr<Dataset>> OpenSplit(const DataConfig& d, const st
   return data;
 }
 
+
+// The remote teacher (one address, or a pool) for a distill config.
+absl::StatusOr<std::unique_ptr<Teacher>> MakeRemote(const TrainConfig& config) {
+  const DistillConfig& d = config.distill;
+  RemoteTeacherOptions o;
+  o.address = d.teacher_address;
+  o.coordinator = d.coordinator;
+  o.wire_dtype = d.wire_dtype;
+  o.timeout = absl::Milliseconds(d.teacher_timeout_ms);
+  o.reconnect_timeout = o.timeout;
+  o.teacher_wait = absl::Seconds(d.teacher_wait_s);
+  o.job_id = d.job_id.empty() ? std::filesystem::path(config.run.out_dir).filename().string()
+                              : d.job_id;
+  if (o.job_id.empty()) o.job_id = "default";
+  o.job_weight = d.job_weight;
+  o.model_id = d.teacher_model_id;
+  if (o.model_id.empty() && !d.teacher_weights.empty() && !d.coordinator.empty()) {
+    // The id mkd-teacher reports for the same file.
+    absl::StatusOr<std::string> bytes = ReadFile(d.teacher_weights);
+    if (!bytes.ok()) return Annotate(bytes.status(), "config key 'distill.teacher_weights'");
+    o.model_id = ModelIdOfWeights(d.teacher_weights, *bytes);
+  }
+  o.batch = static_cast<int>(config.data.batch_size);
+  MKD_ASSIGN_OR_RETURN(int64_t kept, KeepCount(d.keep_ratio, config.model.num_patches()));
+  o.kept = static_cast<int>(kept);
+  o.max_teachers = d.max_teachers;
+  o.pinned_micro_batches = d.micro_batches;
+  return MakeRemoteTeacher(o);
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainConfig& config,
@@ -59,16 +92,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainConfig& conf
                                                          config.distill.teacher_weights, device,
                                                          teacher_dtype));
     } else {
-      RemoteTeacherOptions o;
-      o.address = config.distill.teacher_address;
-      o.wire_dtype = config.distill.wire_dtype;
-      o.timeout = absl::Milliseconds(config.distill.teacher_timeout_ms);
-      o.reconnect_timeout = o.timeout;
-      o.job_id = config.distill.job_id.empty()
-                     ? std::filesystem::path(config.run.out_dir).filename().string()
-                     : config.distill.job_id;
-      if (o.job_id.empty()) o.job_id = "default";
-      MKD_ASSIGN_OR_RETURN(teacher, MakeRemoteTeacher(o));
+      MKD_ASSIGN_OR_RETURN(teacher, MakeRemote(config));
     }
   }
   std::unique_ptr<Trainer> trainer(
@@ -250,7 +274,8 @@ absl::StatusOr<Trainer::LossTerms> Trainer::DistillForwardBackward(const Batch& 
   at::Generator gen =
       MakeGenerator(device_, MixSeed({config_.seed, static_cast<uint64_t>(step_), 0x6d61736b}));
   const int64_t total = batch.images.size(0);
-  const int64_t m = std::min<int64_t>(config_.distill.micro_batches, total);
+  const int64_t m = MicroBatchesNow(total);
+  const absl::Time phase1 = absl::Now();
   struct Micro {
     int64_t start = 0, rows = 0;
     torch::Tensor logits;  // Student's, with its graph.
@@ -274,9 +299,13 @@ absl::StatusOr<Trainer::LossTerms> Trainer::DistillForwardBackward(const Batch& 
     MKD_ASSIGN_OR_RETURN(torch::Tensor idx, SelectForTeacher(images, out.saliency, k, gen));
     r->kept_tokens = idx.size(1);
     mb.teacher = teacher_->SubmitLogits(images, idx);
-    flops_spent_ += mb.rows * ViTForwardFlops(t, r->kept_tokens);
-    flops_full_ += mb.rows * ViTForwardFlops(t, t.num_patches());
+    r->flops += mb.rows * ViTForwardFlops(t, r->kept_tokens);
+    r->flops_full += mb.rows * ViTForwardFlops(t, t.num_patches());
   }
+  flops_spent_ += r->flops;
+  flops_full_ += r->flops_full;
+  const absl::Time phase2 = absl::Now();
+  double backward_s = 0;
   // Phase 2: in order, as logits arrive: loss and backward. Weighting by
   // rows/total makes the sum the whole batch's mean loss. In submission
   // order rather than arrival order on purpose: gradients then accumulate
@@ -287,7 +316,10 @@ absl::StatusOr<Trainer::LossTerms> Trainer::DistillForwardBackward(const Batch& 
   const absl::Duration timeout = absl::Milliseconds(config_.distill.teacher_timeout_ms);
   LossTerms terms_out;
   for (Micro& mb : micro) {
+    const absl::Time waiting = absl::Now();
     MKD_ASSIGN_OR_RETURN(torch::Tensor t_logits, AwaitLogits(mb.teacher, timeout * 2));
+    const absl::Time answered = absl::Now();
+    r->wait_s += absl::ToDoubleSeconds(answered - waiting);
     const double w = static_cast<double>(mb.rows) / total;
     DistillLossTerms terms;
     {
@@ -300,11 +332,23 @@ absl::StatusOr<Trainer::LossTerms> Trainer::DistillForwardBackward(const Batch& 
     terms_out.weights.push_back(w);
     terms_out.terms.push_back(
         torch::stack({terms.total.detach(), terms.ce.detach(), terms.kd.detach()}));
+    backward_s += absl::ToDoubleSeconds(absl::Now() - answered);
   }
+  r->timings.micro_batches = static_cast<int>(m);
+  r->timings.forward_s = absl::ToDoubleSeconds(phase2 - phase1) / m;
+  r->timings.backward_s = backward_s / m;
+  r->timings.predicted_step_s = teacher_->PredictedStepSeconds();
   return terms_out;
 }
 
+int64_t Trainer::MicroBatchesNow(int64_t rows) const {
+  int64_t m = config_.distill.micro_batches;
+  if (m <= 0) m = teacher_->PlannedMicroBatches();
+  return std::clamp<int64_t>(m, 1, rows);
+}
+
 absl::StatusOr<StepResult> Trainer::TrainStep(const Batch& batch) {
+  const absl::Time started = absl::Now();
   StepResult r;
   r.lr = ScheduledLr(config_.optim, peak_lr_, step_,
                      static_cast<int64_t>(config_.optim.warmup_epochs * steps_per_epoch_),
@@ -343,6 +387,12 @@ absl::StatusOr<StepResult> Trainer::TrainStep(const Batch& batch) {
     }
   }));
   MKD_RETURN_IF_ERROR(distilled);
+  if (teacher_) {
+    r.timings.step = step_ + 1;
+    r.timings.step_s = absl::ToDoubleSeconds(absl::Now() - started);
+    r.timings.images_per_s = batch.images.size(0) / std::max(r.timings.step_s, 1e-9);
+    teacher_->ReportStep(r.timings);  // For the pool's planner.
+  }
   if (!std::isfinite(r.loss)) {
     return absl::FailedPreconditionError(absl::StrCat(
         "loss is ", r.loss, " at step ", step_, "; lower optim.lr or set optim.clip_grad_norm"));

@@ -23,6 +23,7 @@
 #include "student_worker/grad_scaler.h"
 #include "student_worker/loader.h"
 #include "student_worker/optimizer.h"
+#include "student_worker/student_metrics.h"
 #include "student_worker/teacher.h"
 #include "student_worker/train_config.h"
 
@@ -39,6 +40,12 @@ struct StepResult {
   double loss = 0, ce = 0, kd = 0, lr = 0;
   int64_t kept_tokens = 0;  // k per image given to the teacher (0 in train mode).
   bool skipped = false;     // fp16: gradients overflowed; no update was made.
+  // Distill mode: how the step went (per micro-batch means; wall clock,
+  // so on a GPU forward/backward include only what the host waited for).
+  StepTimings timings;
+  double wait_s = 0;        // Time spent waiting for teacher answers.
+  double flops = 0;         // Teacher FLOPs this step spent ...
+  double flops_full = 0;    // ... and what vanilla KD would have.
 };
 
 class Trainer {
@@ -112,7 +119,23 @@ class Trainer {
                                                  const torch::Tensor& saliency, int64_t k,
                                                  at::Generator& gen);
   double KeepRatioNow() const;
-  absl::Status SaveCheckpoint();
+  // State to put back when a step fails midway: the random generators
+  // and FLOP counters as they were when the step began (the weights and the
+  // optimizer change only at its end).
+  struct StepStart {
+    torch::Tensor cpu_rng, device_rng;
+    double flops_spent = 0, flops_full = 0;
+  };
+  StepStart Snapshot() const;
+  // Micro-batches for this step: the config's, else the pool's plan, else 1.
+  int64_t MicroBatchesNow(int64_t rows) const;
+  // `start`: write the RNG state of a step's start instead of the current.
+  absl::Status SaveCheckpoint(const StepStart* start = nullptr);
+  // A step that failed because its teachers did (unavailable, timed out,
+  // busy) first checkpoints the last completed step; returns `why`,
+  // annotated.
+  absl::Status StepFailed(const absl::Status& why, const StepStart& start);
+  void ObserveStep(const StepResult& r, int64_t images);
   absl::Status RestoreCheckpoint(int64_t step);
   void LogStep(const StepResult& r, double images_per_s);
   void LogEval(const EvalResult& r);
@@ -148,6 +171,7 @@ class Trainer {
   int64_t last_eval_step_ = -1;
 
   std::FILE* jsonl_ = nullptr;
+  std::unique_ptr<StudentMetrics> metrics_;  // With run.metrics_listen.
 };
 
 }  // namespace mkd::student

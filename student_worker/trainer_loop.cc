@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/losses.h"
+#include "common/metrics_http.h"
 #include "common/status_macros.h"
 #include "common/tensor_util.h"
 #include "common/vit_weights.h"
@@ -46,6 +47,16 @@ absl::Status Trainer::Train(bool resume) {
   }
   jsonl_ = std::fopen((config_.run.out_dir + "/metrics.jsonl").c_str(), resume ? "a" : "w");
   if (jsonl_ == nullptr) return absl::InternalError("cannot open metrics.jsonl in " + config_.run.out_dir);
+  std::unique_ptr<MetricsHttpServer> http;
+  if (!config_.run.metrics_listen.empty()) {
+    metrics_ = std::make_unique<StudentMetrics>();
+    StudentMetrics* metrics = metrics_.get();
+    http = std::make_unique<MetricsHttpServer>([metrics] { return metrics->Serialize(); });
+    absl::StatusOr<int> port = http->Start(config_.run.metrics_listen);
+    if (!port.ok()) return Annotate(port.status(), "config key 'run.metrics_listen'");
+    std::printf("metrics on port %d\n", *port);
+    std::fflush(stdout);
+  }
 
   const int64_t stop_at = config_.run.max_steps > 0 ? std::min(total_steps_, config_.run.max_steps) : total_steps_;
   auto started = Clock::now();
@@ -73,8 +84,12 @@ absl::Status Trainer::Train(bool resume) {
         MKD_ASSIGN_OR_RETURN(ahead, fetch());
       }
       skipped_ += batch.skipped;
-      MKD_ASSIGN_OR_RETURN(StepResult r, TrainStep(batch));
+      const StepStart start = Snapshot();
+      absl::StatusOr<StepResult> stepped = TrainStep(batch);
+      if (!stepped.ok()) return StepFailed(stepped.status(), start);
+      const StepResult& r = *stepped;
       ++step_;
+      if (metrics_) ObserveStep(r, batch.images.size(0));
       next_batch_ = batch.index + 1;
       window_images += batch.images.size(0);
       if (step_ % config_.run.log_every_steps == 0 || step_ == stop_at) {
@@ -154,16 +169,63 @@ absl::Status Trainer::LoadWeights(const std::string& path) {
   return LoadViTWeightsFile(*model_, path).status();
 }
 
-absl::Status Trainer::SaveCheckpoint() {
+Trainer::StepStart Trainer::Snapshot() const {
+  StepStart s;
+  s.cpu_rng = GetDefaultRngState(torch::kCPU);
+  if (device_.is_cuda()) s.device_rng = GetDefaultRngState(device_);
+  s.flops_spent = flops_spent_;
+  s.flops_full = flops_full_;
+  return s;
+}
+
+absl::Status Trainer::StepFailed(const absl::Status& why, const StepStart& start) {
+  const absl::StatusCode c = why.code();
+  const bool teacher_gone = teacher_ && (c == absl::StatusCode::kUnavailable ||
+                                         c == absl::StatusCode::kDeadlineExceeded ||
+                                         c == absl::StatusCode::kResourceExhausted);
+  if (!teacher_gone) return why;
+  // The weights and optimizer change only at a step's end, so this is the
+  // last completed step exactly: --resume loses nothing.
+  flops_spent_ = start.flops_spent;
+  flops_full_ = start.flops_full;
+  absl::Status saved = SaveCheckpoint(&start);
+  if (!saved.ok()) return Annotate(why, absl::StrCat("and the checkpoint failed too: ", saved.message()));
+  return Annotate(why, absl::StrCat("step ", step_ + 1, " failed; checkpoint of step ", step_,
+                                    " written, --resume continues from it"));
+}
+
+void Trainer::ObserveStep(const StepResult& r, int64_t images) {
+  StepReport rep;
+  rep.step = step_;
+  rep.loss = r.loss;
+  rep.micro_batches = teacher_ ? r.timings.micro_batches : 1;
+  rep.step_s = r.timings.step_s;
+  rep.images_per_s = r.timings.step_s > 0 ? images / r.timings.step_s : 0;
+  rep.predicted_step_s = r.timings.predicted_step_s;
+  rep.bubble = r.timings.step_s > 0 ? r.wait_s / r.timings.step_s : 0;
+  rep.teacher_flops = r.flops;
+  rep.teacher_flops_saved = r.flops_full - r.flops;
+  if (teacher_) {
+    TeacherStats stats = teacher_->TakeStats();
+    rep.round_trips_s = std::move(stats.round_trips_s);
+    rep.retries = stats.retries;
+    rep.failovers = stats.failovers;
+  }
+  metrics_->Observe(rep);
+}
+
+absl::Status Trainer::SaveCheckpoint(const StepStart* start) {
   MKD_ASSIGN_OR_RETURN(SafetensorsFile model,
                        ViTStateDict(*model_, {{"mkd.step", std::to_string(step_)},
                                               {"mkd.model", config_.model_spec}}));
   SafetensorsFile state;
   optimizer_->SaveState(&state);
-  MKD_ASSIGN_OR_RETURN(state.tensors["rng.torch"], FromTensor(GetDefaultRngState(torch::kCPU)));
+  MKD_ASSIGN_OR_RETURN(state.tensors["rng.torch"],
+                       FromTensor(start ? start->cpu_rng : GetDefaultRngState(torch::kCPU)));
   if (device_.is_cuda()) {
     // Drop-path masks are drawn on the device: its generator resumes too.
-    MKD_ASSIGN_OR_RETURN(state.tensors["rng.cuda"], FromTensor(GetDefaultRngState(device_)));
+    MKD_ASSIGN_OR_RETURN(state.tensors["rng.cuda"],
+                         FromTensor(start ? start->device_rng : GetDefaultRngState(device_)));
   }
   scaler_->Save(&state);
   state.metadata["step"] = std::to_string(step_);
@@ -221,12 +283,24 @@ void Trainer::LogStep(const StepResult& r, double images_per_s) {
   if (teacher_) {
     std::printf(" k %lld teacher GFLOPs %.1f (saved %.1f)", static_cast<long long>(r.kept_tokens),
                 flops_spent_ / 1e9, (flops_full_ - flops_spent_) / 1e9);
+    // Pipelining: m, the step as measured and as the pool's plan predicted
+    // it, and how much of it the student spent waiting for answers.
+    const double bubble = r.timings.step_s > 0 ? r.wait_s / r.timings.step_s : 0;
+    std::printf(" m %d step %.3fs", r.timings.micro_batches, r.timings.step_s);
+    if (r.timings.predicted_step_s > 0) std::printf(" (predicted %.3fs)", r.timings.predicted_step_s);
+    std::printf(" bubble %.0f%%", 100 * bubble);
   }
   if (scaler_->enabled()) std::printf(" scale %.0f%s", scaler_->scale(), r.skipped ? " (skipped)" : "");
   nlohmann::json j = {{"type", "train"}, {"step", step_}, {"epoch", epoch_ + 1}, {"loss", r.loss},
                       {"ce", r.ce}, {"kd", r.kd}, {"lr", r.lr}, {"img_per_s", images_per_s},
                       {"kept_tokens", r.kept_tokens}, {"teacher_flops", flops_spent_},
                       {"teacher_flops_full", flops_full_}};
+  if (teacher_) {
+    j["micro_batches"] = r.timings.micro_batches;
+    j["step_seconds"] = r.timings.step_s;
+    j["predicted_step_seconds"] = r.timings.predicted_step_s;
+    j["bubble"] = r.timings.step_s > 0 ? r.wait_s / r.timings.step_s : 0;
+  }
   AppendJson(j.dump());
 }
 

@@ -17,14 +17,6 @@
 namespace mkd::teacher {
 namespace {
 
-// FNV-1a of the weights file: a model id that changes when the weights do,
-// without trusting file names.
-std::string WeightsDigest(absl::string_view bytes) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : bytes) h = (h ^ c) * 1099511628211ull;
-  return absl::StrFormat("%016x", h);
-}
-
 torch::Dtype ComputeDtype(const std::string& name) {
   if (name == "bf16") return torch::kBFloat16;
   if (name == "fp16") return torch::kFloat16;
@@ -131,8 +123,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const TeacherServerConfig
   }));
   std::string id = config.model_id;
   if (id.empty()) {
-    id = absl::StrCat(std::filesystem::path(config.weights).stem().string(), "@",
-                      WeightsDigest(*bytes));
+    id = ModelIdOfWeights(config.weights, *bytes);
   }
   return std::unique_ptr<Engine>(new TorchEngine(std::move(model), device, dtype, std::move(id)));
 }

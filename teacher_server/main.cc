@@ -1,14 +1,18 @@
 // mkd-teacher: serves one MaskedKD teacher over gRPC.
 //   mkd-teacher --config teacher.yaml [--set key=value ...]
-// Prints one "mkd-teacher: serving ..." line with the bound ports once ready;
+// Prints one "mkd-teacher: serving ..." line with the bound ports once ready.
+// With `coordinator:` set it joins that pool (registers, heartbeats) and a
+// Drain from the coordinator makes it finish what it accepted and exit 0.
 // SIGINT/SIGTERM drain accepted work and exit 0.
 #include <csignal>
 #include <cstdio>
 #include <iostream>
+#include <random>
 
 #include "common/flags.h"
 #include "common/runtime.h"
 #include "common/status_macros.h"
+#include "teacher_server/pool_member.h"
 #include "teacher_server/server.h"
 
 namespace {
@@ -23,6 +27,39 @@ const std::vector<mkd::FlagSpec>& Specs() {
   return *specs;
 }
 
+std::unique_ptr<mkd::teacher::PoolMember> JoinPool(const mkd::teacher::TeacherServerConfig& config,
+                                                   mkd::teacher::TeacherServer& server,
+                                                   double capacity) {
+  maskedkd::v1::TeacherInfo info;
+  info.set_address(server.AdvertisedAddress(config));
+  info.set_model_id(server.service().info().model_id());
+  info.set_device(server.service().info().device());
+  info.set_dtype(config.dtype);
+  info.set_capacity_tokens_per_s(capacity);
+  info.set_max_request_bytes(config.max_message_bytes);
+  std::random_device rd;
+  info.set_instance(uint64_t{rd()} << 32 | rd());
+  mkd::teacher::TeacherMetrics* metrics = &server.metrics();
+  auto last = std::make_shared<std::pair<absl::Time, int64_t>>(absl::Now(), 0);
+  auto load = [metrics, last] {
+    maskedkd::v1::TeacherLoad l;
+    l.set_queued(metrics->queued());
+    l.set_in_flight(metrics->in_flight());
+    const absl::Time now = absl::Now();
+    const int64_t tokens = metrics->tokens_served();
+    const double secs = absl::ToDoubleSeconds(now - last->first);
+    l.set_tokens_per_s(secs > 0 ? (tokens - last->second) / secs : 0);
+    *last = {now, tokens};
+    l.set_healthy(true);
+    return l;
+  };
+  return std::make_unique<mkd::teacher::PoolMember>(
+      config.coordinator, info, load,
+      // Thread-directed: the main thread's sigwait takes it (a process-wide
+      // signal could land on a library's thread that never blocked it).
+      [main = pthread_self()] { pthread_kill(main, SIGUSR1); });
+}
+
 absl::Status Run(const mkd::ParsedFlags& flags) {
   MKD_ASSIGN_OR_RETURN(std::string path, flags.Required("config"));
   MKD_ASSIGN_OR_RETURN(mkd::teacher::TeacherServerConfig config,
@@ -33,19 +70,31 @@ absl::Status Run(const mkd::ParsedFlags& flags) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGUSR1);  // The pool's drain, from the member's thread.
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   mkd::ConfigureRuntime(config.threads);
   MKD_ASSIGN_OR_RETURN(auto server, mkd::teacher::TeacherServer::Start(config));
+  double capacity = config.capacity_tokens_per_s;
+  if (!config.coordinator.empty() && capacity <= 0) {
+    MKD_ASSIGN_OR_RETURN(capacity, server->MeasureCapacity());
+  }
   std::printf("mkd-teacher: serving %s on port %d (metrics port %d, device %s, dtype %s)\n",
               server->service().info().model_id().c_str(), server->port(), server->metrics_port(),
               server->service().info().device().c_str(), config.dtype.c_str());
   std::fflush(stdout);
+  std::unique_ptr<mkd::teacher::PoolMember> member;
+  if (!config.coordinator.empty()) member = JoinPool(config, *server, capacity);
   int sig = 0;
   sigwait(&signals, &sig);
-  std::printf("mkd-teacher: signal %d, draining\n", sig);
+  const std::string why =
+      sig == SIGUSR1 ? "drained by the coordinator" : "signal " + std::to_string(sig);
+  std::printf("mkd-teacher: %s, draining\n", why.c_str());
   std::fflush(stdout);
-  server->Shutdown();
+  server->Shutdown();  // Refuses new work, answers what it accepted.
+  member.reset();      // Heartbeats stop: the lease ends the membership.
+  std::printf("mkd-teacher: stopped\n");
+  std::fflush(stdout);
   return absl::OkStatus();
 }
 

@@ -112,6 +112,7 @@ void TeacherMetrics::ObserveBatch(double compute_seconds, int64_t images, int64_
   compute_seconds_.Observe(compute_seconds);
   batch_images_.Observe(static_cast<double>(images));
   batch_tokens_.Observe(static_cast<double>(tokens));
+  tokens_served_ += tokens;
   flops_.Increment(flops);
   flops_saved_.Increment(flops_saved);
   batches_.Increment();

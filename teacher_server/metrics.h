@@ -5,6 +5,7 @@
 #ifndef MKD_TEACHER_SERVER_METRICS_H_
 #define MKD_TEACHER_SERVER_METRICS_H_
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -32,6 +33,9 @@ class TeacherMetrics {
   void SetQueued(int64_t n) { queued_.Set(static_cast<double>(n)); }
   // Micro-batches waiting for a forward pass now (tests wait on it).
   int64_t queued() const { return static_cast<int64_t>(queued_.Value()); }
+  int64_t in_flight() const { return static_cast<int64_t>(in_flight_.Value()); }
+  // Tokens (sum of b*(k+1)) computed so far, for the pool's load reports.
+  int64_t tokens_served() const { return tokens_served_.load(); }
   void ObserveQueueSeconds(double s) { queue_seconds_.Observe(s); }
   // One forward pass: its time, size, and FLOPs (spent; saved vs all N
   // patches).
@@ -60,6 +64,7 @@ class TeacherMetrics {
   prometheus::Counter& flops_saved_;
   prometheus::Counter& batches_;
   prometheus::Gauge& device_memory_peak_;
+  std::atomic<int64_t> tokens_served_{0};
 };
 
 }  // namespace mkd::teacher

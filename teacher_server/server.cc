@@ -1,6 +1,7 @@
 #include "teacher_server/server.h"
 
 #include <grpcpp/health_check_service_interface.h>
+#include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -46,6 +47,28 @@ absl::StatusOr<std::unique_ptr<TeacherServer>> TeacherServer::Start(
 }
 
 TeacherServer::~TeacherServer() { Shutdown(); }
+
+absl::StatusOr<double> TeacherServer::MeasureCapacity() {
+  const ViTConfig& c = engine_->config();
+  const int64_t b = 8, k = std::max<int64_t>(1, c.num_patches() / 2);
+  torch::Tensor patches = torch::randn({b, k, c.patch_dim()});
+  torch::Tensor idx = torch::arange(k, torch::kInt64).repeat({b, 1});
+  MKD_RETURN_IF_ERROR(engine_->Run(patches, idx, false).status());  // Warm-up.
+  const int kRuns = 3;
+  const absl::Time start = absl::Now();
+  for (int i = 0; i < kRuns; ++i) MKD_RETURN_IF_ERROR(engine_->Run(patches, idx, false).status());
+  const double secs = std::max(1e-9, absl::ToDoubleSeconds(absl::Now() - start));
+  return kRuns * b * (k + 1) / secs;
+}
+
+std::string TeacherServer::AdvertisedAddress(const TeacherServerConfig& config) const {
+  std::string host = config.advertise_host;
+  if (host.empty()) {
+    host = config.listen.substr(0, config.listen.rfind(':'));
+    if (host == "0.0.0.0" || host == "[::]" || host == "::" || host.empty()) host = "127.0.0.1";
+  }
+  return absl::StrCat(host, ":", port_);
+}
 
 void TeacherServer::Shutdown(absl::Duration grace) {
   std::call_once(shutdown_once_, [&] {

@@ -33,6 +33,14 @@ class TeacherServer {
   TeacherServiceImpl& service() { return *service_; }
   TeacherMetrics& metrics() { return *metrics_; }
 
+  // Kept tokens per second of the engine: a few timed forwards of
+  // synthetic micro-batches (k = N/2, the default keep), after a warm-up.
+  absl::StatusOr<double> MeasureCapacity();
+
+  // The address the pool should advertise for this server (see
+  // TeacherServerConfig::advertise_host).
+  std::string AdvertisedAddress(const TeacherServerConfig& config) const;
+
   // Drains: micro-batches arriving from now on are answered UNAVAILABLE
   // (clients retry elsewhere), every accepted one is computed and answered,
   // then open streams get `grace` to read their answers before they are

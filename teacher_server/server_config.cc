@@ -33,6 +33,9 @@ const std::map<std::string, Setter>& Setters() {
       {"max_message_bytes", MKD_FIELD(int64_t, max_message_bytes, "an integer")},
       {"dedup_window", MKD_FIELD(int64_t, dedup_window, "an integer")},
       {"job_idle_s", MKD_FIELD(int64_t, job_idle_s, "an integer")},
+      {"coordinator", MKD_FIELD(std::string, coordinator, "host:port")},
+      {"advertise_host", MKD_FIELD(std::string, advertise_host, "a host name or address")},
+      {"capacity_tokens_per_s", MKD_FIELD(double, capacity_tokens_per_s, "a number")},
       {"batcher.max_tokens_per_batch",
        MKD_FIELD(int64_t, batcher.max_tokens_per_batch, "an integer")},
       {"batcher.max_queue_delay_us", MKD_FIELD(int64_t, batcher.max_queue_delay_us, "an integer")},
@@ -73,6 +76,13 @@ absl::Status Validate(const TeacherServerConfig& c) {
   if (c.max_message_bytes < 1024) return bad("max_message_bytes", "must be at least 1024");
   if (c.dedup_window < 0) return bad("dedup_window", "must be >= 0");
   if (c.job_idle_s < 1) return bad("job_idle_s", "must be at least 1 (seconds)");
+  if (!c.coordinator.empty() && !IsHostPort(c.coordinator)) {
+    return bad("coordinator", absl::StrCat("expected host:port or \"\", got '", c.coordinator, "'"));
+  }
+  if (c.advertise_host.find(':') != std::string::npos && c.advertise_host.front() != '[') {
+    return bad("advertise_host", "is a host without a port (write IPv6 addresses in [brackets])");
+  }
+  if (!(c.capacity_tokens_per_s >= 0)) return bad("capacity_tokens_per_s", "must be >= 0 (0: measure)");
   if (c.batcher.max_tokens_per_batch < 0) {
     return bad("batcher.max_tokens_per_batch", "must be positive (or 0 for the device's default)");
   }

@@ -43,6 +43,14 @@ struct TeacherServerConfig {
   // long-running pool serves many jobs; finished ones must not pile up).
   // Longer than any client's reconnect window, so a re-sent id still hits.
   int64_t job_idle_s = 600;
+  // The pool: the coordinator's host:port ("" serves alone, as before).
+  std::string coordinator;
+  // The host students should dial, as the pool advertises it; "" takes
+  // listen's host, or 127.0.0.1 when that is a wildcard (0.0.0.0, [::]).
+  std::string advertise_host;
+  // Kept tokens per second this teacher computes, as the pool's
+  // assignment weighs it; 0 measures it at start-up with a few forwards.
+  double capacity_tokens_per_s = 0;
   BatcherConfig batcher;
 };
 

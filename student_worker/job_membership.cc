@@ -1,0 +1,102 @@
+#include "student_worker/job_membership.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <cstdio>
+
+#include "absl/time/clock.h"
+
+namespace mkd::student {
+
+namespace v1 = ::maskedkd::v1;
+
+JobMembership::JobMembership(std::string coordinator, v1::JobInfo info,
+                             std::function<v1::JobTimings()> take_timings,
+                             std::function<void(const v1::Assignment&)> on_assignment)
+    : coordinator_(std::move(coordinator)),
+      info_(std::move(info)),
+      take_timings_(std::move(take_timings)),
+      on_assignment_(std::move(on_assignment)),
+      stub_(v1::CoordinatorService::NewStub(
+          grpc::CreateChannel(coordinator_, grpc::InsecureChannelCredentials()))) {
+  heartbeat_ = std::thread([this] { HeartbeatLoop(); });
+  watch_thread_ = std::thread([this] { WatchLoop(); });
+}
+
+JobMembership::~JobMembership() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+    if (watch_ != nullptr) watch_->TryCancel();
+  }
+  wake_.notify_all();
+  heartbeat_.join();
+  watch_thread_.join();
+}
+
+bool JobMembership::Sleep(absl::Duration d) {
+  std::unique_lock<std::mutex> lock(mu_);
+  return !wake_.wait_for(lock, absl::ToChronoNanoseconds(d), [this] { return stop_; });
+}
+
+void JobMembership::HeartbeatLoop() {
+  absl::Duration interval = absl::Seconds(1);
+  bool registered = false, warned = false;
+  do {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
+    grpc::Status st;
+    if (!registered) {
+      v1::RegisterJobRequest req;
+      *req.mutable_info() = info_;
+      v1::RegisterJobResponse resp;
+      st = stub_->RegisterJob(&ctx, req, &resp);
+      if (st.ok()) {
+        registered = true;
+        if (resp.heartbeat_s() > 0) interval = absl::Seconds(resp.heartbeat_s());
+      }
+    } else {
+      v1::JobHeartbeatRequest req;
+      *req.mutable_info() = info_;
+      *req.mutable_timings() = take_timings_();
+      v1::JobHeartbeatResponse resp;
+      st = stub_->JobHeartbeat(&ctx, req, &resp);
+    }
+    if (!st.ok() && !warned) {
+      std::fprintf(stderr, "job %s: coordinator %s: %s; retrying (training goes on)\n",
+                   info_.job_id().c_str(), coordinator_.c_str(), st.error_message().c_str());
+      warned = true;
+    }
+    if (st.ok()) warned = false;
+    if (!st.ok() && st.error_code() == grpc::StatusCode::INVALID_ARGUMENT) return;  // Ours to fix.
+  } while (Sleep(registered ? interval : absl::Milliseconds(200)));
+}
+
+void JobMembership::WatchLoop() {
+  absl::Duration backoff = absl::Milliseconds(100);
+  while (true) {
+    grpc::ClientContext ctx;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stop_) return;
+      watch_ = &ctx;
+    }
+    v1::WatchAssignmentRequest req;
+    req.set_job_id(info_.job_id());
+    auto reader = stub_->WatchAssignment(&ctx, req);
+    v1::Assignment a;
+    while (reader->Read(&a)) {
+      backoff = absl::Milliseconds(100);
+      on_assignment_(a);
+    }
+    reader->Finish();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      watch_ = nullptr;
+    }
+    if (!Sleep(backoff)) return;
+    backoff = std::min(backoff * 2, absl::Seconds(1));
+  }
+}
+
+}  // namespace mkd::student

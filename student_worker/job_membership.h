@@ -1,0 +1,56 @@
+// A training job's membership in a coordinator's pool (the student side):
+// registers the job, heartbeats its timings, and watches its assignment.
+// Both survive a coordinator restart on their own: heartbeats carry the
+// job's whole description, and the watch stream is reopened with backoff.
+// Serving never depends on the coordinator: while it is away, the job
+// keeps its teachers.
+//
+// Thread-safe; owns two threads. Callbacks run on them, without locks of
+// this class held.
+#ifndef MKD_STUDENT_WORKER_JOB_MEMBERSHIP_H_
+#define MKD_STUDENT_WORKER_JOB_MEMBERSHIP_H_
+
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "absl/time/time.h"
+#include "maskedkd/v1/coordinator.grpc.pb.h"
+
+namespace mkd::student {
+
+class JobMembership {
+ public:
+  // `take_timings` is called before each heartbeat (the means since the
+  // last one); `on_assignment` with every assignment the coordinator sends.
+  JobMembership(std::string coordinator, maskedkd::v1::JobInfo info,
+                std::function<maskedkd::v1::JobTimings()> take_timings,
+                std::function<void(const maskedkd::v1::Assignment&)> on_assignment);
+  ~JobMembership();  // Stops both threads (the lease ends the membership).
+
+ private:
+  void HeartbeatLoop();
+  void WatchLoop();
+  // Waits `d` or until stopped; false when stopped.
+  bool Sleep(absl::Duration d);
+
+  // Constant after construction.
+  const std::string coordinator_;
+  const maskedkd::v1::JobInfo info_;
+  const std::function<maskedkd::v1::JobTimings()> take_timings_;
+  const std::function<void(const maskedkd::v1::Assignment&)> on_assignment_;
+  const std::unique_ptr<maskedkd::v1::CoordinatorService::Stub> stub_;
+
+  std::mutex mu_;
+  std::condition_variable wake_;
+  bool stop_ = false;                      // Guarded by mu_.
+  grpc::ClientContext* watch_ = nullptr;   // The open watch, to cancel; guarded by mu_.
+  std::thread heartbeat_;
+  std::thread watch_thread_;
+};
+
+}  // namespace mkd::student
+
+#endif  // MKD_STUDENT_WORKER_JOB_MEMBERSHIP_H_

@@ -1,0 +1,246 @@
+// RemoteTeacher: finding teachers (one fixed address, or a coordinator's
+// assignment), checking what they serve, and reporting the job's timings.
+#include <cstdio>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "proto/wire.h"
+#include "student_worker/remote_teacher_impl.h"
+
+namespace mkd::student {
+namespace {
+
+absl::StatusOr<v1::ModelInfo> ReadModelInfo(const std::shared_ptr<grpc::Channel>& channel,
+                                            const std::string& address, absl::Duration wait) {
+  grpc::ClientContext ctx;
+  ctx.set_wait_for_ready(true);
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + wait));
+  v1::ModelInfo info;
+  grpc::Status st =
+      v1::TeacherService::NewStub(channel)->GetModelInfo(&ctx, v1::ModelInfoRequest(), &info);
+  if (!st.ok()) {
+    return absl::UnavailableError(
+        absl::StrCat("teacher at '", address, "': GetModelInfo failed: ", st.error_message()));
+  }
+  return info;
+}
+
+}  // namespace
+
+std::shared_ptr<grpc::Channel> MakeTeacherChannel(const std::string& address) {
+  grpc::ChannelArguments args;
+  // gRPC's default reconnect backoff grows to 2 minutes; a restarted
+  // teacher should be found within a second.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  args.SetMaxReceiveMessageSize(64 << 20);
+  // Micro-batches are megabytes: start HTTP/2 flow control with a window
+  // that holds one, instead of 64 KiB grown by probing.
+  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 16 << 20);
+  // A teacher that vanished without closing its socket (a dead machine)
+  // is noticed within 15 s even when nothing is being sent.
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+}
+
+ViTConfig ConfigFromInfo(const v1::ModelInfo& info) {
+  ViTConfig c;
+  c.name = info.model_id();
+  c.img_size = info.image_size();
+  c.patch_size = info.patch_size();
+  c.in_chans = info.in_channels();
+  c.num_classes = info.num_classes();
+  c.depth = info.depth();
+  c.embed_dim = info.embed_dim();
+  c.num_heads = info.num_heads();
+  c.mlp_ratio = info.mlp_ratio();
+  c.dist_token = info.num_prefix_tokens() == 2;
+  c.mean.assign(info.mean().begin(), info.mean().end());
+  c.std.assign(info.std().begin(), info.std().end());
+  return c;
+}
+
+void RemoteTeacher::AttachMembership(std::unique_ptr<JobMembership> membership) {
+  membership_ = std::move(membership);
+}
+
+void RemoteTeacher::OnAssignment(const v1::Assignment& a) {
+  // One assignment at a time, never an older one after a newer.
+  std::lock_guard<std::mutex> serial(assign_mu_);
+  if (a.version() < applied_version_) return;
+  applied_version_ = a.version();
+  planned_m_ = a.micro_batches();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    predicted_step_s_ = a.predicted_step_s();
+  }
+  if (a.teachers_size() == 0) {
+    std::fprintf(stderr, "job %s: waiting for a teacher: %s\n", options_.job_id.c_str(),
+                 a.waiting_reason().c_str());
+  }
+  std::set<std::string> keep;
+  for (const v1::TeacherEndpoint& t : a.teachers()) {
+    keep.insert(t.address());
+    if (HasEndpoint(t.address())) continue;
+    // Checked before use: a teacher of another model would answer with
+    // logits of the wrong network.
+    auto channel = MakeTeacherChannel(t.address());
+    absl::StatusOr<v1::ModelInfo> info = ReadModelInfo(channel, t.address(), absl::Seconds(5));
+    if (!info.ok()) {
+      std::fprintf(stderr, "job %s: %s; not used\n", options_.job_id.c_str(),
+                   std::string(info.status().message()).c_str());
+      continue;
+    }
+    if (info->model_id() != options_.model_id || info->num_classes() != config_.num_classes ||
+        info->image_size() != config_.img_size || info->patch_size() != config_.patch_size) {
+      std::fprintf(stderr,
+                   "job %s: refusing teacher %s: it serves model '%s', the job needs '%s'\n",
+                   options_.job_id.c_str(), t.address().c_str(), info->model_id().c_str(),
+                   options_.model_id.c_str());
+      std::lock_guard<std::mutex> lock(mu_);
+      refused_.insert(t.address());
+      continue;
+    }
+    std::printf("job %s: streaming to teacher %s\n", options_.job_id.c_str(), t.address().c_str());
+    std::fflush(stdout);
+    AddEndpoint(t.address(), channel, info->max_request_bytes());
+  }
+  KeepOnly(keep);
+}
+
+double RemoteTeacher::PredictedStepSeconds() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return predicted_step_s_;
+}
+
+void RemoteTeacher::ReportStep(const StepTimings& t) {
+  std::lock_guard<std::mutex> lock(mu_);
+  v1::JobTimings& j = job_timings_;
+  j.set_step(t.step);
+  j.set_micro_batches(t.micro_batches);
+  j.set_steps(j.steps() + 1);
+  j.set_student_forward_s(j.student_forward_s() + t.forward_s);
+  j.set_student_backward_s(j.student_backward_s() + t.backward_s);
+  j.set_measured_step_s(j.measured_step_s() + t.step_s);
+  j.set_images_per_s(j.images_per_s() + t.images_per_s);
+  j.set_predicted_step_s(t.predicted_step_s);
+}
+
+v1::JobTimings RemoteTeacher::TakeJobTimings() {
+  std::lock_guard<std::mutex> lock(mu_);
+  v1::JobTimings mean = job_timings_;
+  const double steps = static_cast<double>(std::max<int64_t>(1, job_timings_.steps()));
+  const double trips = static_cast<double>(std::max<int64_t>(1, job_round_trips_));
+  mean.set_student_forward_s(job_timings_.student_forward_s() / steps);
+  mean.set_student_backward_s(job_timings_.student_backward_s() / steps);
+  mean.set_measured_step_s(job_timings_.measured_step_s() / steps);
+  mean.set_images_per_s(job_timings_.images_per_s() / steps);
+  mean.set_teacher_round_trip_s(job_timings_.teacher_round_trip_s() / trips);
+  mean.set_teacher_compute_s(job_timings_.teacher_compute_s() / trips);
+  const int64_t step = job_timings_.step();
+  const int m = job_timings_.micro_batches();
+  job_timings_ = v1::JobTimings();
+  job_timings_.set_step(step);
+  job_timings_.set_micro_batches(m);
+  job_round_trips_ = 0;
+  return mean;
+}
+
+TeacherStats RemoteTeacher::TakeStats() {
+  std::lock_guard<std::mutex> lock(mu_);
+  TeacherStats out = std::move(stats_);
+  stats_ = TeacherStats();
+  return out;
+}
+
+absl::StatusOr<std::unique_ptr<Teacher>> MakeRemoteTeacher(const RemoteTeacherOptions& o) {
+  MKD_ASSIGN_OR_RETURN(v1::DType wire, proto::ParseWireDType(o.wire_dtype));
+  if (o.max_attempts < 1) return absl::InvalidArgumentError("max_attempts must be >= 1");
+  if (o.coordinator.empty()) {
+    auto channel = MakeTeacherChannel(o.address);
+    MKD_ASSIGN_OR_RETURN(v1::ModelInfo info, ReadModelInfo(channel, o.address, o.reconnect_timeout));
+    if (!o.model_id.empty() && info.model_id() != o.model_id) {
+      return absl::FailedPreconditionError(absl::StrCat("teacher at '", o.address, "' serves model '",
+                                                        info.model_id(), "', the job needs '",
+                                                        o.model_id, "'"));
+    }
+    auto teacher = std::make_unique<RemoteTeacher>(o, wire, info);
+    teacher->AddEndpoint(o.address, channel, info.max_request_bytes());
+    return std::unique_ptr<Teacher>(std::move(teacher));
+  }
+  if (o.model_id.empty()) {
+    return absl::InvalidArgumentError("a job in a pool must name its teacher model (model_id)");
+  }
+  // The first teacher the coordinator assigns tells us the architecture;
+  // until one serves the model, the job waits (and says so).
+  struct First {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::optional<v1::Assignment> assignment;
+    RemoteTeacher* teacher = nullptr;
+  };
+  auto first = std::make_shared<First>();
+  v1::JobInfo job;
+  job.set_job_id(o.job_id);
+  job.set_model_id(o.model_id);
+  job.set_weight(o.job_weight);
+  job.set_batch(o.batch);
+  job.set_kept(o.kept);
+  job.set_max_teachers(o.max_teachers);
+  job.set_pinned_micro_batches(o.pinned_micro_batches);
+  job.set_max_micro_batches(o.max_micro_batches);
+  auto membership = std::make_unique<JobMembership>(
+      o.coordinator, job,
+      [first] {
+        std::lock_guard<std::mutex> lock(first->mu);
+        return first->teacher ? first->teacher->TakeJobTimings() : v1::JobTimings();
+      },
+      [first](const v1::Assignment& a) {
+        RemoteTeacher* teacher = nullptr;
+        {
+          std::lock_guard<std::mutex> lock(first->mu);
+          teacher = first->teacher;
+          if (teacher == nullptr) {
+            first->assignment = a;
+            first->cv.notify_all();
+          }
+        }
+        // The teacher outlives this thread: its destructor stops the
+        // membership before anything else.
+        if (teacher != nullptr) teacher->OnAssignment(a);
+      });
+  const absl::Time give_up = absl::Now() + o.teacher_wait;
+  std::unique_lock<std::mutex> lock(first->mu);
+  bool said = false;
+  while (absl::Now() < give_up) {
+    first->cv.wait_for(lock, std::chrono::milliseconds(200));
+    if (!first->assignment) continue;
+    const v1::Assignment a = *first->assignment;
+    if (a.teachers_size() == 0 && !said) {
+      std::fprintf(stderr, "job %s: waiting up to %s for a teacher: %s\n", o.job_id.c_str(),
+                   absl::FormatDuration(give_up - absl::Now()).c_str(), a.waiting_reason().c_str());
+      said = true;
+    }
+    for (const v1::TeacherEndpoint& t : a.teachers()) {
+      auto channel = MakeTeacherChannel(t.address());
+      absl::StatusOr<v1::ModelInfo> info = ReadModelInfo(channel, t.address(), absl::Seconds(5));
+      if (!info.ok() || info->model_id() != o.model_id) continue;
+      auto teacher = std::make_unique<RemoteTeacher>(o, wire, *info);
+      first->teacher = teacher.get();
+      lock.unlock();
+      teacher->OnAssignment(a);
+      teacher->AttachMembership(std::move(membership));
+      return std::unique_ptr<Teacher>(std::move(teacher));
+    }
+  }
+  lock.unlock();  // The membership's threads may be waiting for it.
+  membership.reset();
+  return absl::UnavailableError(absl::StrCat(
+      "no teacher in the pool at ", o.coordinator, " serves model '", o.model_id, "' after ",
+      absl::FormatDuration(o.teacher_wait), " (config key distill.teacher_wait_s)"));
+}
+
+}  // namespace mkd::student

@@ -1,0 +1,58 @@
+// Every metric mkd-student exports on run.metrics_listen, with its name and
+// help string, in one place (mkd_student_<what>_<unit>; counters end in
+// _total). The trainer updates them after each step. Torch-free.
+// Thread-safe (prometheus-cpp's metrics are).
+#ifndef MKD_STUDENT_WORKER_STUDENT_METRICS_H_
+#define MKD_STUDENT_WORKER_STUDENT_METRICS_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "prometheus/counter.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
+#include "prometheus/registry.h"
+
+namespace mkd::student {
+
+struct StepReport {
+  int64_t step = 0;
+  double images_per_s = 0;
+  double loss = 0;
+  int micro_batches = 1;
+  double step_s = 0;
+  double predicted_step_s = 0;  // 0: no plan.
+  double bubble = 0;            // Fraction of the step spent waiting for answers.
+  double teacher_flops = 0;     // Spent in this step.
+  double teacher_flops_saved = 0;
+  std::vector<double> round_trips_s;
+  int64_t retries = 0;
+  int64_t failovers = 0;
+};
+
+class StudentMetrics {
+ public:
+  StudentMetrics();
+  void Observe(const StepReport& r);
+  std::string Serialize() const;
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Gauge& step_;
+  prometheus::Gauge& images_per_s_;
+  prometheus::Gauge& loss_;
+  prometheus::Gauge& micro_batches_;
+  prometheus::Gauge& step_seconds_;
+  prometheus::Gauge& predicted_step_seconds_;
+  prometheus::Gauge& bubble_;
+  prometheus::Histogram& round_trip_;
+  prometheus::Counter& flops_;
+  prometheus::Counter& flops_saved_;
+  prometheus::Counter& retries_;
+  prometheus::Counter& failovers_;
+};
+
+}  // namespace mkd::student
+
+#endif  // MKD_STUDENT_WORKER_STUDENT_METRICS_H_

@@ -1,0 +1,129 @@
+#include "student_worker/teacher_stream.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+
+namespace mkd::student {
+
+namespace v1 = ::maskedkd::v1;
+
+struct TeacherStream::Call {
+  grpc::ClientContext ctx;
+  std::unique_ptr<grpc::ClientReaderWriter<v1::DistillRequest, v1::DistillResponse>> stream;
+  int writing = 0;  // Writes in progress; guarded by TeacherStream::mu_.
+};
+
+TeacherStream::TeacherStream(std::string address, std::shared_ptr<grpc::Channel> channel,
+                             TeacherStreamCallbacks callbacks)
+    : address_(std::move(address)),
+      channel_(std::move(channel)),
+      stub_(v1::TeacherService::NewStub(channel_)),
+      callbacks_(std::move(callbacks)) {}
+
+void TeacherStream::Start() {
+  reader_ = std::thread([this] { ReadLoop(); });
+  writer_ = std::thread([this] { WriteLoop(); });
+}
+
+TeacherStream::~TeacherStream() {
+  std::shared_ptr<Call> call;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+    call = call_;
+  }
+  if (call) call->ctx.TryCancel();  // Unblocks the reader's Read and a stalled Write.
+  wake_.notify_all();
+  if (reader_.joinable()) reader_.join();
+  if (writer_.joinable()) writer_.join();
+}
+
+void TeacherStream::Send(SharedRequest request) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stop_ || call_ == nullptr) return;
+    outbox_.push_back(std::move(request));
+  }
+  wake_.notify_all();
+}
+
+bool TeacherStream::connected() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return call_ != nullptr;
+}
+
+void TeacherStream::WriteLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    wake_.wait(lock, [this] { return stop_ || (call_ != nullptr && !outbox_.empty()); });
+    if (stop_) return;
+    std::shared_ptr<Call> call = call_;
+    SharedRequest request = std::move(outbox_.front());
+    outbox_.pop_front();
+    ++call->writing;
+    lock.unlock();
+    // May block on flow control; no lock is held, so answers keep flowing.
+    // A failed write means the stream broke: the reader sees it too.
+    call->stream->Write(*request);
+    lock.lock();
+    --call->writing;
+    wake_.notify_all();
+  }
+}
+
+void TeacherStream::ReadLoop() {
+  absl::Duration backoff = absl::Milliseconds(50);
+  while (true) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stop_) return;
+    }
+    if (!channel_->WaitForConnected(absl::ToChronoTime(absl::Now() + absl::Milliseconds(200)))) {
+      continue;  // gRPC's own reconnect backoff runs meanwhile.
+    }
+    auto call = std::make_shared<Call>();
+    call->stream = stub_->Distill(&call->ctx);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stop_) {
+        call->ctx.TryCancel();
+        call->stream->Finish();
+        return;
+      }
+      call_ = call;
+      outbox_.clear();
+    }
+    wake_.notify_all();
+    const absl::Time opened = absl::Now();
+    if (callbacks_.on_connected) callbacks_.on_connected();
+    v1::DistillResponse response;
+    while (call->stream->Read(&response)) {
+      if (callbacks_.on_answer) callbacks_.on_answer(response);
+    }
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      call_ = nullptr;
+      outbox_.clear();
+      lock.unlock();
+      call->ctx.TryCancel();  // A writer blocked in Write returns now.
+      lock.lock();
+      wake_.wait(lock, [&] { return call->writing == 0; });
+    }
+    const grpc::Status st = call->stream->Finish();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stop_) return;  // Our own cancel.
+    }
+    if (callbacks_.on_broken) {
+      callbacks_.on_broken(absl::UnavailableError(
+          absl::StrCat("stream to teacher ", address_, " ended: ", st.error_message())));
+    }
+    // A stream that lived a while was healthy: start the backoff over.
+    if (absl::Now() - opened > absl::Seconds(1)) backoff = absl::Milliseconds(50);
+    std::unique_lock<std::mutex> lock(mu_);
+    wake_.wait_for(lock, absl::ToChronoNanoseconds(backoff), [this] { return stop_; });
+    backoff = std::min(backoff * 2, absl::Seconds(1));
+  }
+}
+
+}  // namespace mkd::student

@@ -1,0 +1,87 @@
+#include "teacher_server/pool_member.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <cstdio>
+
+namespace mkd::teacher {
+
+namespace v1 = ::maskedkd::v1;
+
+PoolMember::PoolMember(std::string coordinator, v1::TeacherInfo info,
+                       std::function<v1::TeacherLoad()> load, std::function<void()> on_drain)
+    : coordinator_(std::move(coordinator)),
+      info_(std::move(info)),
+      load_(std::move(load)),
+      on_drain_(std::move(on_drain)),
+      thread_([this] { Loop(); }) {}
+
+PoolMember::~PoolMember() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  wake_.notify_all();
+  thread_.join();
+}
+
+bool PoolMember::joined() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return joined_;
+}
+
+void PoolMember::Loop() {
+  auto stub = v1::CoordinatorService::NewStub(
+      grpc::CreateChannel(coordinator_, grpc::InsecureChannelCredentials()));
+  absl::Duration interval = absl::Seconds(1);
+  bool registered = false, drained = false, warned = false;
+  while (true) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (stop_) return;
+    }
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + std::max(interval, absl::Seconds(1))));
+    grpc::Status st;
+    if (!registered) {
+      v1::RegisterTeacherRequest req;
+      *req.mutable_info() = info_;
+      v1::RegisterTeacherResponse resp;
+      st = stub->RegisterTeacher(&ctx, req, &resp);
+      if (st.ok()) {
+        registered = true;
+        interval = absl::Seconds(resp.heartbeat_s() > 0 ? resp.heartbeat_s() : 1);
+        std::printf("mkd-teacher: joined the pool at %s as %s (heartbeat %s)\n",
+                    coordinator_.c_str(), info_.address().c_str(),
+                    absl::FormatDuration(interval).c_str());
+        std::fflush(stdout);
+      }
+    } else {
+      v1::TeacherHeartbeatRequest req;
+      *req.mutable_info() = info_;  // Lets a restarted coordinator relearn us.
+      *req.mutable_load() = load_();
+      v1::TeacherHeartbeatResponse resp;
+      st = stub->TeacherHeartbeat(&ctx, req, &resp);
+      if (st.ok()) {
+        std::lock_guard<std::mutex> lock(mu_);
+        joined_ = true;
+      }
+      if (st.ok() && resp.state() == v1::TEACHER_STATE_DRAINING && !drained) {
+        drained = true;
+        on_drain_();
+      }
+    }
+    if (!st.ok() && !warned) {
+      std::fprintf(stderr, "mkd-teacher: coordinator %s: %s; retrying (still serving)\n",
+                   coordinator_.c_str(), st.error_message().c_str());
+      warned = true;
+    } else if (st.ok()) {
+      warned = false;
+    }
+    std::unique_lock<std::mutex> lock(mu_);
+    wake_.wait_for(lock, absl::ToChronoNanoseconds(st.ok() ? interval : absl::Milliseconds(200)),
+                   [this] { return stop_; });
+  }
+}
+
+}  // namespace mkd::teacher

@@ -1,0 +1,51 @@
+// A teacher's membership in a coordinator's pool: registers, then
+// heartbeats its load every interval the coordinator asks for, re-registering
+// whenever the coordinator seems to have forgotten it (a restart). When a
+// heartbeat answers DRAINING, `on_drain` runs once (mkd-teacher then stops
+// taking work, finishes what it accepted and exits). An unreachable
+// coordinator is retried forever: serving never depends on it.
+//
+// Thread-safe; owns one thread.
+#ifndef MKD_TEACHER_SERVER_POOL_MEMBER_H_
+#define MKD_TEACHER_SERVER_POOL_MEMBER_H_
+
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "absl/time/time.h"
+#include "maskedkd/v1/coordinator.grpc.pb.h"
+
+namespace mkd::teacher {
+
+class PoolMember {
+ public:
+  // `load` is called on the member's thread before each heartbeat.
+  PoolMember(std::string coordinator, maskedkd::v1::TeacherInfo info,
+             std::function<maskedkd::v1::TeacherLoad()> load, std::function<void()> on_drain);
+  ~PoolMember();  // Stops the thread (no deregistration: the lease ends it).
+
+  // True once a heartbeat has been answered (tests wait on it).
+  bool joined();
+
+ private:
+  void Loop();
+
+  // Constant after construction.
+  const std::string coordinator_;
+  const maskedkd::v1::TeacherInfo info_;
+  const std::function<maskedkd::v1::TeacherLoad()> load_;
+  const std::function<void()> on_drain_;
+
+  std::mutex mu_;
+  std::condition_variable wake_;
+  bool stop_ = false;    // Guarded by mu_.
+  bool joined_ = false;  // Guarded by mu_.
+  std::thread thread_;
+};
+
+}  // namespace mkd::teacher
+
+#endif  // MKD_TEACHER_SERVER_POOL_MEMBER_H_
