@@ -7,6 +7,9 @@
 #include "absl/status/statusor.h"
 #include "cli/mask.h"
 #include "cli/predict.h"
+#ifdef MKD_WITH_POOL_CLI
+#include "cli/pool.h"
+#endif
 
 namespace {
 
@@ -15,7 +18,12 @@ constexpr int kUsageError = 2;
 int Usage(std::ostream& os) {
   os << "usage: mkd <command> [flags]\n\ncommands:\n"
         "  predict   run a ViT on a .npy batch (full or kept tokens)\n"
-        "  mask      pick the teacher's kept patches from a student saliency\n\n"
+        "  mask      pick the teacher's kept patches from a student saliency\n"
+#ifdef MKD_WITH_POOL_CLI
+        "  status    the teacher pool and its jobs, from mkd-coordinator\n"
+        "  drain     take a teacher out of the pool (it finishes its work first)\n"
+#endif
+        "\n"
      << mkd::cli::PredictUsage() << "\n"
      << mkd::cli::MaskUsage();
   return kUsageError;
@@ -73,6 +81,16 @@ int main(int argc, char** argv) {
     return Dispatch<mkd::cli::MaskOptions>(command, args, mkd::cli::MaskUsage(),
                                            mkd::cli::ParseMaskFlags, mkd::cli::RunMask);
   }
+#ifdef MKD_WITH_POOL_CLI
+  if (command == "status") {
+    return Dispatch<mkd::cli::PoolOptions>(command, args, mkd::cli::StatusUsage(),
+                                           mkd::cli::ParseStatusFlags, mkd::cli::RunStatus);
+  }
+  if (command == "drain") {
+    return Dispatch<mkd::cli::PoolOptions>(command, args, mkd::cli::DrainUsage(),
+                                           mkd::cli::ParseDrainFlags, mkd::cli::RunDrain);
+  }
+#endif
   std::cerr << "mkd: error: unknown command '" << command << "'\n";
   return Usage(std::cerr);
 }

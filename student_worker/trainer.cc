@@ -83,7 +83,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainConfig& conf
   MKD_ASSIGN_OR_RETURN(torch::Device device, ResolveDevice(config.run.device, "config key 'run.device'"));
   MKD_ASSIGN_OR_RETURN(Precision precision, ParsePrecision(config.run.precision, "run.precision"));
   if (config.mode == "distill" && teacher == nullptr) {
-    if (config.distill.teacher_address.empty()) {
+    if (config.distill.teacher_address.empty() && config.distill.coordinator.empty()) {
       // On a GPU the teacher's weights take the reduced type outright (it
       // never trains); on the CPU it stays fp32, as before bf16 existed.
       const torch::Dtype teacher_dtype =

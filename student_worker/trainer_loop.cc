@@ -5,6 +5,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
 #include "common/losses.h"
 #include "common/metrics_http.h"
 #include "common/status_macros.h"
@@ -292,6 +293,7 @@ void Trainer::LogStep(const StepResult& r, double images_per_s) {
   }
   if (scaler_->enabled()) std::printf(" scale %.0f%s", scaler_->scale(), r.skipped ? " (skipped)" : "");
   nlohmann::json j = {{"type", "train"}, {"step", step_}, {"epoch", epoch_ + 1}, {"loss", r.loss},
+                      {"time", absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch())},
                       {"ce", r.ce}, {"kd", r.kd}, {"lr", r.lr}, {"img_per_s", images_per_s},
                       {"kept_tokens", r.kept_tokens}, {"teacher_flops", flops_spent_},
                       {"teacher_flops_full", flops_full_}};

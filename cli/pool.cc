@@ -1,0 +1,138 @@
+#include "cli/pool.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "common/config_yaml.h"
+#include "common/flags.h"
+#include "common/status_macros.h"
+#include "maskedkd/v1/coordinator.grpc.pb.h"
+
+namespace mkd::cli {
+namespace {
+
+namespace v1 = ::maskedkd::v1;
+
+const std::vector<FlagSpec>& Specs() {
+  static const auto* specs = new std::vector<FlagSpec>{
+      {"coordinator", true, "host:port of mkd-coordinator"},
+      {"timeout-s", true, "seconds to wait for the coordinator (default 5)"},
+  };
+  return *specs;
+}
+
+absl::StatusOr<PoolOptions> Parse(const std::vector<std::string>& args, size_t positionals) {
+  MKD_ASSIGN_OR_RETURN(ParsedFlags f, ParseFlags(args, Specs()));
+  PoolOptions o;
+  MKD_ASSIGN_OR_RETURN(o.coordinator, f.Required("coordinator"));
+  if (!IsHostPort(o.coordinator)) {
+    return absl::InvalidArgumentError(absl::StrCat("--coordinator: expected host:port, got '",
+                                                   o.coordinator, "'"));
+  }
+  MKD_ASSIGN_OR_RETURN(int64_t t, f.GetInt("timeout-s", 5));
+  if (t < 1) return absl::InvalidArgumentError("--timeout-s: must be >= 1");
+  o.timeout = absl::Seconds(t);
+  if (f.positional().size() != positionals) {
+    return absl::InvalidArgumentError(positionals == 0 ? "unexpected argument"
+                                                       : "expected one teacher address");
+  }
+  if (positionals == 1) o.teacher = f.positional()[0];
+  return o;
+}
+
+std::unique_ptr<v1::CoordinatorService::Stub> Stub(const PoolOptions& o) {
+  return v1::CoordinatorService::NewStub(
+      grpc::CreateChannel(o.coordinator, grpc::InsecureChannelCredentials()));
+}
+
+void Deadline(grpc::ClientContext* ctx, const PoolOptions& o) {
+  ctx->set_wait_for_ready(true);
+  ctx->set_deadline(absl::ToChronoTime(absl::Now() + o.timeout));
+}
+
+absl::Status FromGrpc(const grpc::Status& st, const PoolOptions& o) {
+  if (st.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(st.error_code()),
+                      absl::StrCat("coordinator ", o.coordinator, ": ", st.error_message()));
+}
+
+const char* StateName(v1::TeacherState s) {
+  switch (s) {
+    case v1::TEACHER_STATE_SERVING: return "serving";
+    case v1::TEACHER_STATE_DRAINING: return "draining";
+    case v1::TEACHER_STATE_GONE: return "gone";
+    default: return "?";
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<PoolOptions> ParseStatusFlags(const std::vector<std::string>& args) {
+  return Parse(args, 0);
+}
+absl::StatusOr<PoolOptions> ParseDrainFlags(const std::vector<std::string>& args) {
+  return Parse(args, 1);
+}
+
+std::string StatusUsage() {
+  return "usage: mkd status --coordinator host:port [--timeout-s 5]\n" + FlagsUsage(Specs());
+}
+std::string DrainUsage() {
+  return "usage: mkd drain --coordinator host:port <teacher host:port>\n" + FlagsUsage(Specs());
+}
+
+absl::StatusOr<std::string> RunStatus(const PoolOptions& o) {
+  auto stub = Stub(o);
+  v1::ListTeachersResponse teachers;
+  v1::ListJobsResponse jobs;
+  {
+    grpc::ClientContext ctx;
+    Deadline(&ctx, o);
+    MKD_RETURN_IF_ERROR(FromGrpc(stub->ListTeachers(&ctx, v1::ListTeachersRequest(), &teachers), o));
+  }
+  {
+    grpc::ClientContext ctx;
+    Deadline(&ctx, o);
+    MKD_RETURN_IF_ERROR(FromGrpc(stub->ListJobs(&ctx, v1::ListJobsRequest(), &jobs), o));
+  }
+  std::string out = absl::StrFormat("%-22s %-28s %-8s %-9s %10s %6s %7s  %s\n", "TEACHER", "MODEL",
+                                    "DEVICE", "STATE", "TOKENS/S", "QUEUE", "BEAT", "JOBS");
+  for (const v1::TeacherStatus& t : teachers.teachers()) {
+    absl::StrAppendFormat(&out, "%-22s %-28s %-8s %-9s %10.0f %6d %6.1fs  %s\n",
+                          t.info().address(), t.info().model_id(), t.info().device(),
+                          StateName(t.state()), t.load().tokens_per_s(), t.load().queued(),
+                          t.last_heartbeat_age_s(), absl::StrJoin(t.jobs(), ","));
+  }
+  if (teachers.teachers().empty()) out += "(no teachers)\n";
+  absl::StrAppendFormat(&out, "\n%-20s %-28s %6s %7s %8s %3s %9s %9s %7s  %s\n", "JOB", "MODEL",
+                        "WEIGHT", "STEP", "IMG/S", "M", "STEP_S", "PREDICTED", "BUBBLE",
+                        "TEACHERS");
+  for (const v1::JobStatus& j : jobs.jobs()) {
+    std::string teachers_col = absl::StrJoin(j.teachers(), ",");
+    if (teachers_col.empty()) teachers_col = "(waiting: " + j.waiting_reason() + ")";
+    absl::StrAppendFormat(&out, "%-20s %-28s %6.2f %7d %8.1f %3d %8.3fs %8.3fs %6.0f%%  %s\n",
+                          j.info().job_id(), j.info().model_id(), j.info().weight(),
+                          j.timings().step(), j.timings().images_per_s(), j.micro_batches(),
+                          j.timings().measured_step_s(), j.predicted_step_s(),
+                          100 * j.predicted_bubble(), teachers_col);
+  }
+  if (jobs.jobs().empty()) out += "(no jobs)\n";
+  if (!out.empty() && out.back() == '\n') out.pop_back();
+  return out;
+}
+
+absl::StatusOr<std::string> RunDrain(const PoolOptions& o) {
+  auto stub = Stub(o);
+  grpc::ClientContext ctx;
+  Deadline(&ctx, o);
+  v1::DrainRequest req;
+  req.set_address(o.teacher);
+  v1::DrainResponse resp;
+  MKD_RETURN_IF_ERROR(FromGrpc(stub->Drain(&ctx, req, &resp), o));
+  return absl::StrCat("teacher ", o.teacher, ": ", StateName(resp.state()),
+                      " (it finishes what it accepted, then leaves the pool)");
+}
+
+}  // namespace mkd::cli

@@ -1,0 +1,208 @@
+// The pool with real processes on loopback: mkd-coordinator, mkd-teacher
+// servers that join it, and mkd-student jobs that distil through it. A
+// teacher SIGKILLed mid-training costs no step and leaves the weights those
+// of an uninterrupted run; a coordinator killed and restarted costs nothing
+// and rebuilds its state from heartbeats; a job started before any teacher
+// waits, then trains; a drained teacher finishes its work and exits while
+// the job carries on; a wrong model is refused clearly; `mkd status` and
+// every /metrics endpoint tell the truth (promtool).
+#include <gtest/gtest.h>
+#include <grpcpp/grpcpp.h>
+#include <httplib.h>
+
+#include "maskedkd/v1/coordinator.grpc.pb.h"
+#include "tests/pool_util.h"
+
+namespace mkd::pool_test {
+namespace {
+
+namespace v1 = ::maskedkd::v1;
+
+class PoolTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { WriteTeacher("tiny", 2, 32, 11); }
+};
+
+std::string Promtool(const std::string& text, const std::string& name) {
+  std::ofstream(Tmp(name + ".prom")) << text;
+  const std::string cmd = "promtool check metrics < " + Tmp(name + ".prom") + " > " +
+                          Tmp(name + ".promtool") + " 2>&1";
+  return std::system(cmd.c_str()) == 0 ? "" : testing::SlurpFile(Tmp(name + ".promtool"));
+}
+
+std::string Scrape(int port) {
+  httplib::Client http("127.0.0.1", port);
+  auto res = http.Get("/metrics");
+  return res ? res->body : "";
+}
+
+v1::ListJobsResponse ListJobs(const Proc& coordinator) {
+  auto stub = v1::CoordinatorService::NewStub(
+      grpc::CreateChannel(coordinator.address(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  v1::ListJobsResponse out;
+  stub->ListJobs(&ctx, v1::ListJobsRequest(), &out);
+  return out;
+}
+
+TEST_F(PoolTest, ATeacherKilledMidTrainingCostsNoStepAndNoAccuracy) {
+  Proc c = StartCoordinator("kill_coord");
+  Proc t1 = StartTeacher("tiny", "kill_t1", c.address());
+  Proc t2 = StartTeacher("tiny", "kill_t2", c.address());
+  auto a = StartStudent("tiny", "kill_a", {"distill.coordinator=" + c.address()});
+  auto b = StartStudent("tiny", "kill_b", {"distill.coordinator=" + c.address()});
+  // The reference: the same job with the teacher in its own process; and a
+  // control, the same job on one fixed remote teacher that nobody kills (how
+  // far batching alone moves the weights).
+  auto ref = StartStudent("tiny", "kill_ref", {});
+  auto ctl = StartStudent("tiny", "kill_ctl", {"distill.teacher_address=" + t2.address()});
+  ASSERT_TRUE(WaitFor([] { return TrainLines("kill_a").size() >= 60; })) << a->err();
+  t1.process->Signal(SIGKILL);
+  ASSERT_EQ(a->Wait(), 0) << a->err();
+  ASSERT_EQ(b->Wait(), 0) << b->err();
+  ASSERT_EQ(ref->Wait(), 0) << ref->err();
+  ASSERT_EQ(ctl->Wait(), 0) << ctl->err();
+  const int64_t steps = 16384 / 32;
+  ExpectEveryStepOnce("kill_a", steps);
+  ExpectEveryStepOnce("kill_b", steps);
+  // Same data order, same teacher logits (fp32 wire): the weights match the
+  // uninterrupted in-process run up to the order fp32 sums were taken in.
+  auto wa = FinalWeights("kill_a", steps), wr = FinalWeights("kill_ref", steps),
+       wc = FinalWeights("kill_ctl", steps);
+  ASSERT_FALSE(wa.empty());
+  double worst = 0, control = 0;
+  for (const auto& [key, t] : wr) {
+    worst = std::max(worst, (wa[key] - t).abs().max().item<double>());
+    control = std::max(control, (wc[key] - t).abs().max().item<double>());
+  }
+  std::printf("max |weight difference| vs in-process after 512 steps: with a teacher SIGKILL "
+              "%.3g, on one untouched remote teacher %.3g\n", worst, control);
+  // fp32 batching noise grows over 512 steps (the control shows how much);
+  // a lost or repeated step would move the weights by a whole update.
+  EXPECT_LE(worst, 5 * control + 1e-4);
+  EXPECT_LE(worst, 1e-2);
+  EXPECT_NE(a->err().find("127.0.0.1:" + std::to_string(t1.port)), std::string::npos)
+      << "the job said which teacher broke";
+}
+
+TEST_F(PoolTest, ACoordinatorRestartCostsNothingAndRebuildsFromHeartbeats) {
+  Proc c = StartCoordinator("restart_coord");
+  Proc t = StartTeacher("tiny", "restart_t", c.address());
+  auto a = StartStudent("tiny", "restart_a", {"distill.coordinator=" + c.address()});
+  ASSERT_TRUE(WaitFor([] { return TrainLines("restart_a").size() >= 30; })) << a->err();
+  c.process->Signal(SIGKILL);
+  c.process->Wait();
+  const size_t before = TrainLines("restart_a").size();
+  ASSERT_TRUE(WaitFor([&] { return TrainLines("restart_a").size() >= before + 20; }, 20))
+      << "the job trains on without its coordinator";
+  Proc again = StartCoordinator("restart_coord2", c.port);
+  ASSERT_GT(again.port, 0);
+  const auto restarted = std::chrono::steady_clock::now();
+  ASSERT_TRUE(WaitFor([&] {
+    v1::ListJobsResponse jobs = ListJobs(again);
+    return jobs.jobs_size() == 1 && jobs.jobs(0).teachers_size() == 1 &&
+           jobs.jobs(0).teachers(0) == t.address();
+  }, 10)) << "state rebuilt from heartbeats within 10 s";
+  std::printf("coordinator state rebuilt in %.2f s\n",
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - restarted).count());
+  ASSERT_EQ(a->Wait(), 0) << a->err();
+  ExpectEveryStepOnce("restart_a", 16384 / 32);
+}
+
+TEST_F(PoolTest, AJobStartedBeforeAnyTeacherWaitsThenTrains) {
+  Proc c = StartCoordinator("wait_coord");
+  auto a = StartStudent("tiny", "wait_a",
+                        {"distill.coordinator=" + c.address(), "data.limit_train=2048"});
+  ASSERT_TRUE(WaitFor([&] { return a->err().find("waiting up to") != std::string::npos; }))
+      << a->err();
+  EXPECT_NE(a->err().find("no serving teacher in the pool has model 'pool_tiny@"),
+            std::string::npos) << a->err();
+  Proc t = StartTeacher("tiny", "wait_t", c.address());
+  ASSERT_EQ(a->Wait(), 0) << a->err();
+  ExpectEveryStepOnce("wait_a", 2048 / 32);
+}
+
+TEST_F(PoolTest, ADrainedTeacherFinishesItsWorkAndLeavesWhileTheJobCarriesOn) {
+  Proc c = StartCoordinator("drain_coord");
+  Proc t1 = StartTeacher("tiny", "drain_t1", c.address());
+  Proc t2 = StartTeacher("tiny", "drain_t2", c.address());
+  auto a = StartStudent("tiny", "drain_a", {"distill.coordinator=" + c.address()});
+  ASSERT_TRUE(WaitFor([] { return TrainLines("drain_a").size() >= 60; })) << a->err();
+  ChildProcess drain("mkd", {"drain", "--coordinator", c.address(), t1.address()},
+                     Tmp("drain_cli"));
+  ASSERT_EQ(drain.Wait(), 0) << drain.err();
+  EXPECT_NE(drain.out().find("draining"), std::string::npos) << drain.out();
+  EXPECT_EQ(t1.process->Wait(), 0) << t1.process->err();  // Left the pool by itself.
+  EXPECT_NE(t1.process->out().find("drained by the coordinator"), std::string::npos);
+  ASSERT_EQ(a->Wait(), 0) << a->err();
+  ExpectEveryStepOnce("drain_a", 16384 / 32);
+  EXPECT_EQ(a->err().find("rror"), std::string::npos) << "no error reached the job: " << a->err();
+}
+
+TEST_F(PoolTest, AWrongModelIsRefusedWithAClearError) {
+  Proc c = StartCoordinator("wrong_coord");
+  Proc t = StartTeacher("tiny", "wrong_t", c.address());
+  // One fixed teacher that serves another model than the job names.
+  auto fixed = StartStudent("tiny", "wrong_fixed", {"distill.teacher_address=" + t.address(),
+                                                    "distill.teacher_model_id=other@0123"});
+  EXPECT_EQ(fixed->Wait(), 1);
+  EXPECT_NE(fixed->err().find("serves model 'pool_tiny@"), std::string::npos) << fixed->err();
+  EXPECT_NE(fixed->err().find("the job needs 'other@0123'"), std::string::npos) << fixed->err();
+  // A pool job for a model no teacher serves gives up after teacher_wait_s.
+  auto pooled = StartStudent("tiny", "wrong_pool", {"distill.coordinator=" + c.address(),
+                                                    "distill.teacher_model_id=other@0123",
+                                                    "distill.teacher_wait_s=1"});
+  EXPECT_EQ(pooled->Wait(), 1);
+  EXPECT_NE(pooled->err().find("no teacher in the pool at " + c.address() +
+                               " serves model 'other@0123' after 1s"),
+            std::string::npos) << pooled->err();
+}
+
+TEST_F(PoolTest, StatusAndEveryMetricsEndpointTellTheTruth) {
+  Proc c = StartCoordinator("status_coord");
+  Proc t = StartTeacher("tiny", "status_t", c.address());
+  auto a = StartStudent("tiny", "status_a", {"distill.coordinator=" + c.address(),
+                                             "run.metrics_listen=127.0.0.1:0",
+                                             "distill.micro_batches=0"});
+  ASSERT_TRUE(WaitFor([] { return TrainLines("status_a").size() >= 100; })) << a->err();
+  ChildProcess status("mkd", {"status", "--coordinator", c.address()}, Tmp("status_cli"));
+  ASSERT_EQ(status.Wait(), 0) << status.err();
+  const std::string table = status.out();
+  EXPECT_NE(table.find(t.address()), std::string::npos) << table;
+  EXPECT_NE(table.find("serving"), std::string::npos) << table;
+  EXPECT_NE(table.find("status_a"), std::string::npos) << table;
+  const std::string coordinator = Scrape(c.metrics_port);
+  EXPECT_NE(coordinator.find("mkd_coordinator_jobs 1"), std::string::npos) << coordinator;
+  EXPECT_EQ(Promtool(coordinator, "coordinator"), "");
+  const int student_port = NumberAfter(a->out(), "metrics on port ");
+  ASSERT_GT(student_port, 0) << a->out();
+  const std::string student = Scrape(student_port);
+  EXPECT_NE(student.find("mkd_student_step "), std::string::npos) << student;
+  EXPECT_NE(student.find("mkd_student_teacher_round_trip_seconds_count"), std::string::npos);
+  EXPECT_EQ(Promtool(student, "student"), "");
+  EXPECT_EQ(Promtool(Scrape(t.metrics_port), "teacher"), "");
+  ASSERT_EQ(a->Wait(), 0) << a->err();
+  // Unpinned, the job explored m = 1, 2, 4, 8 (in that order) before the
+  // planner's choice.
+  std::vector<int> ms;
+  for (const auto& j : TrainLines("status_a")) {
+    const int m = j["micro_batches"];
+    if (ms.empty() || ms.back() != m) ms.push_back(m);
+  }
+  ASSERT_GE(ms.size(), 4u);
+  EXPECT_EQ(std::vector<int>(ms.begin(), ms.begin() + 4), (std::vector<int>{1, 2, 4, 8}));
+}
+
+TEST(CoordinatorBinary, LinksNoLibTorch) {
+  const std::string cmd = "ldd " + testing::BinDir() + "/mkd-coordinator > " +
+                          Tmp("ldd.txt") + " 2>&1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  const std::string libs = testing::SlurpFile(Tmp("ldd.txt"));
+  EXPECT_NE(libs.find("libgrpc++"), std::string::npos) << libs;
+  EXPECT_EQ(libs.find("torch"), std::string::npos) << libs;
+  EXPECT_EQ(libs.find("c10"), std::string::npos) << libs;
+}
+
+}  // namespace
+}  // namespace mkd::pool_test
