@@ -19,8 +19,12 @@ absl::StatusOr<uint64_t> BatchQueue::Push(QueuedWork work) {
                                                      " micro-batches queued (the per-job limit)"));
   }
   // A job that was idle joins at the current virtual time: it gets its fair
-  // share from now on, not credit for the time it sent nothing.
-  if (mine == 0) {
+  // share from now on, not credit for the time it sent nothing. A short gap
+  // (between a job's training steps) keeps its place.
+  auto emptied = emptied_.find(work.job_id);
+  const bool short_gap = emptied != emptied_.end() &&
+                         work.enqueued - emptied->second < options_.fair_share_grace;
+  if (mine == 0 && !short_gap) {
     double floor = std::numeric_limits<double>::infinity();
     for (const auto& [job, n] : queued_) {
       if (n > 0 && job != work.job_id) floor = std::min(floor, served_[job]);
@@ -46,6 +50,7 @@ void BatchQueue::ForgetIdleJobs(absl::Time now) {
     if (queued_[job] == 0 && now - it->second >= options_.job_idle) {
       queued_.erase(job);
       served_.erase(job);
+      emptied_.erase(job);
       it = last_push_.erase(it);
     } else {
       ++it;
@@ -132,7 +137,7 @@ std::vector<QueuedWork> BatchQueue::TakeBatch(absl::Time now, bool drain, absl::
     tokens += w.tokens();
     served_[w.job_id] += static_cast<double>(w.tokens()) / w.weight;
     bucket.tokens -= w.tokens();
-    --queued_[w.job_id];
+    if (--queued_[w.job_id] == 0) emptied_[w.job_id] = now;
     --total_;
     batch.push_back(std::move(w));
     next->second.pop_front();

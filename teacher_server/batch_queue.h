@@ -46,6 +46,12 @@ struct BatchQueueOptions {
   // A job with nothing queued whose last work arrived this long ago is
   // forgotten (it rejoins, if ever, at the current virtual time).
   absl::Duration job_idle = absl::Minutes(10);
+  // A job whose queue ran empty less than this ago keeps its place in the
+  // fair-share order when it comes back: a training job's queue empties at
+  // the end of every step while its student computes, and resetting it each
+  // time would hand that gap's service to the others for good. After a
+  // longer absence it rejoins at the current virtual time (no banked credit).
+  absl::Duration fair_share_grace = absl::Milliseconds(100);
 };
 
 class BatchQueue {
@@ -85,6 +91,7 @@ class BatchQueue {
   std::map<std::string, int64_t> queued_;    // Work per job.
   std::map<std::string, double> served_;     // Virtual time per job: tokens / weight.
   std::map<std::string, absl::Time> last_push_;
+  std::map<std::string, absl::Time> emptied_;  // When the job's queue last ran empty.
   int64_t total_ = 0;
   uint64_t next_ticket_ = 1;
 };

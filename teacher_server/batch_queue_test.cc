@@ -159,6 +159,38 @@ TEST(BatchQueue, AnIdleJobGetsNoBankedCredit) {
   EXPECT_NE(batch[0].job_id, batch[1].job_id);
 }
 
+TEST(BatchQueue, AJobBackFromAShortGapKeepsItsPlace) {
+  BatchQueueOptions o = Options();
+  o.max_queued_per_job = 100;
+  o.max_queued = 200;
+  o.max_tokens_per_batch = 10;  // One micro-batch per batch.
+  o.fair_share_grace = absl::Milliseconds(100);
+  BatchQueue q(o);
+  absl::Time wake;
+  auto push = [&](const std::string& job, int n, absl::Time at) {
+    for (int i = 0; i < n; ++i) ASSERT_TRUE(q.Push(Work(job, 1, 9, at)).ok());
+  };
+  push("a", 2, kT0);
+  push("b", 10, kT0);
+  for (int i = 0; i < 4; ++i) q.TakeBatch(kT0, false, &wake);  // a, b, a, b: a runs empty.
+  for (int i = 0; i < 3; ++i) q.TakeBatch(kT0, false, &wake);  // b alone while a computes.
+  // Back within the grace: a is served until it has caught up with b.
+  push("a", 3, kT0 + absl::Milliseconds(50));
+  int a = 0;
+  for (int i = 0; i < 3; ++i) {
+    for (const auto& w : q.TakeBatch(kT0 + absl::Milliseconds(50), false, &wake)) a += w.job_id == "a";
+  }
+  EXPECT_EQ(a, 3);
+  // Back after a long absence: level with b, no banked credit.
+  push("b", 20, kT0 + absl::Seconds(1));
+  for (int i = 0; i < 10; ++i) q.TakeBatch(kT0 + absl::Seconds(1), false, &wake);
+  push("a", 2, kT0 + absl::Seconds(2));
+  auto batch = q.TakeBatch(kT0 + absl::Seconds(2), false, &wake);
+  auto next = q.TakeBatch(kT0 + absl::Seconds(2), false, &wake);
+  ASSERT_EQ(batch.size() + next.size(), 2u);
+  EXPECT_NE(batch[0].job_id, next[0].job_id) << "they alternate";
+}
+
 TEST(BatchQueue, ForgetsJobsIdleForLongerThanTheLimit) {
   BatchQueueOptions o = Options();
   o.job_idle = absl::Seconds(60);

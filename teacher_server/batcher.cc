@@ -15,6 +15,7 @@ BatchQueueOptions QueueOptions(const BatcherConfig& config, bool cuda, absl::Dur
   o.max_queued = c.max_queued;
   o.max_queued_per_job = c.max_queued_per_job;
   o.job_idle = job_idle;
+  o.fair_share_grace = absl::Milliseconds(c.fair_share_grace_ms);
   return o;
 }
 

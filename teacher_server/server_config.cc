@@ -41,6 +41,8 @@ const std::map<std::string, Setter>& Setters() {
       {"batcher.max_queue_delay_us", MKD_FIELD(int64_t, batcher.max_queue_delay_us, "an integer")},
       {"batcher.max_queued", MKD_FIELD(int64_t, batcher.max_queued, "an integer")},
       {"batcher.max_queued_per_job", MKD_FIELD(int64_t, batcher.max_queued_per_job, "an integer")},
+      {"batcher.fair_share_grace_ms",
+       MKD_FIELD(int64_t, batcher.fair_share_grace_ms, "an integer")},
   };
   return *setters;
 }
@@ -91,6 +93,7 @@ absl::Status Validate(const TeacherServerConfig& c) {
   }
   if (c.batcher.max_queued < 1) return bad("batcher.max_queued", "must be positive");
   if (c.batcher.max_queued_per_job < 1) return bad("batcher.max_queued_per_job", "must be positive");
+  if (c.batcher.fair_share_grace_ms < 0) return bad("batcher.fair_share_grace_ms", "must be >= 0");
   return absl::OkStatus();
 }
 

@@ -22,6 +22,9 @@ struct BatcherConfig {
   int64_t max_queue_delay_us = -1;
   int64_t max_queued = 512;              // Micro-batches waiting, all jobs.
   int64_t max_queued_per_job = 128;
+  // A job back within this long of its queue running empty keeps its place
+  // in the fair-share order (a training job's queue empties between steps).
+  int64_t fair_share_grace_ms = 100;
 };
 
 struct TeacherServerConfig {
