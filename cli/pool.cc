@@ -1,5 +1,6 @@
 #include "cli/pool.h"
 
+#include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
@@ -19,6 +20,7 @@ const std::vector<FlagSpec>& Specs() {
   static const auto* specs = new std::vector<FlagSpec>{
       {"coordinator", true, "host:port of mkd-coordinator"},
       {"timeout-s", true, "seconds to wait for the coordinator (default 5)"},
+      {"json", false, "status: print the coordinator's answers as JSON"},
   };
   return *specs;
 }
@@ -34,6 +36,7 @@ absl::StatusOr<PoolOptions> Parse(const std::vector<std::string>& args, size_t p
   MKD_ASSIGN_OR_RETURN(int64_t t, f.GetInt("timeout-s", 5));
   if (t < 1) return absl::InvalidArgumentError("--timeout-s: must be >= 1");
   o.timeout = absl::Seconds(t);
+  o.json = f.Has("json");
   if (f.positional().size() != positionals) {
     return absl::InvalidArgumentError(positionals == 0 ? "unexpected argument"
                                                        : "expected one teacher address");
@@ -97,22 +100,32 @@ absl::StatusOr<std::string> RunStatus(const PoolOptions& o) {
     Deadline(&ctx, o);
     MKD_RETURN_IF_ERROR(FromGrpc(stub->ListJobs(&ctx, v1::ListJobsRequest(), &jobs), o));
   }
-  std::string out = absl::StrFormat("%-22s %-28s %-8s %-9s %10s %6s %7s  %s\n", "TEACHER", "MODEL",
+  if (o.json) {
+    std::string t, j;
+    google::protobuf::util::JsonPrintOptions p;
+    p.preserve_proto_field_names = true;
+    if (!google::protobuf::util::MessageToJsonString(teachers, &t, p).ok() ||
+        !google::protobuf::util::MessageToJsonString(jobs, &j, p).ok()) {
+      return absl::InternalError("cannot print the pool as JSON");
+    }
+    return absl::StrCat("{\"teachers\": ", t, ", \"jobs\": ", j, "}");
+  }
+  std::string out = absl::StrFormat("%-22s %-34s %-8s %-9s %10s %6s %7s  %s\n", "TEACHER", "MODEL",
                                     "DEVICE", "STATE", "TOKENS/S", "QUEUE", "BEAT", "JOBS");
   for (const v1::TeacherStatus& t : teachers.teachers()) {
-    absl::StrAppendFormat(&out, "%-22s %-28s %-8s %-9s %10.0f %6d %6.1fs  %s\n",
+    absl::StrAppendFormat(&out, "%-22s %-34s %-8s %-9s %10.0f %6d %6.1fs  %s\n",
                           t.info().address(), t.info().model_id(), t.info().device(),
                           StateName(t.state()), t.load().tokens_per_s(), t.load().queued(),
                           t.last_heartbeat_age_s(), absl::StrJoin(t.jobs(), ","));
   }
   if (teachers.teachers().empty()) out += "(no teachers)\n";
-  absl::StrAppendFormat(&out, "\n%-20s %-28s %6s %7s %8s %3s %9s %9s %7s  %s\n", "JOB", "MODEL",
+  absl::StrAppendFormat(&out, "\n%-20s %-34s %6s %7s %8s %3s %9s %9s %7s  %s\n", "JOB", "MODEL",
                         "WEIGHT", "STEP", "IMG/S", "M", "STEP_S", "PREDICTED", "BUBBLE",
                         "TEACHERS");
   for (const v1::JobStatus& j : jobs.jobs()) {
     std::string teachers_col = absl::StrJoin(j.teachers(), ",");
     if (teachers_col.empty()) teachers_col = "(waiting: " + j.waiting_reason() + ")";
-    absl::StrAppendFormat(&out, "%-20s %-28s %6.2f %7d %8.1f %3d %8.3fs %8.3fs %6.0f%%  %s\n",
+    absl::StrAppendFormat(&out, "%-20s %-34s %6.2f %7d %8.1f %3d %8.3fs %8.3fs %6.0f%%  %s\n",
                           j.info().job_id(), j.info().model_id(), j.info().weight(),
                           j.timings().step(), j.timings().images_per_s(), j.micro_batches(),
                           j.timings().measured_step_s(), j.predicted_step_s(),

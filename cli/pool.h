@@ -15,6 +15,7 @@ struct PoolOptions {
   std::string coordinator;  // host:port of mkd-coordinator.
   std::string teacher;      // drain: the teacher's address, as `status` lists it.
   absl::Duration timeout = absl::Seconds(5);
+  bool json = false;        // status: the coordinator's answers as JSON.
 };
 
 absl::StatusOr<PoolOptions> ParseStatusFlags(const std::vector<std::string>& args);
@@ -23,7 +24,8 @@ std::string StatusUsage();
 std::string DrainUsage();
 
 // Two tables: the teachers (address, model, device, state, load, jobs) and
-// the jobs (job, model, weight, step, img/s, teachers, m, bubble).
+// the jobs (job, model, weight, step, img/s, teachers, m, bubble); with
+// --json, {"teachers": ListTeachers, "jobs": ListJobs} for scripts.
 // kUnavailable when the coordinator cannot be reached in time.
 absl::StatusOr<std::string> RunStatus(const PoolOptions& options);
 // Asks the coordinator to drain the teacher; kNotFound if it is unknown.

@@ -1,5 +1,7 @@
 #include "common/flags.h"
 
+#include <iostream>
+
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -82,6 +84,31 @@ std::string FlagsUsage(const std::vector<FlagSpec>& specs) {
                           s.takes_value ? absl::StrCat(s.name, " V") : s.name, s.help);
   }
   return out;
+}
+
+int RunMain(const char* name, const std::string& usage, const std::vector<FlagSpec>& specs,
+            int argc, char** argv, const std::function<absl::Status(const ParsedFlags&)>& run) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  if (!args.empty() && args[0] == "--help") {
+    std::cout << usage << FlagsUsage(specs);
+    return 0;
+  }
+  absl::StatusOr<ParsedFlags> flags = ParseFlags(args, specs);
+  if (!flags.ok()) {
+    std::cerr << name << ": error: " << flags.status().message() << "\n" << usage;
+    return 2;
+  }
+  absl::Status status;
+  try {
+    status = run(*flags);
+  } catch (const std::exception& e) {
+    status = absl::InternalError(e.what());
+  }
+  if (!status.ok()) {
+    std::cerr << name << ": error: " << status.message() << "\n";
+    return 1;
+  }
+  return 0;
 }
 
 }  // namespace mkd

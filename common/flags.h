@@ -5,6 +5,7 @@
 #ifndef MKD_COMMON_FLAGS_H_
 #define MKD_COMMON_FLAGS_H_
 
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -47,6 +48,13 @@ absl::StatusOr<ParsedFlags> ParseFlags(const std::vector<std::string>& args,
 
 // "  --name VALUE   help" lines for a usage message.
 std::string FlagsUsage(const std::vector<FlagSpec>& specs);
+
+// A server binary's main(): `--help` prints `usage` and the flags (exit 0);
+// flags that do not parse print "<name>: error: ..." and `usage` (exit 2);
+// `run`'s error, or an exception escaping it, prints "<name>: error: ..."
+// (exit 1); success exits 0. No exception leaves it.
+int RunMain(const char* name, const std::string& usage, const std::vector<FlagSpec>& specs,
+            int argc, char** argv, const std::function<absl::Status(const ParsedFlags&)>& run);
 
 }  // namespace mkd
 

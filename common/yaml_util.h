@@ -4,6 +4,7 @@
 #define MKD_COMMON_YAML_UTIL_H_
 
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -22,6 +23,10 @@ inline absl::Status ConfigKeyError(absl::string_view what, absl::string_view key
 template <typename T>
 absl::StatusOr<T> YamlScalar(const YAML::Node& node, absl::string_view what, absl::string_view key,
                              absl::string_view type_name) {
+  // `--set key=` (and `key:` in a file) reads as an empty string.
+  if constexpr (std::is_same_v<T, std::string>) {
+    if (node.IsNull()) return std::string();
+  }
   if (!node.IsScalar()) return ConfigKeyError(what, key, absl::StrCat("expected ", type_name));
   try {
     return node.as<T>();

@@ -12,7 +12,6 @@
 
 namespace {
 
-constexpr int kUsageError = 2;
 constexpr char kUsage[] = "usage: mkd-coordinator [--config coordinator.yaml] [--set k=v ...]\n";
 
 const std::vector<mkd::FlagSpec>& Specs() {
@@ -49,25 +48,5 @@ absl::Status Run(const mkd::ParsedFlags& flags) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<std::string> args(argv + 1, argv + argc);
-  if (!args.empty() && args[0] == "--help") {
-    std::cout << kUsage << mkd::FlagsUsage(Specs());
-    return 0;
-  }
-  auto flags = mkd::ParseFlags(args, Specs());
-  if (!flags.ok()) {
-    std::cerr << "mkd-coordinator: error: " << flags.status().message() << "\n" << kUsage;
-    return kUsageError;
-  }
-  absl::Status status;
-  try {
-    status = Run(*flags);
-  } catch (const std::exception& e) {  // No exception leaves main.
-    status = absl::InternalError(e.what());
-  }
-  if (!status.ok()) {
-    std::cerr << "mkd-coordinator: error: " << status.message() << "\n";
-    return 1;
-  }
-  return 0;
+  return mkd::RunMain("mkd-coordinator", kUsage, Specs(), argc, argv, Run);
 }

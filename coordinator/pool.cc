@@ -284,6 +284,14 @@ v1::ListJobsResponse Pool::ListJobs() {
     s->set_predicted_bubble(a.predicted_bubble());
     s->set_waiting_reason(a.waiting_reason());
     s->set_last_heartbeat_age_s(absl::ToDoubleSeconds(now - job.last_seen));
+    if (!job.samples.empty()) {
+      std::vector<TimingSample> samples;
+      for (const auto& [m, sample] : job.samples) samples.push_back(sample);
+      const StepModel model = FitStepModel(samples);
+      const int64_t batch = std::max(1, job.info.batch());
+      const int top = static_cast<int>(std::min<int64_t>(MaxMicroBatches(job.info), batch));
+      for (int m = 1; m <= top; ++m) s->add_predicted_step_s_by_m(PredictStep(model, batch, m).step_s);
+    }
   }
   return out;
 }

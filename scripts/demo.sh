@@ -2,11 +2,14 @@
 # The README's main command: MaskedKD on real data, end to end, on one machine.
 #   1. train a ViT teacher on Fashion-MNIST (Debian's dataset-fashion-mnist),
 #      or reuse the one a previous run left in the cache folder;
-#   2. distill a smaller ViT student from it with MaskedKD, the teacher
-#      seeing only the 50% of patches the student's CLS attends to (the
-#      teacher runs in the student's process: no network);
-#   3. print teacher accuracy, student accuracy and the teacher FLOPs spent
-#      versus vanilla KD.
+#   2. start the service on loopback: mkd-coordinator and an mkd-teacher
+#      serving that teacher, which joins the coordinator's pool;
+#   3. distill a smaller ViT student from it with MaskedKD as a job of the
+#      pool: the teacher sees only the 50% of patches the student's CLS
+#      attends to, and the coordinator plans the job's micro-batches;
+#   4. print the pool (`mkd status`), teacher accuracy, student accuracy and
+#      the teacher FLOPs spent versus vanilla KD.
+# Every process it starts is stopped when it ends, also on Ctrl-C.
 # Cache: $MKD_CACHE (default ~/.cache/maskedkd) keeps the trained teacher,
 # keyed by a hash of its config; delete it to retrain.
 set -euo pipefail
@@ -14,7 +17,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export CCACHE_DIR="${CCACHE_DIR:-$PWD/.cache/ccache}"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build --target mkd-student mkd -j "$(nproc)"
+cmake --build build --target mkd-student mkd mkd-teacher mkd-coordinator -j "$(nproc)"
 
 student_bin=build/bin/mkd-student
 cache="${MKD_CACHE:-$HOME/.cache/maskedkd}"
@@ -36,10 +39,51 @@ fi
 teacher_eval=$($student_bin eval --config configs/fmnist_teacher.yaml --checkpoint "$teacher")
 echo "$teacher_eval"
 
-echo "== student: MaskedKD, teacher keeps 50% of its patches (configs/fmnist_student.yaml)"
+# The service, on loopback: a coordinator, and the teacher in its pool.
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+port_of() {  # Waits (at most 60 s) for "<what> port N" in a log; prints N.
+  for _ in $(seq 600); do
+    if p=$(grep -o "$2 port [0-9]*" "$1" 2>/dev/null | head -n 1 | grep -o '[0-9]*$'); then
+      echo "$p"; return 0
+    fi
+    sleep 0.1
+  done
+  echo "demo: no '$2 port' in $1" >&2; cat "$1" >&2; return 1
+}
+build/bin/mkd-coordinator --set listen=127.0.0.1:0 --set metrics_listen=\"\" \
+  --set heartbeat_s=0.5 --set lease_s=3 > runs/coordinator.log 2>&1 &
+pids+=($!)
+coordinator="127.0.0.1:$(port_of runs/coordinator.log 'listening on')"
+# One thread each: on 2 cores the teacher and the student run side by side.
+build/bin/mkd-teacher --config configs/fmnist_teacher_server.yaml --set weights="$teacher" \
+  --set listen=127.0.0.1:0 --set metrics_listen=\"\" --set threads=1 \
+  --set coordinator="$coordinator" > runs/teacher_server.log 2>&1 &
+pids+=($!)
+port_of runs/teacher_server.log 'serving .* on' >/dev/null
+echo "== service: coordinator $coordinator, teacher $(grep -o 'serving [^ ]*' runs/teacher_server.log)"
+
+echo "== student: MaskedKD as a job of the pool, teacher keeps 50% of its patches"
 rm -rf runs/fmnist_student
-$student_bin train --config configs/fmnist_student.yaml \
-  --set distill.teacher_weights="$teacher" | tee runs/fmnist_student.log
+build/bin/mkd-student train --config configs/fmnist_student.yaml \
+  --set distill.teacher_weights="$teacher" --set distill.coordinator="$coordinator" \
+  --set run.threads=1 > runs/fmnist_student.log 2>&1 &
+student=$!
+pids+=("$student")
+tail -n +1 -f runs/fmnist_student.log --pid "$student" &
+# The pool as an operator sees it, once the job is training.
+for _ in $(seq 600); do
+  grep -q '"type":"train"' runs/fmnist_student/metrics.jsonl 2>/dev/null && break
+  sleep 0.5
+done
+echo "== mkd status --coordinator $coordinator"
+build/bin/mkd status --coordinator "$coordinator" || true
+wait "$student"
 summary=$(grep '^summary:' runs/fmnist_student.log)
 
 teacher_top1=$(sed -n 's/.*top1 \([0-9.]*\)%.*/\1/p' <<<"$teacher_eval")

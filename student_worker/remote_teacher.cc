@@ -275,10 +275,16 @@ void RemoteTeacher::OnAnswer(const std::string& address, const v1::DistillRespon
     }
     if (r.code() == 0) {
       const double rtt = absl::ToDoubleSeconds(absl::Now() - p.sent);
-      const double service = r.queue_seconds() + r.compute_seconds();
       stats_.round_trips_s.push_back(rtt);
-      stats_.service_s += service;
-      job_timings_.set_teacher_round_trip_s(job_timings_.teacher_round_trip_s() + rtt);
+      stats_.service_s += r.queue_seconds() + r.compute_seconds();
+      // For the planner, which simulates queueing behind the job's own
+      // micro-batches itself: the teacher's time for this micro-batch (its
+      // share of the batch it rode in), and the round trip without the
+      // queueing (network, encoding, decoding).
+      const double service = r.compute_seconds() / std::max(1, r.batched_with());
+      const double overhead = std::max(0.0, rtt - r.queue_seconds() - r.compute_seconds());
+      job_timings_.set_teacher_round_trip_s(job_timings_.teacher_round_trip_s() + overhead +
+                                            service);
       job_timings_.set_teacher_compute_s(job_timings_.teacher_compute_s() + service);
       ++job_round_trips_;
     }

@@ -17,8 +17,6 @@
 
 namespace {
 
-constexpr int kUsageError = 2;
-
 const std::vector<mkd::FlagSpec>& Specs() {
   static const auto* specs = new std::vector<mkd::FlagSpec>{
       {"config", true, "server config (.yaml)"},
@@ -101,27 +99,6 @@ absl::Status Run(const mkd::ParsedFlags& flags) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<std::string> args(argv + 1, argv + argc);
-  if (!args.empty() && args[0] == "--help") {
-    std::cout << "usage: mkd-teacher --config teacher.yaml [--set k=v ...]\n"
-              << mkd::FlagsUsage(Specs());
-    return 0;
-  }
-  auto flags = mkd::ParseFlags(args, Specs());
-  if (!flags.ok()) {
-    std::cerr << "mkd-teacher: error: " << flags.status().message() << "\n"
-              << "usage: mkd-teacher --config teacher.yaml [--set k=v ...]\n";
-    return kUsageError;
-  }
-  absl::Status status;
-  try {
-    status = Run(*flags);
-  } catch (const std::exception& e) {  // No exception leaves main.
-    status = absl::InternalError(e.what());
-  }
-  if (!status.ok()) {
-    std::cerr << "mkd-teacher: error: " << status.message() << "\n";
-    return 1;
-  }
-  return 0;
+  return mkd::RunMain("mkd-teacher", "usage: mkd-teacher --config teacher.yaml [--set k=v ...]\n",
+                      Specs(), argc, argv, Run);
 }
