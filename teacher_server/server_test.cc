@@ -98,6 +98,35 @@ TEST(TeacherServer, RepeatedMicroBatchIdIsAnsweredNotRecomputed) {
   EXPECT_TRUE(again.Close().ok());
 }
 
+TEST(TeacherServer, AReusedIdWithAnotherRequestIsRefusedNotAnsweredWithTheFirstsLogits) {
+  Started s = Start();
+  MicroBatch m = MakeMicroBatch(2, 6, 5), other = MakeMicroBatch(2, 6, 9);
+  Stream stream(s.stub.get());
+  ASSERT_TRUE(stream.Write(Request("job", 7, m)));
+  ASSERT_EQ(stream.Read(1).at(7).code(), 0);
+  ASSERT_TRUE(stream.Write(Request("job", 7, other)));  // Same id, other pixels and indices.
+  auto got = stream.Read(1);
+  EXPECT_EQ(got.at(7).code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(got.at(7).message().find("already used by job 'job' for a different request"),
+            std::string::npos) << got.at(7).message();
+  EXPECT_TRUE(got.at(7).logits().empty());
+  ASSERT_TRUE(stream.Write(Request("job", 7, m)));  // The genuine re-send still hits the cache.
+  EXPECT_EQ(stream.Read(1).at(7).code(), 0);
+  EXPECT_TRUE(stream.Close().ok());
+}
+
+TEST(TeacherServer, ATimeoutShorterThanTheQueueDelayStartsAtOnceOnAnIdleServer) {
+  TeacherServerConfig config = Config();
+  config.batcher.max_queue_delay_us = 200000;  // 200 ms of waiting for company...
+  Started s = Start(config);
+  Stream stream(s.stub.get());
+  v1::DistillRequest r = Request("job", 1, MakeMicroBatch(1, 4, 3));
+  r.set_timeout_ms(50);  // ... would outlast this.
+  ASSERT_TRUE(stream.Write(r));
+  EXPECT_EQ(stream.Read(1).at(1).code(), 0);
+  EXPECT_TRUE(stream.Close().ok());
+}
+
 TEST(TeacherServer, FullQueueAnswersResourceExhaustedAndExpiredWorkIsDropped) {
   TeacherServerConfig config = Config();
   config.batcher.max_queued = 2;

@@ -10,6 +10,8 @@
 #include <grpcpp/grpcpp.h>
 #include <httplib.h>
 
+#include <cstring>
+
 #include "maskedkd/v1/coordinator.grpc.pb.h"
 #include "tests/pool_util.h"
 
@@ -140,6 +142,35 @@ TEST_F(PoolTest, ADrainedTeacherFinishesItsWorkAndLeavesWhileTheJobCarriesOn) {
   EXPECT_EQ(a->err().find("rror"), std::string::npos) << "no error reached the job: " << a->err();
 }
 
+TEST_F(PoolTest, AJobThatLosesItsTeacherCheckpointsItsLastStepAndResumesFromIt) {
+  Proc c = StartCoordinator("giveup_coord");
+  Proc t = StartTeacher("tiny", "giveup_t", c.address());
+  // One fixed teacher, waited for 1.5 s at most.
+  const std::vector<std::string> sets = {"distill.teacher_timeout_ms=1500",
+                                         "data.limit_train=8192"};
+  auto first = sets;
+  first.push_back("distill.teacher_address=" + t.address());
+  auto a = StartStudent("tiny", "giveup", first);
+  ASSERT_TRUE(WaitFor([] { return TrainLines("giveup").size() >= 40; })) << a->err();
+  t.process->Signal(SIGKILL);
+  EXPECT_EQ(a->Wait(), 1);
+  const std::string err = a->err();
+  const size_t at = err.find("checkpoint of step ");
+  ASSERT_NE(at, std::string::npos) << err;
+  const int64_t saved = std::atoll(err.c_str() + at + std::strlen("checkpoint of step "));
+  EXPECT_EQ(saved, static_cast<int64_t>(TrainLines("giveup").size())) << "the last completed step";
+  EXPECT_NE(err.find("--resume continues from it"), std::string::npos) << err;
+  // A new teacher (another port), and --resume: nothing lost, nothing twice.
+  Proc again = StartTeacher("tiny", "giveup_t2", c.address());
+  auto second = sets;
+  second.push_back("distill.teacher_address=" + again.address());
+  auto b = StartStudent("tiny", "giveup", second, /*resume=*/true);
+  ASSERT_EQ(b->Wait(), 0) << b->err();
+  EXPECT_NE(b->out().find("resumed from step " + std::to_string(saved)), std::string::npos)
+      << b->out();
+  ExpectEveryStepOnce("giveup", 8192 / 32);
+}
+
 TEST_F(PoolTest, AWrongModelIsRefusedWithAClearError) {
   Proc c = StartCoordinator("wrong_coord");
   Proc t = StartTeacher("tiny", "wrong_t", c.address());
@@ -200,8 +231,10 @@ TEST(CoordinatorBinary, LinksNoLibTorch) {
   ASSERT_EQ(std::system(cmd.c_str()), 0);
   const std::string libs = testing::SlurpFile(Tmp("ldd.txt"));
   EXPECT_NE(libs.find("libgrpc++"), std::string::npos) << libs;
-  EXPECT_EQ(libs.find("torch"), std::string::npos) << libs;
-  EXPECT_EQ(libs.find("c10"), std::string::npos) << libs;
+  // Library names only: ldd's load addresses are random hex and can
+  // contain "c10" by chance (a CI run failed on exactly that).
+  EXPECT_EQ(libs.find("libtorch"), std::string::npos) << libs;
+  EXPECT_EQ(libs.find("libc10"), std::string::npos) << libs;
 }
 
 }  // namespace

@@ -102,16 +102,20 @@ inline Proc StartTeacher(const std::string& tag, const std::string& name,
 }
 
 // mkd-student training `tag`'s distill config into Tmp(name), with `sets`.
+// With `resume`, continues the run already in Tmp(name) (--resume).
 inline std::unique_ptr<ChildProcess> StartStudent(const std::string& tag, const std::string& name,
-                                                  const std::vector<std::string>& sets) {
+                                                  const std::vector<std::string>& sets,
+                                                  bool resume = false) {
   std::vector<std::string> args = {"train", "--config", Tmp(tag + "_student.yaml"), "--set",
                                    "run.out_dir=" + Tmp(name)};
+  if (resume) args.push_back("--resume");
   for (const auto& s : sets) {
     args.push_back("--set");
     args.push_back(s);
   }
-  std::filesystem::remove_all(Tmp(name));
-  return std::make_unique<ChildProcess>("mkd-student", args, Tmp(name + "_log"));
+  if (!resume) std::filesystem::remove_all(Tmp(name));
+  return std::make_unique<ChildProcess>("mkd-student", args,
+                                        Tmp(name + (resume ? "_resume_log" : "_log")));
 }
 
 // The train lines of a run's metrics.jsonl.

@@ -87,5 +87,26 @@ TEST(RemoteTeacher, RetriesStopAtMaxAttemptsWithTheServersReason) {
   EXPECT_TRUE(AwaitLogits(queued, absl::Seconds(60)).ok());
 }
 
+TEST(RemoteTeacher, AMicroBatchOverTheTeachersLimitIsRefusedBeforeItIsSent) {
+  teacher::TeacherServerConfig config = tu::Config();
+  config.max_message_bytes = 4096;  // ModelInfo advertises it as max_request_bytes.
+  tu::Started s = tu::Start(config);
+  RemoteTeacherOptions o;
+  o.address = "127.0.0.1:" + std::to_string(s.server->port());
+  o.wire_dtype = "fp32";
+  auto remote = MakeRemoteTeacher(o);
+  ASSERT_TRUE(remote.ok()) << remote.status();
+  // 8 images x 12 kept 4x4x3 patches in fp32: 18 KiB of payload.
+  tu::MicroBatch big = tu::MakeMicroBatch(8, 12, 40);
+  auto r = AwaitLogits((*remote)->SubmitLogits(big.images, big.idx), absl::Seconds(30));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("max_request_bytes (4096)"), std::string::npos) << r.status();
+  // One that fits goes through.
+  tu::MicroBatch small = tu::MakeMicroBatch(1, 4, 41);
+  EXPECT_TRUE(AwaitLogits((*remote)->SubmitLogits(small.images, small.idx), absl::Seconds(30)).ok());
+  EXPECT_EQ(s.server->metrics().requests(absl::StatusCode::kOk), 1) << "the big one never left";
+}
+
 }  // namespace
 }  // namespace mkd::student
