@@ -5,15 +5,12 @@
 # at random, and bottom-k, all through `mkd predict` / `mkd mask`, and prints
 # each masked teacher's top-1, its agreement with the full teacher and
 # KL(full || masked). This is the premise MaskedKD rests on.
-# Env: TEACHER, STUDENT (weights; default: the demo's cached teacher and
+# Env: TEACHER, STUDENT (weights; default: the demo's committed teacher and
 #      runs/fmnist_student's latest checkpoint), MKD (default build/bin/mkd).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkd=$(realpath "${MKD:-build/bin/mkd}")
-if [[ -z "${TEACHER:-}" ]]; then
-  key=$(cat configs/fmnist_teacher.yaml configs/fmnist_teacher_model.yaml | sha256sum | cut -c1-12)
-  TEACHER="${MKD_CACHE:-$HOME/.cache/maskedkd}/fmnist_teacher_$key.safetensors"
-fi
+TEACHER="${TEACHER:-assets/fmnist_teacher.safetensors}"
 if [[ -z "${STUDENT:-}" ]]; then
   ckpt=runs/fmnist_student/checkpoints
   STUDENT=$(printf '%s/step_%08d.model.safetensors' "$ckpt" "$(cat "$ckpt/latest")")

@@ -7,7 +7,7 @@
 #   runs/repro/plot.png  accuracy vs teacher FLOPs (if matplotlib is there)
 # Env: SEEDS (default "0 1 2"), EPOCHS (default: the student config's),
 #      MKD_STUDENT (binary; default build/bin/mkd-student),
-#      TEACHER (weights; default: the demo's cached teacher, trained if absent).
+#      TEACHER (weights; default: the demo's, assets/fmnist_teacher.safetensors).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seeds=${SEEDS:-"0 1 2"}
@@ -15,12 +15,7 @@ bin=${MKD_STUDENT:-build/bin/mkd-student}
 out=runs/repro
 mkdir -p "$out"
 
-if [[ -z "${TEACHER:-}" ]]; then
-  cache="${MKD_CACHE:-$HOME/.cache/maskedkd}"
-  key=$(cat configs/fmnist_teacher.yaml configs/fmnist_teacher_model.yaml | sha256sum | cut -c1-12)
-  TEACHER="$cache/fmnist_teacher_$key.safetensors"
-  [[ -f "$TEACHER" ]] || { echo "no cached teacher: run scripts/demo.sh first (or set TEACHER)"; exit 1; }
-fi
+TEACHER=${TEACHER:-assets/fmnist_teacher.safetensors}  # The demo's committed teacher.
 extra=()
 [[ -n "${EPOCHS:-}" ]] && extra+=(--set "optim.epochs=$EPOCHS")
 

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The README's main command: MaskedKD on real data, end to end, on one machine.
-#   1. train a ViT teacher on Fashion-MNIST (Debian's dataset-fashion-mnist),
-#      or reuse the one a previous run left in the cache folder;
+#   1. take the demo's ViT teacher for Fashion-MNIST (Debian's
+#      dataset-fashion-mnist): the committed assets/fmnist_teacher.safetensors,
+#      checked against its recorded SHA-256; with --retrain-teacher, train it
+#      afresh from configs/fmnist_teacher.yaml (~10 minutes, cached) and
+#      record the new weights in assets/;
 #   2. start the service on loopback: mkd-coordinator and an mkd-teacher
 #      serving that teacher, which joins the coordinator's pool;
 #   3. distill a smaller ViT student from it with MaskedKD as a job of the
@@ -10,34 +13,64 @@
 #   4. print the pool (`mkd status`), teacher accuracy, student accuracy and
 #      the teacher FLOPs spent versus vanilla KD.
 # Every process it starts is stopped when it ends, also on Ctrl-C.
-# Cache: $MKD_CACHE (default ~/.cache/maskedkd) keeps the trained teacher,
-# keyed by a hash of its config; delete it to retrain.
+# Cache (--retrain-teacher): $MKD_CACHE (default ~/.cache/maskedkd) keeps
+# the trained teacher, keyed by a hash of its config; delete it to retrain.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+retrain=0
+for arg in "$@"; do
+  case "$arg" in
+    --retrain-teacher) retrain=1 ;;
+    *) echo "usage: scripts/demo.sh [--retrain-teacher]" >&2; exit 2 ;;
+  esac
+done
 bash scripts/setup.sh
 export CCACHE_DIR="${CCACHE_DIR:-$PWD/.cache/ccache}"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build --target mkd-student mkd mkd-teacher mkd-coordinator -j "$(nproc)"
 
 student_bin=build/bin/mkd-student
-cache="${MKD_CACHE:-$HOME/.cache/maskedkd}"
-key=$(cat configs/fmnist_teacher.yaml configs/fmnist_teacher_model.yaml | sha256sum | cut -c1-12)
-teacher="$cache/fmnist_teacher_$key.safetensors"
-mkdir -p "$cache" runs
+asset=assets/fmnist_teacher.safetensors
+record=assets/fmnist_teacher.json
+mkdir -p runs
 start=$(date +%s)
 
-if [[ -f "$teacher" ]]; then
-  echo "== teacher: reusing $teacher"
+if ((retrain)); then
+  cache="${MKD_CACHE:-$HOME/.cache/maskedkd}"
+  key=$(cat configs/fmnist_teacher.yaml configs/fmnist_teacher_model.yaml | sha256sum | cut -c1-12)
+  teacher="$cache/fmnist_teacher_$key.safetensors"
+  mkdir -p "$cache"
+  if [[ -f "$teacher" ]]; then
+    echo "== teacher: reusing $teacher"
+  else
+    echo "== teacher: training (configs/fmnist_teacher.yaml)"
+    rm -rf runs/fmnist_teacher
+    $student_bin train --config configs/fmnist_teacher.yaml | tee runs/fmnist_teacher.log
+    step=$(cat runs/fmnist_teacher/checkpoints/latest)
+    cp "$(printf 'runs/fmnist_teacher/checkpoints/step_%08d.model.safetensors' "$step")" "$teacher.tmp"
+    mv "$teacher.tmp" "$teacher"
+  fi
 else
-  echo "== teacher: training (configs/fmnist_teacher.yaml)"
-  rm -rf runs/fmnist_teacher
-  $student_bin train --config configs/fmnist_teacher.yaml | tee runs/fmnist_teacher.log
-  step=$(cat runs/fmnist_teacher/checkpoints/latest)
-  cp "$(printf 'runs/fmnist_teacher/checkpoints/step_%08d.model.safetensors' "$step")" "$teacher.tmp"
-  mv "$teacher.tmp" "$teacher"
+  teacher=$asset
+  want=$(sed -n 's/.*"sha256": "\([0-9a-f]*\)".*/\1/p' "$record")
+  have=$(sha256sum "$teacher" | cut -d' ' -f1)
+  if [[ "$have" != "$want" ]]; then
+    echo "demo: $teacher has SHA-256 $have, $record says $want; rerun with --retrain-teacher" >&2
+    exit 1
+  fi
+  echo "== teacher: $teacher (SHA-256 checked; --retrain-teacher trains it afresh)"
 fi
 teacher_eval=$($student_bin eval --config configs/fmnist_teacher.yaml --checkpoint "$teacher")
 echo "$teacher_eval"
+if ((retrain)); then  # The new weights become the committed ones.
+  cp "$teacher" "$asset"
+  top1=$(sed -n 's/.*top1 \([0-9.]*\)%.*/\1/p' <<<"$teacher_eval")
+  top5=$(sed -n 's/.*top5 \([0-9.]*\)%.*/\1/p' <<<"$teacher_eval")
+  sed -i -e "s/\"sha256\": \"[0-9a-f]*\"/\"sha256\": \"$(sha256sum "$asset" | cut -d' ' -f1)\"/" \
+    -e "s/\"top1\": \"[0-9.]*\"/\"top1\": \"$top1\"/" -e "s/\"top5\": \"[0-9.]*\"/\"top5\": \"$top5\"/" \
+    "$record"
+  echo "== recorded the new teacher in $asset and $record"
+fi
 
 # The service, on loopback: a coordinator, and the teacher in its pool.
 pids=()
