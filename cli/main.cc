@@ -22,6 +22,7 @@ int Usage(std::ostream& os) {
 #ifdef MKD_WITH_POOL_CLI
         "  status    the teacher pool and its jobs, from mkd-coordinator\n"
         "  drain     take a teacher out of the pool (it finishes its work first)\n"
+        "  health    grpc.health.v1 check of mkd-teacher or mkd-coordinator\n"
 #endif
         "\n"
      << mkd::cli::PredictUsage() << "\n"
@@ -89,6 +90,10 @@ int main(int argc, char** argv) {
   if (command == "drain") {
     return Dispatch<mkd::cli::PoolOptions>(command, args, mkd::cli::DrainUsage(),
                                            mkd::cli::ParseDrainFlags, mkd::cli::RunDrain);
+  }
+  if (command == "health") {
+    return Dispatch<mkd::cli::PoolOptions>(command, args, mkd::cli::HealthUsage(),
+                                           mkd::cli::ParseHealthFlags, mkd::cli::RunHealth);
   }
 #endif
   std::cerr << "mkd: error: unknown command '" << command << "'\n";

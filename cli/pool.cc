@@ -9,6 +9,7 @@
 #include "common/config_yaml.h"
 #include "common/flags.h"
 #include "common/status_macros.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "maskedkd/v1/coordinator.grpc.pb.h"
 
 namespace mkd::cli {
@@ -25,6 +26,19 @@ const std::vector<FlagSpec>& Specs() {
   return *specs;
 }
 
+const std::vector<FlagSpec>& HealthSpecs() {
+  static const auto* specs = new std::vector<FlagSpec>{
+      {"timeout-s", true, "seconds to wait for an answer (default 5)"},
+  };
+  return *specs;
+}
+
+absl::StatusOr<absl::Duration> Timeout(const ParsedFlags& f) {
+  MKD_ASSIGN_OR_RETURN(int64_t t, f.GetInt("timeout-s", 5));
+  if (t < 1) return absl::InvalidArgumentError("--timeout-s: must be >= 1");
+  return absl::Seconds(t);
+}
+
 absl::StatusOr<PoolOptions> Parse(const std::vector<std::string>& args, size_t positionals) {
   MKD_ASSIGN_OR_RETURN(ParsedFlags f, ParseFlags(args, Specs()));
   PoolOptions o;
@@ -33,9 +47,7 @@ absl::StatusOr<PoolOptions> Parse(const std::vector<std::string>& args, size_t p
     return absl::InvalidArgumentError(absl::StrCat("--coordinator: expected host:port, got '",
                                                    o.coordinator, "'"));
   }
-  MKD_ASSIGN_OR_RETURN(int64_t t, f.GetInt("timeout-s", 5));
-  if (t < 1) return absl::InvalidArgumentError("--timeout-s: must be >= 1");
-  o.timeout = absl::Seconds(t);
+  MKD_ASSIGN_OR_RETURN(o.timeout, Timeout(f));
   o.json = f.Has("json");
   if (f.positional().size() != positionals) {
     return absl::InvalidArgumentError(positionals == 0 ? "unexpected argument"
@@ -77,6 +89,21 @@ absl::StatusOr<PoolOptions> ParseStatusFlags(const std::vector<std::string>& arg
 }
 absl::StatusOr<PoolOptions> ParseDrainFlags(const std::vector<std::string>& args) {
   return Parse(args, 1);
+}
+
+absl::StatusOr<PoolOptions> ParseHealthFlags(const std::vector<std::string>& args) {
+  MKD_ASSIGN_OR_RETURN(ParsedFlags f, ParseFlags(args, HealthSpecs()));
+  PoolOptions o;
+  MKD_ASSIGN_OR_RETURN(o.timeout, Timeout(f));
+  if (f.positional().size() != 1 || !IsHostPort(f.positional()[0])) {
+    return absl::InvalidArgumentError("expected one server address, host:port");
+  }
+  o.teacher = f.positional()[0];
+  return o;
+}
+
+std::string HealthUsage() {
+  return "usage: mkd health <host:port> [--timeout-s 5]\n" + FlagsUsage(HealthSpecs());
 }
 
 std::string StatusUsage() {
@@ -146,6 +173,24 @@ absl::StatusOr<std::string> RunDrain(const PoolOptions& o) {
   MKD_RETURN_IF_ERROR(FromGrpc(stub->Drain(&ctx, req, &resp), o));
   return absl::StrCat("teacher ", o.teacher, ": ", StateName(resp.state()),
                       " (it finishes what it accepted, then leaves the pool)");
+}
+
+absl::StatusOr<std::string> RunHealth(const PoolOptions& o) {
+  auto stub = ::grpc::health::v1::Health::NewStub(
+      grpc::CreateChannel(o.teacher, grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  // No wait_for_ready: a server that is not listening is unhealthy now.
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + o.timeout));
+  ::grpc::health::v1::HealthCheckResponse resp;
+  const grpc::Status st = stub->Check(&ctx, ::grpc::health::v1::HealthCheckRequest(), &resp);
+  if (!st.ok()) {
+    return absl::UnavailableError(absl::StrCat(o.teacher, ": ", st.error_message()));
+  }
+  const std::string name = ::grpc::health::v1::HealthCheckResponse::ServingStatus_Name(resp.status());
+  if (resp.status() != ::grpc::health::v1::HealthCheckResponse::SERVING) {
+    return absl::FailedPreconditionError(absl::StrCat(o.teacher, ": ", name));
+  }
+  return absl::StrCat(o.teacher, ": ", name);
 }
 
 }  // namespace mkd::cli

@@ -1,5 +1,6 @@
 // `mkd status` and `mkd drain`: the operator's view of a teacher pool,
-// through mkd-coordinator's ListTeachers / ListJobs / Drain. Torch-free.
+// through mkd-coordinator's ListTeachers / ListJobs / Drain; `mkd health`,
+// the standard gRPC health check of one server. Torch-free.
 #ifndef MKD_CLI_POOL_H_
 #define MKD_CLI_POOL_H_
 
@@ -13,7 +14,8 @@ namespace mkd::cli {
 
 struct PoolOptions {
   std::string coordinator;  // host:port of mkd-coordinator.
-  std::string teacher;      // drain: the teacher's address, as `status` lists it.
+  std::string teacher;      // drain: the teacher's address, as `status` lists it;
+                            // health: the server's address.
   absl::Duration timeout = absl::Seconds(5);
   bool json = false;        // status: the coordinator's answers as JSON.
 };
@@ -22,6 +24,8 @@ absl::StatusOr<PoolOptions> ParseStatusFlags(const std::vector<std::string>& arg
 absl::StatusOr<PoolOptions> ParseDrainFlags(const std::vector<std::string>& args);
 std::string StatusUsage();
 std::string DrainUsage();
+absl::StatusOr<PoolOptions> ParseHealthFlags(const std::vector<std::string>& args);
+std::string HealthUsage();
 
 // Two tables: the teachers (address, model, device, state, load, jobs) and
 // the jobs (job, model, weight, step, img/s, teachers, m, bubble); with
@@ -30,6 +34,11 @@ std::string DrainUsage();
 absl::StatusOr<std::string> RunStatus(const PoolOptions& options);
 // Asks the coordinator to drain the teacher; kNotFound if it is unknown.
 absl::StatusOr<std::string> RunDrain(const PoolOptions& options);
+// grpc.health.v1 Check of any gRPC server (mkd-teacher, mkd-coordinator):
+// "host:port: SERVING", or an error (exit 1) when it is not serving (a
+// draining teacher says NOT_SERVING) or does not answer in time. For
+// Docker HEALTHCHECKs and scripts.
+absl::StatusOr<std::string> RunHealth(const PoolOptions& options);
 
 }  // namespace mkd::cli
 

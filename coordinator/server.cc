@@ -1,5 +1,7 @@
 #include "coordinator/server.h"
 
+#include <grpcpp/health_check_service_interface.h>
+
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 
@@ -21,6 +23,8 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   CoordinatorServiceImpl* service = s->service_.get();
   s->pool_->SetOnChange([service](const std::vector<std::string>& jobs) { service->OnChange(jobs); });
 
+  // grpc.health.v1 for Kubernetes probes and `mkd health`.
+  grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(), &s->port_);
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);  // A taken port must fail.
@@ -64,6 +68,7 @@ void CoordinatorServer::Shutdown() {
     }
     wake_.notify_all();
     if (ticker_.joinable()) ticker_.join();
+    if (server_) server_->GetHealthCheckService()->SetServingStatus(false);
     if (service_) service_->CloseWatches();
     if (server_) server_->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));
     if (http_) http_->Stop();

@@ -3,27 +3,43 @@
 # run its demo. Idempotent: packages already present are not touched, so a
 # second run costs one dpkg query. --reference adds Debian's PyTorch and
 # torchvision (to regenerate golden files); --plots is kept for old
-# callers (matplotlib is in the base set: the tests run the plot script).
+# callers (matplotlib is in the base set: the tests run the plot script);
+# --build-only installs what compiling the binaries needs and nothing else
+# (docker/Dockerfile's build stage: no test tools, no Docker in Docker).
 set -euo pipefail
 
-packages=(
+# Compiling mkd, mkd-teacher, mkd-student, mkd-coordinator, mkd-health.
+build_packages=(
   build-essential cmake ninja-build ccache pkg-config
   libtorch-dev libopenblas0-pthread
   libabsl-dev libyaml-cpp-dev nlohmann-json3-dev
-  libgtest-dev libgmock-dev libbenchmark-dev
   zlib1g-dev libturbojpeg0-dev libpng-dev
-  dataset-fashion-mnist
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   prometheus-cpp-dev libcpp-httplib-dev
-  prometheus python3-grpcio python3-protobuf python3-numpy python3-matplotlib
 )
+# The tests, benchmarks and demo: GoogleTest, the real dataset, promtool
+# and Prometheus, Python clients; Docker, compose and debootstrap for the
+# images and the cluster test; PyYAML for the manifest checker.
+tool_packages=(
+  libgtest-dev libgmock-dev libbenchmark-dev
+  dataset-fashion-mnist
+  prometheus python3-grpcio python3-protobuf python3-numpy python3-matplotlib python3-yaml
+  docker.io docker-compose debootstrap
+)
+packages=("${build_packages[@]}" "${tool_packages[@]}")
 for arg in "$@"; do
   case "$arg" in
     --reference) packages+=(python3-torch python3-torchvision) ;;
     --plots) ;;  # matplotlib is in the base set now (tests run the plot script).
-    *) echo "setup: unknown option $arg (expected --reference or --plots)" >&2; exit 2 ;;
+    --build-only) packages=("${build_packages[@]}") ;;
+    *) echo "setup: unknown option $arg (expected --reference, --plots or --build-only)" >&2; exit 2 ;;
   esac
 done
+# kubectl renders the Kubernetes manifests (kubectl kustomize): Debian's
+# kubernetes-client, unless a kubectl is already installed.
+if [[ " ${packages[*]} " == *" docker.io "* ]] && ! command -v kubectl >/dev/null; then
+  packages+=(kubernetes-client)
+fi
 
 sudo_cmd=()
 if [[ $(id -u) -ne 0 ]]; then sudo_cmd=(sudo); fi
