@@ -35,6 +35,21 @@ CoordinatorMetrics::CoordinatorMetrics()
                        .Help("(job, teacher) pairs assigned now.")
                        .Register(*registry_)
                        .Add({})),
+      waiting_jobs_(BuildGauge()
+                        .Name("mkd_coordinator_waiting_jobs")
+                        .Help("Jobs holding a lease with no teacher assigned (no teacher serves their model).")
+                        .Register(*registry_)
+                        .Add({})),
+      capacity_(BuildGauge()
+                    .Name("mkd_coordinator_capacity_tokens_per_second")
+                    .Help("Kept tokens/s the serving teachers can do, as they measured it at start.")
+                    .Register(*registry_)
+                    .Add({})),
+      served_(BuildGauge()
+                  .Name("mkd_coordinator_served_tokens_per_second")
+                  .Help("Kept tokens/s the serving teachers served, from their last heartbeats.")
+                  .Register(*registry_)
+                  .Add({})),
       reassignments_(BuildCounter()
                          .Name("mkd_coordinator_reassignments_total")
                          .Help("Times a job's set of teachers changed after it had one.")
@@ -62,6 +77,9 @@ void CoordinatorMetrics::Update(const PoolStats& stats) {
   }
   jobs_.Set(static_cast<double>(stats.jobs));
   assignments_.Set(static_cast<double>(stats.assignments));
+  waiting_jobs_.Set(static_cast<double>(stats.waiting_jobs));
+  capacity_.Set(stats.capacity_tokens_per_s);
+  served_.Set(stats.served_tokens_per_s);
   // The pool keeps totals; counters only go up, by the difference.
   reassignments_.Increment(std::max(0.0, stats.reassignments - reassignments_.Value()));
   missed_heartbeats_.Increment(

@@ -35,6 +35,9 @@ class CoordinatorMetrics {
   prometheus::Family<prometheus::Gauge>& teachers_;
   prometheus::Gauge& jobs_;
   prometheus::Gauge& assignments_;
+  prometheus::Gauge& waiting_jobs_;
+  prometheus::Gauge& capacity_;
+  prometheus::Gauge& served_;
   prometheus::Counter& reassignments_;
   prometheus::Counter& missed_heartbeats_;
   prometheus::Counter& invalid_requests_;

@@ -303,10 +303,17 @@ PoolStats Pool::Stats() {
                                  v1::TEACHER_STATE_GONE}) {
     s.teachers[state] = 0;
   }
-  for (const auto& [address, t] : teachers_) ++s.teachers[t.state];
+  for (const auto& [address, t] : teachers_) {
+    ++s.teachers[t.state];
+    if (t.state == v1::TEACHER_STATE_SERVING) {
+      s.capacity_tokens_per_s += t.info.capacity_tokens_per_s();
+      s.served_tokens_per_s += t.load.tokens_per_s();
+    }
+  }
   s.jobs = static_cast<int64_t>(jobs_.size());
   for (const auto& [id, job] : jobs_) {
     s.assignments += static_cast<int64_t>(job.teachers.size());
+    if (job.teachers.empty()) ++s.waiting_jobs;
     s.planned_micro_batches[id] = job.plan.m;
   }
   s.reassignments = reassignments_;

@@ -46,6 +46,9 @@ struct PoolStats {
   int64_t reassignments = 0;        // Total: a job's teachers changed.
   int64_t missed_heartbeats = 0;    // Total: leases that ran out.
   std::map<std::string, int> planned_micro_batches;  // By job.
+  int64_t waiting_jobs = 0;           // Jobs with no teacher assigned.
+  double capacity_tokens_per_s = 0;   // Sum over serving teachers.
+  double served_tokens_per_s = 0;     // Sum over serving teachers' heartbeats.
 };
 
 class Pool {

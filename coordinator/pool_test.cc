@@ -97,8 +97,13 @@ TEST_F(PoolTest, ASilentTeacherIsGoneAfterItsLeaseAndItsJobsWait) {
   EXPECT_EQ(s.missed_heartbeats, 1);
   EXPECT_EQ(s.teachers[v1::TEACHER_STATE_GONE], 1);
   EXPECT_EQ(s.reassignments, 1);
+  EXPECT_EQ(s.waiting_jobs, 0);
+  EXPECT_DOUBLE_EQ(s.capacity_tokens_per_s, 1000) << "only t1 serves";
   // t1 dies too: the job waits, saying why.
   Advance(absl::Seconds(3.5), {}, {"a"});
+  s = pool_.Stats();
+  EXPECT_EQ(s.waiting_jobs, 1);
+  EXPECT_DOUBLE_EQ(s.capacity_tokens_per_s, 0);
   auto a = pool_.AssignmentFor("a");
   EXPECT_EQ(a->teachers_size(), 0);
   EXPECT_NE(a->waiting_reason().find("model 'm'"), std::string::npos);

@@ -24,7 +24,7 @@ tool_packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   dataset-fashion-mnist
   prometheus python3-grpcio python3-protobuf python3-numpy python3-matplotlib python3-yaml
-  docker.io docker-compose debootstrap
+  docker.io docker-compose debootstrap curl
 )
 packages=("${build_packages[@]}" "${tool_packages[@]}")
 for arg in "$@"; do

@@ -27,7 +27,12 @@ Batcher::Batcher(Engine* engine, const BatcherConfig& config, absl::Duration job
       metrics_(metrics),
       model_(engine->config()),
       queue_(QueueOptions(config, engine->device().rfind("cuda", 0) == 0, job_idle)),
-      thread_([this] { Loop(); }) {}
+      thread_([this] { Loop(); }) {
+  if (metrics_ != nullptr) {
+    const bool cuda = engine->device().rfind("cuda", 0) == 0;
+    metrics_->SetBatchTokenBudget(ResolveBatcherDefaults(config, cuda).max_tokens_per_batch);
+  }
+}
 
 Batcher::~Batcher() { Shutdown(); }
 

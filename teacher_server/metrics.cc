@@ -95,6 +95,12 @@ TeacherMetrics::TeacherMetrics()
                               .Help("Peak GPU memory held by the teacher's tensors since start "
                                     "(LibTorch's caching allocator); 0 on a CPU teacher.")
                               .Register(*registry_)
+                              .Add({})),
+      batch_token_budget_(BuildGauge()
+                              .Name("mkd_teacher_batch_token_budget")
+                              .Help("The batcher's token budget per forward pass (batch fill = "
+                                    "mkd_teacher_batch_tokens / this).")
+                              .Register(*registry_)
                               .Add({})) {}
 
 void TeacherMetrics::CountRequest(absl::StatusCode code) {

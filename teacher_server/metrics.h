@@ -46,6 +46,8 @@ class TeacherMetrics {
     device_memory_peak_.Set(static_cast<double>(bytes));
   }
 
+  void SetBatchTokenBudget(int64_t tokens) { batch_token_budget_.Set(static_cast<double>(tokens)); }
+
   // The exposition text of every metric (text format 0.0.4).
   std::string Serialize() const;
 
@@ -64,6 +66,7 @@ class TeacherMetrics {
   prometheus::Counter& flops_saved_;
   prometheus::Counter& batches_;
   prometheus::Gauge& device_memory_peak_;
+  prometheus::Gauge& batch_token_budget_;
   std::atomic<int64_t> tokens_served_{0};
 };
 

@@ -1,0 +1,248 @@
+#!/usr/bin/env python3
+"""Checks the rendered Kubernetes manifests of every overlay.
+
+    deploy/k8s/check.py [--kubectl kubectl] [--root .] [overlay ...]
+
+Renders each overlay with `kubectl kustomize` and checks, without a
+cluster, what would otherwise only fail once deployed:
+  - every Service, ServiceMonitor, PodDisruptionBudget selector matches
+    pods (or Services) that exist, and every port they name exists there;
+  - every probe points at a port its container declares;
+  - every ConfigMap, PVC and config file a pod mounts or names exists;
+  - every $(VAR) in args is defined in the container's env;
+  - the HPA scales a Deployment that exists, on a metric the
+    prometheus-adapter rule provides;
+  - the ports are the binaries' own: the config defaults in
+    coordinator/config.h and teacher_server/server_config.h, and the
+    listen / metrics_listen values the mounted configs (and --set flags)
+    give each binary;
+  - images are ones scripts/docker_images.sh (or docker/Dockerfile.cuda)
+    builds.
+Prints one line per problem and exits 1 if there is any.
+"""
+import argparse
+import re
+import subprocess
+import sys
+
+import yaml
+
+IMAGES = {"maskedkd", "maskedkd-coordinator", "maskedkd-cuda"}
+# The binary each container runs, and the header holding its defaults.
+DEFAULTS = {
+    "mkd-coordinator": "coordinator/config.h",
+    "mkd-teacher": "teacher_server/server_config.h",
+}
+
+
+def binary_defaults(root):
+    """{binary: {"listen": port, "metrics_listen": port}} from the headers."""
+    out = {}
+    for binary, header in DEFAULTS.items():
+        text = open(f"{root}/{header}").read()
+        ports = {}
+        for key in ("listen", "metrics_listen"):
+            m = re.search(rf'std::string {key} = "[^"]*:(\d+)"', text)
+            if not m:
+                sys.exit(f"check: no default for {key} in {header}")
+            ports[key] = int(m.group(1))
+        out[binary] = ports
+    return out
+
+
+def render(kubectl, overlay):
+    p = subprocess.run([kubectl, "kustomize", overlay], capture_output=True, text=True)
+    if p.returncode != 0:
+        sys.exit(f"check: kubectl kustomize {overlay} failed:\n{p.stderr}")
+    return [d for d in yaml.safe_load_all(p.stdout) if d]
+
+
+def matches(selector, labels):
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def port_of(value):
+    """host:port -> port (int)."""
+    return int(str(value).rsplit(":", 1)[1])
+
+
+class Checker:
+    def __init__(self, docs, overlay, defaults):
+        self.docs, self.overlay, self.defaults = docs, overlay, defaults
+        self.problems = []
+        self.by_kind = {}
+        for d in docs:
+            self.by_kind.setdefault(d["kind"], {})[d["metadata"]["name"]] = d
+
+    def bad(self, what, msg):
+        self.problems.append(f"{self.overlay}: {what}: {msg}")
+
+    def workloads(self):
+        """(kind/name, pod labels, pod spec) of every pod template."""
+        for kind in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
+            for name, d in self.by_kind.get(kind, {}).items():
+                t = d["spec"]["template"]
+                yield f"{kind}/{name}", t["metadata"].get("labels", {}), t["spec"]
+
+    def config_files(self, pod):
+        """{mount path/file: parsed YAML} for ConfigMaps the pod mounts."""
+        cms = {v["name"]: v["configMap"]["name"] for v in pod.get("volumes", []) if "configMap" in v}
+        files = {}
+        for c in pod["containers"]:
+            for m in c.get("volumeMounts", []):
+                cm = self.by_kind.get("ConfigMap", {}).get(cms.get(m["name"], ""))
+                if cm:
+                    for key, text in cm.get("data", {}).items():
+                        files[f"{m['mountPath']}/{key}"] = yaml.safe_load(text)
+        return files
+
+    def check_pods(self):
+        for what, labels, pod in self.workloads():
+            volumes = {v["name"]: v for v in pod.get("volumes", [])}
+            for v in volumes.values():
+                if "configMap" in v and v["configMap"]["name"] not in self.by_kind.get("ConfigMap", {}):
+                    self.bad(what, f"volume {v['name']}: no ConfigMap {v['configMap']['name']}")
+                pvc = v.get("persistentVolumeClaim", {}).get("claimName")
+                if pvc and pvc not in self.by_kind.get("PersistentVolumeClaim", {}):
+                    self.bad(what, f"volume {v['name']}: no PersistentVolumeClaim {pvc}")
+            files = self.config_files(pod)
+            for c in pod["containers"]:
+                self.check_container(what, c, volumes, files)
+
+    def check_container(self, what, c, volumes, files):
+        where = f"{what} container {c['name']}"
+        image = c["image"].split(":")[0]
+        if image not in IMAGES:
+            self.bad(where, f"image {c['image']} is not one maskedkd builds ({sorted(IMAGES)})")
+        for m in c.get("volumeMounts", []):
+            if m["name"] not in volumes:
+                self.bad(where, f"mounts volume {m['name']}, which the pod does not define")
+        ports = {p["containerPort"] for p in c.get("ports", [])}
+        names = {p["name"]: p["containerPort"] for p in c.get("ports", []) if "name" in p}
+        for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+            for how in ("grpc", "httpGet", "tcpSocket"):
+                port = c.get(probe, {}).get(how, {}).get("port")
+                if port is not None and port not in ports and port not in names:
+                    self.bad(where, f"{probe} {how} port {port} is not a port of the container")
+        env = {e["name"] for e in c.get("env", [])}
+        argv = c.get("command", []) + c.get("args", [])
+        for var in re.findall(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", " ".join(argv)):
+            if var not in env:
+                self.bad(where, f"args use $({var}), which env does not define")
+        # The binary, its config file and --set overrides, from the argv.
+        words = " ".join(argv).split()
+        binary = c.get("command", [None])[0] if c.get("command") and not c["command"][0] == "sh" else None
+        if binary is None:
+            binary = next((w for w in words if w.startswith("mkd-")), None)
+        if binary is None and image == "maskedkd-coordinator":
+            binary = "mkd-coordinator"  # The image's entrypoint.
+        config = {}
+        for i, w in enumerate(words[:-1]):
+            if w == "--config":
+                if words[i + 1] not in files:
+                    self.bad(where, f"--config {words[i + 1]}: no such file in its mounted ConfigMaps")
+                else:
+                    config = dict(files[words[i + 1]] or {})
+        sets = dict(words[i + 1].split("=", 1) for i, w in enumerate(words[:-1])
+                    if w == "--set" and "=" in words[i + 1])
+        self.check_ports(where, binary, config, sets, names)
+
+    def check_ports(self, where, binary, config, sets, names):
+        """The container's grpc/metrics ports are the ones the binary binds."""
+        keys = {"grpc": "listen", "metrics": "metrics_listen"}
+        if binary == "mkd-student":
+            keys = {"metrics": "run.metrics_listen"}
+            config = {"run.metrics_listen": (config.get("run") or {}).get("metrics_listen", "")}
+        elif binary not in self.defaults:
+            self.bad(where, f"cannot tell which maskedkd binary it runs ({binary})")
+            return
+        for port_name, key in keys.items():
+            default = self.defaults.get(binary, {}).get(key)
+            value = sets.get(key, config.get(key))
+            if value in (None, ""):
+                if default is None:
+                    self.bad(where, f"{key} is unset, so the binary serves no {port_name} port")
+                    continue
+                bound = default
+            else:
+                bound = port_of(value)
+            if default is not None and config.get(key) and port_of(config[key]) != default:
+                self.bad(where, f"config {key} {config[key]} differs from the binary's default port {default}")
+            if names.get(port_name) != bound:
+                self.bad(where, f"port {port_name} is {names.get(port_name)}, but {binary} binds {bound} ({key})")
+
+    def check_services(self):
+        pods = list(self.workloads())
+        for name, s in self.by_kind.get("Service", {}).items():
+            sel = s["spec"].get("selector", {})
+            targets = [(w, pod) for w, labels, pod in pods if matches(sel, labels)]
+            if not targets:
+                self.bad(f"Service/{name}", f"selector {sel} matches no pod template")
+                continue
+            for p in s["spec"]["ports"]:
+                tp = p.get("targetPort", p["port"])
+                for w, pod in targets:
+                    declared = [q for c in pod["containers"] for q in c.get("ports", [])]
+                    if not any(q.get("name") == tp or q["containerPort"] == tp for q in declared):
+                        self.bad(f"Service/{name}", f"targetPort {tp} is not a port of {w}")
+        for name, m in self.by_kind.get("ServiceMonitor", {}).items():
+            sel = m["spec"]["selector"].get("matchLabels", {})
+            services = [s for s in self.by_kind.get("Service", {}).values()
+                        if matches(sel, s["metadata"].get("labels", {}))]
+            if not services:
+                self.bad(f"ServiceMonitor/{name}", f"selector {sel} matches no Service")
+            for e in m["spec"]["endpoints"]:
+                for s in services:
+                    if e["port"] not in {p.get("name") for p in s["spec"]["ports"]}:
+                        self.bad(f"ServiceMonitor/{name}",
+                                 f"endpoint port {e['port']} is not a port of Service/{s['metadata']['name']}")
+        for name, b in self.by_kind.get("PodDisruptionBudget", {}).items():
+            sel = b["spec"]["selector"]["matchLabels"]
+            if not any(matches(sel, labels) for _, labels, _ in pods):
+                self.bad(f"PodDisruptionBudget/{name}", f"selector {sel} matches no pod template")
+
+    def check_autoscalers(self):
+        provided = set()
+        for cm in self.by_kind.get("ConfigMap", {}).values():
+            if "prometheus-adapter" in cm["metadata"]["name"]:
+                for rule in yaml.safe_load(cm["data"]["config.yaml"])["rules"]:
+                    provided.add(rule["name"]["as"])
+        for name, h in self.by_kind.get("HorizontalPodAutoscaler", {}).items():
+            ref = h["spec"]["scaleTargetRef"]
+            if ref["name"] not in self.by_kind.get(ref["kind"], {}):
+                self.bad(f"HorizontalPodAutoscaler/{name}", f"scales {ref['kind']}/{ref['name']}, which does not exist")
+            for m in h["spec"].get("metrics", []):
+                if m["type"] == "Pods" and m["pods"]["metric"]["name"] not in provided:
+                    self.bad(f"HorizontalPodAutoscaler/{name}",
+                             f"metric {m['pods']['metric']['name']} is served by no prometheus-adapter rule")
+
+    def run(self):
+        if not self.by_kind.get("Deployment"):
+            self.bad("render", "no Deployment rendered")
+        self.check_pods()
+        self.check_services()
+        self.check_autoscalers()
+        return self.problems
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--kubectl", default="kubectl")
+    ap.add_argument("--root", default=".", help="the repository root")
+    ap.add_argument("overlays", nargs="*")
+    args = ap.parse_args()
+    overlays = args.overlays or [f"{args.root}/deploy/k8s/overlays/{o}" for o in ("cpu-dev", "gpu")]
+    defaults = binary_defaults(args.root)
+    problems = []
+    for overlay in overlays:
+        docs = render(args.kubectl, overlay)
+        found = Checker(docs, overlay, defaults).run()
+        problems += found
+        print(f"check: {overlay}: {len(docs)} objects, {len(found)} problems")
+    for p in problems:
+        print(p)
+    sys.exit(1 if problems else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,244 @@
+#!/usr/bin/env python3
+"""Checks deploy/ against the real binaries, without a cluster:
+  - deploy/k8s/check.py passes on every overlay, and fails, naming the
+    problem, on manifests broken on purpose (a wrong port, a probe on a
+    port that does not exist, a missing ConfigMap, an HPA metric no rule
+    serves);
+  - deploy/prometheus: `promtool check rules` and `promtool test rules`
+    (a unit test per alert), and the local cluster's prometheus.yml;
+  - deploy/grafana/maskedkd.json: parses, is what make_dashboard.py writes,
+    every expression parses (promtool), and every metric it, the rules and
+    the prometheus-adapter rule name is one that mkd-coordinator,
+    mkd-teacher and mkd-student really export: read from their live
+    /metrics, the three started here on loopback as a small pool.
+Run by ctest (deploy_test) from the repository root; MKD_BIN_DIR names the
+binaries' folder (default build/bin).
+"""
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.request
+
+import yaml
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+BIN = os.path.abspath(os.environ.get("MKD_BIN_DIR", os.path.join(ROOT, "build/bin")))
+RULES = os.path.join(ROOT, "deploy/prometheus/rules.yml")
+DASHBOARD = os.path.join(ROOT, "deploy/grafana/maskedkd.json")
+KUBECTL = shutil.which("kubectl")
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
+def write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def run(argv, **kw):
+    return subprocess.run(argv, capture_output=True, text=True, **kw)
+
+
+class Kubernetes(unittest.TestCase):
+    def check(self, root):
+        return run([sys.executable, os.path.join(ROOT, "deploy/k8s/check.py"), "--root", root])
+
+    def broken(self, path, old, new):
+        """A copy of the repository's deploy/ and headers with one edit."""
+        tmp = tempfile.mkdtemp(prefix="mkd_k8s_")
+        self.addCleanup(shutil.rmtree, tmp)
+        shutil.copytree(os.path.join(ROOT, "deploy"), os.path.join(tmp, "deploy"))
+        for header in ("coordinator/config.h", "teacher_server/server_config.h"):
+            os.makedirs(os.path.join(tmp, os.path.dirname(header)), exist_ok=True)
+            shutil.copy(os.path.join(ROOT, header), os.path.join(tmp, header))
+        target = os.path.join(tmp, path)
+        text = read(target)
+        self.assertIn(old, text, f"{path} no longer holds {old!r}: update this test")
+        write(target, text.replace(old, new, 1))
+        return self.check(tmp)
+
+    def test_every_overlay_renders_and_passes(self):
+        self.assertIsNotNone(KUBECTL, "kubectl is missing: scripts/setup.sh installs it")
+        p = self.check(ROOT)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        self.assertIn("overlays/cpu-dev: 15 objects, 0 problems", p.stdout)
+        self.assertIn("overlays/gpu: 15 objects, 0 problems", p.stdout)
+
+    def test_a_metrics_port_unlike_the_config_is_caught(self):
+        p = self.broken("deploy/k8s/base/teacher.yaml", "{name: metrics, containerPort: 9464}",
+                        "{name: metrics, containerPort: 9463}")
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("port metrics is 9463, but mkd-teacher binds 9464", p.stdout)
+
+    def test_a_config_that_moves_off_the_default_port_is_caught(self):
+        p = self.broken("deploy/k8s/base/config/coordinator.yaml", "listen: 0.0.0.0:50050",
+                        "listen: 0.0.0.0:50055")
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("differs from the binary's default port 50050", p.stdout)
+
+    def test_a_probe_on_a_missing_port_is_caught(self):
+        p = self.broken("deploy/k8s/base/coordinator.yaml", "readinessProbe:\n            grpc: {port: 50050}",
+                        "readinessProbe:\n            grpc: {port: 50059}")
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("readinessProbe grpc port 50059 is not a port of the container", p.stdout)
+
+    def test_a_missing_configmap_and_a_wrong_service_port_are_caught(self):
+        p = self.broken("deploy/k8s/base/job.yaml", "configMap: {name: maskedkd-config}",
+                        "configMap: {name: maskedkd-konfig}")
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("no ConfigMap maskedkd-konfig", p.stdout)
+        p = self.broken("deploy/k8s/base/coordinator.yaml", "{name: grpc, port: 50050, targetPort: grpc}",
+                        "{name: grpc, port: 50050, targetPort: rpc}")
+        self.assertIn("targetPort rpc is not a port of Deployment/mkd-coordinator", p.stdout)
+
+    def test_an_hpa_metric_no_adapter_rule_serves_is_caught(self):
+        p = self.broken("deploy/k8s/base/prometheus-adapter.yaml", 'as: "mkd_teacher_queue_seconds_mean"',
+                        'as: "mkd_teacher_queue_mean"')
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("metric mkd_teacher_queue_seconds_mean is served by no prometheus-adapter rule", p.stdout)
+
+
+class PrometheusRules(unittest.TestCase):
+    def test_rules_check_and_every_alert_is_unit_tested(self):
+        p = run(["promtool", "check", "rules", RULES])
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        p = run(["promtool", "test", "rules", "tests.yml"], cwd=os.path.dirname(RULES))
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        alerts = {r["alert"] for g in yaml.safe_load(read(RULES))["groups"] for r in g["rules"] if "alert" in r}
+        tested = {t["alertname"] for case in yaml.safe_load(read(os.path.join(os.path.dirname(RULES), "tests.yml")))["tests"]
+                  for t in case.get("alert_rule_test", []) if t.get("exp_alerts")}
+        self.assertEqual(alerts - tested, set(), "alerts without a test that makes them fire")
+
+    def test_the_local_clusters_prometheus_config_loads_the_rules(self):
+        tmp = tempfile.mkdtemp(prefix="mkd_prom_")
+        self.addCleanup(shutil.rmtree, tmp)
+        text = read(os.path.join(ROOT, "deploy/compose/prometheus.yml"))
+        self.assertIn("/etc/maskedkd/rules.yml", text)
+        shutil.copy(RULES, os.path.join(tmp, "rules.yml"))
+        write(os.path.join(tmp, "prometheus.yml"), text.replace("/etc/maskedkd/rules.yml", "rules.yml"))
+        p = run(["promtool", "check", "config", "prometheus.yml"], cwd=tmp)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+
+
+class Process:
+    """A binary from BIN, its stdout in a file; waits (bounded) for a line."""
+
+    def __init__(self, tmp, name, argv):
+        self.out = os.path.join(tmp, name + ".out")
+        with open(self.out, "w") as out:
+            self.proc = subprocess.Popen([os.path.join(BIN, argv[0])] + argv[1:], cwd=ROOT,
+                                         stdout=out, stderr=subprocess.STDOUT)
+
+    def wait_for(self, pattern, timeout=90):
+        end = time.time() + timeout
+        while time.time() < end:
+            m = re.search(pattern, read(self.out))
+            if m:
+                return m
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise AssertionError(f"no {pattern!r} within {timeout} s:\n{read(self.out)[-3000:]}")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+
+def scrape_names(port):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    return {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
+
+
+class LiveMetricNames(unittest.TestCase):
+    """The names dashboards and rules use are the names the binaries export."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="mkd_live_")
+        procs = []
+        try:
+            c = Process(cls.tmp, "coordinator", ["mkd-coordinator", "--set", "listen=127.0.0.1:0",
+                                                 "--set", "metrics_listen=127.0.0.1:0"])
+            procs.append(c)
+            m = c.wait_for(r"listening on port (\d+) \(metrics port (\d+)\)")
+            coord, coord_metrics = m.group(1), int(m.group(2))
+            t = Process(cls.tmp, "teacher", ["mkd-teacher", "--config", "deploy/k8s/base/config/teacher.yaml",
+                                             "--set", f"coordinator=127.0.0.1:{coord}", "--set", "threads=1",
+                                             "--set", "listen=127.0.0.1:0", "--set", "metrics_listen=127.0.0.1:0"])
+            procs.append(t)
+            teacher_metrics = int(t.wait_for(r"metrics port (\d+)").group(1))
+            s = Process(cls.tmp, "student", [
+                "mkd-student", "train", "--config", "deploy/k8s/base/config/student.yaml",
+                "--set", f"distill.coordinator=127.0.0.1:{coord}", "--set", f"run.out_dir={cls.tmp}/run",
+                "--set", "run.metrics_listen=127.0.0.1:0", "--set", "run.log_every_steps=1",
+                "--set", "data.limit_train=8192", "--set", "data.limit_eval=256", "--set", "optim.epochs=1"])
+            procs.append(s)
+            student_metrics = int(s.wait_for(r"metrics on port (\d+)").group(1))
+            s.wait_for(r"step 3/")  # Trained through the pool: every series has data.
+            cls.names = {"coordinator": scrape_names(coord_metrics), "teacher": scrape_names(teacher_metrics),
+                         "student": scrape_names(student_metrics)}
+        finally:
+            for p in procs:
+                p.stop()
+        cls.exported = set().union(*cls.names.values())
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def uses(self, text):
+        return set(re.findall(r"\bmkd_[a-z0-9_]+", text))
+
+    def test_each_binary_exports_its_own_family(self):
+        for who, names in self.names.items():
+            self.assertTrue(any(n.startswith(f"mkd_{who}_") for n in names), f"{who}: {sorted(names)}")
+
+    def test_the_rules_and_the_adapter_name_only_exported_metrics(self):
+        used = self.uses(read(RULES))
+        used |= self.uses(read(os.path.join(ROOT, "deploy/k8s/base/prometheus-adapter.yaml")))
+        used.discard("mkd_teacher_queue_seconds_mean")  # The adapter's output name.
+        self.assertGreater(len(used), 15)
+        self.assertEqual(used - self.exported, set())
+
+    def test_the_dashboard_parses_and_names_only_real_metrics(self):
+        d = json.loads(read(DASHBOARD))
+        tmp = tempfile.mkdtemp(prefix="mkd_dash_")
+        self.addCleanup(shutil.rmtree, tmp)
+        p = run([sys.executable, os.path.join(ROOT, "deploy/grafana/make_dashboard.py")],
+                env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(json.loads(read(DASHBOARD)), d, "maskedkd.json differs from make_dashboard.py's")
+        exprs = [t["expr"] for panel in d["panels"] for t in panel.get("targets", [])]
+        self.assertGreater(len(exprs), 20)
+        # Each expression, with the dashboard's variables filled in, as a
+        # recording rule: promtool parses it.
+        rules = {"groups": [{"name": "dashboard", "rules": [
+            {"record": f"dashboard:expr_{i}", "expr": e.replace("$teacher", ".*").replace("$job", ".*")}
+            for i, e in enumerate(exprs)]}]}
+        path = os.path.join(tmp, "dashboard_rules.yml")
+        write(path, yaml.safe_dump(rules))
+        p = run(["promtool", "check", "rules", path])
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        text = json.dumps(d)
+        self.assertEqual(self.uses(text) - self.exported, set())
+        recorded = {r["record"] for g in yaml.safe_load(read(RULES))["groups"] for r in g["rules"] if "record" in r}
+        self.assertEqual(set(re.findall(r"maskedkd:[a-z0-9_:]+", text)) - recorded, set())
+        rows = [p["title"] for p in d["panels"] if p["type"] == "row"]
+        self.assertEqual(rows, ["Pool", "Per teacher", "Per job"])
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
