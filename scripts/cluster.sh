@@ -40,16 +40,16 @@ case "${1:-}" in
     fi
     up_start=$(date +%s)
     "${compose[@]}" up -d
-    # Ready when Prometheus scrapes all six targets successfully.
+    # Ready when Prometheus scrapes all five targets successfully.
     for _ in $(seq 1 120); do
       n=$(curl -fsS "$prom/api/v1/targets?state=active" 2>/dev/null \
           | /usr/bin/python3 -c 'import json,sys; t=json.load(sys.stdin)["data"]["activeTargets"]; print(sum(x["health"]=="up" for x in t))' \
           2>/dev/null || echo 0)
-      [[ "$n" == 6 ]] && break
+      [[ "$n" == 5 ]] && break
       sleep 1
     done
-    if [[ "$n" != 6 ]]; then
-      echo "cluster: only $n of 6 targets up after 120 s" >&2
+    if [[ "$n" != 5 ]]; then
+      echo "cluster: only $n of 5 targets up after 120 s" >&2
       "${compose[@]}" ps >&2
       exit 1
     fi
