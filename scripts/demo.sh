@@ -7,11 +7,12 @@
 #      record the new weights in assets/;
 #   2. start the service on loopback: mkd-coordinator and an mkd-teacher
 #      serving that teacher, which joins the coordinator's pool;
-#   3. distill a smaller ViT student from it with MaskedKD as a job of the
-#      pool: the teacher sees only the 50% of patches the student's CLS
-#      attends to, and the coordinator plans the job's micro-batches;
-#   4. print the pool (`mkd status`), teacher accuracy, student accuracy and
-#      the teacher FLOPs spent versus vanilla KD.
+#   3. distill a smaller ViT student from it twice, with logit KD and with
+#      MaskedKD keeping 50% of the teacher's patches, each a job of the
+#      pool (the coordinator plans each job's micro-batches), one after
+#      the other with the same seed and steps;
+#   4. print the pool (`mkd status`) during each, then both students'
+#      accuracy, teacher FLOPs and wall time side by side.
 # Every process it starts is stopped when it ends, also on Ctrl-C.
 # Cache (--retrain-teacher): $MKD_CACHE (default ~/.cache/maskedkd) keeps
 # the trained teacher, keyed by a hash of its config; delete it to retrain.
@@ -101,36 +102,53 @@ pids+=($!)
 port_of runs/teacher_server.log 'serving .* on' >/dev/null
 echo "== service: coordinator $coordinator, teacher $(grep -o 'serving [^ ]*' runs/teacher_server.log)"
 
-echo "== student: MaskedKD as a job of the pool, teacher keeps 50% of its patches"
-rm -rf runs/fmnist_student
-build/bin/mkd-student train --config configs/fmnist_student.yaml \
-  --set distill.teacher_weights="$teacher" --set distill.coordinator="$coordinator" \
-  --set run.threads=1 > runs/fmnist_student.log 2>&1 &
-student=$!
-pids+=("$student")
-tail -n +1 -f runs/fmnist_student.log --pid "$student" &
-# The pool as an operator sees it, once the job is training.
-for _ in $(seq 600); do
-  grep -q '"type":"train"' runs/fmnist_student/metrics.jsonl 2>/dev/null && break
-  sleep 0.5
-done
-echo "== mkd status --coordinator $coordinator"
-build/bin/mkd status --coordinator "$coordinator" || true
-wait "$student"
-summary=$(grep '^summary:' runs/fmnist_student.log)
+# The same student twice, one after the other, from the same teacher in the
+# same pool: logit KD (the teacher sees every patch), then MaskedKD (it
+# sees the 50% the student attends to). Same seed, data order and steps.
+run_student() {  # run_student <name> <label> [--set ...]: trains, prints its log.
+  local name=$1 label=$2
+  shift 2
+  echo "== student: $label, a job of the pool"
+  rm -rf "runs/$name"
+  local t0
+  t0=$(date +%s)
+  build/bin/mkd-student train --config configs/fmnist_student.yaml \
+    --set distill.teacher_weights="$teacher" --set distill.coordinator="$coordinator" \
+    --set run.threads=1 --set run.out_dir="runs/$name" "$@" > "runs/$name.log" 2>&1 &
+  local student=$!
+  pids+=("$student")
+  tail -n +1 -f "runs/$name.log" --pid "$student" &
+  # The pool as an operator sees it, once the job is training.
+  for _ in $(seq 600); do
+    grep -q '"type":"train"' "runs/$name/metrics.jsonl" 2>/dev/null && break
+    sleep 0.5
+  done
+  echo "== mkd status --coordinator $coordinator"
+  build/bin/mkd status --coordinator "$coordinator" || true
+  wait "$student"
+  echo "$(( $(date +%s) - t0 ))" > "runs/$name.seconds"
+}
+run_student fmnist_student_logitkd "logit KD (teacher sees 100% of its patches)" \
+  --set distill.criterion=all --set distill.keep_ratio=1 --set distill.job_id=logit-kd
+run_student fmnist_student "MaskedKD (teacher sees the 50% of patches the student attends to)" \
+  --set distill.job_id=maskedkd-50
 
 teacher_top1=$(sed -n 's/.*top1 \([0-9.]*\)%.*/\1/p' <<<"$teacher_eval")
-student_top1=$(sed -n 's/.*top1 \([0-9.]*\)%.*/\1/p' <<<"$summary")
-flops=$(sed -n 's/.*teacher GFLOPs \([0-9.]*\) vs \([0-9.]*\) for vanilla KD (\([0-9.]*x\) fewer).*/\1 \2 \3/p' <<<"$summary")
-read -r spent full fewer <<<"$flops"
+row() {  # row <name> <label>: one line of the table from the run's summary.
+  local summary top1 spent
+  summary=$(grep '^summary:' "runs/$1.log")
+  top1=$(sed -n 's/.*top1 \([0-9.]*\)%.*/\1/p' <<<"$summary")
+  spent=$(sed -n 's/.*teacher GFLOPs \([0-9.]*\) vs.*/\1/p' <<<"$summary")
+  printf '| %-30s | %8s%% | %15s | %10s s |\n' "$2" "$top1" "$spent" "$(cat "runs/$1.seconds")"
+  echo "$spent" > "runs/$1.gflops"
+}
 echo
-echo "| what                                   | value |"
-echo "|----------------------------------------|-------|"
-echo "| teacher top-1 (Fashion-MNIST test)     | ${teacher_top1}% |"
-echo "| student top-1, MaskedKD keep 50%       | ${student_top1}% |"
-echo "| teacher GFLOPs spent (MaskedKD)        | ${spent} |"
-echo "| teacher GFLOPs vanilla KD would spend  | ${full} |"
-echo "| saving                                 | ${fewer} |"
-echo "| wall time                              | $(( $(date +%s) - start )) s |"
+echo "teacher: ${teacher_top1}% top-1 on the Fashion-MNIST test set"
 echo
+echo "| student (same seed and steps)  |    top-1  | teacher GFLOPs  |  wall time   |"
+echo "|--------------------------------|-----------|-----------------|--------------|"
+row fmnist_student_logitkd "logit KD (keep 100%)"
+row fmnist_student "MaskedKD (keep 50%)"
+echo
+echo "MaskedKD spent $(awk -v a="$(cat runs/fmnist_student_logitkd.gflops)" -v b="$(cat runs/fmnist_student.gflops)" 'BEGIN { printf "%.2f", a / b }')x fewer teacher FLOPs; demo wall time $(( $(date +%s) - start )) s"
 echo "curves: /usr/bin/python3 scripts/plot_metrics.py runs/fmnist_student/metrics.jsonl"
