@@ -136,6 +136,17 @@ class Cluster(unittest.TestCase):
         teachers = {t["info"]["address"]: t.get("state") for t in json.loads(status)["teachers"]["teachers"]}
         self.assertEqual(teachers.get("127.0.0.1:50062"), "TEACHER_STATE_SERVING", teachers)
         self.assertEqual(teachers.get("127.0.0.1:50061"), "TEACHER_STATE_GONE", teachers)
+        # Every job's assignment now holds the survivor alone, and the jobs
+        # keep training on it once the coordinator has moved them.
+        jobs = {j["info"]["job_id"]: j.get("teachers", []) for j in json.loads(status)["jobs"]["jobs"]}
+        self.assertEqual(jobs, {"job-a": ["127.0.0.1:50062"], "job-b": ["127.0.0.1:50062"]}, status)
+        moved = {job: student_step(port) for job, port in JOBS.items()}
+        for job, port in JOBS.items():
+            wait(f"{job} steps on after the reassignment",
+                 lambda p=port, j=job: student_step(p) >= moved[j] + 20, 120)
+        failovers = {job: [r["value"][1] for r in query(f'mkd_student_teacher_failovers_total{{mkd_job="{job}"}}')]
+                     for job in JOBS}
+        print(f"cluster_test: failovers seen by Prometheus: {failovers}", flush=True)
         # And no job died: both containers still running.
         ps = sh(COMPOSE + ["ps", "--services", "--filter", "status=running"], env=self.env).stdout.split()
         self.assertIn("job-a", ps)
