@@ -12,7 +12,8 @@ deploy/compose) on this machine's Docker, started here if none runs.
   4. kills teacher1's container: both jobs keep stepping (checked in their
      own /metrics), Prometheus sees the target down and MkdTeacherDown goes
      pending, the coordinator lists one serving teacher;
-  5. tears everything down and checks that no container is left.
+  5. checks the images' HEALTHCHECKs report healthy;
+  6. tears everything down and checks that no container is left.
 Run by ctest (cluster_test, serial: fixed loopback ports, and it needs the
 machine). Needs root for dockerd, as CI has.
 """
@@ -82,7 +83,7 @@ class Cluster(unittest.TestCase):
         print(up.stdout[-2000:], flush=True)
         print(f"cluster_test: images and cluster up in {time.time() - start:.0f} s", flush=True)
         # cluster.sh started dockerd when none answered: talk to that one.
-        sock = "/var/lib/maskedkd-docker/docker.sock"
+        sock = os.path.join(os.environ.get("MKD_DOCKER_ROOT", "/var/lib/maskedkd-docker"), "docker.sock")
         if subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
             cls.env["DOCKER_HOST"] = f"unix://{sock}"
 
@@ -147,6 +148,12 @@ class Cluster(unittest.TestCase):
         failovers = {job: [r["value"][1] for r in query(f'mkd_student_teacher_failovers_total{{mkd_job="{job}"}}')]
                      for job in JOBS}
         print(f"cluster_test: failovers seen by Prometheus: {failovers}", flush=True)
+        # The images' HEALTHCHECKs (mkd-health, grpc.health.v1) pass in the
+        # coordinator's LibTorch-free image and in the surviving teacher's.
+        for service in ("coordinator", "teacher2"):
+            cid = sh(COMPOSE + ["ps", "-q", service], env=self.env).stdout.strip()
+            wait(f"{service}'s HEALTHCHECK healthy", lambda c=cid: sh(
+                ["docker", "inspect", "-f", "{{.State.Health.Status}}", c], env=self.env).stdout.strip() == "healthy", 90)
         # And no job died: both containers still running.
         ps = sh(COMPOSE + ["ps", "--services", "--filter", "status=running"], env=self.env).stdout.split()
         self.assertIn("job-a", ps)
