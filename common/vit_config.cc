@@ -3,6 +3,8 @@
 #include <cmath>
 #include <functional>
 #include <map>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -184,6 +186,17 @@ absl::StatusOr<ViTConfig> ParseViTConfigYaml(const std::string& yaml_text) {
     auto it = Setters().find(key);
     if (it == Setters().end()) return BadKey(key, "unknown key");
     MKD_RETURN_IF_ERROR(it->second(kv.second, key, &config));
+  }
+  // The ImageNet mean/std defaults are per RGB channel: a model with
+  // another channel count that names no mean/std gets their average on
+  // each channel, instead of an error about keys the user never wrote.
+  for (auto [key, values] : {std::pair{"mean", &config.mean}, std::pair{"std", &config.std}}) {
+    if (!root[key] && static_cast<int>(values->size()) != config.in_chans && config.in_chans > 0) {
+      double avg = 0;
+      for (double v : *values) avg += v;
+      avg /= static_cast<double>(values->size());
+      values->assign(static_cast<size_t>(config.in_chans), avg);
+    }
   }
   MKD_RETURN_IF_ERROR(ValidateViTConfig(config));
   return config;

@@ -1,6 +1,7 @@
 #include "common/vit_config.h"
 
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -102,13 +103,31 @@ TEST(ViTConfigTest, ErrorsNameTheKey) {
   ExpectKeyError("patch_size: 15\n", "'patch_size': 15 does not divide img_size 224");
   ExpectKeyError("num_heads: 5\n", "'num_heads': 5 does not divide embed_dim 768");
   ExpectKeyError("embed_dim: 0\n", "'embed_dim': must be positive");
-  ExpectKeyError("in_chans: 1\n", "'mean': has 3 entries, in_chans is 1");
+  ExpectKeyError("in_chans: 1\nmean: [0.5, 0.5, 0.5]\nstd: [1]\n", "'mean': has 3 entries, in_chans is 1");
+  ExpectKeyError("in_chans: 1\nstd: [1, 1]\n", "'std': has 2 entries, in_chans is 1");
   ExpectKeyError("drop_path_rate: 1.5\n", "'drop_path_rate'");
   ExpectKeyError("std: [1, 0, 1]\n", "'std'");
   auto not_map = ParseViTConfigYaml("- 1\n- 2\n");
   EXPECT_FALSE(not_map.ok());
   auto bad_yaml = ParseViTConfigYaml("depth: [1,\n");
   EXPECT_FALSE(bad_yaml.ok());
+}
+
+TEST(ViTConfigTest, MeanAndStdDefaultsFollowInChans) {
+  // No mean/std written: one entry per channel, the ImageNet average.
+  auto grey = ParseViTConfigYaml("in_chans: 1\n");
+  ASSERT_TRUE(grey.ok()) << grey.status();
+  ASSERT_EQ(grey->mean.size(), 1u);
+  EXPECT_NEAR(grey->mean[0], (0.485 + 0.456 + 0.406) / 3, 1e-12);
+  EXPECT_NEAR(grey->std[0], (0.229 + 0.224 + 0.225) / 3, 1e-12);
+  // Written ones are kept as written; RGB keeps ImageNet's per channel.
+  auto own = ParseViTConfigYaml("in_chans: 1\nmean: [0.25]\n");
+  ASSERT_TRUE(own.ok()) << own.status();
+  EXPECT_EQ(own->mean, std::vector<double>{0.25});
+  EXPECT_EQ(own->std.size(), 1u);
+  auto rgb = ParseViTConfigYaml("depth: 2\n");
+  ASSERT_TRUE(rgb.ok());
+  EXPECT_EQ(rgb->mean, (std::vector<double>{0.485, 0.456, 0.406}));
 }
 
 TEST(ViTConfigTest, ResolveTakesPresetOrFile) {

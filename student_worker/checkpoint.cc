@@ -36,22 +36,29 @@ absl::Status WriteCheckpoint(const std::string& out_dir, int64_t step, const Saf
   MKD_RETURN_IF_ERROR(WriteFileAtomic(Dir(out_dir) + "/latest", absl::StrCat(step, "\n")));
 
   // Keep the newest `keep` complete checkpoints.
-  std::vector<int64_t> steps;
-  for (const auto& entry : fs::directory_iterator(Dir(out_dir), ec)) {
-    std::string name = entry.path().filename().string();
-    int64_t s;
-    if (name.rfind("step_", 0) == 0 && name.size() > 13 &&
-        name.substr(13) == ".state.safetensors" && absl::SimpleAtoi(name.substr(5, 8), &s)) {
-      steps.push_back(s);
-    }
-  }
-  std::sort(steps.rbegin(), steps.rend());
+  std::vector<int64_t> steps = CheckpointSteps(out_dir);
   for (size_t i = static_cast<size_t>(std::max(keep, 1)); i < steps.size(); ++i) {
     CheckpointPaths old = CheckpointFor(out_dir, steps[i]);
     fs::remove(old.model, ec);
     fs::remove(old.state, ec);
   }
   return absl::OkStatus();
+}
+
+std::vector<int64_t> CheckpointSteps(const std::string& out_dir) {
+  std::vector<int64_t> steps;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(Dir(out_dir), ec)) {
+    std::string name = entry.path().filename().string();
+    int64_t s;
+    if (name.rfind("step_", 0) == 0 && name.size() > 13 &&
+        name.substr(13) == ".state.safetensors" && absl::SimpleAtoi(name.substr(5, 8), &s) &&
+        fs::exists(CheckpointFor(out_dir, s).model, ec)) {
+      steps.push_back(s);
+    }
+  }
+  std::sort(steps.rbegin(), steps.rend());
+  return steps;
 }
 
 absl::StatusOr<std::optional<int64_t>> LatestCheckpoint(const std::string& out_dir) {

@@ -12,6 +12,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/safetensors.h"
@@ -29,6 +30,9 @@ CheckpointPaths CheckpointFor(const std::string& out_dir, int64_t step);
 // all but the newest `keep` checkpoints.
 absl::Status WriteCheckpoint(const std::string& out_dir, int64_t step, const SafetensorsFile& model,
                              const SafetensorsFile& state, int keep);
+
+// Steps with both files on disk, newest first.
+std::vector<int64_t> CheckpointSteps(const std::string& out_dir);
 
 // The step `latest` names, or nullopt if there is no checkpoint yet.
 // kDataLoss if `latest` is unreadable or names files that are missing.

@@ -104,12 +104,14 @@ const std::map<std::string, Setter>& Setters() {
 
 #undef MKD_FIELD
 
-absl::Status Validate(TrainConfig& c) {
+// Checks `c` and changes nothing (each error names the key it is about).
+absl::Status Validate(const TrainConfig& c) {
   auto bad = [](const char* key, absl::string_view why) { return ConfigKeyError(kWhat, key, why); };
   if (c.mode != "train" && c.mode != "distill") return bad("mode", "must be train or distill");
   if (c.data.batch_size < 1) return bad("data.batch_size", "must be positive");
   if (c.data.workers < 1) return bad("data.workers", "must be >= 1");
-  if (c.data.limit_train < 0 || c.data.limit_eval < 0) return bad("data.limit_train", "must be >= 0");
+  if (c.data.limit_train < 0) return bad("data.limit_train", "must be >= 0");
+  if (c.data.limit_eval < 0) return bad("data.limit_eval", "must be >= 0");
   if (c.optim.epochs < 1) return bad("optim.epochs", "must be >= 1");
   if (!(c.optim.lr > 0)) return bad("optim.lr", "must be positive");
   if (c.optim.lr_base_batch < 1) return bad("optim.lr_base_batch", "must be positive");
@@ -118,18 +120,19 @@ absl::Status Validate(TrainConfig& c) {
   if (!(c.optim.beta2 >= 0 && c.optim.beta2 < 1)) return bad("optim.beta2", "must be in [0, 1)");
   if (!(c.optim.eps > 0)) return bad("optim.eps", "must be positive");
   if (c.optim.warmup_epochs < 0) return bad("optim.warmup_epochs", "must be >= 0");
-  if (c.optim.min_lr < 0 || c.optim.warmup_lr < 0) return bad("optim.min_lr", "must be >= 0");
+  if (c.optim.min_lr < 0) return bad("optim.min_lr", "must be >= 0");
+  if (c.optim.warmup_lr < 0) return bad("optim.warmup_lr", "must be >= 0");
   if (c.optim.clip_grad_norm < 0) return bad("optim.clip_grad_norm", "must be >= 0");
   if (!(c.data.mix.label_smoothing >= 0 && c.data.mix.label_smoothing < 1)) {
     return bad("data.label_smoothing", "must be in [0, 1)");
   }
-  if (c.data.mix.mixup_alpha < 0 || c.data.mix.cutmix_alpha < 0) return bad("data.mixup_alpha", "must be >= 0");
+  if (c.data.mix.mixup_alpha < 0) return bad("data.mixup_alpha", "must be >= 0");
+  if (c.data.mix.cutmix_alpha < 0) return bad("data.cutmix_alpha", "must be >= 0");
   if (c.run.log_every_steps < 1) return bad("run.log_every_steps", "must be positive");
   if (c.run.eval_every_epochs < 0) return bad("run.eval_every_epochs", "must be >= 0");
   if (c.run.keep_checkpoints < 1) return bad("run.keep_checkpoints", "must be >= 1");
-  if (c.run.checkpoint_every_steps < 0 || c.run.max_steps < 0) {
-    return bad("run.checkpoint_every_steps", "must be >= 0");
-  }
+  if (c.run.checkpoint_every_steps < 0) return bad("run.checkpoint_every_steps", "must be >= 0");
+  if (c.run.max_steps < 0) return bad("run.max_steps", "must be >= 0 (0: run all epochs)");
   if (c.run.out_dir.empty()) return bad("run.out_dir", "must not be empty");
   if (!c.run.metrics_listen.empty() && !IsHostPort(c.run.metrics_listen)) {
     return bad("run.metrics_listen", "expected host:port or \"\"");
@@ -146,11 +149,6 @@ absl::Status Validate(TrainConfig& c) {
                "fp16 needs run.device cuda (LibTorch's CPU autocast has bf16 only)");
   }
   if (!(c.run.fp16_init_scale >= 1)) return bad("run.fp16_init_scale", "must be >= 1");
-  // The data pipeline produces what the model eats.
-  c.data.transform.img_size = c.model.img_size;
-  c.data.transform.channels = c.model.in_chans;
-  c.data.transform.mean = c.model.mean;
-  c.data.transform.std = c.model.std;
   absl::Status st = ValidateTransformConfig(c.data.transform);
   if (!st.ok()) return bad("data", st.message());
   if (c.mode != "distill") return absl::OkStatus();
@@ -210,6 +208,11 @@ absl::StatusOr<TrainConfig> ParseTrainConfig(const std::string& yaml_text,
   MKD_ASSIGN_OR_RETURN(config.model,
                        ModelFromConfigNode(flat["model"], kWhat, "model", &config.model_spec));
   MKD_RETURN_IF_ERROR(ApplyConfigKeys(flat, Setters(), kWhat, "model", config));
+  // The data pipeline produces what the model eats.
+  config.data.transform.img_size = config.model.img_size;
+  config.data.transform.channels = config.model.in_chans;
+  config.data.transform.mean = config.model.mean;
+  config.data.transform.std = config.model.std;
   MKD_RETURN_IF_ERROR(Validate(config));
   return config;
 }

@@ -68,6 +68,11 @@ TEST(TrainConfigTest, ErrorsNameTheKey) {
   ExpectError(kBase, {"noequals"}, "expected key=value");
   ExpectError(kBase, {"data.batch_size=0"}, "key 'data.batch_size'");
   ExpectError(kBase, {"data.label_smoothing=1.5"}, "key 'data.label_smoothing'");
+  // Each bound names its own key (these four once named a neighbour's).
+  ExpectError(kBase, {"data.limit_eval=-1"}, "key 'data.limit_eval': must be >= 0");
+  ExpectError(kBase, {"optim.warmup_lr=-1"}, "key 'optim.warmup_lr': must be >= 0");
+  ExpectError(kBase, {"data.cutmix_alpha=-1"}, "key 'data.cutmix_alpha': must be >= 0");
+  ExpectError(kBase, {"run.max_steps=-1"}, "key 'run.max_steps': must be >= 0");
   ExpectError(kBase, {"run.precision=fp8"}, "key 'run.precision': must be fp32, bf16 or fp16");
   ExpectError(kBase, {"run.precision=fp16"}, "key 'run.precision': fp16 needs run.device cuda");
   ExpectError(kBase, {"run.device=tpu"}, "key 'run.device': must be cpu, cuda or cuda:N, got 'tpu'");

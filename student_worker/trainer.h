@@ -136,6 +136,8 @@ class Trainer {
   // annotated.
   absl::Status StepFailed(const absl::Status& why, const StepStart& start);
   void ObserveStep(const StepResult& r, int64_t images);
+  // --resume: the newest readable checkpoint (latest, else older ones).
+  absl::Status Resume();
   absl::Status RestoreCheckpoint(int64_t step);
   void LogStep(const StepResult& r, double images_per_s);
   void LogEval(const EvalResult& r);

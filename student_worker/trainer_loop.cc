@@ -5,6 +5,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "common/losses.h"
 #include "common/metrics_http.h"
@@ -35,17 +36,22 @@ absl::StatusOr<double> MetaNumber(const SafetensorsFile& f, const std::string& k
   return v;
 }
 
+// Counters and the seed, read exactly: a double holds integers only up to
+// 2^53, and a seed may be any 64-bit value.
+template <typename Int>
+absl::StatusOr<Int> MetaInt(const SafetensorsFile& f, const std::string& key) {
+  auto it = f.metadata.find(key);
+  Int v;
+  if (it == f.metadata.end() || !absl::SimpleAtoi(it->second, &v)) {
+    return absl::DataLossError(absl::StrCat("checkpoint state lacks an integer '", key, "'"));
+  }
+  return v;
+}
+
 }  // namespace
 
 absl::Status Trainer::Train(bool resume) {
-  if (resume) {
-    MKD_ASSIGN_OR_RETURN(std::optional<int64_t> latest, LatestCheckpoint(config_.run.out_dir));
-    if (latest) {
-      MKD_RETURN_IF_ERROR(RestoreCheckpoint(*latest));
-      std::printf("resumed from step %lld (epoch %lld, batch %lld)\n", static_cast<long long>(step_),
-                  static_cast<long long>(epoch_ + 1), static_cast<long long>(next_batch_));
-    }
-  }
+  if (resume) MKD_RETURN_IF_ERROR(Resume());
   jsonl_ = std::fopen((config_.run.out_dir + "/metrics.jsonl").c_str(), resume ? "a" : "w");
   if (jsonl_ == nullptr) return absl::InternalError("cannot open metrics.jsonl in " + config_.run.out_dir);
   std::unique_ptr<MetricsHttpServer> http;
@@ -239,15 +245,49 @@ absl::Status Trainer::SaveCheckpoint(const StepStart* start) {
   return WriteCheckpoint(config_.run.out_dir, step_, model, state, config_.run.keep_checkpoints);
 }
 
+absl::Status Trainer::Resume() {
+  // `latest` first; if it (or its files) cannot be read, the older
+  // checkpoints kept for exactly this, newest first. A checkpoint of
+  // another run (seed mismatch) stops the resume instead.
+  std::vector<int64_t> candidates;
+  std::vector<std::string> skipped;
+  absl::StatusOr<std::optional<int64_t>> latest = LatestCheckpoint(config_.run.out_dir);
+  if (!latest.ok()) {
+    skipped.push_back(std::string(latest.status().message()));
+  } else if (*latest) {
+    candidates.push_back(**latest);
+  } else if (CheckpointSteps(config_.run.out_dir).empty()) {
+    return absl::OkStatus();  // Nothing to resume from: a fresh start.
+  }
+  for (int64_t s : CheckpointSteps(config_.run.out_dir)) {
+    if (candidates.empty() || s != candidates.front()) candidates.push_back(s);
+  }
+  for (int64_t s : candidates) {
+    absl::Status st = RestoreCheckpoint(s);
+    if (st.ok()) {
+      std::printf("resumed from step %lld (epoch %lld, batch %lld)\n", static_cast<long long>(step_),
+                  static_cast<long long>(epoch_ + 1), static_cast<long long>(next_batch_));
+      return absl::OkStatus();
+    }
+    if (absl::IsFailedPrecondition(st)) return st;
+    std::printf("resume: skipping the checkpoint of step %lld: %s\n", static_cast<long long>(s),
+                std::string(st.message()).c_str());
+    std::fflush(stdout);
+    skipped.push_back(absl::StrCat("step ", s, ": ", st.message()));
+  }
+  return absl::DataLossError(absl::StrCat("--resume: no readable checkpoint in ", config_.run.out_dir,
+                                          "/checkpoints (", absl::StrJoin(skipped, "; "), ")"));
+}
+
 absl::Status Trainer::RestoreCheckpoint(int64_t step) {
   CheckpointPaths paths = CheckpointFor(config_.run.out_dir, step);
   MKD_RETURN_IF_ERROR(LoadViTWeightsFile(*model_, paths.model).status());
   MKD_ASSIGN_OR_RETURN(SafetensorsFile state, ReadSafetensors(paths.state));
-  MKD_ASSIGN_OR_RETURN(double seed, MetaNumber(state, "seed"));
-  if (static_cast<uint64_t>(seed) != config_.seed) {
-    return absl::FailedPreconditionError(absl::StrCat(paths.state, ": written with seed ",
-                                                      static_cast<uint64_t>(seed), ", config has ",
-                                                      config_.seed, "; resume needs the same seed"));
+  MKD_ASSIGN_OR_RETURN(uint64_t seed, MetaInt<uint64_t>(state, "seed"));
+  if (seed != config_.seed) {
+    return absl::FailedPreconditionError(absl::StrCat(paths.state, ": written with seed ", seed,
+                                                      ", config has ", config_.seed,
+                                                      "; resume needs the same seed"));
   }
   MKD_RETURN_IF_ERROR(optimizer_->LoadState(state));
   auto rng = state.tensors.find("rng.torch");
@@ -264,16 +304,12 @@ absl::Status Trainer::RestoreCheckpoint(int64_t step) {
                                    [&] { SetDefaultRngState(device_, cuda_state); }));
   }
   MKD_RETURN_IF_ERROR(scaler_->Load(state));
-  MKD_ASSIGN_OR_RETURN(double v, MetaNumber(state, "step"));
-  step_ = static_cast<int64_t>(v);
-  MKD_ASSIGN_OR_RETURN(v, MetaNumber(state, "epoch"));
-  epoch_ = static_cast<int64_t>(v);
-  MKD_ASSIGN_OR_RETURN(v, MetaNumber(state, "next_batch"));
-  next_batch_ = static_cast<int64_t>(v);
+  MKD_ASSIGN_OR_RETURN(step_, MetaInt<int64_t>(state, "step"));
+  MKD_ASSIGN_OR_RETURN(epoch_, MetaInt<int64_t>(state, "epoch"));
+  MKD_ASSIGN_OR_RETURN(next_batch_, MetaInt<int64_t>(state, "next_batch"));
   MKD_ASSIGN_OR_RETURN(flops_spent_, MetaNumber(state, "flops_spent"));
   MKD_ASSIGN_OR_RETURN(flops_full_, MetaNumber(state, "flops_full"));
-  MKD_ASSIGN_OR_RETURN(v, MetaNumber(state, "skipped"));
-  skipped_ = static_cast<int64_t>(v);
+  MKD_ASSIGN_OR_RETURN(skipped_, MetaInt<int64_t>(state, "skipped"));
   return absl::OkStatus();
 }
 

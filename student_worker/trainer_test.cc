@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/vit_weights.h"
+#include "student_worker/checkpoint.h"
 
 namespace mkd::student {
 namespace {
@@ -214,6 +215,62 @@ TEST(TrainerTest, ResumeReachesTheSameWeights) {
     EXPECT_LE(max_diff, 1e-6) << mode;
     EXPECT_DOUBLE_EQ((*second)->teacher_flops_spent(), (*full)->teacher_flops_spent());
   }
+}
+
+TEST(TrainerTest, ResumesWithASeedAboveTwoToThe53) {
+  // A double cannot hold 2^53 + 1: the seed must round-trip exactly.
+  std::string dir = NewDir("bigseed");
+  TrainConfig c = Tiny(dir);
+  c.seed = (uint64_t{1} << 53) + 1;
+  c.run.max_steps = 3;
+  auto first = Trainer::Create(c);
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_TRUE((*first)->Train(false).ok());
+  c.run.max_steps = 5;
+  auto second = Trainer::Create(c);
+  ASSERT_TRUE(second.ok());
+  absl::Status st = (*second)->Train(/*resume=*/true);
+  ASSERT_TRUE(st.ok()) << st;
+  EXPECT_EQ((*second)->step(), 5);
+  c.seed = uint64_t{1} << 53;  // One less: a different seed, refused.
+  auto third = Trainer::Create(c);
+  ASSERT_TRUE(third.ok());
+  st = (*third)->Train(/*resume=*/true);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(std::string(st.message()).find("written with seed 9007199254740993"), std::string::npos) << st;
+}
+
+TEST(TrainerTest, ResumeSkipsATruncatedLatestCheckpointForTheOneBefore) {
+  std::string dir = NewDir("truncated");
+  TrainConfig c = Tiny(dir);
+  c.run.checkpoint_every_steps = 2;
+  c.run.keep_checkpoints = 2;
+  c.run.max_steps = 4;  // Checkpoints at steps 2 and 4.
+  auto first = Trainer::Create(c);
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_TRUE((*first)->Train(false).ok());
+  ASSERT_EQ(CheckpointSteps(dir), (std::vector<int64_t>{4, 2}));
+  // The newest state file cut short, as by a full disk or a crash.
+  const std::string state = CheckpointFor(dir, 4).state;
+  std::filesystem::resize_file(state, std::filesystem::file_size(state) / 2);
+  c.run.max_steps = 6;
+  auto second = Trainer::Create(c);
+  ASSERT_TRUE(second.ok());
+  absl::Status st = (*second)->Train(/*resume=*/true);
+  ASSERT_TRUE(st.ok()) << st;
+  EXPECT_EQ((*second)->step(), 6) << "resumed from step 2, trained to 6";
+  // Both unreadable: a clear error naming each, no silent fresh start.
+  for (int64_t s : {int64_t{6}, int64_t{4}}) {
+    const std::string p = CheckpointFor(dir, s).state;
+    if (std::filesystem::exists(p)) std::filesystem::resize_file(p, 10);
+  }
+  auto third = Trainer::Create(c);
+  ASSERT_TRUE(third.ok());
+  st = (*third)->Train(/*resume=*/true);
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.code(), absl::StatusCode::kDataLoss) << st;
+  EXPECT_NE(std::string(st.message()).find("no readable checkpoint"), std::string::npos) << st;
+  EXPECT_NE(std::string(st.message()).find("step 6"), std::string::npos) << st;
 }
 
 TEST(TrainerTest, Bfloat16AutocastTrains) {

@@ -1,6 +1,8 @@
 #include "teacher_server/server_config.h"
 
+#include <cstdint>
 #include <functional>
+#include <limits>
 #include <map>
 
 #include "absl/strings/match.h"
@@ -76,6 +78,10 @@ absl::Status Validate(const TeacherServerConfig& c) {
   }
   if (c.max_micro_batch_images < 1) return bad("max_micro_batch_images", "must be positive");
   if (c.max_message_bytes < 1024) return bad("max_message_bytes", "must be at least 1024");
+  // gRPC takes the limit as an int; a larger value would wrap negative.
+  if (c.max_message_bytes > std::numeric_limits<int32_t>::max()) {
+    return bad("max_message_bytes", "must be at most 2147483647 (gRPC's limit is an int)");
+  }
   if (c.dedup_window < 0) return bad("dedup_window", "must be >= 0");
   if (c.job_idle_s < 1) return bad("job_idle_s", "must be at least 1 (seconds)");
   if (!c.coordinator.empty() && !IsHostPort(c.coordinator)) {

@@ -33,6 +33,8 @@ TEST(ServerConfig, ErrorsNameTheKey) {
        "'batcher.max_queued': expected an integer"},
       {"model: deit_tiny_patch16_224\nweights: w\ndevice: tpu\n", "'device': must be cpu"},
       {"model: deit_tiny_patch16_224\nweights: w\njob_idle_s: 0\n", "'job_idle_s': must be at least 1"},
+      {"model: deit_tiny_patch16_224\nweights: w\nmax_message_bytes: 4294967296\n",
+       "'max_message_bytes': must be at most 2147483647"},
   };
   for (const auto& c : cases) {
     auto r = ParseTeacherServerConfig(c.yaml, {});
