@@ -1,6 +1,7 @@
 #include "common/tensor_util.h"
 
 #include <cstring>
+#include <stdexcept>
 
 #include <c10/util/Exception.h>
 #include <torch/types.h>
@@ -87,6 +88,18 @@ absl::Status TorchErrorToStatus(absl::string_view context, const std::exception&
   if (dynamic_cast<const c10::OutOfMemoryError*>(&e) != nullptr ||
       dynamic_cast<const std::bad_alloc*>(&e) != nullptr) {
     return absl::ResourceExhaustedError(absl::StrCat(context, ": out of memory: ", msg));
+  }
+  // LibTorch's typed argument checks (TORCH_CHECK_INDEX / _VALUE / _TYPE)
+  // and the standard library's are the caller's mistake, not ours. Plain
+  // TORCH_CHECK failures (shape mismatches among them) carry no type to
+  // tell them apart, so they stay kInternal: inputs are validated before
+  // they reach LibTorch, and what slips past is our bug.
+  if (dynamic_cast<const c10::IndexError*>(&e) != nullptr ||
+      dynamic_cast<const c10::ValueError*>(&e) != nullptr ||
+      dynamic_cast<const c10::TypeError*>(&e) != nullptr ||
+      dynamic_cast<const std::invalid_argument*>(&e) != nullptr ||
+      dynamic_cast<const std::out_of_range*>(&e) != nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(context, ": ", msg));
   }
   return absl::InternalError(absl::StrCat(context, ": ", msg));
 }

@@ -30,7 +30,9 @@ absl::Status CheckShape(const torch::Tensor& tensor, const std::vector<int64_t>&
                         absl::string_view what);
 
 // Runs `fn` (which may throw c10::Error) and converts a throw into a status:
-// out-of-memory -> kResourceExhausted, else kInternal, prefixed by `context`.
+// out-of-memory -> kResourceExhausted; LibTorch's index/value/type errors
+// and std::invalid_argument / out_of_range -> kInvalidArgument; else
+// kInternal; prefixed by `context`.
 // One of the few named boundaries where LibTorch exceptions are caught.
 template <typename Fn>
 absl::Status CatchTorch(absl::string_view context, Fn&& fn);
