@@ -74,8 +74,10 @@ std::string CanonicalKey(const std::string& key) {
   return out;
 }
 
-absl::StatusOr<LoadReport> LoadViTWeights(VisionTransformerImpl& model,
-                                          const SafetensorsFile& file, bool strict) {
+namespace {
+
+absl::StatusOr<LoadReport> LoadViTWeightsUnguarded(VisionTransformerImpl& model,
+                                                   const SafetensorsFile& file, bool strict) {
   LoadReport report;
   auto params = model.named_parameters(/*recurse=*/true);
   std::map<std::string, torch::Tensor> staged;
@@ -108,6 +110,18 @@ absl::StatusOr<LoadReport> LoadViTWeights(VisionTransformerImpl& model,
   }
   torch::NoGradGuard no_grad;
   for (auto& [key, value] : staged) params[key].copy_(value);
+  return report;
+}
+
+}  // namespace
+
+absl::StatusOr<LoadReport> LoadViTWeights(VisionTransformerImpl& model,
+                                          const SafetensorsFile& file, bool strict) {
+  // Conversions and copies run LibTorch: whatever it throws (a file's odd
+  // dtype, memory) becomes a status here, at the loader's boundary.
+  absl::StatusOr<LoadReport> report = absl::InternalError("weights not loaded");
+  MKD_RETURN_IF_ERROR(CatchTorch("loading ViT weights",
+                                 [&] { report = LoadViTWeightsUnguarded(model, file, strict); }));
   return report;
 }
 

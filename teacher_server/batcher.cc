@@ -3,6 +3,7 @@
 #include <torch/types.h>
 
 #include "common/flops.h"
+#include "common/tensor_util.h"
 
 namespace mkd::teacher {
 namespace {
@@ -191,8 +192,12 @@ void Batcher::Complete(InFlight f) {
     r.compute_seconds = compute;
     r.batched_with = static_cast<int>(f.work.size());
     if (out.ok()) {
-      r.output.logits = out->logits.narrow(0, row, b);
-      if (p.item.features) r.output.features = out->features.narrow(0, row, b);
+      try {  // No exception leaves the batcher's thread.
+        r.output.logits = out->logits.narrow(0, row, b);
+        if (p.item.features) r.output.features = out->features.narrow(0, row, b);
+      } catch (const std::exception& e) {
+        r.status = TorchErrorToStatus("slicing the batch's answer", e);
+      }
     } else {
       r.status = out.status();
     }

@@ -247,21 +247,30 @@ absl::StatusOr<WorkItem> TeacherServiceImpl::Decode(const DistillRequest& reques
 
 void TeacherServiceImpl::Finish(const std::string& job, uint64_t id, const absl::Status& status,
                                 WorkResult* result) {
-  if (metrics_) metrics_->CountRequest(status.code());
   Answer answer;
   if (!status.ok()) {
+    if (metrics_) metrics_->CountRequest(status.code());
     auto r = std::const_pointer_cast<DistillResponse>(ErrorAnswer(id, status));
     if (result) r->set_queue_seconds(result->queue_seconds);
     answer = r;
   } else {
     auto r = std::make_shared<DistillResponse>();
-    r->set_micro_batch_id(id);
-    r->set_logits_dtype(maskedkd::v1::DTYPE_F32);
-    for (int64_t d : result->output.logits.sizes()) r->add_logits_shape(d);
-    r->set_logits(proto::EncodeFloats(result->output.logits, maskedkd::v1::DTYPE_F32));
-    if (result->output.features.defined()) {
-      for (int64_t d : result->output.features.sizes()) r->add_features_shape(d);
-      r->set_features(proto::EncodeFloats(result->output.features, maskedkd::v1::DTYPE_F32));
+    // Encoding runs LibTorch on the batcher's thread: a throw here must
+    // become this micro-batch's error answer, not escape into the batcher.
+    absl::Status encoded = CatchTorch("encoding the answer", [&] {
+      r->set_micro_batch_id(id);
+      r->set_logits_dtype(maskedkd::v1::DTYPE_F32);
+      for (int64_t d : result->output.logits.sizes()) r->add_logits_shape(d);
+      r->set_logits(proto::EncodeFloats(result->output.logits, maskedkd::v1::DTYPE_F32));
+      if (result->output.features.defined()) {
+        for (int64_t d : result->output.features.sizes()) r->add_features_shape(d);
+        r->set_features(proto::EncodeFloats(result->output.features, maskedkd::v1::DTYPE_F32));
+      }
+    });
+    if (metrics_) metrics_->CountRequest(encoded.code());
+    if (!encoded.ok()) {
+      cache_.Complete(job, id, ErrorAnswer(id, encoded));
+      return;
     }
     r->set_queue_seconds(result->queue_seconds);
     r->set_compute_seconds(result->compute_seconds);
