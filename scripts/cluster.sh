@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 source scripts/docker_env.sh
 compose=(docker-compose -p maskedkd -f deploy/compose/docker-compose.yml)
 prom=http://127.0.0.1:9099
-marker="$MKD_DOCKER_ROOT/started-by-cluster"
+marker="${TMPDIR:-/tmp}/maskedkd-cluster-started-dockerd"  # up started the engine
 
 mkd_status() {  # The pool as the coordinator sees it, through `mkd status`.
   if [[ -x build/bin/mkd ]]; then

@@ -1,5 +1,5 @@
 # Sourced by the Docker scripts: makes sure a Docker engine answers, and
-# exports DOCKER_HOST for it. An engine that already answers (DOCKER_HOST,
+# exports DOCKER_HOST for it (through sudo when not run as root). An engine that already answers (DOCKER_HOST,
 # or the default socket) is used as it is. Otherwise one is started as
 # ../shared/TOOLCHAIN.md says this machine needs: as root, no bridge, no
 # iptables (everything uses the host network), its data under
@@ -17,26 +17,32 @@ docker_env_start() {
     echo "docker: no engine answers and dockerd is not installed (scripts/setup.sh installs docker.io)" >&2
     return 1
   fi
-  mkdir -p "$MKD_DOCKER_ROOT"
-  dockerd --data-root "$MKD_DOCKER_ROOT/data" --exec-root "$MKD_DOCKER_ROOT/exec" \
+  # dockerd needs root; a non-root caller (CI with sudo) gets the socket
+  # through its own group.
+  local as_root=() group=()
+  if [[ $(id -u) -ne 0 ]]; then as_root=(sudo); group=(--group "$(id -gn)"); fi
+  ${as_root[@]+"${as_root[@]}"} mkdir -p "$MKD_DOCKER_ROOT"
+  ${as_root[@]+"${as_root[@]}"} dockerd ${group[@]+"${group[@]}"} --data-root "$MKD_DOCKER_ROOT/data" --exec-root "$MKD_DOCKER_ROOT/exec" \
     --pidfile "$MKD_DOCKER_ROOT/dockerd.pid" -H "$DOCKER_HOST" \
-    --bridge=none --iptables=false --ip-masq=false >"$MKD_DOCKER_ROOT/dockerd.log" 2>&1 &
+    --bridge=none --iptables=false --ip-masq=false >"${TMPDIR:-/tmp}/maskedkd-dockerd.log" 2>&1 &
   MKD_DOCKER_STARTED=1
   for _ in $(seq 1 120); do
     if docker info >/dev/null 2>&1; then return 0; fi
     sleep 0.5
   done
-  echo "docker: dockerd did not answer within 60 s; see $MKD_DOCKER_ROOT/dockerd.log" >&2
-  tail -n 20 "$MKD_DOCKER_ROOT/dockerd.log" >&2 || true
+  echo "docker: dockerd did not answer within 60 s; see ${TMPDIR:-/tmp}/maskedkd-dockerd.log" >&2
+  tail -n 20 "${TMPDIR:-/tmp}/maskedkd-dockerd.log" >&2 || true
   return 1
 }
 
 docker_env_stop() {
   if [[ "$MKD_DOCKER_STARTED" == 1 && -f "$MKD_DOCKER_ROOT/dockerd.pid" ]]; then
     local pid
+    local as_root=()
+    if [[ $(id -u) -ne 0 ]]; then as_root=(sudo); fi
     pid=$(cat "$MKD_DOCKER_ROOT/dockerd.pid")
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.5; done
-    kill -9 "$pid" 2>/dev/null || true
+    ${as_root[@]+"${as_root[@]}"} kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 60); do [[ -d /proc/$pid ]] || return 0; sleep 0.5; done
+    ${as_root[@]+"${as_root[@]}"} kill -9 "$pid" 2>/dev/null || true
   fi
 }
