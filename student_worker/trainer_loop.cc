@@ -1,6 +1,7 @@
 // Trainer: the epoch loop, evaluation, checkpoints and logs.
 #include <chrono>
 #include <cstdio>
+#include <type_traits>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -27,24 +28,20 @@ std::string Duration(double seconds) {
                    : absl::StrFormat("%dm%02ds", s / 60, s % 60);
 }
 
-absl::StatusOr<double> MetaNumber(const SafetensorsFile& f, const std::string& key) {
+// A number from the checkpoint's metadata. Counters and the seed are read
+// as integers, exactly: a double holds integers only up to 2^53, and a seed
+// may be any 64-bit value.
+template <typename T>
+absl::StatusOr<T> MetaValue(const SafetensorsFile& f, const std::string& key) {
   auto it = f.metadata.find(key);
-  double v;
-  if (it == f.metadata.end() || !absl::SimpleAtod(it->second, &v)) {
-    return absl::DataLossError(absl::StrCat("checkpoint state lacks a numeric '", key, "'"));
+  T v;
+  bool ok = it != f.metadata.end();
+  if constexpr (std::is_floating_point_v<T>) {
+    ok = ok && absl::SimpleAtod(it->second, &v);
+  } else {
+    ok = ok && absl::SimpleAtoi(it->second, &v);
   }
-  return v;
-}
-
-// Counters and the seed, read exactly: a double holds integers only up to
-// 2^53, and a seed may be any 64-bit value.
-template <typename Int>
-absl::StatusOr<Int> MetaInt(const SafetensorsFile& f, const std::string& key) {
-  auto it = f.metadata.find(key);
-  Int v;
-  if (it == f.metadata.end() || !absl::SimpleAtoi(it->second, &v)) {
-    return absl::DataLossError(absl::StrCat("checkpoint state lacks an integer '", key, "'"));
-  }
+  if (!ok) return absl::DataLossError(absl::StrCat("checkpoint state lacks a numeric '", key, "'"));
   return v;
 }
 
@@ -252,14 +249,15 @@ absl::Status Trainer::Resume() {
   std::vector<int64_t> candidates;
   std::vector<std::string> skipped;
   absl::StatusOr<std::optional<int64_t>> latest = LatestCheckpoint(config_.run.out_dir);
+  const std::vector<int64_t> on_disk = CheckpointSteps(config_.run.out_dir);
   if (!latest.ok()) {
     skipped.push_back(std::string(latest.status().message()));
   } else if (*latest) {
     candidates.push_back(**latest);
-  } else if (CheckpointSteps(config_.run.out_dir).empty()) {
+  } else if (on_disk.empty()) {
     return absl::OkStatus();  // Nothing to resume from: a fresh start.
   }
-  for (int64_t s : CheckpointSteps(config_.run.out_dir)) {
+  for (int64_t s : on_disk) {
     if (candidates.empty() || s != candidates.front()) candidates.push_back(s);
   }
   for (int64_t s : candidates) {
@@ -283,7 +281,7 @@ absl::Status Trainer::RestoreCheckpoint(int64_t step) {
   CheckpointPaths paths = CheckpointFor(config_.run.out_dir, step);
   MKD_RETURN_IF_ERROR(LoadViTWeightsFile(*model_, paths.model).status());
   MKD_ASSIGN_OR_RETURN(SafetensorsFile state, ReadSafetensors(paths.state));
-  MKD_ASSIGN_OR_RETURN(uint64_t seed, MetaInt<uint64_t>(state, "seed"));
+  MKD_ASSIGN_OR_RETURN(uint64_t seed, MetaValue<uint64_t>(state, "seed"));
   if (seed != config_.seed) {
     return absl::FailedPreconditionError(absl::StrCat(paths.state, ": written with seed ", seed,
                                                       ", config has ", config_.seed,
@@ -304,12 +302,12 @@ absl::Status Trainer::RestoreCheckpoint(int64_t step) {
                                    [&] { SetDefaultRngState(device_, cuda_state); }));
   }
   MKD_RETURN_IF_ERROR(scaler_->Load(state));
-  MKD_ASSIGN_OR_RETURN(step_, MetaInt<int64_t>(state, "step"));
-  MKD_ASSIGN_OR_RETURN(epoch_, MetaInt<int64_t>(state, "epoch"));
-  MKD_ASSIGN_OR_RETURN(next_batch_, MetaInt<int64_t>(state, "next_batch"));
-  MKD_ASSIGN_OR_RETURN(flops_spent_, MetaNumber(state, "flops_spent"));
-  MKD_ASSIGN_OR_RETURN(flops_full_, MetaNumber(state, "flops_full"));
-  MKD_ASSIGN_OR_RETURN(skipped_, MetaInt<int64_t>(state, "skipped"));
+  MKD_ASSIGN_OR_RETURN(step_, MetaValue<int64_t>(state, "step"));
+  MKD_ASSIGN_OR_RETURN(epoch_, MetaValue<int64_t>(state, "epoch"));
+  MKD_ASSIGN_OR_RETURN(next_batch_, MetaValue<int64_t>(state, "next_batch"));
+  MKD_ASSIGN_OR_RETURN(flops_spent_, MetaValue<double>(state, "flops_spent"));
+  MKD_ASSIGN_OR_RETURN(flops_full_, MetaValue<double>(state, "flops_full"));
+  MKD_ASSIGN_OR_RETURN(skipped_, MetaValue<int64_t>(state, "skipped"));
   return absl::OkStatus();
 }
 

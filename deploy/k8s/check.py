@@ -131,11 +131,11 @@ class Checker:
                 self.bad(where, f"args use $({var}), which env does not define")
         # The binary, its config file and --set overrides, from the argv.
         words = " ".join(argv).split()
-        binary = c.get("command", [None])[0] if c.get("command") and not c["command"][0] == "sh" else None
-        if binary is None:
-            binary = next((w for w in words if w.startswith("mkd-")), None)
+        # The first mkd-* word of command + args (also behind `sh -c`); the
+        # coordinator's image runs it as its entrypoint, with args only.
+        binary = next((w for w in words if w.startswith("mkd-")), None)
         if binary is None and image == "maskedkd-coordinator":
-            binary = "mkd-coordinator"  # The image's entrypoint.
+            binary = "mkd-coordinator"
         config = {}
         for i, w in enumerate(words[:-1]):
             if w == "--config":
