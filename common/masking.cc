@@ -81,6 +81,37 @@ torch::Tensor SelectPatches(const torch::Tensor& scores, int64_t k, MaskCriterio
   return std::get<0>(idx.sort(/*dim=*/1));
 }
 
+torch::Tensor SelectTopkMixed(const torch::Tensor& scores, int64_t k, double random_share,
+                              std::optional<torch::Generator> generator) {
+  TORCH_CHECK(scores.dim() == 2, "scores must be [B, N]");
+  TORCH_CHECK(random_share >= 0 && random_share < 1, "random_share must be in [0, 1)");
+  const int64_t n = scores.size(1);
+  TORCH_CHECK(k >= 1 && k <= n, "k must be in [1, N]");
+  const int64_t r = std::llround(random_share * static_cast<double>(k));
+  if (r == 0) return SelectPatches(scores, k, MaskCriterion::kStudentTopk, generator);
+  // Uniform keys in [0, 1) for every patch, then 2 for the top (k - r):
+  // the top-k of those keys is the top (k - r) plus r uniform others.
+  auto float_opts = torch::TensorOptions().dtype(torch::kFloat32).device(scores.device());
+  torch::Tensor keys = generator ? torch::rand(scores.sizes(), *generator, float_opts)
+                                 : torch::rand(scores.sizes(), float_opts);
+  if (k > r) {
+    torch::Tensor top = std::get<1>(scores.detach().topk(k - r, /*dim=*/1, /*largest=*/true));
+    keys.scatter_(1, top, 2.0);
+  }
+  torch::Tensor idx = std::get<1>(keys.topk(k, /*dim=*/1));
+  return std::get<0>(idx.sort(/*dim=*/1));
+}
+
+torch::Tensor RandomPatchSubset(int64_t rows, int64_t n, double keep_min, torch::Generator generator,
+                                const torch::Device& device) {
+  absl::StatusOr<int64_t> lo = KeepCount(keep_min, n);
+  TORCH_CHECK(lo.ok(), std::string(lo.status().message()));
+  auto opts = torch::TensorOptions().device(device);
+  const int64_t k = *lo + torch::randint(n - *lo + 1, {1}, generator, opts.dtype(torch::kInt64))
+                              .item<int64_t>();
+  return SelectPatches(torch::zeros({rows, n}, opts), k, MaskCriterion::kRandom, generator);
+}
+
 torch::Tensor ResizeScores(const torch::Tensor& scores, int64_t h_src, int64_t w_src,
                            int64_t h_dst, int64_t w_dst) {
   TORCH_CHECK(scores.dim() == 2 && scores.size(1) == h_src * w_src,

@@ -41,6 +41,21 @@ absl::StatusOr<int64_t> KeepCount(double keep_ratio, int64_t num_patches);
 torch::Tensor SelectPatches(const torch::Tensor& scores, int64_t k, MaskCriterion criterion,
                             std::optional<torch::Generator> generator = std::nullopt);
 
+// Top-k with a random share mixed in: the (k - r) highest-scoring patches
+// of each row plus r drawn uniformly from the rest, r = round(random_share *
+// k) (0 <= random_share < 1). A teacher shown only the student's favourite
+// patches never sees the others; a few random ones keep some signal from
+// them. Returns int64 [B, k], rows sorted ascending, as SelectPatches.
+torch::Tensor SelectTopkMixed(const torch::Tensor& scores, int64_t k, double random_share,
+                              std::optional<torch::Generator> generator = std::nullopt);
+
+// Token dropping while training: one k drawn uniformly in
+// [KeepCount(keep_min, n), n], then k uniformly random patches per row.
+// Returns int64 [rows, k] on `device`, rows sorted ascending.
+// REQUIRES: 0 < keep_min <= 1, n >= 1.
+torch::Tensor RandomPatchSubset(int64_t rows, int64_t n, double keep_min, torch::Generator generator,
+                                const torch::Device& device);
+
 // Bilinearly resizes score maps [B, h_src*w_src] on a (h_src, w_src) grid to
 // [B, h_dst*w_dst] (align_corners = false), for a teacher whose patch grid
 // differs from the student's. Returns `scores` itself if the grids match.

@@ -1,5 +1,6 @@
 #include "common/masking.h"
 
+#include <set>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -62,6 +63,53 @@ TEST(MaskingTest, RandomIsSeededUniqueAndSorted) {
       0, a.flatten(), torch::ones({a.numel()}, torch::kInt64));
   EXPECT_GT(counts.min().item<int64_t>(), 16);
   EXPECT_LT(counts.max().item<int64_t>(), 48);
+}
+
+TEST(MaskingTest, TopkMixedKeepsTheTopAndDrawsTheRestAtRandom) {
+  // Scores rise with the index, so the top patches are the last ones.
+  torch::Tensor scores = torch::arange(16, torch::kFloat32).repeat({256, 1});
+  auto gen = [](uint64_t seed) { return at::detail::createCPUGenerator(seed); };
+  // Share 0 is plain top-k.
+  EXPECT_TRUE(torch::equal(SelectTopkMixed(scores, 8, 0.0, gen(1)),
+                           SelectPatches(scores, 8, MaskCriterion::kStudentTopk)));
+  // k = 8, share 0.25: r = 2, so patches 10..15 always, plus 2 of 0..9.
+  torch::Tensor idx = SelectTopkMixed(scores, 8, 0.25, gen(1));
+  ASSERT_EQ(idx.sizes(), (std::vector<int64_t>{256, 8}));
+  EXPECT_TRUE((idx.diff(1, 1) > 0).all().item<bool>()) << "sorted, hence unique";
+  EXPECT_TRUE(torch::equal(idx.narrow(1, 2, 6), torch::arange(10, 16).repeat({256, 1})));
+  torch::Tensor random_part = idx.narrow(1, 0, 2);
+  EXPECT_TRUE((random_part < 10).all().item<bool>());
+  // Every one of 0..9 is drawn sometimes (about 51 times in 256 rows each).
+  torch::Tensor counts = torch::zeros({10}, torch::kInt64).scatter_add_(
+      0, random_part.flatten(), torch::ones({random_part.numel()}, torch::kInt64));
+  EXPECT_GT(counts.min().item<int64_t>(), 20);
+  EXPECT_LT(counts.max().item<int64_t>(), 90);
+  // Seeded: the same generator seed draws the same, another seed not.
+  EXPECT_TRUE(torch::equal(idx, SelectTopkMixed(scores, 8, 0.25, gen(1))));
+  EXPECT_FALSE(torch::equal(idx, SelectTopkMixed(scores, 8, 0.25, gen(2))));
+}
+
+TEST(MaskingTest, RandomPatchSubsetDrawsKInRangeAndPatchesPerRow) {
+  std::set<int64_t> ks;
+  for (uint64_t seed = 0; seed < 40; ++seed) {
+    torch::Tensor idx =
+        RandomPatchSubset(32, 16, 0.25, at::detail::createCPUGenerator(seed), torch::kCPU);
+    ASSERT_EQ(idx.size(0), 32);
+    ks.insert(idx.size(1));
+    EXPECT_TRUE((idx.diff(1, 1) > 0).all().item<bool>()) << "sorted, hence unique";
+    EXPECT_GE(idx.min().item<int64_t>(), 0);
+    EXPECT_LT(idx.max().item<int64_t>(), 16);
+    if (idx.size(1) < 16) {  // Random per row: not every row the same.
+      EXPECT_FALSE(torch::equal(idx, idx[0].unsqueeze(0).expand_as(idx)));
+    }
+  }
+  // k = 4..16 (13 values), each about 3 times in 40 draws.
+  EXPECT_EQ(*ks.begin(), 4);
+  EXPECT_EQ(*ks.rbegin(), 16);
+  EXPECT_GE(ks.size(), 9u);
+  // keep_min 1 keeps everything.
+  EXPECT_TRUE(torch::equal(RandomPatchSubset(2, 16, 1.0, at::detail::createCPUGenerator(0), torch::kCPU),
+                           torch::arange(16).repeat({2, 1})));
 }
 
 TEST(MaskingTest, ResizeScoresMatchesTorchInterpolate) {

@@ -36,6 +36,7 @@ const std::map<std::string, Setter>& Setters() {
       {"data.workers", MKD_FIELD(int, data.workers, "an integer")},
       {"data.limit_train", MKD_FIELD(int64_t, data.limit_train, "an integer")},
       {"data.limit_eval", MKD_FIELD(int64_t, data.limit_eval, "an integer")},
+      {"data.token_keep_min", MKD_FIELD(double, data.token_keep_min, "a number")},
       {"data.random_resized_crop", MKD_FIELD(bool, data.transform.random_resized_crop, "true or false")},
       {"data.rrc_min_scale", MKD_FIELD(double, data.transform.rrc_min_scale, "a number")},
       {"data.pad_crop", MKD_FIELD(int, data.transform.pad_crop, "an integer")},
@@ -73,6 +74,7 @@ const std::map<std::string, Setter>& Setters() {
          MKD_ASSIGN_OR_RETURN(c.distill.keep_ratio_end, YamlScalar<double>(n, kWhat, key, "a number"));
          return absl::OkStatus();
        }},
+      {"distill.random_share", MKD_FIELD(double, distill.random_share, "a number")},
       {"distill.alpha", MKD_FIELD(double, distill.alpha, "a number")},
       {"distill.tau", MKD_FIELD(double, distill.tau, "a number")},
       {"distill.kind", MKD_FIELD(std::string, distill.kind, "soft or hard")},
@@ -151,7 +153,14 @@ absl::Status Validate(const TrainConfig& c) {
   if (!(c.run.fp16_init_scale >= 1)) return bad("run.fp16_init_scale", "must be >= 1");
   absl::Status st = ValidateTransformConfig(c.data.transform);
   if (!st.ok()) return bad("data", st.message());
+  if (!(c.data.token_keep_min > 0 && c.data.token_keep_min <= 1)) {
+    return bad("data.token_keep_min", "must be in (0, 1] (1: every patch)");
+  }
   if (c.mode != "distill") return absl::OkStatus();
+  if (c.data.token_keep_min != 1) {
+    return bad("data.token_keep_min",
+               "applies to mode train only (a distilling student sees every patch)");
+  }
   const bool remote = !c.distill.teacher_address.empty() || !c.distill.coordinator.empty();
   if (!c.distill.teacher_address.empty() && !c.distill.coordinator.empty()) {
     return bad("distill.coordinator", "set either it or distill.teacher_address, not both");
@@ -188,6 +197,13 @@ absl::Status Validate(const TrainConfig& c) {
   if (!(c.distill.keep_ratio > 0 && c.distill.keep_ratio <= 1)) return bad("distill.keep_ratio", "must be in (0, 1]");
   if (c.distill.keep_ratio_end && !(*c.distill.keep_ratio_end > 0 && *c.distill.keep_ratio_end <= 1)) {
     return bad("distill.keep_ratio_end", "must be in (0, 1]");
+  }
+  if (!(c.distill.random_share >= 0 && c.distill.random_share < 1)) {
+    return bad("distill.random_share", "must be in [0, 1)");
+  }
+  if (c.distill.random_share > 0 && c.distill.criterion != "student_topk" &&
+      c.distill.criterion != "teacher_topk") {
+    return bad("distill.random_share", "needs criterion student_topk or teacher_topk");
   }
   if (!(c.distill.alpha >= 0 && c.distill.alpha <= 1)) return bad("distill.alpha", "must be in [0, 1]");
   if (!(c.distill.tau > 0)) return bad("distill.tau", "must be positive");

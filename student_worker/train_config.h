@@ -24,6 +24,11 @@ struct DataConfig {
   int workers = 2;
   int64_t limit_train = 0;  // Use only the first N training examples (0: all).
   int64_t limit_eval = 0;
+  // Train mode: each step shows the model a random share of its patches,
+  // drawn uniformly in [token_keep_min, 1], random patches per image; 1: off.
+  // A teacher trained so is used to seeing part of an image, as MaskedKD
+  // shows it. Distill mode needs 1 (the student's attention is over all).
+  double token_keep_min = 1.0;
   TransformConfig transform;  // img_size/channels/mean/std come from the model.
   MixConfig mix;
 };
@@ -48,6 +53,9 @@ struct DistillConfig {
   std::string criterion = "student_topk";
   double keep_ratio = 0.5;
   std::optional<double> keep_ratio_end;  // Linear schedule to this ratio, if set.
+  // With a top-k criterion: this share of the k kept patches is drawn at
+  // random from the rest instead (see SelectTopkMixed); 0: pure top-k.
+  double random_share = 0.0;
   double alpha = 0.5;
   double tau = 1.0;
   std::string kind = "soft";           // soft | hard

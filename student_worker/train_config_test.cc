@@ -91,6 +91,12 @@ TEST(TrainConfigTest, ErrorsNameTheKey) {
   ExpectError(kBase, {"distill.teacher_timeout_ms=0"}, "key 'distill.teacher_timeout_ms'");
   ExpectError(kBase, {"distill.teacher_address=127.0.0.1:5", "distill.criterion=teacher_topk"},
               "key 'distill.criterion': teacher_topk needs an in-process teacher");
+  ExpectError(kBase, {"data.token_keep_min=0"}, "key 'data.token_keep_min': must be in (0, 1]");
+  ExpectError(kBase, {"data.token_keep_min=0.5"},
+              "key 'data.token_keep_min': applies to mode train only");
+  ExpectError(kBase, {"distill.random_share=1"}, "key 'distill.random_share': must be in [0, 1)");
+  ExpectError(kBase, {"distill.random_share=0.1", "distill.criterion=random"},
+              "key 'distill.random_share': needs criterion student_topk or teacher_topk");
   ExpectError("mode: train\n", {}, "key 'model': is required");
   ExpectError("[1, 2]", {}, "must be a YAML mapping");
   ExpectError("model: {depth: [}", {}, "not valid YAML");

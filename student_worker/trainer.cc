@@ -244,6 +244,9 @@ absl::StatusOr<torch::Tensor> Trainer::SelectForTeacher(const torch::Tensor& ima
       break;
   }
   if (criterion_ == MaskCriterion::kAll) k = t.num_patches();
+  if (config_.distill.random_share > 0) {  // Validate allows it with top-k criteria only.
+    return SelectTopkMixed(scores, k, config_.distill.random_share, gen);
+  }
   return SelectPatches(scores, k, criterion_, gen);
 }
 
@@ -251,7 +254,18 @@ Trainer::LossTerms Trainer::TrainForwardBackward(const Batch& batch) {
   torch::Tensor loss;
   {
     AutocastGuard autocast(device_, precision_);
-    torch::Tensor logits = model_->Forward(batch.images).logits.to(torch::kFloat32);
+    torch::Tensor logits;
+    if (config_.data.token_keep_min < 1) {
+      // Seeded per step (as the distill selection) so a resumed run draws the same.
+      at::Generator gen =
+          MakeGenerator(device_, MixSeed({config_.seed, static_cast<uint64_t>(step_), 0x64726f70}));
+      torch::Tensor idx = RandomPatchSubset(batch.images.size(0), config_.model.num_patches(),
+                                            config_.data.token_keep_min, gen, device_);
+      logits = model_->ForwardKept(batch.images, idx).logits;
+    } else {
+      logits = model_->Forward(batch.images).logits;
+    }
+    logits = logits.to(torch::kFloat32);
     loss = SoftTargetCrossEntropy(logits, batch.targets);
   }
   scaler_->Scale(loss).backward();

@@ -180,15 +180,31 @@ TEST(TrainerTest, MicroBatchesSplitTheStepAndTrainLikeOneBatch) {
   }
 }
 
+double MaxWeightDiff(Trainer& x, Trainer& y) {
+  auto px = x.model()->named_parameters();
+  double max_diff = 0;
+  for (const auto& p : y.model()->named_parameters()) {
+    max_diff = std::max(max_diff, (p.value() - px[p.key()]).abs().max().item<double>());
+  }
+  return max_diff;
+}
+
 TEST(TrainerTest, ResumeReachesTheSameWeights) {
-  for (std::string mode : {"train", "distill"}) {
-    std::string dir_a = NewDir("a_" + mode), dir_b = NewDir("b_" + mode);
+  // Each variant draws random numbers per step somewhere; a resumed run
+  // must draw the same.
+  for (std::string variant : {"train", "train_token_drop", "distill_random", "distill_topk_mixed"}) {
+    std::string dir_a = NewDir("a_" + variant), dir_b = NewDir("b_" + variant);
     TrainConfig a = Tiny(dir_a);
-    a.mode = mode;
-    if (mode == "distill") {
+    if (variant == "train_token_drop") a.data.token_keep_min = 0.5;
+    if (variant.rfind("distill", 0) == 0) {
+      a.mode = "distill";
       a.distill.teacher_model = dir_a + "_t/teacher.yaml";
       a.distill.teacher_weights = SaveTeacher(a, dir_a + "_t");
-      a.distill.criterion = "random";  // Exercises the per-step selection RNG.
+      if (variant == "distill_random") {
+        a.distill.criterion = "random";  // Exercises the per-step selection RNG.
+      } else {
+        a.distill.random_share = 0.25;
+      }
     }
     TrainConfig b = a;
     b.run.out_dir = dir_b;
@@ -206,15 +222,25 @@ TEST(TrainerTest, ResumeReachesTheSameWeights) {
     ASSERT_TRUE(second.ok());
     ASSERT_TRUE((*second)->Train(/*resume=*/true).ok());
     EXPECT_EQ((*second)->step(), (*full)->step());
-
-    auto pa = (*full)->model()->named_parameters();
-    double max_diff = 0;
-    for (const auto& p : (*second)->model()->named_parameters()) {
-      max_diff = std::max(max_diff, (p.value() - pa[p.key()]).abs().max().item<double>());
-    }
-    EXPECT_LE(max_diff, 1e-6) << mode;
+    EXPECT_LE(MaxWeightDiff(**full, **second), 1e-6) << variant;
     EXPECT_DOUBLE_EQ((*second)->teacher_flops_spent(), (*full)->teacher_flops_spent());
   }
+}
+
+TEST(TrainerTest, TokenDropShowsTheModelPartOfEachImage) {
+  std::string dir_full = NewDir("drop_full"), dir_drop = NewDir("drop_half");
+  TrainConfig full = Tiny(dir_full);
+  full.optim.epochs = 1;
+  TrainConfig drop = full;
+  drop.run.out_dir = dir_drop;
+  drop.data.token_keep_min = 0.25;
+  auto a = Trainer::Create(full);
+  auto b = Trainer::Create(drop);
+  ASSERT_TRUE(a.ok() && b.ok());
+  ASSERT_TRUE((*a)->Train(false).ok());
+  ASSERT_TRUE((*b)->Train(false).ok());
+  // Same seed, data and initial weights: only the dropped patches differ.
+  EXPECT_GT(MaxWeightDiff(**a, **b), 1e-4);
 }
 
 TEST(TrainerTest, ResumesWithASeedAboveTwoToThe53) {
