@@ -3,18 +3,22 @@
 # bench/fidelity.md): builds mkd and mkd-student against PyTorch's CUDA
 # LibTorch (scripts/gpu_check.sh build), then
 #   1. trains the teachers at once on the GPU: 49 tokens (4x4 patches on
-#      28x28) with token dropping 50-100% (the chosen recipe), without it,
-#      with 25-100%, and with random erasing instead; and 196 tokens (56x56)
-#      with token dropping 50-100%;
+#      28x28) with token dropping 25-100% (configs/fidelity/fmnist49_teacher.yaml,
+#      the chosen recipe), 50-100%, none, and random erasing instead; and
+#      196 tokens (56x56) with token dropping 50-100%;
 #   2. runs bench/reproduce_fmnist.sh for the 196-token and the 49-token
 #      students at once, several runs sharing the GPU, seed-major, until
 #      the deadline.
-# Everything lands in $OUT (teachers' weights and logs, each table's
-# results.tsv/table.md/run logs), so a run cut short still reports what
-# finished. Needs .cache/devroot.tar.xz (scripts/gpu_devroot.sh) and
-# Fashion-MNIST's four .gz files in .cache/fashion-mnist (the GPU image has
-# no Debian datasets); both are made here by `bench/fidelity_gpu.sh pack`.
+# Everything lands in runs/fidelity_gpu/out (teachers' weights and logs,
+# each table's results.tsv/table.md/run logs), so a run cut short still
+# reports what finished; where $OUT is set (the device tool, which returns
+# at most 8 files), that folder is also packed into $OUT/fidelity_gpu.tgz.
+# Needs .cache/devroot.tar.xz (scripts/gpu_devroot.sh) and Fashion-MNIST's
+# four .gz files in .cache/fashion-mnist (the GPU image has no Debian datasets); both are made here by `bench/fidelity_gpu.sh pack`.
 # Env: BUDGET_S (default 540): seconds from start to the last result.
+#      REPRO49_TEACHER (default t49_drop25): the 49-token table's teacher
+#      (the table in bench/fidelity.md was made with t49_drop50, then the
+#      default, before the study chose 25-100%).
 #      DEVICE (default cuda), MKD_STUDENT (a built binary: skips the build),
 #      SETS (more --set overrides for every run; a smoke test on a CPU:
 #      DEVICE=cpu MKD_STUDENT=build/bin/mkd-student SETS="run.max_steps=3 data.limit_eval=256").
@@ -29,9 +33,11 @@ if [[ ${1:-} == pack ]]; then  # On the build machine: what the GPU machine need
   exit 0
 fi
 
-out=${OUT:-runs/fidelity_gpu}
+out=runs/fidelity_gpu/out
+rm -rf "$out"
 mkdir -p "$out/teachers"
 exec > >(tee -a "$out/fidelity_gpu.log") 2>&1
+pack() { [[ -n ${OUT:-} ]] && tar -czf "$OUT/fidelity_gpu.tgz" -C runs/fidelity_gpu out; }
 deadline=$((SECONDS + ${BUDGET_S:-540}))
 stamp() { echo "== $(date +%T) (+${SECONDS}s) $*"; }
 data=$PWD/.cache/fashion-mnist
@@ -53,7 +59,9 @@ if command -v nvidia-smi >/dev/null; then
     echo "gpu: $(nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader) at +${SECONDS}s"
   done &
   sampler=$!
-  trap 'kill $sampler 2>/dev/null' EXIT
+  trap 'kill $sampler 2>/dev/null; pack' EXIT
+else
+  trap pack EXIT
 fi
 sets="run.device=$device data.dir=$data data.workers=2 ${SETS:-}"
 on_gpu=()
@@ -76,30 +84,35 @@ train_teacher() {  # name config overrides...
 t49=configs/fidelity/fmnist49_teacher.yaml
 # `wait` names its jobs: a bare one would also wait for the tee above.
 pids=()
-train_teacher t49_drop50 "$t49" & pids+=($!)
+train_teacher t49_drop25 "$t49" & pids+=($!)
+train_teacher t49_drop50 "$t49" --set data.token_keep_min=0.5 & pids+=($!)
 train_teacher t49_plain "$t49" --set data.token_keep_min=1 & pids+=($!)
-train_teacher t49_drop25 "$t49" --set data.token_keep_min=0.25 & pids+=($!)
 train_teacher t49_erase "$t49" --set data.token_keep_min=1 --set data.random_erasing=0.25 & pids+=($!)
 train_teacher t196_drop50 configs/fidelity/fmnist196_teacher.yaml & pids+=($!)
 wait "${pids[@]}"
 
 # 2. Both reproductions at once until the deadline.
 stamp reproductions
-repro() {  # tokens jobs
-  [[ -f $out/teachers/t$1_drop50.safetensors ]] || { echo "no $1-token teacher"; return 1; }
-  OUT="$out/repro$1" JOBS=$2 MKD_STUDENT=$student CONFIG=configs/fidelity/fmnist$1_student.yaml \
-    TEACHER="$out/teachers/t$1_drop50.safetensors" \
+repro() {  # tokens jobs teacher
+  [[ -f $out/teachers/$3.safetensors ]] || { echo "no teacher $3"; return 1; }
+  # The run directories (checkpoints) stay out of $out; their logs go in.
+  OUT="runs/fidelity_gpu/repro$1" JOBS=$2 MKD_STUDENT=$student CONFIG=configs/fidelity/fmnist$1_student.yaml \
+    TEACHER="$out/teachers/$3.safetensors" \
     SETS="$sets run.threads=1 run.log_every_steps=500" timeout "$(left)" bash bench/reproduce_fmnist.sh >"$out/repro$1.log" 2>&1
-  echo "repro$1: exit $? ($(wc -l <"$out/repro$1/results.tsv") runs finished)"
+  echo "repro$1: exit $? ($(wc -l <"runs/fidelity_gpu/repro$1/results.tsv") runs finished)"
+  mkdir -p "$out/repro$1"
+  echo "$3" >"$out/repro$1/teacher.txt"
+  cp "runs/fidelity_gpu/repro$1/results.tsv" "$out/repro$1/"
+  for d in "runs/fidelity_gpu/repro$1"/*/; do cp "$d/log.txt" "$out/repro$1/$(basename "$d").log" 2>/dev/null; done
 }
-repro 196 4 & pids=($!)
-repro 49 4 & pids+=($!)
+repro 196 4 t196_drop50 & pids=($!)
+repro 49 4 "${REPRO49_TEACHER:-t49_drop25}" & pids+=($!)
 wait "${pids[@]}"
 pkill -f "$student" 2>/dev/null  # Runs the deadline cut short.
 py=/usr/bin/python3; [[ -x $py ]] || py=python3
 for t in 196 49; do
   stamp "table, $t tokens"
   [[ -s $out/repro$t/results.tsv ]] && "$py" bench/repro_table.py "$out/repro$t" \
-    "configs/fidelity/fmnist${t}_student.yaml" "teachers/t${t}_drop50.safetensors"
+    "configs/fidelity/fmnist${t}_student.yaml" "$(cat "$out/repro$t/teacher.txt")"
 done
 stamp done

@@ -18,7 +18,9 @@ def main():
     with open(os.path.join(out, "results.tsv")) as f:
         for line in f:
             name, seed, top1, gflops, wall = line.rstrip("\n").split("\t")
-            rows.setdefault(name, []).append((int(seed), float(top1), float(gflops), float(wall)))
+            # wall may be empty: a run made outside reproduce_fmnist.sh.
+            rows.setdefault(name, []).append((int(seed), float(top1), float(gflops),
+                                              float(wall) if wall else None))
     order = ["no KD", "logit KD (keep 100%)", "MaskedKD keep 75%", "MaskedKD keep 50%",
              "MaskedKD keep 25%", "random 50%", "bottom-k 50%"]
     names = [n for n in order if n in rows] + [n for n in rows if n not in order]
@@ -28,6 +30,10 @@ def main():
         sd = math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else 0.0
         return m, sd
 
+    def wall_mean(rs):
+        walls = [r[3] for r in rs if r[3] is not None]
+        return f"{sum(walls) / len(walls):.0f}" if walls else "–"
+
     logit = stats([r[1] for r in rows["logit KD (keep 100%)"]])[0] if "logit KD (keep 100%)" in rows else None
     lines = ["| variant | seeds | top-1 (%) mean ± std | vs logit KD (points) | teacher GFLOPs per run | wall s per run |",
              "|---|---|---|---|---|---|"]
@@ -36,7 +42,7 @@ def main():
         m, sd = stats([r[1] for r in rs])
         delta = f"{m - logit:+.2f}" if logit is not None and n != "no KD" else "–"
         lines.append(f"| {n} | {len(rs)} | {m:.2f} ± {sd:.2f} | {delta} | "
-                     f"{sum(r[2] for r in rs) / len(rs):.1f} | {sum(r[3] for r in rs) / len(rs):.0f} |")
+                     f"{sum(r[2] for r in rs) / len(rs):.1f} | {wall_mean(rs)} |")
     if len(sys.argv) > 3:
         lines.append("")
         lines.append(f"(student config {sys.argv[2]}, teacher {sys.argv[3]}; std over seeds, n-1)")
@@ -59,6 +65,8 @@ def main():
         m, sd = stats(ys)
         p = ax.errorbar(sum(xs) / len(xs), m, yerr=sd, fmt="o", capsize=3, label=n)
         ax.scatter(xs, ys, s=8, alpha=0.4, color=p[0].get_color())
+    if len(sys.argv) > 3:
+        ax.set_title(f"{os.path.basename(sys.argv[2])}, teacher {sys.argv[3]}", fontsize=8)
     ax.set_xlabel("teacher GFLOPs per training run")
     ax.set_ylabel("student top-1 (%)")
     ax.grid(alpha=0.3)

@@ -1,6 +1,7 @@
-// The demo's committed teacher (assets/fmnist_teacher.safetensors) is what
-// its record (assets/fmnist_teacher.json) says it is: the same bytes, and
-// the same accuracy on Debian's Fashion-MNIST test set through the real
+// The demo's committed teachers (assets/fmnist_teacher.safetensors, 16
+// tokens; assets/fmnist49_teacher.safetensors, 49 tokens) are what their
+// records (assets/*.json) say they are: the same bytes, and the same
+// accuracy on Debian's Fashion-MNIST test set through the real
 // `mkd-student eval`. scripts/demo.sh trusts both instead of retraining.
 #include <sys/wait.h>
 
@@ -26,19 +27,25 @@ std::string Capture(const std::string& cmd) {
   return testing::SlurpFile(out);
 }
 
-nlohmann::json Record() {
-  std::ifstream in("assets/fmnist_teacher.json");
-  EXPECT_TRUE(in.good()) << "assets/fmnist_teacher.json is missing";
-  return nlohmann::json::parse(in);
-}
+class DemoTeacher : public ::testing::TestWithParam<const char*> {
+ protected:
+  nlohmann::json Record() {
+    std::ifstream in(GetParam());
+    EXPECT_TRUE(in.good()) << GetParam() << " is missing";
+    return nlohmann::json::parse(in);
+  }
+};
 
-TEST(DemoTeacher, TheWeightsAreTheRecordedBytes) {
+INSTANTIATE_TEST_SUITE_P(Records, DemoTeacher,
+                         ::testing::Values("assets/fmnist_teacher.json", "assets/fmnist49_teacher.json"));
+
+TEST_P(DemoTeacher, TheWeightsAreTheRecordedBytes) {
   const nlohmann::json record = Record();
   const std::string sum = Capture("sha256sum " + record.at("weights").get<std::string>());
   EXPECT_EQ(sum.substr(0, 64), record.at("sha256").get<std::string>());
 }
 
-TEST(DemoTeacher, EvalReproducesTheRecordedAccuracy) {
+TEST_P(DemoTeacher, EvalReproducesTheRecordedAccuracy) {
   const nlohmann::json record = Record();
   const std::string line =
       Capture(testing::BinDir() + "/mkd-student eval --config " + record.at("config").get<std::string>() +
