@@ -78,11 +78,15 @@ for seed in $seeds; do
   for v in "${variants[@]}"; do
     name=${v%%|*}
     wanted "$name" || continue
-    while (($(jobs -rp | wc -l) >= parallel)); do wait -n || failed=1; done
+    # `jobs` runs here, not in a $( ) subshell, which would not see these jobs.
+    while jobs -rp >"$out/.running" && (($(wc -l <"$out/.running") >= parallel)); do
+      wait -n || failed=1
+    done
     run_one "$name" "$seed" "${v#*|}" &
   done
 done
-while (($(jobs -rp | wc -l) > 0)); do wait -n || failed=1; done
+while jobs -rp >"$out/.running" && [[ -s $out/.running ]]; do wait -n || failed=1; done
+rm -f "$out/.running"
 
 py=/usr/bin/python3; [[ -x $py ]] || py=python3
 "$py" bench/repro_table.py "$out" "${config}" "${teacher}"

@@ -13,42 +13,61 @@
 #      the other with the same seed and steps;
 #   4. print the pool (`mkd status`) during each, then both students'
 #      accuracy, teacher FLOPs and wall time side by side.
+# --tokens 49: the same on the fidelity study's 49-token setting (4x4
+# patches; bench/fidelity.md): assets/fmnist49_teacher.safetensors and
+# configs/fidelity/, where MaskedKD comes much closer to logit KD. It takes
+# about 3x longer per step (≈ 20 minutes of training on 2 cores at the
+# config's 5 epochs; --epochs N changes both students').
 # Every process it starts is stopped when it ends, also on Ctrl-C.
 # Cache (--retrain-teacher): $MKD_CACHE (default ~/.cache/maskedkd) keeps
 # the trained teacher, keyed by a hash of its config; delete it to retrain.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 retrain=0
-for arg in "$@"; do
-  case "$arg" in
+tokens=16
+epochs=()
+usage() { echo "usage: scripts/demo.sh [--retrain-teacher] [--tokens 16|49] [--epochs N]" >&2; exit 2; }
+while (($#)); do
+  case "$1" in
     --retrain-teacher) retrain=1 ;;
-    *) echo "usage: scripts/demo.sh [--retrain-teacher]" >&2; exit 2 ;;
+    --tokens) tokens=${2:-}; shift ;;
+    --epochs) [[ ${2:-} =~ ^[1-9][0-9]*$ ]] || usage; epochs=(--set "optim.epochs=$2"); shift ;;
+    *) usage ;;
   esac
+  shift
 done
+case "$tokens" in
+  16) teacher_config=configs/fmnist_teacher.yaml teacher_model=configs/fmnist_teacher_model.yaml
+      student_config=configs/fmnist_student.yaml asset=assets/fmnist_teacher.safetensors
+      record=assets/fmnist_teacher.json name=fmnist_teacher sname=fmnist_student ;;
+  49) teacher_config=configs/fidelity/fmnist49_teacher.yaml
+      teacher_model=configs/fidelity/fmnist49_teacher_model.yaml
+      student_config=configs/fidelity/fmnist49_student.yaml asset=assets/fmnist49_teacher.safetensors
+      record=assets/fmnist49_teacher.json name=fmnist49_teacher sname=fmnist49_student ;;
+  *) echo "demo: --tokens must be 16 or 49, got '$tokens'" >&2; usage ;;
+esac
 bash scripts/setup.sh
 export CCACHE_DIR="${CCACHE_DIR:-$PWD/.cache/ccache}"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build --target mkd-student mkd mkd-teacher mkd-coordinator -j "$(nproc)"
 
 student_bin=build/bin/mkd-student
-asset=assets/fmnist_teacher.safetensors
-record=assets/fmnist_teacher.json
 mkdir -p runs
 start=$(date +%s)
 
 if ((retrain)); then
   cache="${MKD_CACHE:-$HOME/.cache/maskedkd}"
-  key=$(cat configs/fmnist_teacher.yaml configs/fmnist_teacher_model.yaml | sha256sum | cut -c1-12)
-  teacher="$cache/fmnist_teacher_$key.safetensors"
+  key=$(cat "$teacher_config" "$teacher_model" | sha256sum | cut -c1-12)
+  teacher="$cache/${name}_$key.safetensors"
   mkdir -p "$cache"
   if [[ -f "$teacher" ]]; then
     echo "== teacher: reusing $teacher"
   else
-    echo "== teacher: training (configs/fmnist_teacher.yaml)"
-    rm -rf runs/fmnist_teacher
-    $student_bin train --config configs/fmnist_teacher.yaml | tee runs/fmnist_teacher.log
-    step=$(cat runs/fmnist_teacher/checkpoints/latest)
-    cp "$(printf 'runs/fmnist_teacher/checkpoints/step_%08d.model.safetensors' "$step")" "$teacher.tmp"
+    echo "== teacher: training ($teacher_config)"
+    rm -rf "runs/$name"
+    $student_bin train --config "$teacher_config" --set run.out_dir="runs/$name" | tee "runs/$name.log"
+    step=$(cat "runs/$name/checkpoints/latest")
+    cp "$(printf 'runs/%s/checkpoints/step_%08d.model.safetensors' "$name" "$step")" "$teacher.tmp"
     mv "$teacher.tmp" "$teacher"
   fi
 else
@@ -61,7 +80,7 @@ else
   fi
   echo "== teacher: $teacher (SHA-256 checked; --retrain-teacher trains it afresh)"
 fi
-teacher_eval=$($student_bin eval --config configs/fmnist_teacher.yaml --checkpoint "$teacher")
+teacher_eval=$($student_bin eval --config "$teacher_config" --checkpoint "$teacher")
 echo "$teacher_eval"
 if ((retrain)); then  # The new weights become the committed ones.
   cp "$teacher" "$asset"
@@ -95,7 +114,8 @@ build/bin/mkd-coordinator --set listen=127.0.0.1:0 --set metrics_listen=\"\" \
 pids+=($!)
 coordinator="127.0.0.1:$(port_of runs/coordinator.log 'listening on')"
 # One thread each: on 2 cores the teacher and the student run side by side.
-build/bin/mkd-teacher --config configs/fmnist_teacher_server.yaml --set weights="$teacher" \
+build/bin/mkd-teacher --config configs/fmnist_teacher_server.yaml --set model="$teacher_model" \
+  --set weights="$teacher" \
   --set listen=127.0.0.1:0 --set metrics_listen=\"\" --set threads=1 \
   --set coordinator="$coordinator" > runs/teacher_server.log 2>&1 &
 pids+=($!)
@@ -112,9 +132,10 @@ run_student() {  # run_student <name> <label> [--set ...]: trains, prints its lo
   rm -rf "runs/$name"
   local t0
   t0=$(date +%s)
-  build/bin/mkd-student train --config configs/fmnist_student.yaml \
+  build/bin/mkd-student train --config "$student_config" \
     --set distill.teacher_weights="$teacher" --set distill.coordinator="$coordinator" \
-    --set run.threads=1 --set run.out_dir="runs/$name" "$@" > "runs/$name.log" 2>&1 &
+    --set run.threads=1 --set run.out_dir="runs/$name" ${epochs[@]+"${epochs[@]}"} "$@" \
+    > "runs/$name.log" 2>&1 &
   local student=$!
   pids+=("$student")
   tail -n +1 -f "runs/$name.log" --pid "$student" &
@@ -128,9 +149,9 @@ run_student() {  # run_student <name> <label> [--set ...]: trains, prints its lo
   wait "$student"
   echo "$(( $(date +%s) - t0 ))" > "runs/$name.seconds"
 }
-run_student fmnist_student_logitkd "logit KD (teacher sees 100% of its patches)" \
+run_student "${sname}_logitkd" "logit KD (teacher sees 100% of its patches)" \
   --set distill.criterion=all --set distill.keep_ratio=1 --set distill.job_id=logit-kd
-run_student fmnist_student "MaskedKD (teacher sees the 50% of patches the student attends to)" \
+run_student "$sname" "MaskedKD (teacher sees the 50% of patches the student attends to)" \
   --set distill.job_id=maskedkd-50
 
 teacher_top1=$(sed -n 's/.*top1 \([0-9.]*\)%.*/\1/p' <<<"$teacher_eval")
@@ -143,12 +164,12 @@ row() {  # row <name> <label>: one line of the table from the run's summary.
   echo "$spent" > "runs/$1.gflops"
 }
 echo
-echo "teacher: ${teacher_top1}% top-1 on the Fashion-MNIST test set"
+echo "teacher: ${teacher_top1}% top-1 on the Fashion-MNIST test set; $tokens patch tokens per image"
 echo
 echo "| student (same seed and steps)  |    top-1  | teacher GFLOPs  |  wall time   |"
 echo "|--------------------------------|-----------|-----------------|--------------|"
-row fmnist_student_logitkd "logit KD (keep 100%)"
-row fmnist_student "MaskedKD (keep 50%)"
+row "${sname}_logitkd" "logit KD (keep 100%)"
+row "$sname" "MaskedKD (keep 50%)"
 echo
-echo "MaskedKD spent $(awk -v a="$(cat runs/fmnist_student_logitkd.gflops)" -v b="$(cat runs/fmnist_student.gflops)" 'BEGIN { printf "%.2f", a / b }')x fewer teacher FLOPs; demo wall time $(( $(date +%s) - start )) s"
-echo "curves: /usr/bin/python3 scripts/plot_metrics.py runs/fmnist_student/metrics.jsonl"
+echo "MaskedKD spent $(awk -v a="$(cat "runs/${sname}_logitkd.gflops")" -v b="$(cat "runs/$sname.gflops")" 'BEGIN { printf "%.2f", a / b }')x fewer teacher FLOPs; demo wall time $(( $(date +%s) - start )) s"
+echo "curves: /usr/bin/python3 scripts/plot_metrics.py runs/$sname/metrics.jsonl"
