@@ -108,7 +108,6 @@ repro() {  # tokens jobs teacher
 repro 196 4 t196_drop50 & pids=($!)
 repro 49 4 "${REPRO49_TEACHER:-t49_drop25}" & pids+=($!)
 wait "${pids[@]}"
-pkill -f "$student" 2>/dev/null  # Runs the deadline cut short.
 py=/usr/bin/python3; [[ -x $py ]] || py=python3
 for t in 196 49; do
   stamp "table, $t tokens"

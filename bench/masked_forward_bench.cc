@@ -8,19 +8,19 @@
 // Usage: masked_forward_bench [--models a,b] [--batch 32] [--threads N]
 //                             [--rounds 5] [--keep 1,0.75,0.5,0.25]
 //                             [--device cpu|cuda] [--dtype fp32|fp16|bf16]
+#include <torch/torch.h>
+
 #include <cstdio>
 #include <thread>
-
-#include <torch/torch.h>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "bench/bench_util.h"
 #include "common/flags.h"
-#include "common/status_macros.h"
 #include "common/flops.h"
 #include "common/masking.h"
 #include "common/runtime.h"
+#include "common/status_macros.h"
 #include "common/vit.h"
 
 namespace mkd::bench {
@@ -46,9 +46,8 @@ torch::Dtype ParseDtype(const std::string& name) {
 absl::StatusOr<double> CudaParity(VisionTransformer& model, const ViTConfig& config) {
   torch::Tensor x = torch::randn({4, config.in_chans, config.img_size, config.img_size});
   auto gen = at::detail::createCPUGenerator(2);
-  torch::Tensor idx =
-      SelectPatches(torch::zeros({4, config.num_patches()}), config.num_patches() / 2,
-                    MaskCriterion::kRandom, gen);
+  torch::Tensor idx = SelectPatches(torch::zeros({4, config.num_patches()}),
+                                    config.num_patches() / 2, MaskCriterion::kRandom, gen);
   model->to(torch::kCPU, torch::kFloat32);
   torch::Tensor full_cpu = model->Forward(x).logits, kept_cpu = model->ForwardKept(x, idx).logits;
   model->to(torch::kCUDA);
@@ -59,9 +58,11 @@ absl::StatusOr<double> CudaParity(VisionTransformer& model, const ViTConfig& con
 }
 
 absl::StatusOr<Options> Parse(int argc, char** argv) {
-  MKD_ASSIGN_OR_RETURN(ParsedFlags f, ParseFlags(std::vector<std::string>(argv + 1, argv + argc),
-                                                 {{"models"}, {"batch"}, {"threads"}, {"rounds"},
-                                                  {"keep"}, {"device"}, {"dtype"}}));
+  MKD_ASSIGN_OR_RETURN(
+      ParsedFlags f,
+      ParseFlags(
+          std::vector<std::string>(argv + 1, argv + argc),
+          {{"models"}, {"batch"}, {"threads"}, {"rounds"}, {"keep"}, {"device"}, {"dtype"}}));
   Options o;
   if (auto m = f.Get("models")) o.models = absl::StrSplit(*m, ',');
   if (auto k = f.Get("keep")) {
@@ -77,7 +78,8 @@ absl::StatusOr<Options> Parse(int argc, char** argv) {
   MKD_ASSIGN_OR_RETURN(o.rounds, f.GetInt("rounds", o.rounds));
   o.device = f.Get("device").value_or(o.device);
   o.dtype = f.Get("dtype").value_or(o.dtype);
-  if (o.device != "cpu" && o.device != "cuda") return absl::InvalidArgumentError("--device: cpu or cuda");
+  if (o.device != "cpu" && o.device != "cuda")
+    return absl::InvalidArgumentError("--device: cpu or cuda");
   if (o.dtype != "fp32" && o.dtype != "fp16" && o.dtype != "bf16") {
     return absl::InvalidArgumentError("--dtype: fp32, fp16 or bf16");
   }
@@ -140,7 +142,9 @@ absl::Status BenchModel(const std::string& name, const Options& o) {
     double flops = ViTForwardFlops(config, ks[i]);
     double speedup = secs[0] / secs[i];
     double ideal = full_flops / flops;
-    std::string label = i == 0 ? "full" : "keep " + std::to_string(static_cast<int>(o.keep[i - 1] * 100 + 0.5)) + "%";
+    std::string label =
+        i == 0 ? "full"
+               : "keep " + std::to_string(static_cast<int>(o.keep[i - 1] * 100 + 0.5)) + "%";
     std::printf("%-10s %6lld %10.3f %10.1f %9.2fx %9.2fx %10.2f\n", label.c_str(),
                 static_cast<long long>(ks[i]), flops / 1e9, o.batch / secs[i], speedup, ideal,
                 speedup / ideal);
@@ -159,8 +163,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   mkd::RuntimeReport rt = mkd::ConfigureRuntime(static_cast<int>(options->threads));
-  std::printf("masked vs full ViT forward (LibTorch %s, %s, OpenBLAS pinned: %s)\n",
-              TORCH_VERSION, options->device.c_str(), rt.openblas_pinned ? "yes" : "no");
+  std::printf("masked vs full ViT forward (LibTorch %s, %s, OpenBLAS pinned: %s)\n", TORCH_VERSION,
+              options->device.c_str(), rt.openblas_pinned ? "yes" : "no");
   for (const auto& model : options->models) {
     absl::Status st;
     try {

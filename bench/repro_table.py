@@ -17,10 +17,12 @@ def main():
     rows = collections.OrderedDict()
     with open(os.path.join(out, "results.tsv")) as f:
         for line in f:
-            name, seed, top1, gflops, wall = line.rstrip("\n").split("\t")
+            # An optional sixth field says where the run ran (G: GPU, C: CPU).
+            name, seed, top1, gflops, wall, *where = line.rstrip("\n").split("\t")
             # wall may be empty: a run made outside reproduce_fmnist.sh.
             rows.setdefault(name, []).append((int(seed), float(top1), float(gflops),
-                                              float(wall) if wall else None))
+                                              float(wall) if wall else None,
+                                              where[0] if where else ""))
     order = ["no KD", "logit KD (keep 100%)", "MaskedKD keep 75%", "MaskedKD keep 50%",
              "MaskedKD keep 25%", "random 50%", "bottom-k 50%"]
     names = [n for n in order if n in rows] + [n for n in rows if n not in order]
@@ -34,15 +36,20 @@ def main():
         walls = [r[3] for r in rs if r[3] is not None]
         return f"{sum(walls) / len(walls):.0f}" if walls else "–"
 
+    def where(rs):
+        return " ".join(f"{r[4]}{r[0]}" for r in sorted(rs))
+
     logit = stats([r[1] for r in rows["logit KD (keep 100%)"]])[0] if "logit KD (keep 100%)" in rows else None
-    lines = ["| variant | seeds | top-1 (%) mean ± std | vs logit KD (points) | teacher GFLOPs per run | wall s per run |",
+    located = any(r[4] for rs in rows.values() for r in rs)
+    last = "ran on (by seed)" if located else "wall s per run"
+    lines = [f"| variant | seeds | top-1 (%) mean ± std | vs logit KD (points) | teacher GFLOPs per run | {last} |",
              "|---|---|---|---|---|---|"]
     for n in names:
         rs = rows[n]
         m, sd = stats([r[1] for r in rs])
         delta = f"{m - logit:+.2f}" if logit is not None and n != "no KD" else "–"
         lines.append(f"| {n} | {len(rs)} | {m:.2f} ± {sd:.2f} | {delta} | "
-                     f"{sum(r[2] for r in rs) / len(rs):.1f} | {wall_mean(rs)} |")
+                     f"{sum(r[2] for r in rs) / len(rs):.1f} | {where(rs) if located else wall_mean(rs)} |")
     if len(sys.argv) > 3:
         lines.append("")
         lines.append(f"(student config {sys.argv[2]}, teacher {sys.argv[3]}; std over seeds, n-1)")

@@ -73,6 +73,18 @@ run_one() {
 
 : >"$out/results.tsv"
 failed=0
+# Stopped (a deadline's timeout, Ctrl-C): stop this script's runs too, and
+# only them.
+# Each run is a subshell whose child is the trainer: stop both.
+stop_runs() {
+  local p
+  for p in $(jobs -p); do
+    pkill -TERM -P "$p" 2>/dev/null
+    kill "$p" 2>/dev/null
+  done
+  exit 143
+}
+trap stop_runs TERM INT
 # Seed-major order: with a deadline, every variant gets its first seed first.
 for seed in $seeds; do
   for v in "${variants[@]}"; do

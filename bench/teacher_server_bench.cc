@@ -16,12 +16,12 @@
 // Usage: teacher_server_bench [--teacher deit_tiny_patch16_224] [--images 8]
 //          [--count 8] [--rounds 3] [--threads N] [--device cpu|cuda]
 //          [--dtype fp32|bf16|fp16]
+#include <grpcpp/grpcpp.h>
+#include <torch/torch.h>
+
 #include <cstdio>
 #include <filesystem>
 #include <thread>
-
-#include <grpcpp/grpcpp.h>
-#include <torch/torch.h>
 
 #include "bench/bench_util.h"
 #include "common/flags.h"
@@ -38,7 +38,7 @@ namespace {
 namespace v1 = maskedkd::v1;
 
 struct Work {
-  torch::Tensor patches, idx;        // For the bare engine.
+  torch::Tensor patches, idx;                // For the bare engine.
   std::vector<v1::DistillRequest> requests;  // The same, encoded.
 };
 
@@ -47,8 +47,8 @@ Work MakeWork(const ViTConfig& c, int64_t images, int64_t count, int64_t k, v1::
   torch::Tensor x = torch::randn({images, c.in_chans, c.img_size, c.img_size});
   w.idx = torch::rand({images, c.num_patches()}).argsort(1, false).narrow(1, 0, k).contiguous();
   // The bare engine gets what the server decodes: the wire's dtype.
-  w.patches = CutPatches(x, w.idx, c.patch_size).to(dtype == v1::DTYPE_F16 ? torch::kFloat16
-                                                                          : torch::kFloat32);
+  w.patches = CutPatches(x, w.idx, c.patch_size)
+                  .to(dtype == v1::DTYPE_F16 ? torch::kFloat16 : torch::kFloat32);
   for (int64_t i = 0; i < count; ++i) {
     v1::DistillRequest r;
     r.set_job_id("bench");
@@ -68,7 +68,8 @@ Work MakeWork(const ViTConfig& c, int64_t images, int64_t count, int64_t k, v1::
 absl::Status Serve(v1::TeacherService::Stub* stub, std::vector<v1::DistillRequest>& requests,
                    uint64_t* epoch) {
   ++*epoch;
-  for (auto& r : requests) r.set_micro_batch_id((r.micro_batch_id() & 0xffffffffffull) | (*epoch << 40));
+  for (auto& r : requests)
+    r.set_micro_batch_id((r.micro_batch_id() & 0xffffffffffull) | (*epoch << 40));
   grpc::ClientContext ctx;
   auto stream = stub->Distill(&ctx);
   std::thread writer([&] {
@@ -140,12 +141,12 @@ absl::Status Run(const ParsedFlags& f) {
   std::vector<double> secs = TimeInterleaved(runs, static_cast<int>(rounds));
   MKD_RETURN_IF_ERROR(failure);
 
-  std::printf("teacher serving: %s on %s (%s), micro-batch %lld images x %lld per stream, "
-              "%d threads (OpenBLAS pinned: %s), fp16 wire, median of %lld rounds\n",
-              teacher.c_str(), bare->device().c_str(), dtype.c_str(),
-              static_cast<long long>(images), static_cast<long long>(count),
-              rt.intra_op_threads, rt.openblas_pinned ? "yes" : "no",
-              static_cast<long long>(rounds));
+  std::printf(
+      "teacher serving: %s on %s (%s), micro-batch %lld images x %lld per stream, "
+      "%d threads (OpenBLAS pinned: %s), fp16 wire, median of %lld rounds\n",
+      teacher.c_str(), bare->device().c_str(), dtype.c_str(), static_cast<long long>(images),
+      static_cast<long long>(count), rt.intra_op_threads, rt.openblas_pinned ? "yes" : "no",
+      static_cast<long long>(rounds));
   std::printf("%-10s %5s %14s %14s %12s %10s\n", "keep", "k", "engine img/s", "server img/s",
               "server/engine", "overhead");
   for (size_t i = 0; i < keeps.size(); ++i) {
@@ -156,14 +157,17 @@ absl::Status Run(const ParsedFlags& f) {
   }
 
   const double full_image = 4.0 * c.in_chans * c.img_size * c.img_size;
-  std::printf("\nbytes on the wire per image (whole DistillRequest / b) vs a full fp32 image "
-              "(%.0f bytes)\n", full_image);
+  std::printf(
+      "\nbytes on the wire per image (whole DistillRequest / b) vs a full fp32 image "
+      "(%.0f bytes)\n",
+      full_image);
   std::printf("%-10s %12s %10s %12s %10s\n", "keep", "f32 bytes", "ratio", "f16 bytes", "ratio");
   for (int64_t k : keeps) {
     double bytes[2];
     int i = 0;
     for (v1::DType d : {v1::DTYPE_F32, v1::DTYPE_F16}) {
-      bytes[i++] = static_cast<double>(MakeWork(c, images, 1, k, d).requests[0].ByteSizeLong()) / images;
+      bytes[i++] =
+          static_cast<double>(MakeWork(c, images, 1, k, d).requests[0].ByteSizeLong()) / images;
     }
     std::printf("%-10s %12.0f %9.3fx %12.0f %9.3fx\n", absl::StrCat(100 * k / n, "%").c_str(),
                 bytes[0], bytes[0] / full_image, bytes[1], bytes[1] / full_image);
@@ -179,8 +183,8 @@ absl::Status Run(const ParsedFlags& f) {
 }  // namespace mkd::bench
 
 int main(int argc, char** argv) {
-  return mkd::bench::BenchMain("teacher_server_bench", argc, argv,
-                               {{"teacher"}, {"images"}, {"count"}, {"rounds"}, {"threads"},
-                                {"device"}, {"dtype"}},
-                               mkd::bench::Run);
+  return mkd::bench::BenchMain(
+      "teacher_server_bench", argc, argv,
+      {{"teacher"}, {"images"}, {"count"}, {"rounds"}, {"threads"}, {"device"}, {"dtype"}},
+      mkd::bench::Run);
 }

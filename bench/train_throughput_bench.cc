@@ -13,12 +13,12 @@
 // Usage: train_throughput_bench [--student S] [--teacher T] [--batch 16] [--rounds 3]
 //          [--threads N] [--device cpu|cuda] [--precision fp32|bf16|fp16]
 //          [--remote in-process|process|none] [--micro 1,4,8] [--bin-dir build/bin]
+#include <httplib.h>
+#include <torch/torch.h>
+
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-
-#include <httplib.h>
-#include <torch/torch.h>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
@@ -188,21 +188,23 @@ absl::Status Run(const ParsedFlags& f) {
     return ViTForwardFlops(tcfg, static_cast<int64_t>(std::llround(keep * tcfg.num_patches())));
   };
   const double cost[] = {s, s + teacher_cost(1.0), s + teacher_cost(0.5), s + teacher_cost(0.25)};
-  std::printf("train step throughput: student %s, teacher %s, batch %lld, device %s, %s, "
-              "%d threads (OpenBLAS pinned: %s), median of %lld rounds\n",
-              student.c_str(), teacher.c_str(), static_cast<long long>(batch),
-              device.str().c_str(), precision.c_str(), rt.intra_op_threads,
-              rt.openblas_pinned ? "yes" : "no", static_cast<long long>(rounds));
+  std::printf(
+      "train step throughput: student %s, teacher %s, batch %lld, device %s, %s, "
+      "%d threads (OpenBLAS pinned: %s), median of %lld rounds\n",
+      student.c_str(), teacher.c_str(), static_cast<long long>(batch), device.str().c_str(),
+      precision.c_str(), rt.intra_op_threads, rt.openblas_pinned ? "yes" : "no",
+      static_cast<long long>(rounds));
   std::printf("%-14s %10s %12s %16s %16s\n", "variant", "img/s", "GFLOP/img", "vs vanilla KD",
               "ideal vs vanilla");
   for (size_t i = 0; i < 4; ++i) {
     std::printf("%-14s %10.1f %12.2f %15.2fx %15.2fx\n", variants[i].name.c_str(), batch / secs[i],
                 cost[i] / 1e9, secs[1] / secs[i], cost[1] / cost[i]);
   }
-  std::printf("\nMaskedKD 50%%, teacher over gRPC on loopback (fp16 kept patches; server %s)\n"
-              "%-14s %10s %16s\n",
-              remote == "process" ? "a separate mkd-teacher process" : "in this process",
-              "variant", "img/s", "vs in-process");
+  std::printf(
+      "\nMaskedKD 50%%, teacher over gRPC on loopback (fp16 kept patches; server %s)\n"
+      "%-14s %10s %16s\n",
+      remote == "process" ? "a separate mkd-teacher process" : "in this process", "variant",
+      "img/s", "vs in-process");
   for (size_t i = 2; i < variants.size(); ++i) {
     if (i == 3) continue;
     std::printf("%-14s %10.1f %15.2fx\n", i == 2 ? "in-process" : variants[i].name.c_str(),
@@ -238,7 +240,15 @@ absl::Status Run(const ParsedFlags& f) {
 
 int main(int argc, char** argv) {
   return mkd::bench::BenchMain("train_throughput_bench", argc, argv,
-                               {{"student"}, {"teacher"}, {"batch"}, {"rounds"}, {"threads"},
-                                {"device"}, {"precision"}, {"remote"}, {"micro"}, {"bin-dir"}},
+                               {{"student"},
+                                {"teacher"},
+                                {"batch"},
+                                {"rounds"},
+                                {"threads"},
+                                {"device"},
+                                {"precision"},
+                                {"remote"},
+                                {"micro"},
+                                {"bin-dir"}},
                                mkd::bench::Run);
 }

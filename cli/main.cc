@@ -70,13 +70,13 @@ int main(int argc, char** argv) {
   const std::string command = args[0];
   args.erase(args.begin());
   if (command == "predict") {
-    return Dispatch<mkd::cli::PredictOptions>(command, args, mkd::cli::PredictUsage(),
-                                                mkd::cli::ParsePredictFlags,
-                                    [](const mkd::cli::PredictOptions& o) -> absl::StatusOr<std::string> {
-                                      absl::Status st = mkd::cli::RunPredict(o);
-                                      if (!st.ok()) return st;
-                                      return std::string();
-                                    });
+    return Dispatch<mkd::cli::PredictOptions>(
+        command, args, mkd::cli::PredictUsage(), mkd::cli::ParsePredictFlags,
+        [](const mkd::cli::PredictOptions& o) -> absl::StatusOr<std::string> {
+          absl::Status st = mkd::cli::RunPredict(o);
+          if (!st.ok()) return st;
+          return std::string();
+        });
   }
   if (command == "mask") {
     return Dispatch<mkd::cli::MaskOptions>(command, args, mkd::cli::MaskUsage(),

@@ -1,8 +1,8 @@
 #include "cli/mask.h"
 
-#include <cmath>
-
 #include <torch/types.h>
+
+#include <cmath>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -33,9 +33,8 @@ const std::vector<FlagSpec>& Specs() {
 }  // namespace
 
 std::string MaskUsage() {
-  return absl::StrCat(
-      "usage: mkd mask --saliency S.npy --teacher T --out IDX.npy [options]\n",
-      FlagsUsage(Specs()));
+  return absl::StrCat("usage: mkd mask --saliency S.npy --teacher T --out IDX.npy [options]\n",
+                      FlagsUsage(Specs()));
 }
 
 absl::StatusOr<MaskOptions> ParseMaskFlags(const std::vector<std::string>& args) {
@@ -50,7 +49,8 @@ absl::StatusOr<MaskOptions> ParseMaskFlags(const std::vector<std::string>& args)
   MKD_ASSIGN_OR_RETURN(o.out, flags.Required("out"));
   if (auto r = flags.Get("keep-ratio")) {
     if (!absl::SimpleAtod(*r, &o.keep_ratio)) {
-      return absl::InvalidArgumentError(absl::StrCat("flag --keep-ratio expects a number, got '", *r, "'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("flag --keep-ratio expects a number, got '", *r, "'"));
     }
   }
   if (auto c = flags.Get("criterion")) o.criterion = *c;
@@ -72,16 +72,15 @@ absl::StatusOr<std::string> RunMask(const MaskOptions& o) {
 
   MKD_ASSIGN_OR_RETURN(HostArray array, ReadNpy(o.saliency));
   if (array.dtype != DType::kF32 || array.shape.size() != 2 || array.shape[0] < 1) {
-    return absl::InvalidArgumentError(absl::StrCat("--saliency ", o.saliency,
-                                                   ": must be float32 [B, N], got ",
-                                                   DTypeName(array.dtype), " ",
-                                                   ShapeString(array.shape)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--saliency ", o.saliency, ": must be float32 [B, N], got ",
+                     DTypeName(array.dtype), " ", ShapeString(array.shape)));
   }
   const int64_t n_s = array.shape[1];
   const auto side = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(n_s))));
   if (side * side != n_s) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--saliency ", o.saliency, ": N = ", n_s, " is not a square patch grid"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--saliency ", o.saliency, ": N = ", n_s, " is not a square patch grid"));
   }
   MKD_ASSIGN_OR_RETURN(torch::Tensor scores, ToTensor(array));
   torch::Tensor idx;
@@ -99,8 +98,8 @@ absl::StatusOr<std::string> RunMask(const MaskOptions& o) {
   return absl::StrFormat(
       "kept %d of %d teacher patches per image (%s, student grid %dx%d -> teacher %dx%d); "
       "teacher GFLOPs/img %.3f vs %.3f full (%.2fx fewer)",
-      k, n_t, MaskCriterionName(criterion), side, side, teacher.grid_size(),
-      teacher.grid_size(), kept / 1e9, full / 1e9, full / kept);
+      k, n_t, MaskCriterionName(criterion), side, side, teacher.grid_size(), teacher.grid_size(),
+      kept / 1e9, full / 1e9, full / kept);
 }
 
 }  // namespace mkd::cli

@@ -14,12 +14,12 @@
 namespace mkd::cli {
 
 struct MaskOptions {
-  std::string saliency;         // float32 [B, N_s] .npy.
-  std::string teacher;          // Teacher preset or model YAML (its grid).
+  std::string saliency;  // float32 [B, N_s] .npy.
+  std::string teacher;   // Teacher preset or model YAML (its grid).
   double keep_ratio = 0.5;
   std::string criterion = "student_topk";
-  int64_t seed = 0;             // For criterion "random".
-  std::string out;              // int64 [B, k] .npy.
+  int64_t seed = 0;  // For criterion "random".
+  std::string out;   // int64 [B, k] .npy.
 };
 
 absl::StatusOr<MaskOptions> ParseMaskFlags(const std::vector<std::string>& args);

@@ -44,8 +44,8 @@ absl::StatusOr<PoolOptions> Parse(const std::vector<std::string>& args, size_t p
   PoolOptions o;
   MKD_ASSIGN_OR_RETURN(o.coordinator, f.Required("coordinator"));
   if (!IsHostPort(o.coordinator)) {
-    return absl::InvalidArgumentError(absl::StrCat("--coordinator: expected host:port, got '",
-                                                   o.coordinator, "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--coordinator: expected host:port, got '", o.coordinator, "'"));
   }
   MKD_ASSIGN_OR_RETURN(o.timeout, Timeout(f));
   o.json = f.Has("json");
@@ -75,10 +75,14 @@ absl::Status FromGrpc(const grpc::Status& st, const PoolOptions& o) {
 
 const char* StateName(v1::TeacherState s) {
   switch (s) {
-    case v1::TEACHER_STATE_SERVING: return "serving";
-    case v1::TEACHER_STATE_DRAINING: return "draining";
-    case v1::TEACHER_STATE_GONE: return "gone";
-    default: return "?";
+    case v1::TEACHER_STATE_SERVING:
+      return "serving";
+    case v1::TEACHER_STATE_DRAINING:
+      return "draining";
+    case v1::TEACHER_STATE_GONE:
+      return "gone";
+    default:
+      return "?";
   }
 }
 
@@ -120,7 +124,8 @@ absl::StatusOr<std::string> RunStatus(const PoolOptions& o) {
   {
     grpc::ClientContext ctx;
     Deadline(&ctx, o);
-    MKD_RETURN_IF_ERROR(FromGrpc(stub->ListTeachers(&ctx, v1::ListTeachersRequest(), &teachers), o));
+    MKD_RETURN_IF_ERROR(
+        FromGrpc(stub->ListTeachers(&ctx, v1::ListTeachersRequest(), &teachers), o));
   }
   {
     grpc::ClientContext ctx;
@@ -140,10 +145,10 @@ absl::StatusOr<std::string> RunStatus(const PoolOptions& o) {
   std::string out = absl::StrFormat("%-22s %-34s %-8s %-9s %10s %6s %7s  %s\n", "TEACHER", "MODEL",
                                     "DEVICE", "STATE", "TOKENS/S", "QUEUE", "BEAT", "JOBS");
   for (const v1::TeacherStatus& t : teachers.teachers()) {
-    absl::StrAppendFormat(&out, "%-22s %-34s %-8s %-9s %10.0f %6d %6.1fs  %s\n",
-                          t.info().address(), t.info().model_id(), t.info().device(),
-                          StateName(t.state()), t.load().tokens_per_s(), t.load().queued(),
-                          t.last_heartbeat_age_s(), absl::StrJoin(t.jobs(), ","));
+    absl::StrAppendFormat(&out, "%-22s %-34s %-8s %-9s %10.0f %6d %6.1fs  %s\n", t.info().address(),
+                          t.info().model_id(), t.info().device(), StateName(t.state()),
+                          t.load().tokens_per_s(), t.load().queued(), t.last_heartbeat_age_s(),
+                          absl::StrJoin(t.jobs(), ","));
   }
   if (teachers.teachers().empty()) out += "(no teachers)\n";
   absl::StrAppendFormat(&out, "\n%-20s %-34s %6s %7s %8s %3s %9s %9s %7s  %s\n", "JOB", "MODEL",
@@ -186,7 +191,8 @@ absl::StatusOr<std::string> RunHealth(const PoolOptions& o) {
   if (!st.ok()) {
     return absl::UnavailableError(absl::StrCat(o.teacher, ": ", st.error_message()));
   }
-  const std::string name = ::grpc::health::v1::HealthCheckResponse::ServingStatus_Name(resp.status());
+  const std::string name =
+      ::grpc::health::v1::HealthCheckResponse::ServingStatus_Name(resp.status());
   if (resp.status() != ::grpc::health::v1::HealthCheckResponse::SERVING) {
     return absl::FailedPreconditionError(absl::StrCat(o.teacher, ": ", name));
   }

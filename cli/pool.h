@@ -17,7 +17,7 @@ struct PoolOptions {
   std::string teacher;      // drain: the teacher's address, as `status` lists it;
                             // health: the server's address.
   absl::Duration timeout = absl::Seconds(5);
-  bool json = false;        // status: the coordinator's answers as JSON.
+  bool json = false;  // status: the coordinator's answers as JSON.
 };
 
 absl::StatusOr<PoolOptions> ParseStatusFlags(const std::vector<std::string>& args);

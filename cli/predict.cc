@@ -105,13 +105,15 @@ absl::Status RunPredict(const PredictOptions& o) {
 
   MKD_ASSIGN_OR_RETURN(torch::Tensor images, LoadArray(o.images, DType::kF32, "images"));
   absl::Status st = ValidateImages(config, images);
-  if (!st.ok()) return absl::InvalidArgumentError(absl::StrCat("--images ", o.images, ": ", st.message()));
+  if (!st.ok())
+    return absl::InvalidArgumentError(absl::StrCat("--images ", o.images, ": ", st.message()));
   const int64_t batch = images.size(0);
   torch::Tensor idx;
   if (o.keep) {
     MKD_ASSIGN_OR_RETURN(idx, LoadArray(*o.keep, DType::kI64, "keep"));
     st = ValidateKeptIndices(idx, batch, config.num_patches());
-    if (!st.ok()) return absl::InvalidArgumentError(absl::StrCat("--keep ", *o.keep, ": ", st.message()));
+    if (!st.ok())
+      return absl::InvalidArgumentError(absl::StrCat("--keep ", *o.keep, ": ", st.message()));
   }
 
   std::vector<torch::Tensor> logits, saliency;

@@ -13,15 +13,15 @@
 namespace mkd::cli {
 
 struct PredictOptions {
-  std::string model;    // Preset name or model YAML path.
-  std::string weights;  // safetensors path.
-  std::string images;   // float32 [B, C, H, W] .npy, already normalised.
-  std::optional<std::string> keep;  // int64 [B, k] .npy: kept patch indices.
-  std::optional<int> num_classes;   // Overrides the model config.
-  std::string out;                  // float32 [B, classes] .npy.
+  std::string model;                        // Preset name or model YAML path.
+  std::string weights;                      // safetensors path.
+  std::string images;                       // float32 [B, C, H, W] .npy, already normalised.
+  std::optional<std::string> keep;          // int64 [B, k] .npy: kept patch indices.
+  std::optional<int> num_classes;           // Overrides the model config.
+  std::string out;                          // float32 [B, classes] .npy.
   std::optional<std::string> saliency_out;  // float32 [B, N] .npy.
-  int threads = 0;        // 0: one per core.
-  int batch_size = 64;    // Images per forward pass.
+  int threads = 0;                          // 0: one per core.
+  int batch_size = 64;                      // Images per forward pass.
 };
 
 // Parses the flags after "predict". kInvalidArgument names a bad flag.

@@ -59,7 +59,8 @@ absl::StatusOr<std::map<std::string, YAML::Node>> FlattenConfig(
   } catch (const YAML::Exception& e) {
     return absl::InvalidArgumentError(absl::StrCat("config is not valid YAML: ", e.what()));
   }
-  if (!root.IsMap() && !root.IsNull()) return absl::InvalidArgumentError("config must be a YAML mapping");
+  if (!root.IsMap() && !root.IsNull())
+    return absl::InvalidArgumentError("config must be a YAML mapping");
   std::map<std::string, YAML::Node> flat;
   if (root.IsMap()) Flatten(root, "", whole, &flat);
   for (const std::string& o : overrides) {

@@ -56,6 +56,22 @@ ConfigSetter<Config> ConfigField(std::function<T&(Config&)> field, const char* w
   };
 }
 
+// The setter for an enum field, read as a name and parsed once by `parse`
+// (whose error says what it expected); errors name the key. Code that
+// uses the config then switches on the enum instead of comparing strings.
+template <typename Config, typename E>
+ConfigSetter<Config> ConfigEnumField(std::function<E&(Config&)> field, const char* what,
+                                     std::function<absl::StatusOr<E>(absl::string_view)> parse) {
+  return [field, what, parse](const YAML::Node& n, const std::string& key, Config& c) {
+    absl::StatusOr<std::string> name = YamlScalar<std::string>(n, what, key, "a name");
+    if (!name.ok()) return name.status();
+    absl::StatusOr<E> v = parse(*name);
+    if (!v.ok()) return ConfigKeyError(what, key, v.status().message());
+    field(c) = *v;
+    return absl::OkStatus();
+  };
+}
+
 // Applies every key of `flat` except `skip` with its setter; a key without
 // one is kInvalidArgument "<what> key '<key>': unknown key".
 template <typename Config>

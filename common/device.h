@@ -8,12 +8,12 @@
 #ifndef MKD_COMMON_DEVICE_H_
 #define MKD_COMMON_DEVICE_H_
 
+#include <ATen/core/Generator.h>
+#include <torch/types.h>
+
 #include <cstdint>
 #include <optional>
 #include <string>
-
-#include <ATen/core/Generator.h>
-#include <torch/types.h>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"

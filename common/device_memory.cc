@@ -15,7 +15,8 @@ std::optional<int64_t> PeakDeviceMemory(const torch::Device& device) {
   if (device.is_cuda()) {
     // Index 0 of each stat array is the aggregate over pool kinds (what
     // torch.cuda.max_memory_allocated reports).
-    auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index() < 0 ? 0 : device.index());
+    auto stats =
+        c10::cuda::CUDACachingAllocator::getDeviceStats(device.index() < 0 ? 0 : device.index());
     return static_cast<int64_t>(stats.allocated_bytes[0].peak);
   }
 #endif
@@ -26,7 +27,8 @@ std::optional<int64_t> PeakDeviceMemory(const torch::Device& device) {
 std::optional<int64_t> CurrentDeviceMemory(const torch::Device& device) {
 #ifdef MKD_TORCH_CUDA
   if (device.is_cuda()) {
-    auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index() < 0 ? 0 : device.index());
+    auto stats =
+        c10::cuda::CUDACachingAllocator::getDeviceStats(device.index() < 0 ? 0 : device.index());
     return static_cast<int64_t>(stats.allocated_bytes[0].current);
   }
 #endif

@@ -20,7 +20,8 @@ TEST(DeviceTest, ResolvesNamesAndRefusesBadOnes) {
     ASSERT_FALSE(d.ok()) << bad;
     EXPECT_EQ(d.status().code(), absl::StatusCode::kInvalidArgument) << bad;
     EXPECT_NE(d.status().message().find("run.device: expected cpu, cuda or cuda:N"),
-              std::string::npos) << d.status();
+              std::string::npos)
+        << d.status();
   }
   if (!CudaAvailable()) {
     auto d = ResolveDevice("cuda:0", "run.device");

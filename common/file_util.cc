@@ -60,8 +60,8 @@ absl::StatusOr<std::string> ReadFile(const std::string& path, size_t max_bytes) 
     return absl::InvalidArgumentError(absl::StrCat("'", path, "' is a directory"));
   }
   if (static_cast<uint64_t>(st.st_size) > max_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "'", path, "' is ", st.st_size, " bytes, over the limit of ", max_bytes));
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", path, "' is ", st.st_size, " bytes, over the limit of ", max_bytes));
   }
   std::string out(static_cast<size_t>(st.st_size), '\0');
   size_t done = 0;

@@ -3,18 +3,17 @@
 #define MKD_COMMON_FILE_UTIL_H_
 
 #include <string>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace mkd {
 
 // Reads all of `path`. kNotFound if it does not exist, kInvalidArgument if
 // it is larger than `max_bytes`, kInternal on other I/O errors; every
 // message names the path.
-absl::StatusOr<std::string> ReadFile(const std::string& path,
-                                     size_t max_bytes = size_t{1} << 36);
+absl::StatusOr<std::string> ReadFile(const std::string& path, size_t max_bytes = size_t{1} << 36);
 
 // Writes `contents` to `path` atomically: a temp file in the same folder is
 // written, fsync'ed and renamed over `path`, then the folder is fsync'ed. On

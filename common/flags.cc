@@ -61,7 +61,8 @@ absl::StatusOr<ParsedFlags> ParseFlags(const std::vector<std::string>& args,
       return absl::InvalidArgumentError(absl::StrCat("flag --", name, " given twice"));
     }
     if (!spec->takes_value) {
-      if (value) return absl::InvalidArgumentError(absl::StrCat("flag --", name, " takes no value"));
+      if (value)
+        return absl::InvalidArgumentError(absl::StrCat("flag --", name, " takes no value"));
       parsed.values_[name] = "true";
       continue;
     }

@@ -3,11 +3,11 @@
 #ifndef MKD_COMMON_GOLDEN_JSON_H_
 #define MKD_COMMON_GOLDEN_JSON_H_
 
-#include <string>
-#include <vector>
+#include <torch/torch.h>
 
 #include <nlohmann/json.hpp>
-#include <torch/torch.h>
+#include <string>
+#include <vector>
 
 #include "common/file_util.h"
 

@@ -10,13 +10,13 @@
 #ifndef MKD_COMMON_HOST_TO_DEVICE_H_
 #define MKD_COMMON_HOST_TO_DEVICE_H_
 
-#include <memory>
-#include <optional>
-#include <vector>
-
 #include <c10/core/Event.h>
 #include <c10/core/Stream.h>
 #include <torch/types.h>
+
+#include <memory>
+#include <optional>
+#include <vector>
 
 namespace mkd {
 
@@ -47,7 +47,7 @@ class HostToDevice {
   std::vector<torch::Tensor> Finish(Transfer t) const;
 
  private:
-  torch::Device device_;  // With an index on CUDA. Constant after construction.
+  torch::Device device_;                    // With an index on CUDA. Constant after construction.
   std::optional<c10::Stream> copy_stream_;  // CUDA only.
 };
 

@@ -50,9 +50,8 @@ DistillLossTerms DistillLoss(const torch::Tensor& student_logits,
   DistillLossTerms terms;
   terms.ce = target.dim() == 2 ? SoftTargetCrossEntropy(student_logits, target)
                                : CrossEntropy(student_logits, target, label_smoothing);
-  terms.kd = options.kind == KdKind::kHard
-                 ? HardDistillLoss(student_logits, teacher_logits)
-                 : KdLoss(student_logits, teacher_logits, options.tau);
+  terms.kd = options.kind == KdKind::kHard ? HardDistillLoss(student_logits, teacher_logits)
+                                           : KdLoss(student_logits, teacher_logits, options.tau);
   terms.total = (1.0 - options.alpha) * terms.ce + options.alpha * terms.kd;
   return terms;
 }

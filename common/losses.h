@@ -4,11 +4,10 @@
 #ifndef MKD_COMMON_LOSSES_H_
 #define MKD_COMMON_LOSSES_H_
 
-#include "absl/strings/string_view.h"
-
 #include <torch/types.h>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace mkd {
 

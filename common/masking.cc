@@ -1,8 +1,8 @@
 #include "common/masking.h"
 
-#include <cmath>
-
 #include <torch/torch.h>
+
+#include <cmath>
 
 #include "absl/strings/str_cat.h"
 
@@ -26,9 +26,9 @@ absl::StatusOr<MaskCriterion> ParseMaskCriterion(absl::string_view name) {
   for (const auto& c : kCriteria) {
     if (c.name == name) return c.criterion;
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "unknown mask criterion '", name,
-      "'; expected student_topk, random, bottomk, all or teacher_topk"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown mask criterion '", name,
+                   "'; expected student_topk, random, bottomk, all or teacher_topk"));
 }
 
 absl::string_view MaskCriterionName(MaskCriterion criterion) {
@@ -65,8 +65,8 @@ torch::Tensor SelectPatches(const torch::Tensor& scores, int64_t k, MaskCriterio
     case MaskCriterion::kRandom: {
       // Top-k of i.i.d. uniform keys is a uniform random k-subset.
       auto float_opts = torch::TensorOptions().dtype(torch::kFloat32).device(scores.device());
-      torch::Tensor keys = generator ? torch::rand({b, n}, *generator, float_opts)
-                                     : torch::rand({b, n}, float_opts);
+      torch::Tensor keys =
+          generator ? torch::rand({b, n}, *generator, float_opts) : torch::rand({b, n}, float_opts);
       idx = std::get<1>(keys.topk(k, /*dim=*/1));
       break;
     }
@@ -102,28 +102,27 @@ torch::Tensor SelectTopkMixed(const torch::Tensor& scores, int64_t k, double ran
   return std::get<0>(idx.sort(/*dim=*/1));
 }
 
-torch::Tensor RandomPatchSubset(int64_t rows, int64_t n, double keep_min, torch::Generator generator,
-                                const torch::Device& device) {
+torch::Tensor RandomPatchSubset(int64_t rows, int64_t n, double keep_min,
+                                torch::Generator generator, const torch::Device& device) {
   absl::StatusOr<int64_t> lo = KeepCount(keep_min, n);
   TORCH_CHECK(lo.ok(), std::string(lo.status().message()));
   auto opts = torch::TensorOptions().device(device);
-  const int64_t k = *lo + torch::randint(n - *lo + 1, {1}, generator, opts.dtype(torch::kInt64))
-                              .item<int64_t>();
+  const int64_t k =
+      *lo + torch::randint(n - *lo + 1, {1}, generator, opts.dtype(torch::kInt64)).item<int64_t>();
   return SelectPatches(torch::zeros({rows, n}, opts), k, MaskCriterion::kRandom, generator);
 }
 
-torch::Tensor ResizeScores(const torch::Tensor& scores, int64_t h_src, int64_t w_src,
-                           int64_t h_dst, int64_t w_dst) {
+torch::Tensor ResizeScores(const torch::Tensor& scores, int64_t h_src, int64_t w_src, int64_t h_dst,
+                           int64_t w_dst) {
   TORCH_CHECK(scores.dim() == 2 && scores.size(1) == h_src * w_src,
               "scores must be [B, h_src*w_src]");
   if (h_src == h_dst && w_src == w_dst) return scores;
   namespace F = torch::nn::functional;
   torch::Tensor map = scores.reshape({scores.size(0), 1, h_src, w_src});
-  torch::Tensor resized = F::interpolate(
-      map, F::InterpolateFuncOptions()
-               .size(std::vector<int64_t>{h_dst, w_dst})
-               .mode(torch::kBilinear)
-               .align_corners(false));
+  torch::Tensor resized = F::interpolate(map, F::InterpolateFuncOptions()
+                                                  .size(std::vector<int64_t>{h_dst, w_dst})
+                                                  .mode(torch::kBilinear)
+                                                  .align_corners(false));
   return resized.reshape({scores.size(0), h_dst * w_dst});
 }
 

@@ -4,13 +4,13 @@
 #ifndef MKD_COMMON_MASKING_H_
 #define MKD_COMMON_MASKING_H_
 
-#include <optional>
-#include <string>
-#include "absl/strings/string_view.h"
-
 #include <torch/types.h>
 
+#include <optional>
+#include <string>
+
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace mkd {
 
@@ -53,14 +53,14 @@ torch::Tensor SelectTopkMixed(const torch::Tensor& scores, int64_t k, double ran
 // [KeepCount(keep_min, n), n], then k uniformly random patches per row.
 // Returns int64 [rows, k] on `device`, rows sorted ascending.
 // REQUIRES: 0 < keep_min <= 1, n >= 1.
-torch::Tensor RandomPatchSubset(int64_t rows, int64_t n, double keep_min, torch::Generator generator,
-                                const torch::Device& device);
+torch::Tensor RandomPatchSubset(int64_t rows, int64_t n, double keep_min,
+                                torch::Generator generator, const torch::Device& device);
 
 // Bilinearly resizes score maps [B, h_src*w_src] on a (h_src, w_src) grid to
 // [B, h_dst*w_dst] (align_corners = false), for a teacher whose patch grid
 // differs from the student's. Returns `scores` itself if the grids match.
-torch::Tensor ResizeScores(const torch::Tensor& scores, int64_t h_src, int64_t w_src,
-                           int64_t h_dst, int64_t w_dst);
+torch::Tensor ResizeScores(const torch::Tensor& scores, int64_t h_src, int64_t w_src, int64_t h_dst,
+                           int64_t w_dst);
 
 // [B, C, H, W] -> [B, N, C*p*p]: every p x p patch, row-major over the grid,
 // each flattened channel-major, then row, then column (the layout of a
@@ -69,8 +69,7 @@ torch::Tensor Patchify(const torch::Tensor& images, int64_t patch_size);
 
 // The kept patches only: images [B, C, H, W], idx [B, k] -> [B, k, C*p*p],
 // laid out as Patchify. This is what goes on the wire.
-torch::Tensor CutPatches(const torch::Tensor& images, const torch::Tensor& idx,
-                         int64_t patch_size);
+torch::Tensor CutPatches(const torch::Tensor& images, const torch::Tensor& idx, int64_t patch_size);
 
 }  // namespace mkd
 

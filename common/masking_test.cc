@@ -1,10 +1,10 @@
 #include "common/masking.h"
 
-#include <set>
-#include <string>
-
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+
+#include <set>
+#include <string>
 
 #include "common/golden_json.h"
 
@@ -55,12 +55,13 @@ TEST(MaskingTest, RandomIsSeededUniqueAndSorted) {
   torch::Tensor a = SelectPatches(scores, 8, MaskCriterion::kRandom, gen());
   torch::Tensor b = SelectPatches(scores, 8, MaskCriterion::kRandom, gen());
   EXPECT_TRUE(torch::equal(a, b));
-  torch::Tensor c = SelectPatches(scores, 8, MaskCriterion::kRandom, at::detail::createCPUGenerator(7));
+  torch::Tensor c =
+      SelectPatches(scores, 8, MaskCriterion::kRandom, at::detail::createCPUGenerator(7));
   EXPECT_FALSE(torch::equal(a, c));
   EXPECT_TRUE((a.diff(1, 1) > 0).all().item<bool>()) << "sorted, hence unique";
   // Every patch is chosen sometimes: about half the rows pick each one.
-  torch::Tensor counts = torch::zeros({16}, torch::kInt64).scatter_add_(
-      0, a.flatten(), torch::ones({a.numel()}, torch::kInt64));
+  torch::Tensor counts = torch::zeros({16}, torch::kInt64)
+                             .scatter_add_(0, a.flatten(), torch::ones({a.numel()}, torch::kInt64));
   EXPECT_GT(counts.min().item<int64_t>(), 16);
   EXPECT_LT(counts.max().item<int64_t>(), 48);
 }
@@ -80,8 +81,9 @@ TEST(MaskingTest, TopkMixedKeepsTheTopAndDrawsTheRestAtRandom) {
   torch::Tensor random_part = idx.narrow(1, 0, 2);
   EXPECT_TRUE((random_part < 10).all().item<bool>());
   // Every one of 0..9 is drawn sometimes (about 51 times in 256 rows each).
-  torch::Tensor counts = torch::zeros({10}, torch::kInt64).scatter_add_(
-      0, random_part.flatten(), torch::ones({random_part.numel()}, torch::kInt64));
+  torch::Tensor counts = torch::zeros({10}, torch::kInt64)
+                             .scatter_add_(0, random_part.flatten(),
+                                           torch::ones({random_part.numel()}, torch::kInt64));
   EXPECT_GT(counts.min().item<int64_t>(), 20);
   EXPECT_LT(counts.max().item<int64_t>(), 90);
   // Seeded: the same generator seed draws the same, another seed not.
@@ -108,8 +110,9 @@ TEST(MaskingTest, RandomPatchSubsetDrawsKInRangeAndPatchesPerRow) {
   EXPECT_EQ(*ks.rbegin(), 16);
   EXPECT_GE(ks.size(), 9u);
   // keep_min 1 keeps everything.
-  EXPECT_TRUE(torch::equal(RandomPatchSubset(2, 16, 1.0, at::detail::createCPUGenerator(0), torch::kCPU),
-                           torch::arange(16).repeat({2, 1})));
+  EXPECT_TRUE(
+      torch::equal(RandomPatchSubset(2, 16, 1.0, at::detail::createCPUGenerator(0), torch::kCPU),
+                   torch::arange(16).repeat({2, 1})));
 }
 
 TEST(MaskingTest, ResizeScoresMatchesTorchInterpolate) {

@@ -37,8 +37,7 @@ absl::StatusOr<DType> ParseDescr(absl::string_view descr) {
   for (const auto& e : kDescrs) {
     if (e.descr != body) continue;
     bool single_byte = DTypeSize(e.dtype) == 1;
-    if (order == '<' || order == '|' || order == '=' ||
-        (order == '>' && single_byte)) {
+    if (order == '<' || order == '|' || order == '=' || (order == '>' && single_byte)) {
       return e.dtype;
     }
     return Invalid("big-endian data is not supported: descr '", descr);
@@ -83,16 +82,26 @@ absl::StatusOr<std::vector<int64_t>> ParseShape(absl::string_view text) {
 
 absl::string_view DescrFor(DType dtype) {
   switch (dtype) {
-    case DType::kF64: return "<f8";
-    case DType::kF32: return "<f4";
-    case DType::kF16: return "<f2";
-    case DType::kI64: return "<i8";
-    case DType::kI32: return "<i4";
-    case DType::kI16: return "<i2";
-    case DType::kI8: return "|i1";
-    case DType::kU8: return "|u1";
-    case DType::kBool: return "|b1";
-    case DType::kBF16: return "";
+    case DType::kF64:
+      return "<f8";
+    case DType::kF32:
+      return "<f4";
+    case DType::kF16:
+      return "<f2";
+    case DType::kI64:
+      return "<i8";
+    case DType::kI32:
+      return "<i4";
+    case DType::kI16:
+      return "<i2";
+    case DType::kI8:
+      return "|i1";
+    case DType::kU8:
+      return "|u1";
+    case DType::kBool:
+      return "|b1";
+    case DType::kBF16:
+      return "";
   }
   return "";
 }
@@ -159,10 +168,10 @@ absl::StatusOr<std::string> SerializeNpy(const HostArray& array) {
   if (static_cast<size_t>(count) * DTypeSize(array.dtype) != array.data.size()) {
     return Invalid("data size does not match shape ", ShapeString(array.shape));
   }
-  std::string shape = absl::StrCat("(", absl::StrJoin(array.shape, ", "),
-                                   array.shape.size() == 1 ? ",)" : ")");
-  std::string dict = absl::StrCat("{'descr': '", descr, "', 'fortran_order': False, 'shape': ",
-                                  shape, ", }");
+  std::string shape =
+      absl::StrCat("(", absl::StrJoin(array.shape, ", "), array.shape.size() == 1 ? ",)" : ")");
+  std::string dict =
+      absl::StrCat("{'descr': '", descr, "', 'fortran_order': False, 'shape': ", shape, ", }");
   // Pad with spaces and a newline so magic + length + header is a multiple
   // of 64 bytes, as NumPy does.
   bool v2 = dict.size() + 11 > 65535;
@@ -174,7 +183,8 @@ absl::StatusOr<std::string> SerializeNpy(const HostArray& array) {
   out.push_back(static_cast<char>(v2 ? 2 : 1));
   out.push_back(0);
   size_t len = dict.size();
-  for (size_t i = 0; i < (v2 ? 4u : 2u); ++i) out.push_back(static_cast<char>((len >> (8 * i)) & 0xff));
+  for (size_t i = 0; i < (v2 ? 4u : 2u); ++i)
+    out.push_back(static_cast<char>((len >> (8 * i)) & 0xff));
   out += dict;
   out += array.data;
   return out;

@@ -1,8 +1,8 @@
 #include "common/npy.h"
 
-#include <string>
-
 #include <gtest/gtest.h>
+
+#include <string>
 
 namespace mkd {
 namespace {
@@ -37,8 +37,8 @@ TEST(NpyTest, ReadsNumpyWrittenFiles) {
 }
 
 TEST(NpyTest, ParsesVersionTwoAndOneDimensionalShapes) {
-  auto a = ParseNpy(Npy(2, "{'descr': '<i4', 'fortran_order': False, 'shape': (2,), }\n",
-                        std::string(8, '\0')));
+  auto a = ParseNpy(
+      Npy(2, "{'descr': '<i4', 'fortran_order': False, 'shape': (2,), }\n", std::string(8, '\0')));
   ASSERT_TRUE(a.ok()) << a.status();
   EXPECT_EQ(a->shape, (std::vector<int64_t>{2}));
   auto scalar = ParseNpy(Npy(1, "{'descr': '|u1', 'fortran_order': False, 'shape': (), }\n", "x"));
@@ -71,7 +71,8 @@ TEST(NpyTest, RejectsMalformedFiles) {
   const std::string f4 = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }\n";
   ExpectInvalid("hello world", "magic");
   ExpectInvalid(Npy(9, f4, std::string(16, '\0')), "unsupported format version 9");
-  ExpectInvalid(Npy(1, f4, std::string(12, '\0')), "data is 12 bytes but shape [2, 2] needs 16 (truncated?)");
+  ExpectInvalid(Npy(1, f4, std::string(12, '\0')),
+                "data is 12 bytes but shape [2, 2] needs 16 (truncated?)");
   ExpectInvalid(Npy(1, f4, std::string(20, '\0')), "data is 20 bytes");
   ExpectInvalid(Npy(1, "{'descr': '>f4', 'fortran_order': False, 'shape': (1,), }", "1234"),
                 "big-endian");
@@ -91,8 +92,7 @@ TEST(NpyTest, ReadNpyNamesThePath) {
   auto missing = ReadNpy("/nonexistent/x.npy");
   ASSERT_FALSE(missing.ok());
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
-  EXPECT_NE(std::string(missing.status().message()).find("/nonexistent/x.npy"),
-            std::string::npos);
+  EXPECT_NE(std::string(missing.status().message()).find("/nonexistent/x.npy"), std::string::npos);
 }
 
 }  // namespace

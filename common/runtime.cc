@@ -2,11 +2,10 @@
 
 #include <dlfcn.h>
 #include <malloc.h>
-
-#include <thread>
-
 #include <torch/types.h>
 #include <torch/utils.h>
+
+#include <thread>
 
 namespace mkd {
 

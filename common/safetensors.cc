@@ -14,8 +14,7 @@ namespace {
 
 using Json = nlohmann::json;
 
-absl::Status Invalid(absl::string_view a, absl::string_view b = "",
-                     absl::string_view c = "") {
+absl::Status Invalid(absl::string_view a, absl::string_view b = "", absl::string_view c = "") {
   return absl::InvalidArgumentError(absl::StrCat("safetensors: ", a, b, c));
 }
 
@@ -37,8 +36,7 @@ struct Span {
 
 // Parses one tensor entry of the header into `array` (without data) and
 // its byte span.
-absl::Status ParseEntry(const std::string& name, const Json& entry,
-                        HostArray* array, Span* span) {
+absl::Status ParseEntry(const std::string& name, const Json& entry, HostArray* array, Span* span) {
   if (!entry.is_object()) return Invalid("entry '", name, "' is not an object");
   for (const auto& [key, unused] : entry.items()) {
     if (key != "dtype" && key != "shape" && key != "data_offsets") {
@@ -80,10 +78,10 @@ absl::Status ParseEntry(const std::string& name, const Json& entry,
   if (!count.ok()) return Invalid("entry '", name, absl::StrCat("': ", count.status().message()));
   uint64_t expected = static_cast<uint64_t>(*count) * DTypeSize(array->dtype);
   if (span->end - span->begin != expected) {
-    return Invalid("entry '", name,
-                   absl::StrCat("' spans ", span->end - span->begin, " bytes but ",
-                                DTypeName(array->dtype), " ", ShapeString(array->shape),
-                                " needs ", expected));
+    return Invalid(
+        "entry '", name,
+        absl::StrCat("' spans ", span->end - span->begin, " bytes but ", DTypeName(array->dtype),
+                     " ", ShapeString(array->shape), " needs ", expected));
   }
   return absl::OkStatus();
 }

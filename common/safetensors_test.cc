@@ -1,9 +1,9 @@
 #include "common/safetensors.h"
 
+#include <gtest/gtest.h>
+
 #include <cstdio>
 #include <string>
-
-#include <gtest/gtest.h>
 
 #include "common/file_util.h"
 
@@ -53,7 +53,8 @@ TEST(SafetensorsTest, RoundTripsEveryDtypeAndMetadata) {
   auto bytes = SerializeSafetensors(file);
   ASSERT_TRUE(bytes.ok()) << bytes.status();
   uint64_t header_len = 0;
-  for (int b = 7; b >= 0; --b) header_len = (header_len << 8) | static_cast<unsigned char>((*bytes)[b]);
+  for (int b = 7; b >= 0; --b)
+    header_len = (header_len << 8) | static_cast<unsigned char>((*bytes)[b]);
   EXPECT_EQ((8 + header_len) % 8, 0u) << "data buffer should be 8-byte aligned";
 
   auto back = ParseSafetensors(*bytes);
@@ -101,8 +102,7 @@ TEST(SafetensorsTest, RejectsStructuralErrors) {
                 "'a' spans 8 bytes but F32 [3] needs 12");
   ExpectInvalid(Raw(R"({"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", "12345678"),
                 "not a non-negative integer");
-  ExpectInvalid(Raw(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"x":1}})",
-                    "12345678"),
+  ExpectInvalid(Raw(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"x":1}})", "12345678"),
                 "unknown field 'x'");
   ExpectInvalid(Raw(R"({"a":{"dtype":"F32","shape":[2]}})", "12345678"), "data_offsets");
   ExpectInvalid(Raw(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}})", "12345678"),

@@ -14,10 +14,10 @@
 #define MKD_STATUS_CONCAT_(a, b) MKD_STATUS_CONCAT_INNER_(a, b)
 
 // Returns from the enclosing function if `expr` yields a non-OK status.
-#define MKD_RETURN_IF_ERROR(expr)                  \
-  do {                                             \
-    ::absl::Status mkd_status_ = (expr);           \
-    if (!mkd_status_.ok()) return mkd_status_;     \
+#define MKD_RETURN_IF_ERROR(expr)              \
+  do {                                         \
+    ::absl::Status mkd_status_ = (expr);       \
+    if (!mkd_status_.ok()) return mkd_status_; \
   } while (0)
 
 // `MKD_ASSIGN_OR_RETURN(auto x, Foo());` evaluates Foo() (a StatusOr<T>),

@@ -1,10 +1,10 @@
 #include "common/tensor_util.h"
 
-#include <cstring>
-#include <stdexcept>
-
 #include <c10/util/Exception.h>
 #include <torch/types.h>
+
+#include <cstring>
+#include <stdexcept>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -46,9 +46,9 @@ absl::StatusOr<torch::Tensor> ToTensor(const HostArray& array) {
   MKD_ASSIGN_OR_RETURN(torch::Dtype dtype, ToTorchDtype(array.dtype));
   MKD_ASSIGN_OR_RETURN(int64_t count, NumElements(array.shape));
   if (static_cast<size_t>(count) * DTypeSize(array.dtype) != array.data.size()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "array data is ", array.data.size(), " bytes, not what ", ShapeString(array.shape),
-        " needs"));
+    return absl::InvalidArgumentError(absl::StrCat("array data is ", array.data.size(),
+                                                   " bytes, not what ", ShapeString(array.shape),
+                                                   " needs"));
   }
   torch::Tensor t = torch::empty(array.shape, torch::TensorOptions().dtype(dtype));
   if (!array.data.empty()) std::memcpy(t.data_ptr(), array.data.data(), array.data.size());

@@ -4,13 +4,13 @@
 #ifndef MKD_COMMON_TENSOR_UTIL_H_
 #define MKD_COMMON_TENSOR_UTIL_H_
 
-#include "absl/strings/string_view.h"
-#include <vector>
-
 #include <torch/types.h>
+
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "common/dtype.h"
 
 namespace mkd {

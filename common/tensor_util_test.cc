@@ -1,11 +1,11 @@
 // CatchTorch's mapping of LibTorch exceptions to status codes.
 #include "common/tensor_util.h"
 
-#include <stdexcept>
-#include <string>
-
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+
+#include <stdexcept>
+#include <string>
 
 namespace mkd {
 namespace {

@@ -12,8 +12,7 @@ VisionTransformerImpl::VisionTransformerImpl(const ViTConfig& config) : config_(
   const int d = config.embed_dim;
   const int prefix = config.num_prefix_tokens();
   const int pos_len = config.num_patches() + (config.no_embed_class ? 0 : prefix);
-  patch_embed = register_module("patch_embed",
-                                PatchEmbed(config.in_chans, config.patch_size, d));
+  patch_embed = register_module("patch_embed", PatchEmbed(config.in_chans, config.patch_size, d));
   cls_token = register_parameter("cls_token", torch::zeros({1, 1, d}));
   if (config.dist_token) dist_token = register_parameter("dist_token", torch::zeros({1, 1, d}));
   pos_embed = register_parameter("pos_embed", torch::zeros({1, pos_len, d}));
@@ -52,8 +51,7 @@ void VisionTransformerImpl::InitWeights() {
   }
 }
 
-torch::Tensor VisionTransformerImpl::Embed(const torch::Tensor& patches,
-                                           const torch::Tensor& idx) {
+torch::Tensor VisionTransformerImpl::Embed(const torch::Tensor& patches, const torch::Tensor& idx) {
   const int64_t b = patches.size(0);
   const int64_t prefix = config_.num_prefix_tokens();
   const int64_t d = config_.embed_dim;
@@ -115,8 +113,7 @@ ViTOutput VisionTransformerImpl::Forward(const torch::Tensor& images,
   return Run(Embed(patches, torch::Tensor()), options);
 }
 
-ViTOutput VisionTransformerImpl::ForwardKept(const torch::Tensor& images,
-                                             const torch::Tensor& idx,
+ViTOutput VisionTransformerImpl::ForwardKept(const torch::Tensor& images, const torch::Tensor& idx,
                                              const ForwardOptions& options) {
   return ForwardKeptPatches(CutPatches(images, idx, config_.patch_size), idx, options);
 }
@@ -126,19 +123,18 @@ ViTOutput VisionTransformerImpl::ForwardKeptPatches(const torch::Tensor& patches
                                                     const ForwardOptions& options) {
   TORCH_CHECK(patches.dim() == 3 && patches.size(2) == config_.patch_dim(),
               "patches must be [B, k, C*p*p]");
-  TORCH_CHECK(idx.dim() == 2 && idx.size(0) == patches.size(0) &&
-                  idx.size(1) == patches.size(1),
+  TORCH_CHECK(idx.dim() == 2 && idx.size(0) == patches.size(0) && idx.size(1) == patches.size(1),
               "idx must be [B, k] matching patches");
   return Run(Embed(patches, idx), options);
 }
 
 absl::Status ValidateImages(const ViTConfig& config, const torch::Tensor& images) {
   if (!images.is_floating_point()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "images must be floating point, not ", c10::toString(images.scalar_type())));
+    return absl::InvalidArgumentError(
+        absl::StrCat("images must be floating point, not ", c10::toString(images.scalar_type())));
   }
-  absl::Status shape = CheckShape(images, {-1, config.in_chans, config.img_size, config.img_size},
-                                  "images");
+  absl::Status shape =
+      CheckShape(images, {-1, config.in_chans, config.img_size, config.img_size}, "images");
   if (!shape.ok()) return shape;
   if (images.size(0) < 1) return absl::InvalidArgumentError("images must hold at least one image");
   return absl::OkStatus();
@@ -146,15 +142,15 @@ absl::Status ValidateImages(const ViTConfig& config, const torch::Tensor& images
 
 absl::Status ValidateKeptIndices(const torch::Tensor& idx, int64_t batch, int64_t num_patches) {
   if (idx.scalar_type() != torch::kInt64) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "kept indices must be int64, not ", c10::toString(idx.scalar_type())));
+    return absl::InvalidArgumentError(
+        absl::StrCat("kept indices must be int64, not ", c10::toString(idx.scalar_type())));
   }
   absl::Status shape = CheckShape(idx, {batch, -1}, "kept indices");
   if (!shape.ok()) return shape;
   const int64_t k = idx.size(1);
   if (k < 1 || k > num_patches) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "kept indices: k = ", k, " must be in [1, ", num_patches, "]"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("kept indices: k = ", k, " must be in [1, ", num_patches, "]"));
   }
   torch::Tensor host = idx.to(torch::kCPU).contiguous();
   const int64_t* p = host.data_ptr<int64_t>();
@@ -164,8 +160,8 @@ absl::Status ValidateKeptIndices(const torch::Tensor& idx, int64_t batch, int64_
     for (int64_t j = 0; j < k; ++j) {
       int64_t v = p[row * k + j];
       if (v < 0 || v >= num_patches) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "kept indices: row ", row, " has index ", v, " outside [0, ", num_patches, ")"));
+        return absl::InvalidArgumentError(absl::StrCat("kept indices: row ", row, " has index ", v,
+                                                       " outside [0, ", num_patches, ")"));
       }
       if (seen[static_cast<size_t>(v)]) {
         return absl::InvalidArgumentError(

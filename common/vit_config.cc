@@ -123,12 +123,12 @@ absl::Status ValidateViTConfig(const ViTConfig& c) {
   MKD_RETURN_IF_ERROR(positive("mlp_ratio", c.mlp_ratio));
   MKD_RETURN_IF_ERROR(positive("num_classes", c.num_classes));
   if (c.img_size % c.patch_size != 0) {
-    return BadKey("patch_size", absl::StrCat(c.patch_size, " does not divide img_size ",
-                                             c.img_size));
+    return BadKey("patch_size",
+                  absl::StrCat(c.patch_size, " does not divide img_size ", c.img_size));
   }
   if (c.embed_dim % c.num_heads != 0) {
-    return BadKey("num_heads", absl::StrCat(c.num_heads, " does not divide embed_dim ",
-                                            c.embed_dim));
+    return BadKey("num_heads",
+                  absl::StrCat(c.num_heads, " does not divide embed_dim ", c.embed_dim));
   }
   if (c.mlp_hidden() < 1) return BadKey("mlp_ratio", "gives an empty MLP");
   if (!(c.drop_path_rate >= 0 && c.drop_path_rate < 1)) {
@@ -138,12 +138,11 @@ absl::Status ValidateViTConfig(const ViTConfig& c) {
     return BadKey("init_values", "must be finite");
   }
   if (static_cast<int>(c.mean.size()) != c.in_chans) {
-    return BadKey("mean", absl::StrCat("has ", c.mean.size(), " entries, in_chans is ",
-                                       c.in_chans));
+    return BadKey("mean",
+                  absl::StrCat("has ", c.mean.size(), " entries, in_chans is ", c.in_chans));
   }
   if (static_cast<int>(c.std.size()) != c.in_chans) {
-    return BadKey("std", absl::StrCat("has ", c.std.size(), " entries, in_chans is ",
-                                      c.in_chans));
+    return BadKey("std", absl::StrCat("has ", c.std.size(), " entries, in_chans is ", c.in_chans));
   }
   for (double s : c.std) {
     if (!(s > 0)) return BadKey("std", "entries must be positive");
@@ -161,8 +160,8 @@ absl::StatusOr<ViTConfig> ViTPreset(const std::string& name) {
   for (const auto& p : Presets()) {
     if (p.name == name) return p;
   }
-  return absl::NotFoundError(absl::StrCat("unknown model preset '", name, "'; known: ",
-                                          absl::StrJoin(ViTPresetNames(), ", ")));
+  return absl::NotFoundError(absl::StrCat("unknown model preset '", name,
+                                          "'; known: ", absl::StrJoin(ViTPresetNames(), ", ")));
 }
 
 absl::StatusOr<ViTConfig> ParseViTConfigYaml(const std::string& yaml_text) {
@@ -203,8 +202,8 @@ absl::StatusOr<ViTConfig> ParseViTConfigYaml(const std::string& yaml_text) {
 }
 
 absl::StatusOr<ViTConfig> ResolveViTConfig(const std::string& spec) {
-  bool is_file = absl::EndsWith(spec, ".yaml") || absl::EndsWith(spec, ".yml") ||
-                 absl::StrContains(spec, '/');
+  bool is_file =
+      absl::EndsWith(spec, ".yaml") || absl::EndsWith(spec, ".yml") || absl::StrContains(spec, '/');
   if (!is_file) return ViTPreset(spec);
   MKD_ASSIGN_OR_RETURN(std::string text, ReadFile(spec));
   auto config = ParseViTConfigYaml(text);

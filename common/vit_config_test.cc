@@ -1,9 +1,9 @@
 #include "common/vit_config.h"
 
+#include <gtest/gtest.h>
+
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 namespace mkd {
 namespace {
@@ -84,7 +84,8 @@ std: [0.25]
 }
 
 TEST(ViTConfigTest, PresetOverriddenKeyByKey) {
-  auto c = ParseViTConfigYaml("preset: deit3_small_patch16_224\nnum_classes: 10\ninit_values: null\n");
+  auto c =
+      ParseViTConfigYaml("preset: deit3_small_patch16_224\nnum_classes: 10\ninit_values: null\n");
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->name, "deit3_small_patch16_224");
   EXPECT_EQ(c->embed_dim, 384);
@@ -103,7 +104,8 @@ TEST(ViTConfigTest, ErrorsNameTheKey) {
   ExpectKeyError("patch_size: 15\n", "'patch_size': 15 does not divide img_size 224");
   ExpectKeyError("num_heads: 5\n", "'num_heads': 5 does not divide embed_dim 768");
   ExpectKeyError("embed_dim: 0\n", "'embed_dim': must be positive");
-  ExpectKeyError("in_chans: 1\nmean: [0.5, 0.5, 0.5]\nstd: [1]\n", "'mean': has 3 entries, in_chans is 1");
+  ExpectKeyError("in_chans: 1\nmean: [0.5, 0.5, 0.5]\nstd: [1]\n",
+                 "'mean': has 3 entries, in_chans is 1");
   ExpectKeyError("in_chans: 1\nstd: [1, 1]\n", "'std': has 2 entries, in_chans is 1");
   ExpectKeyError("drop_path_rate: 1.5\n", "'drop_path_rate'");
   ExpectKeyError("std: [1, 0, 1]\n", "'std'");

@@ -1,8 +1,10 @@
 #include "common/vit_layers.h"
 
+#include <torch/version.h>
+
 #include <cmath>
 
-#include <torch/version.h>
+#include "absl/strings/str_cat.h"
 
 namespace mkd {
 namespace {
@@ -36,6 +38,17 @@ torch::Tensor SaliencyFromLogits(const torch::Tensor& cls_logits, int64_t num_pr
 
 }  // namespace
 
+absl::StatusOr<SaliencyMode> ParseSaliencyMode(absl::string_view name) {
+  if (name == "all_keys") return SaliencyMode::kAllKeys;
+  if (name == "patch_keys") return SaliencyMode::kPatchKeys;
+  return absl::InvalidArgumentError(
+      absl::StrCat("must be all_keys or patch_keys, got '", name, "'"));
+}
+
+absl::string_view SaliencyModeName(SaliencyMode mode) {
+  return mode == SaliencyMode::kPatchKeys ? "patch_keys" : "all_keys";
+}
+
 void TruncNormal_(torch::Tensor t, double std) {
   torch::NoGradGuard no_grad;
   constexpr double kLo = -2.0;
@@ -60,8 +73,8 @@ torch::Tensor DropPath(const torch::Tensor& x, double rate, bool training) {
 
 PatchEmbedImpl::PatchEmbedImpl(int in_chans, int patch_size, int embed_dim) {
   proj = register_module(
-      "proj", torch::nn::Conv2d(torch::nn::Conv2dOptions(in_chans, embed_dim, patch_size)
-                                    .stride(patch_size)));
+      "proj", torch::nn::Conv2d(
+                  torch::nn::Conv2dOptions(in_chans, embed_dim, patch_size).stride(patch_size)));
 }
 
 torch::Tensor PatchEmbedImpl::forward(const torch::Tensor& patches) {
@@ -72,8 +85,8 @@ torch::Tensor PatchEmbedImpl::forward(const torch::Tensor& patches) {
 
 AttentionImpl::AttentionImpl(int dim, int num_heads, bool qkv_bias)
     : num_heads_(num_heads), scale_(1.0 / std::sqrt(static_cast<double>(dim / num_heads))) {
-  qkv = register_module("qkv", torch::nn::Linear(torch::nn::LinearOptions(dim, 3 * dim)
-                                                     .bias(qkv_bias)));
+  qkv = register_module("qkv",
+                        torch::nn::Linear(torch::nn::LinearOptions(dim, 3 * dim).bias(qkv_bias)));
   proj = register_module("proj", torch::nn::Linear(dim, dim));
 }
 
@@ -113,8 +126,7 @@ torch::Tensor AttentionImpl::ClsSaliency(const torch::Tensor& x, int64_t num_pre
                                          SaliencyMode mode) {
   auto [q, k, v] = SplitQkv(x);
   // q_cls . K^T: [B, H, 1, hd] x [B, H, hd, n] -> [B, H, n]
-  torch::Tensor logits =
-      torch::matmul(q.narrow(2, 0, 1) * scale_, k.transpose(-2, -1)).squeeze(2);
+  torch::Tensor logits = torch::matmul(q.narrow(2, 0, 1) * scale_, k.transpose(-2, -1)).squeeze(2);
   return SaliencyFromLogits(logits, num_prefix, mode);
 }
 

@@ -8,9 +8,12 @@
 #ifndef MKD_COMMON_VIT_LAYERS_H_
 #define MKD_COMMON_VIT_LAYERS_H_
 
+#include <torch/torch.h>
+
 #include <optional>
 
-#include <torch/torch.h>
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace mkd {
 
@@ -22,6 +25,10 @@ enum class SaliencyMode {
   // Softmax over the N patch keys only: the paper's formula.
   kPatchKeys,
 };
+
+// "all_keys" | "patch_keys"; kInvalidArgument names anything else.
+absl::StatusOr<SaliencyMode> ParseSaliencyMode(absl::string_view name);
+absl::string_view SaliencyModeName(SaliencyMode mode);
 
 // Fills `t` in place from N(0, std^2) truncated to [-2, 2] (timm's
 // trunc_normal_ with its absolute bounds), by inverse-CDF sampling.
@@ -60,9 +67,8 @@ class AttentionImpl : public torch::nn::Module {
   // the patch keys (keys after the first `num_prefix`), mean over heads,
   // normalised per `mode`: [B, n - num_prefix]. Reuses the CLS attention
   // row, so no n x n map exists.
-  torch::Tensor ForwardQueries(const torch::Tensor& x, int64_t num_queries,
-                               int64_t num_prefix, SaliencyMode mode,
-                               torch::Tensor* saliency);
+  torch::Tensor ForwardQueries(const torch::Tensor& x, int64_t num_queries, int64_t num_prefix,
+                               SaliencyMode mode, torch::Tensor* saliency);
 
   // The CLS saliency alone, from q_cls . K^T: [B, n, D] -> [B, n - num_prefix].
   torch::Tensor ClsSaliency(const torch::Tensor& x, int64_t num_prefix, SaliencyMode mode);
@@ -119,9 +125,8 @@ class BlockImpl : public torch::nn::Module {
   // Output rows of the first `num_queries` tokens only: [B, n, D] ->
   // [B, num_queries, D]; optional CLS saliency as in
   // AttentionImpl::ForwardQueries.
-  torch::Tensor ForwardQueries(const torch::Tensor& x, int64_t num_queries,
-                               int64_t num_prefix, SaliencyMode mode,
-                               torch::Tensor* saliency);
+  torch::Tensor ForwardQueries(const torch::Tensor& x, int64_t num_queries, int64_t num_prefix,
+                               SaliencyMode mode, torch::Tensor* saliency);
 
   torch::nn::LayerNorm norm1{nullptr};
   Attention attn{nullptr};
@@ -131,8 +136,7 @@ class BlockImpl : public torch::nn::Module {
   LayerScale ls2{nullptr};
 
  private:
-  torch::Tensor Residual(const torch::Tensor& x, const torch::Tensor& branch,
-                         const LayerScale& ls);
+  torch::Tensor Residual(const torch::Tensor& x, const torch::Tensor& branch, const LayerScale& ls);
 
   double drop_path_;
 };

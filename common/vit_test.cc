@@ -1,10 +1,10 @@
 #include "common/vit.h"
 
-#include <set>
-#include <string>
-
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+
+#include <set>
+#include <string>
 
 #include "common/masking.h"
 
@@ -32,11 +32,11 @@ TEST(ViTTest, ParameterNamesAreTimmKeys) {
   std::set<std::string> keys;
   for (const auto& p : model->named_parameters()) keys.insert(p.key());
   EXPECT_EQ(keys.size(), 152u);
-  for (const char* k : {"cls_token", "pos_embed", "patch_embed.proj.weight",
-                        "patch_embed.proj.bias", "blocks.0.norm1.weight", "blocks.0.attn.qkv.weight",
-                        "blocks.0.attn.qkv.bias", "blocks.0.attn.proj.weight", "blocks.0.norm2.bias",
-                        "blocks.0.mlp.fc1.weight", "blocks.11.mlp.fc2.bias", "norm.weight",
-                        "head.weight", "head.bias"}) {
+  for (const char* k :
+       {"cls_token", "pos_embed", "patch_embed.proj.weight", "patch_embed.proj.bias",
+        "blocks.0.norm1.weight", "blocks.0.attn.qkv.weight", "blocks.0.attn.qkv.bias",
+        "blocks.0.attn.proj.weight", "blocks.0.norm2.bias", "blocks.0.mlp.fc1.weight",
+        "blocks.11.mlp.fc2.bias", "norm.weight", "head.weight", "head.bias"}) {
     EXPECT_TRUE(keys.count(k)) << k;
   }
   EXPECT_EQ(model->pos_embed.sizes(), (torch::IntArrayRef{1, 197, 192}));
@@ -74,12 +74,14 @@ TEST(ViTTest, KeptForwardIgnoresIndexOrderAndUsesOnlyKeptPixels) {
   EXPECT_LE(MaxDiff(a, model->ForwardKept(x, shuffled).logits), 1e-5);
   // Changing a dropped patch's pixels does not change the output.
   torch::Tensor y = x.clone();
-  y.index_put_({0, torch::indexing::Slice(), torch::indexing::Slice(0, 8),
-                torch::indexing::Slice(0, 8)}, 100.0);  // Patch 0 of image 0: not kept.
+  y.index_put_(
+      {0, torch::indexing::Slice(), torch::indexing::Slice(0, 8), torch::indexing::Slice(0, 8)},
+      100.0);  // Patch 0 of image 0: not kept.
   EXPECT_LE(MaxDiff(a, model->ForwardKept(y, idx).logits), 1e-6);
   // ...but changing a kept one does.
-  y.index_put_({0, torch::indexing::Slice(), torch::indexing::Slice(0, 8),
-                torch::indexing::Slice(8, 16)}, 100.0);  // Patch 1: kept.
+  y.index_put_(
+      {0, torch::indexing::Slice(), torch::indexing::Slice(0, 8), torch::indexing::Slice(8, 16)},
+      100.0);  // Patch 1: kept.
   EXPECT_GT(MaxDiff(a, model->ForwardKept(y, idx).logits), 1e-3);
 }
 
@@ -118,7 +120,8 @@ TEST(ViTTest, DistTokenAveragesHeads) {
   EXPECT_EQ(full.tokens.sizes(), (torch::IntArrayRef{2, 18, 32}));
   EXPECT_EQ(full.saliency.sizes(), (torch::IntArrayRef{2, 16}));
   EXPECT_LE(MaxDiff(full.logits, (model->head(full.tokens.select(1, 0)) +
-                                  model->head_dist(full.tokens.select(1, 1))) / 2),
+                                  model->head_dist(full.tokens.select(1, 1))) /
+                                     2),
             1e-6);
   // The prefix-only last block gives the same logits and saliency.
   ViTOutput fast = model->Forward(x, ForwardOptions{true});
@@ -159,7 +162,8 @@ TEST(ViTTest, ValidateImagesAndIndices) {
   EXPECT_TRUE(ValidateImages(c, torch::zeros({2, 3, 32, 32})).ok());
   auto bad = ValidateImages(c, torch::zeros({2, 1, 32, 32}));
   ASSERT_FALSE(bad.ok());
-  EXPECT_EQ(std::string(bad.message()), "images must have shape [*, 3, 32, 32] but has [2, 1, 32, 32]");
+  EXPECT_EQ(std::string(bad.message()),
+            "images must have shape [*, 3, 32, 32] but has [2, 1, 32, 32]");
   EXPECT_FALSE(ValidateImages(c, torch::zeros({2, 3, 32, 32}, torch::kInt64)).ok());
   EXPECT_FALSE(ValidateImages(c, torch::zeros({0, 3, 32, 32})).ok());
 

@@ -47,7 +47,8 @@ absl::StatusOr<torch::Tensor> Adapt(const VisionTransformerImpl& model, const st
     const ViTConfig& c = model.config();
     int64_t prefix = c.no_embed_class ? 0 : c.num_prefix_tokens();
     auto resized = ResizePosEmbed(value.to(torch::kFloat32), prefix, c.grid_size());
-    if (!resized.ok()) return absl::InvalidArgumentError(absl::StrCat(key, ": ", resized.status().message()));
+    if (!resized.ok())
+      return absl::InvalidArgumentError(absl::StrCat(key, ": ", resized.status().message()));
     report->resized.push_back(key);
     value = *resized;
   }
@@ -104,9 +105,8 @@ absl::StatusOr<LoadReport> LoadViTWeightsUnguarded(VisionTransformerImpl& model,
     if (!found.count(item.key())) report.missing.push_back(item.key());
   }
   if (strict && !report.clean()) {
-    return absl::InvalidArgumentError(absl::StrCat("weights do not fit model '",
-                                                   model.config().name, "': ",
-                                                   ReportMessage(report)));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "weights do not fit model '", model.config().name, "': ", ReportMessage(report)));
   }
   torch::NoGradGuard no_grad;
   for (auto& [key, value] : staged) params[key].copy_(value);
@@ -115,8 +115,8 @@ absl::StatusOr<LoadReport> LoadViTWeightsUnguarded(VisionTransformerImpl& model,
 
 }  // namespace
 
-absl::StatusOr<LoadReport> LoadViTWeights(VisionTransformerImpl& model,
-                                          const SafetensorsFile& file, bool strict) {
+absl::StatusOr<LoadReport> LoadViTWeights(VisionTransformerImpl& model, const SafetensorsFile& file,
+                                          bool strict) {
   // Conversions and copies run LibTorch: whatever it throws (a file's odd
   // dtype, memory) becomes a status here, at the loader's boundary.
   absl::StatusOr<LoadReport> report = absl::InternalError("weights not loaded");
@@ -125,8 +125,8 @@ absl::StatusOr<LoadReport> LoadViTWeights(VisionTransformerImpl& model,
   return report;
 }
 
-absl::StatusOr<LoadReport> LoadViTWeightsFile(VisionTransformerImpl& model,
-                                              const std::string& path, bool strict) {
+absl::StatusOr<LoadReport> LoadViTWeightsFile(VisionTransformerImpl& model, const std::string& path,
+                                              bool strict) {
   MKD_ASSIGN_OR_RETURN(SafetensorsFile file, ReadSafetensors(path));
   auto report = LoadViTWeights(model, file, strict);
   if (!report.ok()) return Annotate(report.status(), path);
@@ -154,8 +154,8 @@ absl::Status SaveViTWeights(const VisionTransformerImpl& model, const std::strin
 absl::StatusOr<torch::Tensor> ResizePosEmbed(const torch::Tensor& pos_embed, int64_t prefix,
                                              int64_t new_grid) {
   if (pos_embed.dim() != 3 || pos_embed.size(0) != 1 || pos_embed.size(1) <= prefix) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "pos_embed must be [1, prefix + h*w, D], got ", ShapeString(Sizes(pos_embed))));
+    return absl::InvalidArgumentError(absl::StrCat("pos_embed must be [1, prefix + h*w, D], got ",
+                                                   ShapeString(Sizes(pos_embed))));
   }
   const int64_t n = pos_embed.size(1) - prefix;
   const auto old_grid = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(n))));
@@ -167,8 +167,9 @@ absl::StatusOr<torch::Tensor> ResizePosEmbed(const torch::Tensor& pos_embed, int
   using torch::indexing::Slice;
   torch::Tensor head = pos_embed.index({Slice(), Slice(0, prefix)});
   // [1, h*w, D] -> [1, D, h, w] -> resize -> [1, new*new, D]
-  torch::Tensor grid =
-      pos_embed.index({Slice(), Slice(prefix)}).reshape({1, old_grid, old_grid, d}).permute({0, 3, 1, 2});
+  torch::Tensor grid = pos_embed.index({Slice(), Slice(prefix)})
+                           .reshape({1, old_grid, old_grid, d})
+                           .permute({0, 3, 1, 2});
   namespace F = torch::nn::functional;
   // timm resamples with antialiasing, which matters only when shrinking.
   grid = F::interpolate(grid, F::InterpolateFuncOptions()

@@ -33,12 +33,12 @@ std::string CanonicalKey(const std::string& key);
 // mismatched key is a kInvalidArgument error listing them by name, and the
 // model is left unchanged; otherwise matching keys are loaded and the
 // report says what was skipped.
-absl::StatusOr<LoadReport> LoadViTWeights(VisionTransformerImpl& model,
-                                          const SafetensorsFile& file, bool strict = true);
+absl::StatusOr<LoadReport> LoadViTWeights(VisionTransformerImpl& model, const SafetensorsFile& file,
+                                          bool strict = true);
 
 // ReadSafetensors + LoadViTWeights; messages name the path.
-absl::StatusOr<LoadReport> LoadViTWeightsFile(VisionTransformerImpl& model,
-                                              const std::string& path, bool strict = true);
+absl::StatusOr<LoadReport> LoadViTWeightsFile(VisionTransformerImpl& model, const std::string& path,
+                                              bool strict = true);
 
 // The model's parameters as F32 host arrays under timm's keys, with
 // `metadata` (plus "format": "pt", which timm's loader expects).

@@ -1,9 +1,9 @@
 #include "common/vit_weights.h"
 
-#include <string>
-
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+
+#include <string>
 
 #include "common/file_util.h"
 #include "common/golden_json.h"

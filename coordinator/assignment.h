@@ -29,7 +29,7 @@ struct JobView {
   std::string job_id;
   std::string model_id;
   double weight = 1;
-  int max_teachers = 0;  // 0: no limit.
+  int max_teachers = 0;              // 0: no limit.
   std::vector<std::string> current;  // Its teachers now (for stickiness).
 };
 

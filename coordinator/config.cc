@@ -12,7 +12,7 @@ namespace {
 
 constexpr char kWhat[] = "coordinator config";
 
-#define MKD_FIELD(type, path, type_name)                                                        \
+#define MKD_FIELD(type, path, type_name)                                                     \
   ConfigField<CoordinatorConfig, type>([](CoordinatorConfig& c) -> type& { return c.path; }, \
                                        kWhat, type_name)
 
@@ -33,9 +33,11 @@ const std::map<std::string, ConfigSetter<CoordinatorConfig>>& Setters() {
 
 absl::Status Validate(CoordinatorConfig& c) {
   auto bad = [](const char* key, absl::string_view why) { return ConfigKeyError(kWhat, key, why); };
-  if (!IsHostPort(c.listen)) return bad("listen", absl::StrCat("expected host:port, got '", c.listen, "'"));
+  if (!IsHostPort(c.listen))
+    return bad("listen", absl::StrCat("expected host:port, got '", c.listen, "'"));
   if (!c.metrics_listen.empty() && !IsHostPort(c.metrics_listen)) {
-    return bad("metrics_listen", absl::StrCat("expected host:port or \"\", got '", c.metrics_listen, "'"));
+    return bad("metrics_listen",
+               absl::StrCat("expected host:port or \"\", got '", c.metrics_listen, "'"));
   }
   if (!(c.heartbeat_s > 0)) return bad("heartbeat_s", "must be positive");
   if (!(c.lease_s >= 2 * c.heartbeat_s)) {
@@ -49,8 +51,8 @@ absl::Status Validate(CoordinatorConfig& c) {
 
 }  // namespace
 
-absl::StatusOr<CoordinatorConfig> ParseCoordinatorConfig(const std::string& yaml_text,
-                                                         const std::vector<std::string>& overrides) {
+absl::StatusOr<CoordinatorConfig> ParseCoordinatorConfig(
+    const std::string& yaml_text, const std::vector<std::string>& overrides) {
   MKD_ASSIGN_OR_RETURN(auto flat, FlattenConfig(yaml_text, overrides));
   CoordinatorConfig config;
   MKD_RETURN_IF_ERROR(ApplyConfigKeys(flat, Setters(), kWhat, "", config));

@@ -14,8 +14,8 @@ namespace mkd::coordinator {
 struct CoordinatorConfig {
   std::string listen = "0.0.0.0:50050";         // gRPC; port 0 picks a free one.
   std::string metrics_listen = "0.0.0.0:9465";  // /metrics; "" turns it off.
-  double lease_s = 5;       // A member silent this long is gone.
-  double heartbeat_s = 1;   // The interval members are told to keep.
+  double lease_s = 5;                           // A member silent this long is gone.
+  double heartbeat_s = 1;                       // The interval members are told to keep.
   // After start, no assignment is handed out for this long (-1: lease_s),
   // so a restarted coordinator hears from every member before it decides
   // anything: a job must not lose its teachers because they have not

@@ -10,10 +10,14 @@ using prometheus::BuildGauge;
 
 const char* StateName(v1::TeacherState s) {
   switch (s) {
-    case v1::TEACHER_STATE_SERVING: return "serving";
-    case v1::TEACHER_STATE_DRAINING: return "draining";
-    case v1::TEACHER_STATE_GONE: return "gone";
-    default: return "unknown";
+    case v1::TEACHER_STATE_SERVING:
+      return "serving";
+    case v1::TEACHER_STATE_DRAINING:
+      return "draining";
+    case v1::TEACHER_STATE_GONE:
+      return "gone";
+    default:
+      return "unknown";
   }
 }
 
@@ -35,16 +39,19 @@ CoordinatorMetrics::CoordinatorMetrics()
                        .Help("(job, teacher) pairs assigned now.")
                        .Register(*registry_)
                        .Add({})),
-      waiting_jobs_(BuildGauge()
-                        .Name("mkd_coordinator_waiting_jobs")
-                        .Help("Jobs holding a lease with no teacher assigned (no teacher serves their model).")
-                        .Register(*registry_)
-                        .Add({})),
-      capacity_(BuildGauge()
-                    .Name("mkd_coordinator_capacity_tokens_per_second")
-                    .Help("Kept tokens/s the serving teachers can do, as they measured it at start.")
-                    .Register(*registry_)
-                    .Add({})),
+      waiting_jobs_(
+          BuildGauge()
+              .Name("mkd_coordinator_waiting_jobs")
+              .Help(
+                  "Jobs holding a lease with no teacher assigned (no teacher serves their model).")
+              .Register(*registry_)
+              .Add({})),
+      capacity_(
+          BuildGauge()
+              .Name("mkd_coordinator_capacity_tokens_per_second")
+              .Help("Kept tokens/s the serving teachers can do, as they measured it at start.")
+              .Register(*registry_)
+              .Add({})),
       served_(BuildGauge()
                   .Name("mkd_coordinator_served_tokens_per_second")
                   .Help("Kept tokens/s the serving teachers served, from their last heartbeats.")
@@ -82,8 +89,7 @@ void CoordinatorMetrics::Update(const PoolStats& stats) {
   served_.Set(stats.served_tokens_per_s);
   // The pool keeps totals; counters only go up, by the difference.
   reassignments_.Increment(std::max(0.0, stats.reassignments - reassignments_.Value()));
-  missed_heartbeats_.Increment(
-      std::max(0.0, stats.missed_heartbeats - missed_heartbeats_.Value()));
+  missed_heartbeats_.Increment(std::max(0.0, stats.missed_heartbeats - missed_heartbeats_.Value()));
   for (auto it = planned_by_job_.begin(); it != planned_by_job_.end();) {
     if (stats.planned_micro_batches.count(it->first) == 0) {
       planned_.Remove(it->second);  // The job left: no stale series.

@@ -25,9 +25,9 @@ struct Cost {
 };
 
 struct StepModel {
-  Cost forward;   // Student forward (with saliency, selection, encoding).
-  Cost backward;  // Student loss and backward.
-  Cost service;   // Teacher: queueing + compute, as the server reports it.
+  Cost forward;        // Student forward (with saliency, selection, encoding).
+  Cost backward;       // Student loss and backward.
+  Cost service;        // Teacher: queueing + compute, as the server reports it.
   double latency = 0;  // Round trip beyond the service: network, decoding.
 };
 

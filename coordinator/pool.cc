@@ -44,11 +44,11 @@ v1::TeacherState Pool::UpsertTeacher(const v1::TeacherInfo& info, const v1::Teac
     Teacher& t = it->second;
     // A new process at a known address (another instance) starts afresh:
     // a teacher drained before its restart serves again.
-    const bool reborn = !inserted && (t.state == v1::TEACHER_STATE_GONE ||
-                                      t.info.instance() != info.instance());
-    const bool relevant_change = !inserted && (t.info.model_id() != info.model_id() ||
-                                               t.info.capacity_tokens_per_s() !=
-                                                   info.capacity_tokens_per_s());
+    const bool reborn =
+        !inserted && (t.state == v1::TEACHER_STATE_GONE || t.info.instance() != info.instance());
+    const bool relevant_change =
+        !inserted && (t.info.model_id() != info.model_id() ||
+                      t.info.capacity_tokens_per_s() != info.capacity_tokens_per_s());
     t.info = info;
     if (load != nullptr) t.load = *load;
     t.last_seen = clock_();
@@ -86,10 +86,10 @@ void Pool::UpsertJob(const v1::JobInfo& info, const v1::JobTimings* timings) {
     auto [it, inserted] = jobs_.try_emplace(info.job_id());
     Job& job = it->second;
     const bool relevant_change =
-        !inserted && (job.info.model_id() != info.model_id() || job.info.weight() != info.weight() ||
-                      job.info.max_teachers() != info.max_teachers() ||
-                      job.info.batch() != info.batch() ||
-                      job.info.pinned_micro_batches() != info.pinned_micro_batches());
+        !inserted &&
+        (job.info.model_id() != info.model_id() || job.info.weight() != info.weight() ||
+         job.info.max_teachers() != info.max_teachers() || job.info.batch() != info.batch() ||
+         job.info.pinned_micro_batches() != info.pinned_micro_batches());
     job.info = info;
     job.last_seen = clock_();
     if (timings != nullptr && timings->steps() > 0 && timings->micro_batches() > 0) {
@@ -129,8 +129,8 @@ void Pool::Replan(Job& job) {
   }());
   if (info.pinned_micro_batches() > 0) {
     job.plan.m = info.pinned_micro_batches();
-    job.plan.prediction = job.samples.empty() ? StepPrediction{}
-                                              : PredictStep(model, batch, job.plan.m);
+    job.plan.prediction =
+        job.samples.empty() ? StepPrediction{} : PredictStep(model, batch, job.plan.m);
     job.planned = true;
     return;
   }
@@ -200,8 +200,8 @@ void Pool::Tick() {
         ++missed_heartbeats_;
         membership = true;
       }
-      const bool forget = t.state == v1::TEACHER_STATE_GONE &&
-                          silent > options_.lease + options_.forget_gone;
+      const bool forget =
+          t.state == v1::TEACHER_STATE_GONE && silent > options_.lease + options_.forget_gone;
       it = forget ? teachers_.erase(it) : std::next(it);
     }
     for (auto it = jobs_.begin(); it != jobs_.end();) {
@@ -236,8 +236,8 @@ v1::Assignment Pool::ToAssignment(const std::string& id, const Job& job) const {
   a.set_predicted_step_s(job.plan.prediction.step_s);
   a.set_predicted_bubble(job.plan.prediction.bubble);
   if (job.teachers.empty()) {
-    a.set_waiting_reason(absl::StrCat("no serving teacher in the pool has model '",
-                                      job.info.model_id(), "'"));
+    a.set_waiting_reason(
+        absl::StrCat("no serving teacher in the pool has model '", job.info.model_id(), "'"));
   }
   return a;
 }
@@ -290,7 +290,8 @@ v1::ListJobsResponse Pool::ListJobs() {
       const StepModel model = FitStepModel(samples);
       const int64_t batch = std::max(1, job.info.batch());
       const int top = static_cast<int>(std::min<int64_t>(MaxMicroBatches(job.info), batch));
-      for (int m = 1; m <= top; ++m) s->add_predicted_step_s_by_m(PredictStep(model, batch, m).step_s);
+      for (int m = 1; m <= top; ++m)
+        s->add_predicted_step_s_by_m(PredictStep(model, batch, m).step_s);
     }
   }
   return out;
@@ -299,8 +300,8 @@ v1::ListJobsResponse Pool::ListJobs() {
 PoolStats Pool::Stats() {
   std::lock_guard<std::mutex> lock(mu_);
   PoolStats s;
-  for (v1::TeacherState state : {v1::TEACHER_STATE_SERVING, v1::TEACHER_STATE_DRAINING,
-                                 v1::TEACHER_STATE_GONE}) {
+  for (v1::TeacherState state :
+       {v1::TEACHER_STATE_SERVING, v1::TEACHER_STATE_DRAINING, v1::TEACHER_STATE_GONE}) {
     s.teachers[state] = 0;
   }
   for (const auto& [address, t] : teachers_) {

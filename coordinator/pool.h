@@ -42,13 +42,13 @@ struct PoolOptions {
 struct PoolStats {
   std::map<v1::TeacherState, int64_t> teachers;  // By state.
   int64_t jobs = 0;
-  int64_t assignments = 0;          // (job, teacher) pairs.
-  int64_t reassignments = 0;        // Total: a job's teachers changed.
-  int64_t missed_heartbeats = 0;    // Total: leases that ran out.
+  int64_t assignments = 0;                           // (job, teacher) pairs.
+  int64_t reassignments = 0;                         // Total: a job's teachers changed.
+  int64_t missed_heartbeats = 0;                     // Total: leases that ran out.
   std::map<std::string, int> planned_micro_batches;  // By job.
-  int64_t waiting_jobs = 0;           // Jobs with no teacher assigned.
-  double capacity_tokens_per_s = 0;   // Sum over serving teachers.
-  double served_tokens_per_s = 0;     // Sum over serving teachers' heartbeats.
+  int64_t waiting_jobs = 0;                          // Jobs with no teacher assigned.
+  double capacity_tokens_per_s = 0;                  // Sum over serving teachers.
+  double served_tokens_per_s = 0;                    // Sum over serving teachers' heartbeats.
 };
 
 class Pool {
@@ -98,15 +98,15 @@ class Pool {
     std::vector<std::string> teachers;
     uint64_t version = 0;
     Plan plan;
-    bool planned = false;  // Explored and fitted (or pinned).
-    std::map<int, TimingSample> samples;   // Latest per m.
+    bool planned = false;                   // Explored and fitted (or pinned).
+    std::map<int, TimingSample> samples;    // Latest per m.
     std::map<int, int64_t> measured_steps;  // Per m.
   };
 
   // Recomputes every assignment and plan; returns the jobs whose
   // assignment changed. Needs mu_.
   std::vector<std::string> Recompute();
-  void Replan(Job& job);  // Needs mu_.
+  void Replan(Job& job);                                                     // Needs mu_.
   v1::Assignment ToAssignment(const std::string& id, const Job& job) const;  // Needs mu_.
   bool Settling(absl::Time now) const { return now < started_ + options_.settle; }
   void Notify(const std::vector<std::string>& changed);
@@ -117,13 +117,13 @@ class Pool {
   const absl::Time started_;
 
   std::mutex mu_;
-  OnChange on_change_;                        // Guarded by mu_ (copied out to call).
-  std::map<std::string, Teacher> teachers_;   // By address; guarded by mu_.
-  std::map<std::string, Job> jobs_;           // By id; guarded by mu_.
-  uint64_t next_version_ = 1;                 // Guarded by mu_.
-  bool settled_ = false;                      // Guarded by mu_.
-  int64_t reassignments_ = 0;                 // Guarded by mu_.
-  int64_t missed_heartbeats_ = 0;             // Guarded by mu_.
+  OnChange on_change_;                       // Guarded by mu_ (copied out to call).
+  std::map<std::string, Teacher> teachers_;  // By address; guarded by mu_.
+  std::map<std::string, Job> jobs_;          // By id; guarded by mu_.
+  uint64_t next_version_ = 1;                // Guarded by mu_.
+  bool settled_ = false;                     // Guarded by mu_.
+  int64_t reassignments_ = 0;                // Guarded by mu_.
+  int64_t missed_heartbeats_ = 0;            // Guarded by mu_.
 };
 
 }  // namespace mkd::coordinator

@@ -21,7 +21,8 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   s->metrics_->Update(s->pool_->Stats());
   s->service_ = std::make_unique<CoordinatorServiceImpl>(config, s->pool_.get(), s->metrics_.get());
   CoordinatorServiceImpl* service = s->service_.get();
-  s->pool_->SetOnChange([service](const std::vector<std::string>& jobs) { service->OnChange(jobs); });
+  s->pool_->SetOnChange(
+      [service](const std::vector<std::string>& jobs) { service->OnChange(jobs); });
 
   // grpc.health.v1 for Kubernetes probes and `mkd health`.
   grpc::EnableDefaultHealthCheckService(true);

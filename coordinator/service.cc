@@ -22,9 +22,9 @@ absl::Status CheckName(absl::string_view field, const std::string& v, size_t max
 bool FiniteNonNegative(double v) { return std::isfinite(v) && v >= 0; }
 
 absl::Status ValidateTimings(const v1::JobTimings& t) {
-  for (double v : {t.images_per_s(), t.student_forward_s(), t.student_backward_s(),
-                   t.teacher_round_trip_s(), t.teacher_compute_s(), t.measured_step_s(),
-                   t.predicted_step_s()}) {
+  for (double v :
+       {t.images_per_s(), t.student_forward_s(), t.student_backward_s(), t.teacher_round_trip_s(),
+        t.teacher_compute_s(), t.measured_step_s(), t.predicted_step_s()}) {
     if (!FiniteNonNegative(v)) return Bad("timings", "times and rates must be finite and >= 0");
   }
   if (t.micro_batches() < 0 || t.steps() < 0 || t.step() < 0) {
@@ -137,12 +137,12 @@ class CoordinatorServiceImpl::Watcher final : public grpc::ServerWriteReactor<v1
   CoordinatorServiceImpl* const service_;
   const std::string job_;
   std::mutex mu_;
-  v1::Assignment current_;     // Being written; guarded by mu_ until handed to gRPC.
-  v1::Assignment next_;        // Guarded by mu_.
-  bool has_next_ = false;      // Guarded by mu_.
-  bool writing_ = false;       // Guarded by mu_.
-  bool finishing_ = false;     // Guarded by mu_.
-  grpc::Status finish_status_;  // Guarded by mu_.
+  v1::Assignment current_;        // Being written; guarded by mu_ until handed to gRPC.
+  v1::Assignment next_;           // Guarded by mu_.
+  bool has_next_ = false;         // Guarded by mu_.
+  bool writing_ = false;          // Guarded by mu_.
+  bool finishing_ = false;        // Guarded by mu_.
+  grpc::Status finish_status_;    // Guarded by mu_.
   uint64_t offered_version_ = 0;  // Guarded by mu_.
 };
 
@@ -211,8 +211,8 @@ grpc::ServerWriteReactor<v1::Assignment>* CoordinatorServiceImpl::WatchAssignmen
     grpc::CallbackServerContext*, const v1::WatchAssignmentRequest* request) {
   auto* watcher = new Watcher(this, request->job_id());
   if (request->job_id().empty() || request->job_id().size() > 128) {
-    watcher->Close(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                "job_id: must be 1 to 128 bytes"));
+    watcher->Close(
+        grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "job_id: must be 1 to 128 bytes"));
     return watcher;
   }
   {

@@ -51,8 +51,7 @@ class CoordinatorServiceImpl final : public v1::CoordinatorService::CallbackServ
   grpc::ServerUnaryReactor* ListJobs(grpc::CallbackServerContext* ctx,
                                      const v1::ListJobsRequest* request,
                                      v1::ListJobsResponse* response) override;
-  grpc::ServerUnaryReactor* Drain(grpc::CallbackServerContext* ctx,
-                                  const v1::DrainRequest* request,
+  grpc::ServerUnaryReactor* Drain(grpc::CallbackServerContext* ctx, const v1::DrainRequest* request,
                                   v1::DrainResponse* response) override;
 
   // The Pool's change callback: pushes the new assignments to watchers.

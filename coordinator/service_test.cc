@@ -2,14 +2,13 @@
 // client: validation, watch streams following the pool, drain, listings
 // and /metrics. Leases are short (0.5 s) so expiry happens within the test;
 // waits are bounded by stream deadlines.
-#include "coordinator/server.h"
-
+#include <gtest/gtest.h>
 #include <httplib.h>
 
 #include <atomic>
 #include <thread>
 
-#include <gtest/gtest.h>
+#include "coordinator/server.h"
 
 namespace mkd::coordinator {
 namespace {

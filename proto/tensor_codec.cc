@@ -69,9 +69,8 @@ std::string EncodeIndices(const torch::Tensor& idx) {
 
 absl::StatusOr<torch::Tensor> DecodeIndices(absl::string_view bytes, int64_t b, int64_t k) {
   if (static_cast<int64_t>(bytes.size()) != b * k * 4) {
-    return absl::InvalidArgumentError(absl::StrCat("kept_indices: ", bytes.size(),
-                                                   " bytes, but [", b, ", ", k,
-                                                   "] int32 needs ", b * k * 4));
+    return absl::InvalidArgumentError(absl::StrCat("kept_indices: ", bytes.size(), " bytes, but [",
+                                                   b, ", ", k, "] int32 needs ", b * k * 4));
   }
   torch::Tensor raw = torch::empty({b, k}, torch::kInt32);
   std::memcpy(raw.data_ptr(), bytes.data(), bytes.size());

@@ -4,10 +4,10 @@
 #ifndef MKD_PROTO_TENSOR_CODEC_H_
 #define MKD_PROTO_TENSOR_CODEC_H_
 
+#include <torch/types.h>
+
 #include <string>
 #include <vector>
-
-#include <torch/types.h>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"

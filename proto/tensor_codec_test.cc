@@ -11,9 +11,9 @@ namespace {
 TEST(TensorCodec, RoundTripsEachDtype) {
   torch::manual_seed(0);
   torch::Tensor t = torch::randn({2, 3, 5});
-  for (auto [dtype, tol] : {std::pair{maskedkd::v1::DTYPE_F32, 0.0},
-                            std::pair{maskedkd::v1::DTYPE_F16, 2e-3},
-                            std::pair{maskedkd::v1::DTYPE_BF16, 2e-2}}) {
+  for (auto [dtype, tol] :
+       {std::pair{maskedkd::v1::DTYPE_F32, 0.0}, std::pair{maskedkd::v1::DTYPE_F16, 2e-3},
+        std::pair{maskedkd::v1::DTYPE_BF16, 2e-2}}) {
     std::string bytes = EncodeFloats(t, dtype);
     EXPECT_EQ(bytes.size(), 30u * WireDTypeSize(dtype));
     auto back = DecodeFloats(bytes, dtype, {2, 3, 5}, "payload");

@@ -18,8 +18,13 @@ class ArrayDataset final : public Dataset {
  public:
   ArrayDataset(std::string name, int c, int h, int w, int classes, std::vector<uint8_t> pixels,
                std::vector<uint8_t> labels)
-      : name_(std::move(name)), c_(c), h_(h), w_(w), classes_(classes),
-        pixels_(std::move(pixels)), labels_(std::move(labels)) {}
+      : name_(std::move(name)),
+        c_(c),
+        h_(h),
+        w_(w),
+        classes_(classes),
+        pixels_(std::move(pixels)),
+        labels_(std::move(labels)) {}
 
   size_t size() const override { return labels_.size(); }
   int num_classes() const override { return classes_; }
@@ -77,8 +82,9 @@ absl::StatusOr<std::vector<uint32_t>> IdxHeader(const std::string& data, const s
   if (data.size() < 4) return absl::DataLossError(absl::StrCat("'", path, "' is truncated"));
   const uint32_t magic = BigEndian32(data, 0);
   if (magic != 0x800u + static_cast<uint32_t>(dims)) {
-    return absl::InvalidArgumentError(absl::StrCat("'", path, "' has IDX magic 0x", absl::Hex(magic),
-                                                   ", expected 0x", absl::Hex(0x800 + dims)));
+    return absl::InvalidArgumentError(absl::StrCat("'", path, "' has IDX magic 0x",
+                                                   absl::Hex(magic), ", expected 0x",
+                                                   absl::Hex(0x800 + dims)));
   }
   if (data.size() < header) return absl::DataLossError(absl::StrCat("'", path, "' is truncated"));
   std::vector<uint32_t> shape;
@@ -149,7 +155,8 @@ absl::StatusOr<std::unique_ptr<Dataset>> OpenSyntheticDataset(const std::string&
 absl::StatusOr<std::unique_ptr<Dataset>> OpenIdxDataset(const std::string& dir,
                                                         const std::string& split) {
   if (split != "train" && split != "test") {
-    return absl::InvalidArgumentError(absl::StrCat("IDX split must be train or test, not '", split, "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("IDX split must be train or test, not '", split, "'"));
   }
   const std::string prefix = split == "train" ? "train" : "t10k";
   const std::string images_path = FindIdxFile(dir, prefix + "-images-idx3-ubyte");
@@ -183,7 +190,8 @@ absl::StatusOr<std::unique_ptr<Dataset>> OpenCifar10Dataset(const std::string& d
   } else if (split == "test") {
     files.push_back(dir + "/test_batch.bin");
   } else {
-    return absl::InvalidArgumentError(absl::StrCat("CIFAR-10 split must be train or test, not '", split, "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("CIFAR-10 split must be train or test, not '", split, "'"));
   }
   constexpr size_t kRecord = 1 + 3 * 32 * 32;
   std::vector<uint8_t> pixels, labels;
@@ -196,8 +204,8 @@ absl::StatusOr<std::unique_ptr<Dataset>> OpenCifar10Dataset(const std::string& d
     for (size_t at = 0; at < data.size(); at += kRecord) {
       auto label = static_cast<uint8_t>(data[at]);
       if (label > 9) {
-        return absl::InvalidArgumentError(absl::StrCat("'", path, "' record ", at / kRecord,
-                                                       " has label ", int{label}, " > 9"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("'", path, "' record ", at / kRecord, " has label ", int{label}, " > 9"));
       }
       labels.push_back(label);
       pixels.insert(pixels.end(), data.begin() + at + 1, data.begin() + at + kRecord);

@@ -29,7 +29,8 @@ absl::Status WriteCheckpoint(const std::string& out_dir, int64_t step, const Saf
                              const SafetensorsFile& state, int keep) {
   std::error_code ec;
   fs::create_directories(Dir(out_dir), ec);
-  if (ec) return absl::InternalError(absl::StrCat("cannot create '", Dir(out_dir), "': ", ec.message()));
+  if (ec)
+    return absl::InternalError(absl::StrCat("cannot create '", Dir(out_dir), "': ", ec.message()));
   CheckpointPaths paths = CheckpointFor(out_dir, step);
   MKD_RETURN_IF_ERROR(WriteSafetensors(paths.model, model));
   MKD_RETURN_IF_ERROR(WriteSafetensors(paths.state, state));
@@ -67,7 +68,8 @@ absl::StatusOr<std::optional<int64_t>> LatestCheckpoint(const std::string& out_d
   if (!text.ok()) return text.status();
   int64_t step;
   if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(*text), &step) || step < 0) {
-    return absl::DataLossError(absl::StrCat("'", Dir(out_dir), "/latest' does not hold a step number"));
+    return absl::DataLossError(
+        absl::StrCat("'", Dir(out_dir), "/latest' does not hold a step number"));
   }
   CheckpointPaths paths = CheckpointFor(out_dir, step);
   if (!fs::exists(paths.model) || !fs::exists(paths.state)) {

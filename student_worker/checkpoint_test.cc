@@ -1,8 +1,8 @@
 #include "student_worker/checkpoint.h"
 
-#include <filesystem>
-
 #include <gtest/gtest.h>
+
+#include <filesystem>
 
 #include "common/file_util.h"
 
@@ -53,7 +53,8 @@ TEST(CheckpointTest, DamagedPointerIsAnError) {
   ASSERT_TRUE(WriteFileAtomic(dir + "/checkpoints/latest", "five\n").ok());
   auto bad = LatestCheckpoint(dir);
   ASSERT_FALSE(bad.ok());
-  EXPECT_NE(std::string(bad.status().message()).find("does not hold a step number"), std::string::npos);
+  EXPECT_NE(std::string(bad.status().message()).find("does not hold a step number"),
+            std::string::npos);
   ASSERT_TRUE(WriteFileAtomic(dir + "/checkpoints/latest", "6\n").ok());
   bad = LatestCheckpoint(dir);
   ASSERT_FALSE(bad.ok());

@@ -1,13 +1,12 @@
 #include "student_worker/dataset.h"
 
+#include <gtest/gtest.h>
 #include <png.h>
 #include <turbojpeg.h>
 #include <zlib.h>
 
 #include <cstring>
 #include <filesystem>
-
-#include <gtest/gtest.h>
 
 #include "common/file_util.h"
 
@@ -43,7 +42,8 @@ std::string IdxLabels(uint32_t n) {
 void WriteGzip(const std::string& path, const std::string& data) {
   gzFile f = gzopen(path.c_str(), "wb");
   ASSERT_NE(f, nullptr);
-  ASSERT_EQ(gzwrite(f, data.data(), static_cast<unsigned>(data.size())), static_cast<int>(data.size()));
+  ASSERT_EQ(gzwrite(f, data.data(), static_cast<unsigned>(data.size())),
+            static_cast<int>(data.size()));
   gzclose(f);
 }
 
@@ -79,9 +79,11 @@ TEST(IdxDatasetTest, ErrorsNameTheFile) {
   ExpectError(OpenIdxDataset(dir, "train"), "train-images-idx3-ubyte");
   ExpectError(OpenIdxDataset(dir, "val"), "split must be train or test");
   std::string images = IdxImages(4, 2, 2);
-  ASSERT_TRUE(WriteFileAtomic(dir + "/train-images-idx3-ubyte", images.substr(0, images.size() - 3)).ok());
+  ASSERT_TRUE(
+      WriteFileAtomic(dir + "/train-images-idx3-ubyte", images.substr(0, images.size() - 3)).ok());
   ASSERT_TRUE(WriteFileAtomic(dir + "/train-labels-idx1-ubyte", IdxLabels(4)).ok());
-  ExpectError(OpenIdxDataset(dir, "train"), "train-images-idx3-ubyte' holds 13 data bytes, its header says 16 (truncated)");
+  ExpectError(OpenIdxDataset(dir, "train"),
+              "train-images-idx3-ubyte' holds 13 data bytes, its header says 16 (truncated)");
   ASSERT_TRUE(WriteFileAtomic(dir + "/train-images-idx3-ubyte", IdxLabels(4)).ok());
   ExpectError(OpenIdxDataset(dir, "train"), "has IDX magic 0x801, expected 0x803");
   ASSERT_TRUE(WriteFileAtomic(dir + "/train-images-idx3-ubyte", IdxImages(5, 2, 2)).ok());
@@ -90,7 +92,9 @@ TEST(IdxDatasetTest, ErrorsNameTheFile) {
   std::string gz_dir = NewDir("idx_gz");
   WriteGzip(gz_dir + "/t10k-images-idx3-ubyte.gz", IdxImages(50, 10, 10));
   auto bytes = ReadFile(gz_dir + "/t10k-images-idx3-ubyte.gz");
-  ASSERT_TRUE(WriteFileAtomic(gz_dir + "/t10k-images-idx3-ubyte.gz", bytes->substr(0, bytes->size() / 2)).ok());
+  ASSERT_TRUE(
+      WriteFileAtomic(gz_dir + "/t10k-images-idx3-ubyte.gz", bytes->substr(0, bytes->size() / 2))
+          .ok());
   WriteGzip(gz_dir + "/t10k-labels-idx1-ubyte.gz", IdxLabels(50));
   ExpectError(OpenIdxDataset(gz_dir, "test"), "t10k-images-idx3-ubyte.gz");
 }

@@ -25,7 +25,8 @@ bool GradScaler::Unscale(const std::vector<torch::Tensor>& params) {
     if (p.grad().defined()) grads.push_back(p.grad());
   }
   if (grads.empty()) return true;
-  const torch::TensorOptions f32 = torch::TensorOptions().dtype(torch::kFloat32).device(grads[0].device());
+  const torch::TensorOptions f32 =
+      torch::TensorOptions().dtype(torch::kFloat32).device(grads[0].device());
   torch::Tensor found_inf = torch::zeros({1}, f32);
   if (grads[0].is_cuda()) {
     // One fused multi-tensor kernel: unscale and look for inf/NaN.
@@ -67,9 +68,8 @@ absl::Status GradScaler::Load(const SafetensorsFile& file) {
   int64_t t = 0;
   if (!absl::SimpleAtod(scale->second, &s) || !(s > 0) || !std::isfinite(s) ||
       !absl::SimpleAtoi(tracker->second, &t) || t < 0) {
-    return absl::DataLossError(absl::StrCat("checkpoint state has a bad amp.scale '",
-                                            scale->second, "' or amp.growth_tracker '",
-                                            tracker->second, "'"));
+    return absl::DataLossError(absl::StrCat("checkpoint state has a bad amp.scale '", scale->second,
+                                            "' or amp.growth_tracker '", tracker->second, "'"));
   }
   scale_ = s;
   growth_tracker_ = t;

@@ -9,10 +9,10 @@
 #ifndef MKD_STUDENT_WORKER_GRAD_SCALER_H_
 #define MKD_STUDENT_WORKER_GRAD_SCALER_H_
 
+#include <torch/types.h>
+
 #include <cstdint>
 #include <vector>
-
-#include <torch/types.h>
 
 #include "absl/status/status.h"
 #include "common/safetensors.h"

@@ -16,9 +16,11 @@ namespace fs = std::filesystem;
 
 class ImageFolderDataset final : public Dataset {
  public:
-  ImageFolderDataset(std::string name, std::vector<std::string> files,
-                     std::vector<int64_t> labels, int classes)
-      : name_(std::move(name)), files_(std::move(files)), labels_(std::move(labels)),
+  ImageFolderDataset(std::string name, std::vector<std::string> files, std::vector<int64_t> labels,
+                     int classes)
+      : name_(std::move(name)),
+        files_(std::move(files)),
+        labels_(std::move(labels)),
         classes_(classes) {}
 
   size_t size() const override { return files_.size(); }
@@ -82,7 +84,8 @@ absl::StatusOr<std::unique_ptr<Dataset>> OpenImageFolderDataset(const std::strin
   }
   if (ec) return absl::InternalError(absl::StrCat("listing '", dir.string(), "': ", ec.message()));
   if (files.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("'", dir.string(), "' has no .jpg/.jpeg/.png files"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", dir.string(), "' has no .jpg/.jpeg/.png files"));
   }
   return std::make_unique<ImageFolderDataset>(dir.string(), std::move(files), std::move(labels),
                                               static_cast<int>(classes.size()));

@@ -79,7 +79,8 @@ absl::StatusOr<std::unique_ptr<Teacher>> MakeInProcessTeacher(const std::string&
   MKD_ASSIGN_OR_RETURN(ViTConfig config, ResolveViTConfig(model_spec));
   config.drop_path_rate = 0.0;
   VisionTransformer model{nullptr};
-  MKD_RETURN_IF_ERROR(CatchTorch("building the teacher", [&] { model = VisionTransformer(config); }));
+  MKD_RETURN_IF_ERROR(
+      CatchTorch("building the teacher", [&] { model = VisionTransformer(config); }));
   auto report = LoadViTWeightsFile(*model, weights);
   if (!report.ok()) return Annotate(report.status(), "teacher");
   MKD_RETURN_IF_ERROR(CatchTorch("moving the teacher", [&] { model->to(device, dtype); }));

@@ -45,8 +45,8 @@ class JobMembership {
 
   std::mutex mu_;
   std::condition_variable wake_;
-  bool stop_ = false;                      // Guarded by mu_.
-  grpc::ClientContext* watch_ = nullptr;   // The open watch, to cancel; guarded by mu_.
+  bool stop_ = false;                     // Guarded by mu_.
+  grpc::ClientContext* watch_ = nullptr;  // The open watch, to cancel; guarded by mu_.
   std::thread heartbeat_;
   std::thread watch_thread_;
 };

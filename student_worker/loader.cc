@@ -1,9 +1,9 @@
 #include "student_worker/loader.h"
 
+#include <torch/types.h>
+
 #include <algorithm>
 #include <numeric>
-
-#include <torch/types.h>
 
 #include "absl/strings/str_cat.h"
 #include "common/tensor_util.h"
@@ -14,7 +14,8 @@ absl::StatusOr<std::unique_ptr<Loader>> Loader::Create(const Dataset* dataset,
                                                        const LoaderOptions& o) {
   if (o.batch_size < 1) return absl::InvalidArgumentError("loader: batch_size must be positive");
   if (o.workers < 1) return absl::InvalidArgumentError("loader: workers must be >= 1");
-  if (o.prefetch_batches < 1) return absl::InvalidArgumentError("loader: prefetch_batches must be >= 1");
+  if (o.prefetch_batches < 1)
+    return absl::InvalidArgumentError("loader: prefetch_batches must be >= 1");
   if (o.world_size < 1 || o.rank < 0 || o.rank >= o.world_size) {
     return absl::InvalidArgumentError(
         absl::StrCat("loader: rank ", o.rank, " is not in [0, world_size ", o.world_size, ")"));
@@ -23,14 +24,15 @@ absl::StatusOr<std::unique_ptr<Loader>> Loader::Create(const Dataset* dataset,
   if (!st.ok()) return st;
   if (dataset->size() < static_cast<size_t>(o.world_size)) {
     return absl::InvalidArgumentError(absl::StrCat("loader: dataset ", dataset->name(), " has ",
-                                                   dataset->size(), " examples for ",
-                                                   o.world_size, " ranks"));
+                                                   dataset->size(), " examples for ", o.world_size,
+                                                   " ranks"));
   }
   return std::unique_ptr<Loader>(new Loader(dataset, o));
 }
 
 Loader::Loader(const Dataset* dataset, const LoaderOptions& options)
-    : dataset_(dataset), options_(options),
+    : dataset_(dataset),
+      options_(options),
       shard_size_(dataset->size() / static_cast<size_t>(options.world_size)) {}
 
 Loader::~Loader() { StopWorkers(); }
@@ -91,7 +93,8 @@ void Loader::WorkerLoop() {
     absl::StatusOr<Batch> batch = absl::UnknownError("unset");
     // No exception may leave a thread entry point: a transform that throws
     // becomes this batch's error.
-    absl::Status thrown = CatchTorch(absl::StrCat("loading batch ", index), [&] { batch = BuildBatch(index); });
+    absl::Status thrown =
+        CatchTorch(absl::StrCat("loading batch ", index), [&] { batch = BuildBatch(index); });
     if (!thrown.ok()) batch = thrown;
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -135,15 +138,17 @@ absl::StatusOr<Batch> Loader::BuildBatch(int64_t index) const {
     labels.push_back(example->label);
   }
   if (images.empty()) {
-    return absl::DataLossError(absl::StrCat("batch ", index, " of epoch ", epoch_,
-                                            " has no readable example; last error: ",
-                                            last_error.message()));
+    return absl::DataLossError(
+        absl::StrCat("batch ", index, " of epoch ", epoch_,
+                     " has no readable example; last error: ", last_error.message()));
   }
   batch.images = torch::stack(images);
   batch.labels = torch::tensor(labels, torch::kInt64);
   if (options_.train) {
-    Rng rng(MixSeed({options_.seed, static_cast<uint64_t>(epoch_), static_cast<uint64_t>(index), 0x3c}));
-    batch.targets = MixBatch(batch.images, batch.labels, dataset_->num_classes(), options_.mix, rng);
+    Rng rng(MixSeed(
+        {options_.seed, static_cast<uint64_t>(epoch_), static_cast<uint64_t>(index), 0x3c}));
+    batch.targets =
+        MixBatch(batch.images, batch.labels, dataset_->num_classes(), options_.mix, rng);
   }
   return batch;
 }

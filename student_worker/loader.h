@@ -13,6 +13,8 @@
 #ifndef MKD_STUDENT_WORKER_LOADER_H_
 #define MKD_STUDENT_WORKER_LOADER_H_
 
+#include <torch/types.h>
+
 #include <atomic>
 #include <condition_variable>
 #include <map>
@@ -20,8 +22,6 @@
 #include <optional>
 #include <thread>
 #include <vector>
-
-#include <torch/types.h>
 
 #include "absl/status/statusor.h"
 #include "student_worker/dataset.h"
@@ -31,8 +31,8 @@ namespace mkd::student {
 
 struct LoaderOptions {
   int64_t batch_size = 64;
-  bool train = true;       // Train transforms, shuffling and mixing; else eval transforms, in order.
-  bool drop_last = true;   // Train only: drop a final partial batch.
+  bool train = true;      // Train transforms, shuffling and mixing; else eval transforms, in order.
+  bool drop_last = true;  // Train only: drop a final partial batch.
   int workers = 2;
   int prefetch_batches = 4;
   uint64_t seed = 0;
@@ -47,8 +47,8 @@ struct Batch {
   torch::Tensor labels;   // [b] int64.
   torch::Tensor targets;  // [b, classes] soft targets (train), else undefined.
   int64_t epoch = 0;
-  int64_t index = 0;      // Batch number within the epoch.
-  int64_t skipped = 0;    // Unreadable examples left out of this batch.
+  int64_t index = 0;    // Batch number within the epoch.
+  int64_t skipped = 0;  // Unreadable examples left out of this batch.
 };
 
 class Loader {

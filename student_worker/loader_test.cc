@@ -1,9 +1,9 @@
 #include "student_worker/loader.h"
 
-#include <set>
-
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+
+#include <set>
 
 namespace mkd::student {
 namespace {
@@ -103,7 +103,8 @@ TEST(LoaderTest, ShardsAreDisjointAndEqualSized) {
     size_t count = 0;
     while (auto batch = (*loader)->Next()) {
       ASSERT_TRUE(batch->ok());
-      torch::Tensor idx = ((**batch).images.select(1, 0).select(1, 0).select(1, 0) * 255).round().to(torch::kInt64);
+      torch::Tensor idx =
+          ((**batch).images.select(1, 0).select(1, 0).select(1, 0) * 255).round().to(torch::kInt64);
       for (int64_t i = 0; i < idx.size(0); ++i) {
         EXPECT_TRUE(seen.insert(idx[i].item<int64_t>()).second) << "index seen twice";
         ++count;

@@ -69,7 +69,8 @@ absl::Status Run(const std::string& command, const mkd::ParsedFlags& flags) {
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty() || (args[0] != "train" && args[0] != "eval")) {
-    if (!args.empty() && args[0] != "--help") std::cerr << "mkd-student: error: unknown command '" << args[0] << "'\n";
+    if (!args.empty() && args[0] != "--help")
+      std::cerr << "mkd-student: error: unknown command '" << args[0] << "'\n";
     return args.empty() || args[0] != "--help" ? Usage(std::cerr) : (Usage(std::cout), 0);
   }
   const std::string command = args[0];

@@ -9,13 +9,15 @@
 
 namespace mkd::student {
 
-AdamW::AdamW(const torch::OrderedDict<std::string, torch::Tensor>& params, const OptimConfig& config)
+AdamW::AdamW(const torch::OrderedDict<std::string, torch::Tensor>& params,
+             const OptimConfig& config)
     : config_(config) {
   for (const auto& item : params) {
     const std::string& name = item.key();
     const torch::Tensor& p = item.value();
     if (!p.requires_grad()) continue;
-    bool no_decay = p.dim() <= 1 || name == "cls_token" || name == "dist_token" || name == "pos_embed";
+    bool no_decay =
+        p.dim() <= 1 || name == "cls_token" || name == "dist_token" || name == "pos_embed";
     slots_.push_back({name, p, torch::zeros_like(p), torch::zeros_like(p), !no_decay});
   }
 }
@@ -68,7 +70,8 @@ void AdamW::SaveState(SafetensorsFile* file) const {
 
 absl::Status AdamW::LoadState(const SafetensorsFile& file) {
   auto steps_it = file.metadata.find("optim.steps");
-  if (steps_it == file.metadata.end()) return absl::InvalidArgumentError("optimizer state lacks optim.steps");
+  if (steps_it == file.metadata.end())
+    return absl::InvalidArgumentError("optimizer state lacks optim.steps");
   int64_t steps = 0;
   if (!absl::SimpleAtoi(steps_it->second, &steps) || steps < 0) {
     return absl::InvalidArgumentError("optimizer state has a bad optim.steps");
@@ -76,13 +79,16 @@ absl::Status AdamW::LoadState(const SafetensorsFile& file) {
   std::vector<std::pair<torch::Tensor, torch::Tensor>> loaded;
   for (const auto& s : slots_) {
     std::pair<torch::Tensor, torch::Tensor> pair;
-    for (auto [suffix, out] : {std::pair{".exp_avg", &pair.first}, std::pair{".exp_avg_sq", &pair.second}}) {
+    for (auto [suffix, out] :
+         {std::pair{".exp_avg", &pair.first}, std::pair{".exp_avg_sq", &pair.second}}) {
       std::string key = "optim." + s.name + suffix;
       auto it = file.tensors.find(key);
-      if (it == file.tensors.end()) return absl::InvalidArgumentError(absl::StrCat("optimizer state lacks '", key, "'"));
+      if (it == file.tensors.end())
+        return absl::InvalidArgumentError(absl::StrCat("optimizer state lacks '", key, "'"));
       MKD_ASSIGN_OR_RETURN(*out, ToTensor(it->second));
       if (out->sizes() != s.param.sizes()) {
-        return absl::InvalidArgumentError(absl::StrCat("optimizer state '", key, "' has the wrong shape"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("optimizer state '", key, "' has the wrong shape"));
       }
     }
     loaded.push_back(pair);

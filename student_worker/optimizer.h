@@ -5,11 +5,11 @@
 #ifndef MKD_STUDENT_WORKER_OPTIMIZER_H_
 #define MKD_STUDENT_WORKER_OPTIMIZER_H_
 
+#include <torch/torch.h>
+
 #include <map>
 #include <string>
 #include <vector>
-
-#include <torch/torch.h>
 
 #include "absl/status/status.h"
 #include "common/safetensors.h"

@@ -170,10 +170,10 @@ void RemoteTeacher::Route(uint64_t id, Fulfil* failed) {
   if (it == pending_.end()) return;
   Pending& p = it->second;
   if (p.attempts >= options_.max_attempts) {
-    failed->emplace_back(std::move(p.promise),
-                         absl::Status(p.last_error.code(),
-                                      absl::StrCat("after ", p.attempts, " sends: ",
-                                                   p.last_error.message())));
+    failed->emplace_back(
+        std::move(p.promise),
+        absl::Status(p.last_error.code(),
+                     absl::StrCat("after ", p.attempts, " sends: ", p.last_error.message())));
     pending_.erase(it);
     return;
   }
@@ -230,10 +230,12 @@ PendingLogits RemoteTeacher::SubmitLogits(const torch::Tensor& images, const tor
     const int64_t bytes = static_cast<int64_t>(request->ByteSizeLong());
     for (const auto& [address, e] : endpoints_) {
       if (e.max_request_bytes > 0 && bytes > e.max_request_bytes) {
-        failed.emplace_back(std::move(promise), absl::InvalidArgumentError(absl::StrCat(
-            "a micro-batch of ", bytes, " bytes exceeds teacher ", address,
-            "'s max_request_bytes (", e.max_request_bytes,
-            "); use more micro-batches (distill.micro_batches) or a smaller data.batch_size")));
+        failed.emplace_back(
+            std::move(promise),
+            absl::InvalidArgumentError(absl::StrCat(
+                "a micro-batch of ", bytes, " bytes exceeds teacher ", address,
+                "'s max_request_bytes (", e.max_request_bytes,
+                "); use more micro-batches (distill.micro_batches) or a smaller data.batch_size")));
         break;
       }
     }
@@ -299,9 +301,9 @@ void RemoteTeacher::OnAnswer(const std::string& address, const v1::DistillRespon
   }
   absl::StatusOr<torch::Tensor> logits = absl::InternalError("not decoded");
   try {  // No exception leaves the stream's reader thread.
-    logits = proto::DecodeFloats(r.logits(), r.logits_dtype(),
-                                 {r.logits_shape().begin(), r.logits_shape().end()},
-                                 "teacher logits");
+    logits =
+        proto::DecodeFloats(r.logits(), r.logits_dtype(),
+                            {r.logits_shape().begin(), r.logits_shape().end()}, "teacher logits");
     if (logits.ok() && (logits->dim() != 2 || logits->size(0) != batch ||
                         logits->size(1) != config_.num_classes)) {
       logits = absl::InternalError(absl::StrCat("teacher at ", address, " sent logits of shape ",
@@ -329,7 +331,8 @@ void RemoteTeacher::RetryLoop() {
     }
     // Micro-batches with no teacher to go to fail after reconnect_timeout.
     bool unrouted = false;
-    for (const auto& [id, p] : pending_) unrouted = unrouted || (p.endpoint.empty() && !p.retry_scheduled);
+    for (const auto& [id, p] : pending_)
+      unrouted = unrouted || (p.endpoint.empty() && !p.retry_scheduled);
     if (!unrouted) {
       unrouted_since_ = absl::InfiniteFuture();
     } else if (now - unrouted_since_ > options_.reconnect_timeout) {

@@ -36,23 +36,23 @@
 namespace mkd::student {
 
 struct RemoteTeacherOptions {
-  std::string address;             // host:port of one mkd-teacher, or
-  std::string coordinator;         // host:port of mkd-coordinator (then address is unused).
-  std::string job_id = "default";  // Fair-share unit on the teachers, job id in the pool.
-  double job_weight = 1;           // The job's share relative to other jobs.
-  std::string model_id;            // Required model ("": any; required with a coordinator).
-  std::string wire_dtype = "fp16"; // fp32 | fp16 | bf16
+  std::string address;              // host:port of one mkd-teacher, or
+  std::string coordinator;          // host:port of mkd-coordinator (then address is unused).
+  std::string job_id = "default";   // Fair-share unit on the teachers, job id in the pool.
+  double job_weight = 1;            // The job's share relative to other jobs.
+  std::string model_id;             // Required model ("": any; required with a coordinator).
+  std::string wire_dtype = "fp16";  // fp32 | fp16 | bf16
   absl::Duration timeout = absl::Seconds(60);            // Per micro-batch, server side.
   absl::Duration reconnect_timeout = absl::Seconds(60);  // No teacher this long: fail.
   // With a coordinator: how long to wait for a first teacher of the model.
   absl::Duration teacher_wait = absl::Seconds(600);
-  int max_attempts = 5;            // Sends per micro-batch id, all teachers together.
+  int max_attempts = 5;  // Sends per micro-batch id, all teachers together.
   // The job as the coordinator plans it.
-  int batch = 1;                   // Images per step.
-  int kept = 1;                    // Kept tokens per image.
-  int max_teachers = 0;            // 0: no limit.
-  int pinned_micro_batches = 0;    // > 0: the job's config fixes m.
-  int max_micro_batches = 0;       // Planning bound (0: 16).
+  int batch = 1;                 // Images per step.
+  int kept = 1;                  // Kept tokens per image.
+  int max_teachers = 0;          // 0: no limit.
+  int pinned_micro_batches = 0;  // > 0: the job's config fixes m.
+  int max_micro_batches = 0;     // Planning bound (0: 16).
 };
 
 // Connects and reads the teacher's ModelInfo: with `address`, waiting up to

@@ -72,9 +72,9 @@ class RemoteTeacher final : public Teacher {
   struct Pending {
     SharedRequest request;
     std::promise<absl::StatusOr<torch::Tensor>> promise;
-    std::string endpoint;   // Where it was last sent; "" while unrouted.
-    int64_t tokens = 0;     // b * (k + 1)
-    int attempts = 0;       // Sends so far.
+    std::string endpoint;  // Where it was last sent; "" while unrouted.
+    int64_t tokens = 0;    // b * (k + 1)
+    int attempts = 0;      // Sends so far.
     absl::Time sent;
     absl::Status last_error = absl::UnavailableError("no teacher has answered yet");
     bool retry_scheduled = false;
@@ -98,22 +98,22 @@ class RemoteTeacher final : public Teacher {
   const ViTConfig config_;
   std::unique_ptr<JobMembership> membership_;  // Set once, right after construction.
 
-  std::mutex assign_mu_;         // Serialises OnAssignment.
+  std::mutex assign_mu_;          // Serialises OnAssignment.
   uint64_t applied_version_ = 0;  // Guarded by assign_mu_.
 
   std::mutex mu_;
   std::condition_variable wake_;
-  std::map<std::string, Endpoint> endpoints_;   // By address; guarded by mu_.
-  std::set<std::string> refused_;               // Wrong model; guarded by mu_.
-  std::map<uint64_t, Pending> pending_;         // Guarded by mu_.
-  std::multimap<absl::Time, uint64_t> retries_; // Due time -> id; guarded by mu_.
+  std::map<std::string, Endpoint> endpoints_;           // By address; guarded by mu_.
+  std::set<std::string> refused_;                       // Wrong model; guarded by mu_.
+  std::map<uint64_t, Pending> pending_;                 // Guarded by mu_.
+  std::multimap<absl::Time, uint64_t> retries_;         // Due time -> id; guarded by mu_.
   absl::Time unrouted_since_ = absl::InfiniteFuture();  // Guarded by mu_.
-  uint64_t next_id_ = 0;                        // Guarded by mu_.
-  bool stop_ = false;                           // Guarded by mu_.
-  TeacherStats stats_;                          // Guarded by mu_.
-  v1::JobTimings job_timings_;                  // Sums since the last heartbeat; guarded by mu_.
-  int64_t job_round_trips_ = 0;                 // Guarded by mu_.
-  double predicted_step_s_ = 0;                 // Guarded by mu_.
+  uint64_t next_id_ = 0;                                // Guarded by mu_.
+  bool stop_ = false;                                   // Guarded by mu_.
+  TeacherStats stats_;                                  // Guarded by mu_.
+  v1::JobTimings job_timings_;   // Sums since the last heartbeat; guarded by mu_.
+  int64_t job_round_trips_ = 0;  // Guarded by mu_.
+  double predicted_step_s_ = 0;  // Guarded by mu_.
   std::atomic<int> planned_m_{0};
   std::thread retrier_;
 };

@@ -161,11 +161,12 @@ absl::StatusOr<std::unique_ptr<Teacher>> MakeRemoteTeacher(const RemoteTeacherOp
   if (o.max_attempts < 1) return absl::InvalidArgumentError("max_attempts must be >= 1");
   if (o.coordinator.empty()) {
     auto channel = MakeTeacherChannel(o.address);
-    MKD_ASSIGN_OR_RETURN(v1::ModelInfo info, ReadModelInfo(channel, o.address, o.reconnect_timeout));
+    MKD_ASSIGN_OR_RETURN(v1::ModelInfo info,
+                         ReadModelInfo(channel, o.address, o.reconnect_timeout));
     if (!o.model_id.empty() && info.model_id() != o.model_id) {
-      return absl::FailedPreconditionError(absl::StrCat("teacher at '", o.address, "' serves model '",
-                                                        info.model_id(), "', the job needs '",
-                                                        o.model_id, "'"));
+      return absl::FailedPreconditionError(absl::StrCat("teacher at '", o.address,
+                                                        "' serves model '", info.model_id(),
+                                                        "', the job needs '", o.model_id, "'"));
     }
     auto teacher = std::make_unique<RemoteTeacher>(o, wire, info);
     teacher->AddEndpoint(o.address, channel, info.max_request_bytes());

@@ -24,19 +24,22 @@ StudentMetrics::StudentMetrics()
       images_per_s_(Gauge(*registry_, "mkd_student_images_per_second",
                           "Training throughput over the last step.")),
       loss_(Gauge(*registry_, "mkd_student_loss", "Training loss of the last step.")),
-      micro_batches_(Gauge(*registry_, "mkd_student_micro_batches",
-                           "Micro-batches per step (m) in use.")),
-      step_seconds_(Gauge(*registry_, "mkd_student_step_seconds", "Measured time of the last step.")),
-      predicted_step_seconds_(Gauge(*registry_, "mkd_student_predicted_step_seconds",
-                                    "The pool planner's predicted step time for this m (0: no plan).")),
+      micro_batches_(
+          Gauge(*registry_, "mkd_student_micro_batches", "Micro-batches per step (m) in use.")),
+      step_seconds_(
+          Gauge(*registry_, "mkd_student_step_seconds", "Measured time of the last step.")),
+      predicted_step_seconds_(
+          Gauge(*registry_, "mkd_student_predicted_step_seconds",
+                "The pool planner's predicted step time for this m (0: no plan).")),
       bubble_(Gauge(*registry_, "mkd_student_bubble_fraction",
                     "Fraction of the last step spent waiting for teacher answers.")),
-      round_trip_(BuildHistogram()
-                      .Name("mkd_student_teacher_round_trip_seconds")
-                      .Help("Per micro-batch: last send to the teacher's answer.")
-                      .Register(*registry_)
-                      .Add({}, prometheus::Histogram::BucketBoundaries{
-                                   0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10})),
+      round_trip_(
+          BuildHistogram()
+              .Name("mkd_student_teacher_round_trip_seconds")
+              .Help("Per micro-batch: last send to the teacher's answer.")
+              .Register(*registry_)
+              .Add({}, prometheus::Histogram::BucketBoundaries{0.001, 0.002, 0.005, 0.01, 0.02,
+                                                               0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10})),
       flops_(Counter(*registry_, "mkd_student_teacher_flops_total",
                      "Teacher FLOPs this job's micro-batches cost (analytic).")),
       flops_saved_(Counter(*registry_, "mkd_student_teacher_flops_saved_total",

@@ -5,12 +5,12 @@
 #ifndef MKD_STUDENT_WORKER_TEACHER_H_
 #define MKD_STUDENT_WORKER_TEACHER_H_
 
+#include <torch/types.h>
+
 #include <future>
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <torch/types.h>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -83,9 +83,10 @@ class Teacher {
 // with its weights in `dtype` (a reduced dtype only on CUDA, where it halves
 // the teacher's cost as the server's `dtype` does). Inputs may live on any
 // device; logits come back as float32 on the inputs' device.
-absl::StatusOr<std::unique_ptr<Teacher>> MakeInProcessTeacher(
-    const std::string& model_spec, const std::string& weights,
-    torch::Device device = torch::kCPU, torch::Dtype dtype = torch::kFloat32);
+absl::StatusOr<std::unique_ptr<Teacher>> MakeInProcessTeacher(const std::string& model_spec,
+                                                              const std::string& weights,
+                                                              torch::Device device = torch::kCPU,
+                                                              torch::Dtype dtype = torch::kFloat32);
 
 }  // namespace mkd::student
 

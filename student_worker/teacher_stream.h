@@ -70,9 +70,9 @@ class TeacherStream {
 
   std::mutex mu_;
   std::condition_variable wake_;
-  std::shared_ptr<Call> call_;          // The open stream, if any; guarded by mu_.
-  std::deque<SharedRequest> outbox_;    // For call_; guarded by mu_.
-  bool stop_ = false;                   // Guarded by mu_.
+  std::shared_ptr<Call> call_;        // The open stream, if any; guarded by mu_.
+  std::deque<SharedRequest> outbox_;  // For call_; guarded by mu_.
+  bool stop_ = false;                 // Guarded by mu_.
   std::thread reader_;
   std::thread writer_;
 };

@@ -23,6 +23,8 @@ using Setter = ConfigSetter<TrainConfig>;
 
 #define MKD_FIELD(type, path, type_name) \
   ConfigField<TrainConfig, type>([](TrainConfig& c) -> type& { return c.path; }, kWhat, type_name)
+#define MKD_ENUM(type, path, parse) \
+  ConfigEnumField<TrainConfig, type>([](TrainConfig& c) -> type& { return c.path; }, kWhat, parse)
 
 const std::map<std::string, Setter>& Setters() {
   static const auto* setters = new std::map<std::string, Setter>{
@@ -37,12 +39,14 @@ const std::map<std::string, Setter>& Setters() {
       {"data.limit_train", MKD_FIELD(int64_t, data.limit_train, "an integer")},
       {"data.limit_eval", MKD_FIELD(int64_t, data.limit_eval, "an integer")},
       {"data.token_keep_min", MKD_FIELD(double, data.token_keep_min, "a number")},
-      {"data.random_resized_crop", MKD_FIELD(bool, data.transform.random_resized_crop, "true or false")},
+      {"data.random_resized_crop",
+       MKD_FIELD(bool, data.transform.random_resized_crop, "true or false")},
       {"data.rrc_min_scale", MKD_FIELD(double, data.transform.rrc_min_scale, "a number")},
       {"data.pad_crop", MKD_FIELD(int, data.transform.pad_crop, "an integer")},
       {"data.hflip", MKD_FIELD(bool, data.transform.hflip, "true or false")},
       {"data.randaugment_ops", MKD_FIELD(int, data.transform.randaugment_ops, "an integer")},
-      {"data.randaugment_magnitude", MKD_FIELD(double, data.transform.randaugment_magnitude, "a number")},
+      {"data.randaugment_magnitude",
+       MKD_FIELD(double, data.transform.randaugment_magnitude, "a number")},
       {"data.random_erasing", MKD_FIELD(double, data.transform.random_erasing, "a number")},
       {"data.crop_pct", MKD_FIELD(double, data.transform.crop_pct, "a number")},
       {"data.mixup_alpha", MKD_FIELD(double, data.mix.mixup_alpha, "a number")},
@@ -63,7 +67,7 @@ const std::map<std::string, Setter>& Setters() {
       {"optim.clip_grad_norm", MKD_FIELD(double, optim.clip_grad_norm, "a number")},
       {"distill.teacher_model", MKD_FIELD(std::string, distill.teacher_model, "a preset or path")},
       {"distill.teacher_weights", MKD_FIELD(std::string, distill.teacher_weights, "a path")},
-      {"distill.criterion", MKD_FIELD(std::string, distill.criterion, "a criterion name")},
+      {"distill.criterion", MKD_ENUM(MaskCriterion, distill.criterion, ParseMaskCriterion)},
       {"distill.keep_ratio", MKD_FIELD(double, distill.keep_ratio, "a number")},
       {"distill.keep_ratio_end",
        [](const YAML::Node& n, const std::string& key, TrainConfig& c) -> absl::Status {
@@ -71,14 +75,15 @@ const std::map<std::string, Setter>& Setters() {
            c.distill.keep_ratio_end.reset();
            return absl::OkStatus();
          }
-         MKD_ASSIGN_OR_RETURN(c.distill.keep_ratio_end, YamlScalar<double>(n, kWhat, key, "a number"));
+         MKD_ASSIGN_OR_RETURN(c.distill.keep_ratio_end,
+                              YamlScalar<double>(n, kWhat, key, "a number"));
          return absl::OkStatus();
        }},
       {"distill.random_share", MKD_FIELD(double, distill.random_share, "a number")},
       {"distill.alpha", MKD_FIELD(double, distill.alpha, "a number")},
       {"distill.tau", MKD_FIELD(double, distill.tau, "a number")},
-      {"distill.kind", MKD_FIELD(std::string, distill.kind, "soft or hard")},
-      {"distill.saliency", MKD_FIELD(std::string, distill.saliency, "all_keys or patch_keys")},
+      {"distill.kind", MKD_ENUM(KdKind, distill.kind, ParseKdKind)},
+      {"distill.saliency", MKD_ENUM(SaliencyMode, distill.saliency, ParseSaliencyMode)},
       {"distill.teacher_address", MKD_FIELD(std::string, distill.teacher_address, "host:port")},
       {"distill.micro_batches", MKD_FIELD(int, distill.micro_batches, "an integer")},
       {"distill.coordinator", MKD_FIELD(std::string, distill.coordinator, "host:port")},
@@ -96,7 +101,13 @@ const std::map<std::string, Setter>& Setters() {
       {"run.keep_checkpoints", MKD_FIELD(int, run.keep_checkpoints, "an integer")},
       {"run.threads", MKD_FIELD(int, run.threads, "an integer")},
       {"run.device", MKD_FIELD(std::string, run.device, "cpu, cuda or cuda:N")},
-      {"run.precision", MKD_FIELD(std::string, run.precision, "fp32, bf16 or fp16")},
+      {"run.precision", MKD_ENUM(Precision, run.precision,
+                                 [](absl::string_view name) -> absl::StatusOr<Precision> {
+                                   auto p = ParsePrecision(name, "precision");
+                                   if (p.ok()) return p;
+                                   return absl::InvalidArgumentError(absl::StrCat(
+                                       "must be fp32, bf16 or fp16, got '", name, "'"));
+                                 })},
       {"run.fp16_init_scale", MKD_FIELD(double, run.fp16_init_scale, "a number")},
       {"run.max_steps", MKD_FIELD(int64_t, run.max_steps, "an integer")},
       {"run.metrics_listen", MKD_FIELD(std::string, run.metrics_listen, "host:port")},
@@ -105,6 +116,7 @@ const std::map<std::string, Setter>& Setters() {
 }
 
 #undef MKD_FIELD
+#undef MKD_ENUM
 
 // Checks `c` and changes nothing (each error names the key it is about).
 absl::Status Validate(const TrainConfig& c) {
@@ -144,9 +156,7 @@ absl::Status Validate(const TrainConfig& c) {
   if (c.run.device != "cpu" && c.run.device != "cuda" && c.run.device.rfind("cuda:", 0) != 0) {
     return bad("run.device", absl::StrCat("must be cpu, cuda or cuda:N, got '", c.run.device, "'"));
   }
-  if (auto p = ParsePrecision(c.run.precision, "run.precision"); !p.ok()) {
-    return bad("run.precision", "must be fp32, bf16 or fp16");
-  } else if (*p == Precision::kFp16 && c.run.device == "cpu") {
+  if (c.run.precision == Precision::kFp16 && c.run.device == "cpu") {
     return bad("run.precision",
                "fp16 needs run.device cuda (LibTorch's CPU autocast has bf16 only)");
   }
@@ -166,13 +176,15 @@ absl::Status Validate(const TrainConfig& c) {
     return bad("distill.coordinator", "set either it or distill.teacher_address, not both");
   }
   if (!remote) {
-    if (c.distill.teacher_model.empty()) return bad("distill.teacher_model", "is required in distill mode");
-    if (c.distill.teacher_weights.empty()) return bad("distill.teacher_weights", "is required in distill mode");
+    if (c.distill.teacher_model.empty())
+      return bad("distill.teacher_model", "is required in distill mode");
+    if (c.distill.teacher_weights.empty())
+      return bad("distill.teacher_weights", "is required in distill mode");
   } else if (!c.distill.teacher_address.empty() && !IsHostPort(c.distill.teacher_address)) {
     return bad("distill.teacher_address", "expected host:port");
   } else if (!c.distill.coordinator.empty() && !IsHostPort(c.distill.coordinator)) {
     return bad("distill.coordinator", "expected host:port");
-  } else if (c.distill.criterion == "teacher_topk") {
+  } else if (c.distill.criterion == MaskCriterion::kTeacherTopk) {
     return bad("distill.criterion",
                "teacher_topk needs an in-process teacher (a remote one sends no attention)");
   }
@@ -192,25 +204,24 @@ absl::Status Validate(const TrainConfig& c) {
   if (auto w = proto::ParseWireDType(c.distill.wire_dtype); !w.ok()) {
     return bad("distill.wire_dtype", w.status().message());
   }
-  if (c.distill.teacher_timeout_ms < 1) return bad("distill.teacher_timeout_ms", "must be positive");
-  if (auto cr = ParseMaskCriterion(c.distill.criterion); !cr.ok()) return bad("distill.criterion", cr.status().message());
-  if (!(c.distill.keep_ratio > 0 && c.distill.keep_ratio <= 1)) return bad("distill.keep_ratio", "must be in (0, 1]");
-  if (c.distill.keep_ratio_end && !(*c.distill.keep_ratio_end > 0 && *c.distill.keep_ratio_end <= 1)) {
+  if (c.distill.teacher_timeout_ms < 1)
+    return bad("distill.teacher_timeout_ms", "must be positive");
+  if (!(c.distill.keep_ratio > 0 && c.distill.keep_ratio <= 1))
+    return bad("distill.keep_ratio", "must be in (0, 1]");
+  if (c.distill.keep_ratio_end &&
+      !(*c.distill.keep_ratio_end > 0 && *c.distill.keep_ratio_end <= 1)) {
     return bad("distill.keep_ratio_end", "must be in (0, 1]");
   }
   if (!(c.distill.random_share >= 0 && c.distill.random_share < 1)) {
     return bad("distill.random_share", "must be in [0, 1)");
   }
-  if (c.distill.random_share > 0 && c.distill.criterion != "student_topk" &&
-      c.distill.criterion != "teacher_topk") {
+  if (c.distill.random_share > 0 && c.distill.criterion != MaskCriterion::kStudentTopk &&
+      c.distill.criterion != MaskCriterion::kTeacherTopk) {
     return bad("distill.random_share", "needs criterion student_topk or teacher_topk");
   }
-  if (!(c.distill.alpha >= 0 && c.distill.alpha <= 1)) return bad("distill.alpha", "must be in [0, 1]");
+  if (!(c.distill.alpha >= 0 && c.distill.alpha <= 1))
+    return bad("distill.alpha", "must be in [0, 1]");
   if (!(c.distill.tau > 0)) return bad("distill.tau", "must be positive");
-  if (auto k = ParseKdKind(c.distill.kind); !k.ok()) return bad("distill.kind", k.status().message());
-  if (c.distill.saliency != "all_keys" && c.distill.saliency != "patch_keys") {
-    return bad("distill.saliency", "must be all_keys or patch_keys");
-  }
   return absl::OkStatus();
 }
 

@@ -1,7 +1,8 @@
 // The student worker's configuration: one plain struct per section, with
 // defaults in the declarations (DeiT/MaskedKD recipe where it applies),
 // loaded from YAML plus `--set section.key=value` overrides. Unknown keys
-// and ill-typed values are errors that name the dotted key.
+// and ill-typed values are errors that name the dotted key. Named choices
+// (criterion, kind, saliency, precision) are parsed into enums once, here.
 #ifndef MKD_STUDENT_WORKER_TRAIN_CONFIG_H_
 #define MKD_STUDENT_WORKER_TRAIN_CONFIG_H_
 
@@ -10,7 +11,11 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/device.h"
+#include "common/losses.h"
+#include "common/masking.h"
 #include "common/vit_config.h"
+#include "common/vit_layers.h"
 #include "student_worker/transforms.h"
 
 namespace mkd::student {
@@ -35,7 +40,7 @@ struct DataConfig {
 
 struct OptimConfig {
   int epochs = 10;
-  double lr = 5e-4;             // At batch lr_base_batch; scaled linearly by batch size.
+  double lr = 5e-4;  // At batch lr_base_batch; scaled linearly by batch size.
   int64_t lr_base_batch = 512;
   double weight_decay = 0.05;
   double beta1 = 0.9;
@@ -50,7 +55,7 @@ struct OptimConfig {
 struct DistillConfig {
   std::string teacher_model;    // Preset or model YAML.
   std::string teacher_weights;  // safetensors.
-  std::string criterion = "student_topk";
+  MaskCriterion criterion = MaskCriterion::kStudentTopk;
   double keep_ratio = 0.5;
   std::optional<double> keep_ratio_end;  // Linear schedule to this ratio, if set.
   // With a top-k criterion: this share of the k kept patches is drawn at
@@ -58,8 +63,8 @@ struct DistillConfig {
   double random_share = 0.0;
   double alpha = 0.5;
   double tau = 1.0;
-  std::string kind = "soft";           // soft | hard
-  std::string saliency = "all_keys";   // all_keys (authors' code) | patch_keys (paper)
+  KdKind kind = KdKind::kSoft;                     // soft | hard
+  SaliencyMode saliency = SaliencyMode::kAllKeys;  // all_keys (authors' code) | patch_keys (paper)
   // Where the teacher runs: "" in this process (teacher_weights), or the
   // host:port of an mkd-teacher server (teacher_model/weights unused).
   std::string teacher_address;
@@ -68,16 +73,16 @@ struct DistillConfig {
   // The model the job needs from the pool; "": the id of teacher_weights
   // ("<stem>@<digest>", what mkd-teacher reports for that file).
   std::string teacher_model_id;
-  double job_weight = 1;              // Share of the pool relative to other jobs.
-  int max_teachers = 0;               // Teachers the pool may give the job; 0: any.
-  int64_t teacher_wait_s = 600;       // Wait this long for a teacher of the model.
+  double job_weight = 1;         // Share of the pool relative to other jobs.
+  int max_teachers = 0;          // Teachers the pool may give the job; 0: any.
+  int64_t teacher_wait_s = 600;  // Wait this long for a teacher of the model.
   // Micro-batches per step (> 1 overlaps student and teacher work); 0: the
   // pool plans it (1 without a pool).
   int micro_batches = 0;
-  std::string wire_dtype = "fp16";    // Kept patches on the wire: fp32 | fp16 | bf16.
+  std::string wire_dtype = "fp16";  // Kept patches on the wire: fp32 | fp16 | bf16.
   // Per micro-batch answer, and how long an unreachable teacher is waited for.
   int64_t teacher_timeout_ms = 60000;
-  std::string job_id;                 // Server-side fair-share unit; "": run.out_dir's name.
+  std::string job_id;  // Server-side fair-share unit; "": run.out_dir's name.
 };
 
 struct RunConfig {
@@ -86,7 +91,7 @@ struct RunConfig {
   int64_t log_every_steps = 50;
   int64_t checkpoint_every_steps = 0;  // 0: at the end of each epoch only.
   int keep_checkpoints = 2;
-  int threads = 0;                     // 0: one per core.
+  int threads = 0;  // 0: one per core.
   // cpu, cuda (GPU 0) or cuda:N. Model, optimizer state, batches, the
   // in-process teacher and evaluation all live there.
   std::string device = "cpu";
@@ -94,10 +99,10 @@ struct RunConfig {
   // for the device (matmuls in the reduced type, reductions in fp32);
   // weights and optimizer stay fp32. fp16 (CUDA only) scales the loss and
   // skips steps whose gradients overflow; bf16 needs no scaling.
-  std::string precision = "fp32";
-  double fp16_init_scale = 65536.0;    // fp16's initial loss scale (2^16, as torch.amp).
-  int64_t max_steps = 0;               // Stop after this many steps (0: run all epochs).
-  std::string metrics_listen;          // host:port for /metrics ("": none).
+  Precision precision = Precision::kFp32;
+  double fp16_init_scale = 65536.0;  // fp16's initial loss scale (2^16, as torch.amp).
+  int64_t max_steps = 0;             // Stop after this many steps (0: run all epochs).
+  std::string metrics_listen;        // host:port for /metrics ("": none).
 };
 
 struct TrainConfig {

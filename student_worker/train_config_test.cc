@@ -42,16 +42,32 @@ TEST(TrainConfigTest, ParsesSectionsAndFillsTransformFromModel) {
 }
 
 TEST(TrainConfigTest, OverridesIncludingModelKeys) {
-  auto c = ParseTrainConfig(kBase, {"optim.epochs=3", "distill.criterion=random",
-                                    "model.num_classes=10", "model.img_size=32",
-                                    "model.patch_size=8", "distill.keep_ratio_end=0.5"});
+  auto c = ParseTrainConfig(
+      kBase, {"optim.epochs=3", "distill.criterion=random", "model.num_classes=10",
+              "model.img_size=32", "model.patch_size=8", "distill.keep_ratio_end=0.5"});
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->optim.epochs, 3);
-  EXPECT_EQ(c->distill.criterion, "random");
+  EXPECT_EQ(c->distill.criterion, MaskCriterion::kRandom);
   EXPECT_EQ(c->model.num_classes, 10);
   EXPECT_EQ(c->model.embed_dim, 192) << "preset kept under the overrides";
   EXPECT_EQ(c->data.transform.img_size, 32);
   EXPECT_DOUBLE_EQ(*c->distill.keep_ratio_end, 0.5);
+}
+
+TEST(TrainConfigTest, NamedChoicesAreParsedOnce) {
+  auto c = ParseTrainConfig(kBase, {"distill.kind=hard", "distill.saliency=patch_keys",
+                                    "distill.criterion=bottomk", "run.precision=bf16"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->distill.kind, KdKind::kHard);
+  EXPECT_EQ(c->distill.saliency, SaliencyMode::kPatchKeys);
+  EXPECT_EQ(c->distill.criterion, MaskCriterion::kBottomk);
+  EXPECT_EQ(c->run.precision, Precision::kBf16);
+  auto d = ParseTrainConfig(kBase, {});
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_EQ(d->distill.kind, KdKind::kSoft) << "defaults";
+  EXPECT_EQ(d->distill.saliency, SaliencyMode::kAllKeys);
+  EXPECT_EQ(d->distill.criterion, MaskCriterion::kStudentTopk);
+  EXPECT_EQ(d->run.precision, Precision::kFp32);
 }
 
 TEST(TrainConfigTest, ErrorsNameTheKey) {
@@ -61,7 +77,10 @@ TEST(TrainConfigTest, ErrorsNameTheKey) {
   ExpectError(kBase, {"distill.keep_ratio=0"}, "key 'distill.keep_ratio': must be in (0, 1]");
   ExpectError(kBase, {"distill.criterion=best"}, "key 'distill.criterion'");
   ExpectError(kBase, {"distill.kind=medium"}, "key 'distill.kind'");
-  ExpectError(kBase, {"distill.teacher_weights=\"\""}, "key 'distill.teacher_weights': is required");
+  ExpectError(kBase, {"distill.saliency=both"},
+              "key 'distill.saliency': must be all_keys or patch_keys, got 'both'");
+  ExpectError(kBase, {"distill.teacher_weights=\"\""},
+              "key 'distill.teacher_weights': is required");
   ExpectError(kBase, {"mode=finetune"}, "key 'mode'");
   ExpectError(kBase, {"model=vit_huge"}, "key 'model'");
   ExpectError(kBase, {"model.depth=0"}, "'depth': must be positive");
@@ -75,12 +94,16 @@ TEST(TrainConfigTest, ErrorsNameTheKey) {
   ExpectError(kBase, {"run.max_steps=-1"}, "key 'run.max_steps': must be >= 0");
   ExpectError(kBase, {"run.precision=fp8"}, "key 'run.precision': must be fp32, bf16 or fp16");
   ExpectError(kBase, {"run.precision=fp16"}, "key 'run.precision': fp16 needs run.device cuda");
-  ExpectError(kBase, {"run.device=tpu"}, "key 'run.device': must be cpu, cuda or cuda:N, got 'tpu'");
+  ExpectError(kBase, {"run.device=tpu"},
+              "key 'run.device': must be cpu, cuda or cuda:N, got 'tpu'");
   ExpectError(kBase, {"run.fp16_init_scale=0.5"}, "key 'run.fp16_init_scale': must be >= 1");
-  ExpectError(kBase, {"distill.teacher_address=localhost"}, "key 'distill.teacher_address': expected host:port");
-  ExpectError(kBase, {"distill.micro_batches=-1"}, "key 'distill.micro_batches': must be in [0, data.batch_size]");
+  ExpectError(kBase, {"distill.teacher_address=localhost"},
+              "key 'distill.teacher_address': expected host:port");
+  ExpectError(kBase, {"distill.micro_batches=-1"},
+              "key 'distill.micro_batches': must be in [0, data.batch_size]");
   ExpectError(kBase, {"distill.micro_batches=65"}, "key 'distill.micro_batches'");
-  ExpectError(kBase, {"distill.coordinator=nohost"}, "key 'distill.coordinator': expected host:port");
+  ExpectError(kBase, {"distill.coordinator=nohost"},
+              "key 'distill.coordinator': expected host:port");
   ExpectError(kBase, {"distill.coordinator=127.0.0.1:1", "distill.teacher_address=127.0.0.1:2"},
               "key 'distill.coordinator': set either it or distill.teacher_address");
   ExpectError(kBase, {"distill.coordinator=127.0.0.1:1", "distill.teacher_weights=\"\""},

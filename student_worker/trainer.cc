@@ -37,7 +37,6 @@ absl::StatusOr<std::unique_ptr<Dataset>> OpenSplit(const DataConfig& d, const st
   return data;
 }
 
-
 // The remote teacher (one address, or a pool) for a distill config.
 absl::StatusOr<std::unique_ptr<Teacher>> MakeRemote(const TrainConfig& config) {
   const DistillConfig& d = config.distill;
@@ -48,8 +47,8 @@ absl::StatusOr<std::unique_ptr<Teacher>> MakeRemote(const TrainConfig& config) {
   o.timeout = absl::Milliseconds(d.teacher_timeout_ms);
   o.reconnect_timeout = o.timeout;
   o.teacher_wait = absl::Seconds(d.teacher_wait_s);
-  o.job_id = d.job_id.empty() ? std::filesystem::path(config.run.out_dir).filename().string()
-                              : d.job_id;
+  o.job_id =
+      d.job_id.empty() ? std::filesystem::path(config.run.out_dir).filename().string() : d.job_id;
   if (o.job_id.empty()) o.job_id = "default";
   o.job_weight = d.job_weight;
   o.model_id = d.teacher_model_id;
@@ -80,17 +79,18 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainConfig& conf
                                                    config.model.num_classes, " but dataset ",
                                                    train->name(), " has ", train->num_classes()));
   }
-  MKD_ASSIGN_OR_RETURN(torch::Device device, ResolveDevice(config.run.device, "config key 'run.device'"));
-  MKD_ASSIGN_OR_RETURN(Precision precision, ParsePrecision(config.run.precision, "run.precision"));
+  MKD_ASSIGN_OR_RETURN(torch::Device device,
+                       ResolveDevice(config.run.device, "config key 'run.device'"));
+  const Precision precision = config.run.precision;
   if (config.mode == "distill" && teacher == nullptr) {
     if (config.distill.teacher_address.empty() && config.distill.coordinator.empty()) {
       // On a GPU the teacher's weights take the reduced type outright (it
       // never trains); on the CPU it stays fp32, as before bf16 existed.
       const torch::Dtype teacher_dtype =
           device.is_cuda() ? PrecisionDtype(precision) : torch::kFloat32;
-      MKD_ASSIGN_OR_RETURN(teacher, MakeInProcessTeacher(config.distill.teacher_model,
-                                                         config.distill.teacher_weights, device,
-                                                         teacher_dtype));
+      MKD_ASSIGN_OR_RETURN(
+          teacher, MakeInProcessTeacher(config.distill.teacher_model,
+                                        config.distill.teacher_weights, device, teacher_dtype));
     } else {
       MKD_ASSIGN_OR_RETURN(teacher, MakeRemote(config));
     }
@@ -151,7 +151,7 @@ absl::Status Trainer::Init() {
       config_.optim.lr * static_cast<double>(config_.data.batch_size) / config_.optim.lr_base_batch;
 
   if (teacher_) {
-    MKD_ASSIGN_OR_RETURN(criterion_, ParseMaskCriterion(config_.distill.criterion));
+    criterion_ = config_.distill.criterion;
     const ViTConfig& t = teacher_->config();
     if (t.img_size != config_.model.img_size || t.in_chans != config_.model.in_chans) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -281,8 +281,7 @@ absl::StatusOr<Trainer::LossTerms> Trainer::DistillForwardBackward(const Batch& 
   MKD_ASSIGN_OR_RETURN(int64_t k, KeepCount(KeepRatioNow(), t.num_patches()));
   ForwardOptions fo;
   fo.saliency = criterion_ == MaskCriterion::kStudentTopk || criterion_ == MaskCriterion::kBottomk;
-  fo.saliency_mode = config_.distill.saliency == "patch_keys" ? SaliencyMode::kPatchKeys
-                                                              : SaliencyMode::kAllKeys;
+  fo.saliency_mode = config_.distill.saliency;
   // Random selection is seeded per step so a resumed run picks the same;
   // the generator lives on the device, so a GPU run draws there.
   at::Generator gen =
@@ -325,8 +324,7 @@ absl::StatusOr<Trainer::LossTerms> Trainer::DistillForwardBackward(const Batch& 
   // order rather than arrival order on purpose: gradients then accumulate
   // in a fixed order, so a run (and its resume) is bit-reproducible; the
   // server answers one job's micro-batches first-in first-out anyway.
-  const DistillLossOptions lo{config_.distill.alpha, config_.distill.tau,
-                              *ParseKdKind(config_.distill.kind)};
+  const DistillLossOptions lo{config_.distill.alpha, config_.distill.tau, config_.distill.kind};
   const absl::Duration timeout = absl::Milliseconds(config_.distill.teacher_timeout_ms);
   LossTerms terms_out;
   for (Micro& mb : micro) {

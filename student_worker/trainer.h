@@ -8,12 +8,12 @@
 #ifndef MKD_STUDENT_WORKER_TRAINER_H_
 #define MKD_STUDENT_WORKER_TRAINER_H_
 
+#include <torch/torch.h>
+
 #include <cstdio>
 #include <memory>
 #include <optional>
 #include <string>
-
-#include <torch/torch.h>
 
 #include "absl/status/statusor.h"
 #include "common/device.h"
@@ -43,9 +43,9 @@ struct StepResult {
   // Distill mode: how the step went (per micro-batch means; wall clock,
   // so on a GPU forward/backward include only what the host waited for).
   StepTimings timings;
-  double wait_s = 0;        // Time spent waiting for teacher answers.
-  double flops = 0;         // Teacher FLOPs this step spent ...
-  double flops_full = 0;    // ... and what vanilla KD would have.
+  double wait_s = 0;      // Time spent waiting for teacher answers.
+  double flops = 0;       // Teacher FLOPs this step spent ...
+  double flops_full = 0;  // ... and what vanilla KD would have.
 };
 
 class Trainer {
@@ -53,8 +53,8 @@ class Trainer {
   // Builds everything from `config`. In distill mode the teacher is
   // `teacher` if given (tests, remote teachers), else the in-process one
   // from distill.teacher_model/teacher_weights.
-  static absl::StatusOr<std::unique_ptr<Trainer>> Create(const TrainConfig& config,
-                                                         std::unique_ptr<Teacher> teacher = nullptr);
+  static absl::StatusOr<std::unique_ptr<Trainer>> Create(
+      const TrainConfig& config, std::unique_ptr<Teacher> teacher = nullptr);
   ~Trainer();
 
   // Trains until the configured epochs (or run.max_steps) are done,

@@ -50,7 +50,8 @@ absl::StatusOr<T> MetaValue(const SafetensorsFile& f, const std::string& key) {
 absl::Status Trainer::Train(bool resume) {
   if (resume) MKD_RETURN_IF_ERROR(Resume());
   jsonl_ = std::fopen((config_.run.out_dir + "/metrics.jsonl").c_str(), resume ? "a" : "w");
-  if (jsonl_ == nullptr) return absl::InternalError("cannot open metrics.jsonl in " + config_.run.out_dir);
+  if (jsonl_ == nullptr)
+    return absl::InternalError("cannot open metrics.jsonl in " + config_.run.out_dir);
   std::unique_ptr<MetricsHttpServer> http;
   if (!config_.run.metrics_listen.empty()) {
     metrics_ = std::make_unique<StudentMetrics>();
@@ -62,7 +63,8 @@ absl::Status Trainer::Train(bool resume) {
     std::fflush(stdout);
   }
 
-  const int64_t stop_at = config_.run.max_steps > 0 ? std::min(total_steps_, config_.run.max_steps) : total_steps_;
+  const int64_t stop_at =
+      config_.run.max_steps > 0 ? std::min(total_steps_, config_.run.max_steps) : total_steps_;
   auto started = Clock::now();
   const int64_t first_step = step_;
   auto window_start = Clock::now();
@@ -76,13 +78,15 @@ absl::Status Trainer::Train(bool resume) {
       if (!batch) return std::optional<StagedBatch>();
       if (!batch->ok()) return batch->status();
       std::optional<StagedBatch> staged;
-      MKD_RETURN_IF_ERROR(CatchTorch("copying a batch", [&] { staged = Stage(std::move(**batch)); }));
+      MKD_RETURN_IF_ERROR(
+          CatchTorch("copying a batch", [&] { staged = Stage(std::move(**batch)); }));
       return staged;
     };
     MKD_ASSIGN_OR_RETURN(std::optional<StagedBatch> ahead, fetch());
     while (step_ < stop_at && ahead) {
       Batch batch;
-      MKD_RETURN_IF_ERROR(CatchTorch("copying a batch", [&] { batch = Unstage(std::move(*ahead)); }));
+      MKD_RETURN_IF_ERROR(
+          CatchTorch("copying a batch", [&] { batch = Unstage(std::move(*ahead)); }));
       ahead.reset();
       if (step_ + 1 < stop_at) {
         MKD_ASSIGN_OR_RETURN(ahead, fetch());
@@ -109,7 +113,8 @@ absl::Status Trainer::Train(bool resume) {
         window_start = Clock::now();
         window_images = 0;
       }
-      if (config_.run.checkpoint_every_steps > 0 && step_ % config_.run.checkpoint_every_steps == 0) {
+      if (config_.run.checkpoint_every_steps > 0 &&
+          step_ % config_.run.checkpoint_every_steps == 0) {
         MKD_RETURN_IF_ERROR(SaveCheckpoint());
       }
     }
@@ -117,7 +122,8 @@ absl::Status Trainer::Train(bool resume) {
       ++epoch_;
       next_batch_ = 0;
       const bool last = epoch_ == config_.optim.epochs;
-      if (last || (config_.run.eval_every_epochs > 0 && epoch_ % config_.run.eval_every_epochs == 0)) {
+      if (last ||
+          (config_.run.eval_every_epochs > 0 && epoch_ % config_.run.eval_every_epochs == 0)) {
         MKD_ASSIGN_OR_RETURN(EvalResult e, Evaluate());
         LogEval(e);
         last_eval_ = e;
@@ -126,8 +132,10 @@ absl::Status Trainer::Train(bool resume) {
       if (config_.run.checkpoint_every_steps == 0 || last) MKD_RETURN_IF_ERROR(SaveCheckpoint());
     }
   }
-  if (step_ == stop_at && next_batch_ != 0) MKD_RETURN_IF_ERROR(SaveCheckpoint());  // Stopped mid-epoch.
-  if (skipped_ > 0) std::printf("skipped %lld unreadable training examples\n", static_cast<long long>(skipped_));
+  if (step_ == stop_at && next_batch_ != 0)
+    MKD_RETURN_IF_ERROR(SaveCheckpoint());  // Stopped mid-epoch.
+  if (skipped_ > 0)
+    std::printf("skipped %lld unreadable training examples\n", static_cast<long long>(skipped_));
   return absl::OkStatus();
 }
 
@@ -193,7 +201,8 @@ absl::Status Trainer::StepFailed(const absl::Status& why, const StepStart& start
   flops_spent_ = start.flops_spent;
   flops_full_ = start.flops_full;
   absl::Status saved = SaveCheckpoint(&start);
-  if (!saved.ok()) return Annotate(why, absl::StrCat("and the checkpoint failed too: ", saved.message()));
+  if (!saved.ok())
+    return Annotate(why, absl::StrCat("and the checkpoint failed too: ", saved.message()));
   return Annotate(why, absl::StrCat("step ", step_ + 1, " failed; checkpoint of step ", step_,
                                     " written, --resume continues from it"));
 }
@@ -263,8 +272,9 @@ absl::Status Trainer::Resume() {
   for (int64_t s : candidates) {
     absl::Status st = RestoreCheckpoint(s);
     if (st.ok()) {
-      std::printf("resumed from step %lld (epoch %lld, batch %lld)\n", static_cast<long long>(step_),
-                  static_cast<long long>(epoch_ + 1), static_cast<long long>(next_batch_));
+      std::printf("resumed from step %lld (epoch %lld, batch %lld)\n",
+                  static_cast<long long>(step_), static_cast<long long>(epoch_ + 1),
+                  static_cast<long long>(next_batch_));
       return absl::OkStatus();
     }
     if (absl::IsFailedPrecondition(st)) return st;
@@ -273,8 +283,9 @@ absl::Status Trainer::Resume() {
     std::fflush(stdout);
     skipped.push_back(absl::StrCat("step ", s, ": ", st.message()));
   }
-  return absl::DataLossError(absl::StrCat("--resume: no readable checkpoint in ", config_.run.out_dir,
-                                          "/checkpoints (", absl::StrJoin(skipped, "; "), ")"));
+  return absl::DataLossError(absl::StrCat("--resume: no readable checkpoint in ",
+                                          config_.run.out_dir, "/checkpoints (",
+                                          absl::StrJoin(skipped, "; "), ")"));
 }
 
 absl::Status Trainer::RestoreCheckpoint(int64_t step) {
@@ -296,10 +307,11 @@ absl::Status Trainer::RestoreCheckpoint(int64_t step) {
   // A checkpoint moves between devices: a CUDA generator's state is only
   // restored on CUDA (a CPU run, or a CUDA run resuming a CPU checkpoint,
   // keeps its freshly seeded device generator).
-  if (auto cuda = state.tensors.find("rng.cuda"); cuda != state.tensors.end() && device_.is_cuda()) {
+  if (auto cuda = state.tensors.find("rng.cuda");
+      cuda != state.tensors.end() && device_.is_cuda()) {
     MKD_ASSIGN_OR_RETURN(torch::Tensor cuda_state, ToTensor(cuda->second));
-    MKD_RETURN_IF_ERROR(CatchTorch("restoring the CUDA RNG",
-                                   [&] { SetDefaultRngState(device_, cuda_state); }));
+    MKD_RETURN_IF_ERROR(
+        CatchTorch("restoring the CUDA RNG", [&] { SetDefaultRngState(device_, cuda_state); }));
   }
   MKD_RETURN_IF_ERROR(scaler_->Load(state));
   MKD_ASSIGN_OR_RETURN(step_, MetaValue<int64_t>(state, "step"));
@@ -313,8 +325,9 @@ absl::Status Trainer::RestoreCheckpoint(int64_t step) {
 
 void Trainer::LogStep(const StepResult& r, double images_per_s) {
   std::printf("epoch %lld/%d step %lld/%lld loss %.4f ce %.4f kd %.4f lr %.2e img/s %.1f",
-              static_cast<long long>(epoch_ + 1), config_.optim.epochs, static_cast<long long>(step_),
-              static_cast<long long>(total_steps_), r.loss, r.ce, r.kd, r.lr, images_per_s);
+              static_cast<long long>(epoch_ + 1), config_.optim.epochs,
+              static_cast<long long>(step_), static_cast<long long>(total_steps_), r.loss, r.ce,
+              r.kd, r.lr, images_per_s);
   if (teacher_) {
     std::printf(" k %lld teacher GFLOPs %.1f (saved %.1f)", static_cast<long long>(r.kept_tokens),
                 flops_spent_ / 1e9, (flops_full_ - flops_spent_) / 1e9);
@@ -322,14 +335,23 @@ void Trainer::LogStep(const StepResult& r, double images_per_s) {
     // it, and how much of it the student spent waiting for answers.
     const double bubble = r.timings.step_s > 0 ? r.wait_s / r.timings.step_s : 0;
     std::printf(" m %d step %.3fs", r.timings.micro_batches, r.timings.step_s);
-    if (r.timings.predicted_step_s > 0) std::printf(" (predicted %.3fs)", r.timings.predicted_step_s);
+    if (r.timings.predicted_step_s > 0)
+      std::printf(" (predicted %.3fs)", r.timings.predicted_step_s);
     std::printf(" bubble %.0f%%", 100 * bubble);
   }
-  if (scaler_->enabled()) std::printf(" scale %.0f%s", scaler_->scale(), r.skipped ? " (skipped)" : "");
-  nlohmann::json j = {{"type", "train"}, {"step", step_}, {"epoch", epoch_ + 1}, {"loss", r.loss},
+  if (scaler_->enabled())
+    std::printf(" scale %.0f%s", scaler_->scale(), r.skipped ? " (skipped)" : "");
+  nlohmann::json j = {{"type", "train"},
+                      {"step", step_},
+                      {"epoch", epoch_ + 1},
+                      {"loss", r.loss},
                       {"time", absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch())},
-                      {"ce", r.ce}, {"kd", r.kd}, {"lr", r.lr}, {"img_per_s", images_per_s},
-                      {"kept_tokens", r.kept_tokens}, {"teacher_flops", flops_spent_},
+                      {"ce", r.ce},
+                      {"kd", r.kd},
+                      {"lr", r.lr},
+                      {"img_per_s", images_per_s},
+                      {"kept_tokens", r.kept_tokens},
+                      {"teacher_flops", flops_spent_},
                       {"teacher_flops_full", flops_full_}};
   if (teacher_) {
     j["micro_batches"] = r.timings.micro_batches;
@@ -345,9 +367,15 @@ void Trainer::LogEval(const EvalResult& e) {
               static_cast<long long>(epoch_), 100 * e.top1, 100 * e.top5, e.loss,
               static_cast<long long>(e.images));
   std::fflush(stdout);
-  nlohmann::json j = {{"type", "eval"}, {"step", step_}, {"epoch", epoch_}, {"top1", e.top1},
-                      {"top5", e.top5}, {"loss", e.loss}, {"images", e.images},
-                      {"teacher_flops", flops_spent_}, {"teacher_flops_full", flops_full_}};
+  nlohmann::json j = {{"type", "eval"},
+                      {"step", step_},
+                      {"epoch", epoch_},
+                      {"top1", e.top1},
+                      {"top5", e.top5},
+                      {"loss", e.loss},
+                      {"images", e.images},
+                      {"teacher_flops", flops_spent_},
+                      {"teacher_flops_full", flops_full_}};
   AppendJson(j.dump());
 }
 

@@ -2,10 +2,10 @@
 // each run takes a second or two on CPU.
 #include "student_worker/trainer.h"
 
+#include <gtest/gtest.h>
+
 #include <filesystem>
 #include <fstream>
-
-#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "common/vit_weights.h"
@@ -43,7 +43,8 @@ class RecordingTeacher final : public Teacher {
  public:
   explicit RecordingTeacher(std::unique_ptr<Teacher> inner) : inner_(std::move(inner)) {}
   const ViTConfig& config() const override { return inner_->config(); }
-  absl::StatusOr<torch::Tensor> Logits(const torch::Tensor& images, const torch::Tensor& idx) override {
+  absl::StatusOr<torch::Tensor> Logits(const torch::Tensor& images,
+                                       const torch::Tensor& idx) override {
     kept.push_back(idx.size(1));
     max_index = std::max(max_index, idx.max().item<int64_t>());
     return inner_->Logits(images, idx);
@@ -192,7 +193,8 @@ double MaxWeightDiff(Trainer& x, Trainer& y) {
 TEST(TrainerTest, ResumeReachesTheSameWeights) {
   // Each variant draws random numbers per step somewhere; a resumed run
   // must draw the same.
-  for (std::string variant : {"train", "train_token_drop", "distill_random", "distill_topk_mixed"}) {
+  for (std::string variant :
+       {"train", "train_token_drop", "distill_random", "distill_topk_mixed"}) {
     std::string dir_a = NewDir("a_" + variant), dir_b = NewDir("b_" + variant);
     TrainConfig a = Tiny(dir_a);
     if (variant == "train_token_drop") a.data.token_keep_min = 0.5;
@@ -201,7 +203,7 @@ TEST(TrainerTest, ResumeReachesTheSameWeights) {
       a.distill.teacher_model = dir_a + "_t/teacher.yaml";
       a.distill.teacher_weights = SaveTeacher(a, dir_a + "_t");
       if (variant == "distill_random") {
-        a.distill.criterion = "random";  // Exercises the per-step selection RNG.
+        a.distill.criterion = MaskCriterion::kRandom;  // Exercises the per-step selection RNG.
       } else {
         a.distill.random_share = 0.25;
       }
@@ -263,7 +265,8 @@ TEST(TrainerTest, ResumesWithASeedAboveTwoToThe53) {
   ASSERT_TRUE(third.ok());
   st = (*third)->Train(/*resume=*/true);
   ASSERT_FALSE(st.ok());
-  EXPECT_NE(std::string(st.message()).find("written with seed 9007199254740993"), std::string::npos) << st;
+  EXPECT_NE(std::string(st.message()).find("written with seed 9007199254740993"), std::string::npos)
+      << st;
 }
 
 TEST(TrainerTest, ResumeSkipsATruncatedLatestCheckpointForTheOneBefore) {
@@ -303,7 +306,7 @@ TEST(TrainerTest, Bfloat16AutocastTrains) {
   std::string dir = NewDir("bf16");
   TrainConfig c = Tiny(dir);
   c.optim.epochs = 1;
-  c.run.precision = "bf16";
+  c.run.precision = Precision::kBf16;
   auto trainer = Trainer::Create(c);
   ASSERT_TRUE(trainer.ok()) << trainer.status();
   ASSERT_TRUE((*trainer)->Train(false).ok());
@@ -333,7 +336,8 @@ TEST(TrainerTest, ConfigMismatchesAreClearErrors) {
   c.distill.teacher_weights = "/no/such/teacher.safetensors";
   t = Trainer::Create(c);
   ASSERT_FALSE(t.ok());
-  EXPECT_NE(std::string(t.status().message()).find("/no/such/teacher.safetensors"), std::string::npos);
+  EXPECT_NE(std::string(t.status().message()).find("/no/such/teacher.safetensors"),
+            std::string::npos);
 }
 
 }  // namespace

@@ -1,9 +1,9 @@
 #include "student_worker/transforms.h"
 
+#include <torch/torch.h>
+
 #include <algorithm>
 #include <cmath>
-
-#include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
 
@@ -33,9 +33,13 @@ torch::Tensor Affine(const torch::Tensor& image, const std::vector<float>& m, do
   torch::Tensor theta = torch::tensor(m).reshape({1, 2, 3});
   auto size = std::vector<int64_t>{1, image.size(0), image.size(1), image.size(2)};
   torch::Tensor grid = F::affine_grid(theta, size, /*align_corners=*/false);
-  auto opts = F::GridSampleFuncOptions().mode(torch::kBilinear).padding_mode(torch::kZeros).align_corners(false);
+  auto opts = F::GridSampleFuncOptions()
+                  .mode(torch::kBilinear)
+                  .padding_mode(torch::kZeros)
+                  .align_corners(false);
   torch::Tensor out = F::grid_sample(image.unsqueeze(0), grid, opts);
-  torch::Tensor inside = F::grid_sample(torch::ones_like(image.narrow(0, 0, 1)).unsqueeze(0), grid, opts);
+  torch::Tensor inside =
+      F::grid_sample(torch::ones_like(image.narrow(0, 0, 1)).unsqueeze(0), grid, opts);
   return (out + (1 - inside) * fill).squeeze(0);
 }
 
@@ -54,15 +58,18 @@ torch::Tensor ApplyOp(int op, const torch::Tensor& x, double level, Rng& rng) {
   const double sign = UniformInt(rng, 0, 1) ? 1.0 : -1.0;
   constexpr double kFill = 0.5;
   switch (op) {
-    case 0: return x;  // Identity.
-    case 1: {          // AutoContrast.
+    case 0:
+      return x;  // Identity.
+    case 1: {    // AutoContrast.
       torch::Tensor lo = x.amin({1, 2}, true), hi = x.amax({1, 2}, true);
       return ((x - lo) / (hi - lo).clamp_min(1e-6)).clamp(0, 1);
     }
     case 2: {  // Rotate up to 30 degrees.
       double a = sign * level * 30.0 * M_PI / 180.0;
-      return Affine(x, {float(std::cos(a)), float(-std::sin(a)), 0, float(std::sin(a)),
-                        float(std::cos(a)), 0}, kFill);
+      return Affine(
+          x,
+          {float(std::cos(a)), float(-std::sin(a)), 0, float(std::sin(a)), float(std::cos(a)), 0},
+          kFill);
     }
     case 3: {  // Solarize: invert above a threshold.
       double threshold = 1.0 - level;
@@ -72,13 +79,20 @@ torch::Tensor ApplyOp(int op, const torch::Tensor& x, double level, Rng& rng) {
       double levels = std::pow(2.0, std::max(1.0, std::round(8 - 4 * level)));
       return torch::floor(x * (levels - 1) + 0.5) / (levels - 1);
     }
-    case 5: return Blend(x, x.mean().expand_as(x), 1 + sign * level * 0.9);         // Contrast.
-    case 6: return Blend(x, torch::zeros_like(x), 1 + sign * level * 0.9);          // Brightness.
-    case 7: return Blend(x, Grey(x), 1 + sign * level * 0.9);                       // Color.
-    case 8: return Affine(x, {1, float(sign * level * 0.3), 0, 0, 1, 0}, kFill);    // ShearX.
-    case 9: return Affine(x, {1, 0, 0, float(sign * level * 0.3), 1, 0}, kFill);    // ShearY.
-    case 10: return Affine(x, {1, 0, float(sign * level * 0.9), 0, 1, 0}, kFill);   // TranslateX 45%.
-    case 11: return Affine(x, {1, 0, 0, 0, 1, float(sign * level * 0.9)}, kFill);   // TranslateY 45%.
+    case 5:
+      return Blend(x, x.mean().expand_as(x), 1 + sign * level * 0.9);  // Contrast.
+    case 6:
+      return Blend(x, torch::zeros_like(x), 1 + sign * level * 0.9);  // Brightness.
+    case 7:
+      return Blend(x, Grey(x), 1 + sign * level * 0.9);  // Color.
+    case 8:
+      return Affine(x, {1, float(sign * level * 0.3), 0, 0, 1, 0}, kFill);  // ShearX.
+    case 9:
+      return Affine(x, {1, 0, 0, float(sign * level * 0.3), 1, 0}, kFill);  // ShearY.
+    case 10:
+      return Affine(x, {1, 0, float(sign * level * 0.9), 0, 1, 0}, kFill);  // TranslateX 45%.
+    case 11:
+      return Affine(x, {1, 0, 0, 0, 1, float(sign * level * 0.9)}, kFill);  // TranslateY 45%.
   }
   return x;
 }
@@ -118,15 +132,20 @@ absl::Status ValidateTransformConfig(const TransformConfig& c) {
   };
   if (c.img_size < 1) return bad("img_size", "must be positive");
   if (c.channels != 1 && c.channels != 3) return bad("channels", "must be 1 or 3");
-  if (static_cast<int>(c.mean.size()) != c.channels) return bad("mean", "needs one entry per channel");
-  if (static_cast<int>(c.std.size()) != c.channels) return bad("std", "needs one entry per channel");
-  if (!(c.rrc_min_scale > 0 && c.rrc_min_scale <= 1)) return bad("rrc_min_scale", "must be in (0, 1]");
+  if (static_cast<int>(c.mean.size()) != c.channels)
+    return bad("mean", "needs one entry per channel");
+  if (static_cast<int>(c.std.size()) != c.channels)
+    return bad("std", "needs one entry per channel");
+  if (!(c.rrc_min_scale > 0 && c.rrc_min_scale <= 1))
+    return bad("rrc_min_scale", "must be in (0, 1]");
   if (c.pad_crop < 0) return bad("pad_crop", "must be >= 0");
-  if (c.randaugment_ops < 0 || c.randaugment_ops > 10) return bad("randaugment_ops", "must be in [0, 10]");
+  if (c.randaugment_ops < 0 || c.randaugment_ops > 10)
+    return bad("randaugment_ops", "must be in [0, 10]");
   if (!(c.randaugment_magnitude >= 0 && c.randaugment_magnitude <= 10)) {
     return bad("randaugment_magnitude", "must be in [0, 10]");
   }
-  if (!(c.random_erasing >= 0 && c.random_erasing <= 1)) return bad("random_erasing", "must be in [0, 1]");
+  if (!(c.random_erasing >= 0 && c.random_erasing <= 1))
+    return bad("random_erasing", "must be in [0, 1]");
   if (!(c.crop_pct > 0 && c.crop_pct <= 1)) return bad("crop_pct", "must be in (0, 1]");
   return absl::OkStatus();
 }
@@ -152,7 +171,8 @@ torch::Tensor CenterCrop(const torch::Tensor& image, int64_t size) {
   return image.index({Slice(), Slice(top, top + size), Slice(left, left + size)});
 }
 
-torch::Tensor RandomResizedCrop(const torch::Tensor& image, int64_t size, double min_scale, Rng& rng) {
+torch::Tensor RandomResizedCrop(const torch::Tensor& image, int64_t size, double min_scale,
+                                Rng& rng) {
   const int64_t h = image.size(1), w = image.size(2);
   const double area = static_cast<double>(h * w);
   for (int attempt = 0; attempt < 10; ++attempt) {
@@ -162,7 +182,8 @@ torch::Tensor RandomResizedCrop(const torch::Tensor& image, int64_t size, double
     auto ch = static_cast<int64_t>(std::round(std::sqrt(target / ratio)));
     if (cw >= 1 && ch >= 1 && cw <= w && ch <= h) {
       int64_t top = UniformInt(rng, 0, h - ch), left = UniformInt(rng, 0, w - cw);
-      return Resize(image.index({Slice(), Slice(top, top + ch), Slice(left, left + cw)}), size, size);
+      return Resize(image.index({Slice(), Slice(top, top + ch), Slice(left, left + cw)}), size,
+                    size);
     }
   }
   int64_t side = std::min(h, w);  // Fallback: the central square, as torchvision.
@@ -232,10 +253,12 @@ torch::Tensor MixBatch(torch::Tensor& images, const torch::Tensor& labels, int64
                        const MixConfig& c, Rng& rng) {
   const double off = c.label_smoothing / classes;
   const double on = 1.0 - c.label_smoothing + off;
-  torch::Tensor y1 = torch::full({labels.size(0), classes}, off).scatter_(1, labels.unsqueeze(1), on);
+  torch::Tensor y1 =
+      torch::full({labels.size(0), classes}, off).scatter_(1, labels.unsqueeze(1), on);
   const bool any = c.mixup_alpha > 0 || c.cutmix_alpha > 0;
   if (!any || Uniform(rng, 0, 1) >= c.prob) return y1;
-  const bool cutmix = c.cutmix_alpha > 0 && (c.mixup_alpha <= 0 || Uniform(rng, 0, 1) < c.switch_prob);
+  const bool cutmix =
+      c.cutmix_alpha > 0 && (c.mixup_alpha <= 0 || Uniform(rng, 0, 1) < c.switch_prob);
   torch::Tensor flipped = images.flip(0);
   double lam;
   if (cutmix) {
@@ -244,9 +267,12 @@ torch::Tensor MixBatch(torch::Tensor& images, const torch::Tensor& labels, int64
     double cut = std::sqrt(1.0 - lam);
     auto ch = static_cast<int64_t>(h * cut), cw = static_cast<int64_t>(w * cut);
     int64_t cy = UniformInt(rng, 0, h - 1), cx = UniformInt(rng, 0, w - 1);
-    int64_t y0 = std::clamp<int64_t>(cy - ch / 2, 0, h), y1b = std::clamp<int64_t>(cy + ch / 2, 0, h);
-    int64_t x0 = std::clamp<int64_t>(cx - cw / 2, 0, w), x1b = std::clamp<int64_t>(cx + cw / 2, 0, w);
-    auto box = std::vector<torch::indexing::TensorIndex>{Slice(), Slice(), Slice(y0, y1b), Slice(x0, x1b)};
+    int64_t y0 = std::clamp<int64_t>(cy - ch / 2, 0, h),
+            y1b = std::clamp<int64_t>(cy + ch / 2, 0, h);
+    int64_t x0 = std::clamp<int64_t>(cx - cw / 2, 0, w),
+            x1b = std::clamp<int64_t>(cx + cw / 2, 0, w);
+    auto box =
+        std::vector<torch::indexing::TensorIndex>{Slice(), Slice(), Slice(y0, y1b), Slice(x0, x1b)};
     images.index_put_(box, flipped.index(box));
     lam = 1.0 - double((y1b - y0) * (x1b - x0)) / double(h * w);  // Exact pasted area.
   } else {

@@ -5,11 +5,11 @@
 #ifndef MKD_STUDENT_WORKER_TRANSFORMS_H_
 #define MKD_STUDENT_WORKER_TRANSFORMS_H_
 
+#include <torch/types.h>
+
 #include <cstdint>
 #include <random>
 #include <vector>
-
-#include <torch/types.h>
 
 #include "absl/status/status.h"
 #include "student_worker/dataset.h"
@@ -22,14 +22,14 @@ using Rng = std::mt19937_64;
 uint64_t MixSeed(std::initializer_list<uint64_t> parts);
 
 struct TransformConfig {
-  int img_size = 224;       // Output side (square).
-  int channels = 3;         // Output channels; grey input is repeated.
+  int img_size = 224;  // Output side (square).
+  int channels = 3;    // Output channels; grey input is repeated.
   std::vector<double> mean = {0.485, 0.456, 0.406};
   std::vector<double> std = {0.229, 0.224, 0.225};
   // Training augmentation (all off by default).
   bool random_resized_crop = false;  // Scale (rrc_min_scale, 1), ratio (3/4, 4/3).
   double rrc_min_scale = 0.08;
-  int pad_crop = 0;                  // Pad by this many pixels, then crop back (random shift).
+  int pad_crop = 0;  // Pad by this many pixels, then crop back (random shift).
   bool hflip = false;
   int randaugment_ops = 0;           // RandAugment: ops per image (0 = off).
   double randaugment_magnitude = 9;  // Out of 10, as timm's "m9".
@@ -54,7 +54,8 @@ torch::Tensor EvalTransform(const Example& example, const TransformConfig& confi
 // Individual steps, exposed for tests. All take and return [C, H, W] float.
 torch::Tensor Resize(const torch::Tensor& image, int64_t height, int64_t width);
 torch::Tensor CenterCrop(const torch::Tensor& image, int64_t size);
-torch::Tensor RandomResizedCrop(const torch::Tensor& image, int64_t size, double min_scale, Rng& rng);
+torch::Tensor RandomResizedCrop(const torch::Tensor& image, int64_t size, double min_scale,
+                                Rng& rng);
 torch::Tensor PadCrop(const torch::Tensor& image, int64_t pad, Rng& rng);
 torch::Tensor RandAugment(const torch::Tensor& image, int ops, double magnitude, Rng& rng);
 void RandomErase(torch::Tensor& image, Rng& rng);

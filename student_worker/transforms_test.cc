@@ -79,7 +79,8 @@ TEST(TransformsTest, MixupAndCutmixTargetsSumToOne) {
     c.label_smoothing = 0.1;
     for (int seed = 0; seed < 5; ++seed) {
       Rng rng(seed);
-      torch::Tensor images = torch::arange(4, torch::kFloat32).reshape({4, 1, 1, 1}).expand({4, 3, 8, 8}).contiguous();
+      torch::Tensor images =
+          torch::arange(4, torch::kFloat32).reshape({4, 1, 1, 1}).expand({4, 3, 8, 8}).contiguous();
       torch::Tensor t = MixBatch(images, labels, 5, c, rng);
       ASSERT_EQ(t.sizes(), (torch::IntArrayRef{4, 5}));
       EXPECT_LE((t.sum(1) - 1).abs().max().item<double>(), 1e-6);
@@ -105,10 +106,12 @@ TEST(TransformsTest, ConfigErrorsNameTheField) {
   c.mean = {0.5};
   EXPECT_NE(std::string(ValidateTransformConfig(c).message()).find("'mean'"), std::string::npos);
   c = Config(28, 2);
-  EXPECT_NE(std::string(ValidateTransformConfig(c).message()).find("'channels'"), std::string::npos);
+  EXPECT_NE(std::string(ValidateTransformConfig(c).message()).find("'channels'"),
+            std::string::npos);
   c = Config(28, 1);
   c.random_erasing = 2;
-  EXPECT_NE(std::string(ValidateTransformConfig(c).message()).find("'random_erasing'"), std::string::npos);
+  EXPECT_NE(std::string(ValidateTransformConfig(c).message()).find("'random_erasing'"),
+            std::string::npos);
 }
 
 }  // namespace

@@ -10,8 +10,8 @@ namespace mkd::teacher {
 absl::StatusOr<uint64_t> BatchQueue::Push(QueuedWork work) {
   ForgetIdleJobs(work.enqueued);
   if (total_ >= options_.max_queued) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "teacher queue is full (", options_.max_queued, " micro-batches waiting); retry later"));
+    return absl::ResourceExhaustedError(absl::StrCat("teacher queue is full (", options_.max_queued,
+                                                     " micro-batches waiting); retry later"));
   }
   int64_t& mine = queued_[work.job_id];
   if (mine >= options_.max_queued_per_job) {
@@ -22,8 +22,8 @@ absl::StatusOr<uint64_t> BatchQueue::Push(QueuedWork work) {
   // share from now on, not credit for the time it sent nothing. A short gap
   // (between a job's training steps) keeps its place.
   auto emptied = emptied_.find(work.job_id);
-  const bool short_gap = emptied != emptied_.end() &&
-                         work.enqueued - emptied->second < options_.fair_share_grace;
+  const bool short_gap =
+      emptied != emptied_.end() && work.enqueued - emptied->second < options_.fair_share_grace;
   if (mine == 0 && !short_gap) {
     double floor = std::numeric_limits<double>::infinity();
     for (const auto& [job, n] : queued_) {

@@ -29,8 +29,8 @@ namespace mkd::teacher {
 struct QueuedWork {
   std::string job_id;
   double weight = 1.0;  // The job's share relative to others (> 0).
-  int64_t images = 0;  // b
-  int64_t kept = 0;    // k (patch tokens; +1 CLS in the budget)
+  int64_t images = 0;   // b
+  int64_t kept = 0;     // k (patch tokens; +1 CLS in the budget)
   absl::Time enqueued;
   absl::Time deadline = absl::InfiniteFuture();
   uint64_t ticket = 0;  // Set by Push: the owner's handle on the payload.
@@ -87,9 +87,9 @@ class BatchQueue {
   void ForgetIdleJobs(absl::Time now);
 
   const BatchQueueOptions options_;
-  std::map<int64_t, Bucket> buckets_;        // By k.
-  std::map<std::string, int64_t> queued_;    // Work per job.
-  std::map<std::string, double> served_;     // Virtual time per job: tokens / weight.
+  std::map<int64_t, Bucket> buckets_;      // By k.
+  std::map<std::string, int64_t> queued_;  // Work per job.
+  std::map<std::string, double> served_;   // Virtual time per job: tokens / weight.
   std::map<std::string, absl::Time> last_push_;
   std::map<std::string, absl::Time> emptied_;  // When the job's queue last ran empty.
   int64_t total_ = 0;

@@ -46,7 +46,7 @@ TEST(BatchQueue, DispatchesAtOnceWhenTheBudgetFillsAndNeverMixesK) {
   for (const auto& w : batch) EXPECT_EQ(w.kept, 9);
   EXPECT_EQ(q.size(), 2);
   EXPECT_TRUE(q.TakeBatch(kT0, false, &wake).empty());  // 40 left, not due yet.
-  auto drained = q.TakeBatch(kT0, true, &wake);       // Draining takes what waits.
+  auto drained = q.TakeBatch(kT0, true, &wake);         // Draining takes what waits.
   EXPECT_EQ(drained.size(), 1u);
 }
 
@@ -178,7 +178,8 @@ TEST(BatchQueue, AJobBackFromAShortGapKeepsItsPlace) {
   push("a", 3, kT0 + absl::Milliseconds(50));
   int a = 0;
   for (int i = 0; i < 3; ++i) {
-    for (const auto& w : q.TakeBatch(kT0 + absl::Milliseconds(50), false, &wake)) a += w.job_id == "a";
+    for (const auto& w : q.TakeBatch(kT0 + absl::Milliseconds(50), false, &wake))
+      a += w.job_id == "a";
   }
   EXPECT_EQ(a, 3);
   // Back after a long absence: level with b, no banked credit.

@@ -7,6 +7,8 @@
 #ifndef MKD_TEACHER_SERVER_BATCHER_H_
 #define MKD_TEACHER_SERVER_BATCHER_H_
 
+#include <torch/types.h>
+
 #include <condition_variable>
 #include <functional>
 #include <map>
@@ -14,8 +16,6 @@
 #include <optional>
 #include <string>
 #include <thread>
-
-#include <torch/types.h>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
@@ -36,8 +36,8 @@ struct WorkItem {
 };
 
 struct WorkResult {
-  absl::Status status;    // kDeadlineExceeded if dropped, engine errors as is.
-  EngineOutput output;    // This work's rows only.
+  absl::Status status;  // kDeadlineExceeded if dropped, engine errors as is.
+  EngineOutput output;  // This work's rows only.
   double queue_seconds = 0;
   double compute_seconds = 0;
   int batched_with = 0;
@@ -97,9 +97,9 @@ class Batcher {
 
   std::mutex mu_;
   std::condition_variable wake_;
-  BatchQueue queue_;                       // Guarded by mu_.
-  std::map<uint64_t, Pending> pending_;    // By ticket; guarded by mu_.
-  bool stopping_ = false;                  // Guarded by mu_.
+  BatchQueue queue_;                     // Guarded by mu_.
+  std::map<uint64_t, Pending> pending_;  // By ticket; guarded by mu_.
+  bool stopping_ = false;                // Guarded by mu_.
   std::thread thread_;
 };
 

@@ -114,8 +114,10 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const TeacherServerConfig
   absl::StatusOr<SafetensorsFile> file = ParseSafetensors(*bytes);
   if (!file.ok()) return Annotate(file.status(), absl::StrCat("teacher weights ", config.weights));
   auto report = LoadViTWeights(*model, *file);
-  if (!report.ok()) return Annotate(report.status(), absl::StrCat("teacher weights ", config.weights));
-  MKD_ASSIGN_OR_RETURN(torch::Device device, ResolveDevice(config.device, "teacher config key 'device'"));
+  if (!report.ok())
+    return Annotate(report.status(), absl::StrCat("teacher weights ", config.weights));
+  MKD_ASSIGN_OR_RETURN(torch::Device device,
+                       ResolveDevice(config.device, "teacher config key 'device'"));
   const torch::Dtype dtype = ComputeDtype(config.dtype);
   MKD_RETURN_IF_ERROR(CatchTorch("moving the teacher", [&] {
     model->to(device, dtype);

@@ -14,12 +14,12 @@
 #ifndef MKD_TEACHER_SERVER_ENGINE_H_
 #define MKD_TEACHER_SERVER_ENGINE_H_
 
+#include <torch/types.h>
+
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <torch/types.h>
 
 #include "absl/status/statusor.h"
 #include "common/host_to_device.h"

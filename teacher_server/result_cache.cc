@@ -12,8 +12,8 @@ uint64_t RequestDigest(const maskedkd::v1::DistillRequest& r) {
   auto mix = [&d](uint64_t v) { d ^= v + 0x9e3779b97f4a7c15ull + (d << 6) + (d >> 2); };
   mix(h(r.kept_indices()));
   mix(static_cast<uint64_t>(r.batch()) << 32 | static_cast<uint32_t>(r.kept()));
-  mix(static_cast<uint64_t>(r.payload_kind()) << 16 | static_cast<uint64_t>(r.payload_dtype()) << 1 |
-      (r.want_features() ? 1 : 0));
+  mix(static_cast<uint64_t>(r.payload_kind()) << 16 |
+      static_cast<uint64_t>(r.payload_dtype()) << 1 | (r.want_features() ? 1 : 0));
   return d;
 }
 

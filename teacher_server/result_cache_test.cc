@@ -22,14 +22,19 @@ TEST(ResultCache, RepeatsWaitForTheFirstAndThenHitTheCache) {
   ResultCache cache(4, absl::Minutes(10));
   std::vector<int> got;
   Answer cached;
-  EXPECT_EQ(cache.Begin("j", 7, 0, [&](Answer) { got.push_back(1); }, &cached),
+  EXPECT_EQ(cache.Begin(
+                "j", 7, 0, [&](Answer) { got.push_back(1); }, &cached),
             ResultCache::Lookup::kNew);
-  EXPECT_EQ(cache.Begin("j", 7, 0, [&](Answer) { got.push_back(2); }, &cached),
+  EXPECT_EQ(cache.Begin(
+                "j", 7, 0, [&](Answer) { got.push_back(2); }, &cached),
             ResultCache::Lookup::kWaiting);
-  EXPECT_EQ(cache.Begin("other", 7, 0, [](Answer) {}, &cached), ResultCache::Lookup::kNew);
+  EXPECT_EQ(cache.Begin(
+                "other", 7, 0, [](Answer) {}, &cached),
+            ResultCache::Lookup::kNew);
   cache.Complete("j", 7, Ok(7));
   EXPECT_EQ(got, (std::vector<int>{1, 2}));
-  EXPECT_EQ(cache.Begin("j", 7, 0, [&](Answer) { got.push_back(3); }, &cached),
+  EXPECT_EQ(cache.Begin(
+                "j", 7, 0, [&](Answer) { got.push_back(3); }, &cached),
             ResultCache::Lookup::kDone);
   ASSERT_NE(cached, nullptr);
   EXPECT_EQ(cached->micro_batch_id(), 7u);
@@ -39,11 +44,19 @@ TEST(ResultCache, RepeatsWaitForTheFirstAndThenHitTheCache) {
 TEST(ResultCache, AReusedIdWithAnotherRequestIsAMismatch) {
   ResultCache cache(4, absl::Minutes(10));
   Answer cached;
-  EXPECT_EQ(cache.Begin("j", 7, 111, [](Answer) {}, &cached), ResultCache::Lookup::kNew);
-  EXPECT_EQ(cache.Begin("j", 7, 222, [](Answer) {}, &cached), ResultCache::Lookup::kMismatch);
+  EXPECT_EQ(cache.Begin(
+                "j", 7, 111, [](Answer) {}, &cached),
+            ResultCache::Lookup::kNew);
+  EXPECT_EQ(cache.Begin(
+                "j", 7, 222, [](Answer) {}, &cached),
+            ResultCache::Lookup::kMismatch);
   cache.Complete("j", 7, Ok(7));
-  EXPECT_EQ(cache.Begin("j", 7, 222, [](Answer) {}, &cached), ResultCache::Lookup::kMismatch);
-  EXPECT_EQ(cache.Begin("j", 7, 111, [](Answer) {}, &cached), ResultCache::Lookup::kDone);
+  EXPECT_EQ(cache.Begin(
+                "j", 7, 222, [](Answer) {}, &cached),
+            ResultCache::Lookup::kMismatch);
+  EXPECT_EQ(cache.Begin(
+                "j", 7, 111, [](Answer) {}, &cached),
+            ResultCache::Lookup::kDone);
 
   maskedkd::v1::DistillRequest a;
   a.set_batch(1);
@@ -68,39 +81,58 @@ TEST(ResultCache, AReusedIdWithAnotherRequestIsAMismatch) {
 TEST(ResultCache, FailuresAreForgottenSoRetriesRecompute) {
   ResultCache cache(4, absl::Minutes(10));
   Answer cached;
-  ASSERT_EQ(cache.Begin("j", 1, 0, [](Answer) {}, &cached), ResultCache::Lookup::kNew);
+  ASSERT_EQ(cache.Begin(
+                "j", 1, 0, [](Answer) {}, &cached),
+            ResultCache::Lookup::kNew);
   cache.Complete("j", 1, Err(1));
-  EXPECT_EQ(cache.Begin("j", 1, 0, [](Answer) {}, &cached), ResultCache::Lookup::kNew);
+  EXPECT_EQ(cache.Begin(
+                "j", 1, 0, [](Answer) {}, &cached),
+            ResultCache::Lookup::kNew);
 }
 
 TEST(ResultCache, KeepsOnlyTheLastWindowOfAnswersPerJob) {
   ResultCache cache(2, absl::Minutes(10));
   Answer cached;
   for (uint64_t id = 1; id <= 3; ++id) {
-    ASSERT_EQ(cache.Begin("j", id, 0, [](Answer) {}, &cached), ResultCache::Lookup::kNew);
+    ASSERT_EQ(cache.Begin(
+                  "j", id, 0, [](Answer) {}, &cached),
+              ResultCache::Lookup::kNew);
     cache.Complete("j", id, Ok(id));
   }
-  EXPECT_EQ(cache.Begin("j", 1, 0, [](Answer) {}, &cached), ResultCache::Lookup::kNew);  // Evicted.
-  EXPECT_EQ(cache.Begin("j", 3, 0, [](Answer) {}, &cached), ResultCache::Lookup::kDone);
+  EXPECT_EQ(cache.Begin(
+                "j", 1, 0, [](Answer) {}, &cached),
+            ResultCache::Lookup::kNew);  // Evicted.
+  EXPECT_EQ(cache.Begin(
+                "j", 3, 0, [](Answer) {}, &cached),
+            ResultCache::Lookup::kDone);
 }
 
 TEST(ResultCache, ForgetsJobsIdleForLongerThanTheLimit) {
   absl::Time now = absl::FromUnixSeconds(1000);
   ResultCache cache(4, absl::Seconds(60), [&] { return now; });
   Answer cached;
-  ASSERT_EQ(cache.Begin("done", 1, 0, [](Answer) {}, &cached), ResultCache::Lookup::kNew);
+  ASSERT_EQ(cache.Begin(
+                "done", 1, 0, [](Answer) {}, &cached),
+            ResultCache::Lookup::kNew);
   cache.Complete("done", 1, Ok(1));
-  ASSERT_EQ(cache.Begin("busy", 1, 0, [](Answer) {}, &cached), ResultCache::Lookup::kNew);
+  ASSERT_EQ(cache.Begin(
+                "busy", 1, 0, [](Answer) {}, &cached),
+            ResultCache::Lookup::kNew);
   now += absl::Seconds(59);
   EXPECT_EQ(cache.jobs(), 2);
-  EXPECT_EQ(cache.Begin("done", 1, 0, [](Answer) {}, &cached), ResultCache::Lookup::kDone);
+  EXPECT_EQ(cache.Begin(
+                "done", 1, 0, [](Answer) {}, &cached),
+            ResultCache::Lookup::kDone);
   now += absl::Seconds(61);
   // "done" has been idle 61 s: forgotten. "busy" is older but still has a
   // micro-batch in flight, whose waiter must get its answer.
   EXPECT_EQ(cache.jobs(), 1);
-  EXPECT_EQ(cache.Begin("done", 1, 0, [](Answer) {}, &cached), ResultCache::Lookup::kNew);
+  EXPECT_EQ(cache.Begin(
+                "done", 1, 0, [](Answer) {}, &cached),
+            ResultCache::Lookup::kNew);
   bool answered = false;
-  ASSERT_EQ(cache.Begin("busy", 1, 0, [&](Answer) { answered = true; }, &cached),
+  ASSERT_EQ(cache.Begin(
+                "busy", 1, 0, [&](Answer) { answered = true; }, &cached),
             ResultCache::Lookup::kWaiting);
   cache.Complete("busy", 1, Ok(1));
   EXPECT_TRUE(answered);

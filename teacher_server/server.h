@@ -9,10 +9,10 @@
 #include <memory>
 
 #include "absl/status/statusor.h"
+#include "common/metrics_http.h"
 #include "teacher_server/batcher.h"
 #include "teacher_server/engine.h"
 #include "teacher_server/metrics.h"
-#include "common/metrics_http.h"
 #include "teacher_server/server_config.h"
 #include "teacher_server/service.h"
 

@@ -19,8 +19,9 @@ constexpr char kWhat[] = "teacher config";
 
 using Setter = ConfigSetter<TeacherServerConfig>;
 
-#define MKD_FIELD(type, path, type_name) \
-  ConfigField<TeacherServerConfig, type>([](TeacherServerConfig& c) -> type& { return c.path; }, kWhat, type_name)
+#define MKD_FIELD(type, path, type_name)                                                         \
+  ConfigField<TeacherServerConfig, type>([](TeacherServerConfig& c) -> type& { return c.path; }, \
+                                         kWhat, type_name)
 
 const std::map<std::string, Setter>& Setters() {
   static const auto* setters = new std::map<std::string, Setter>{
@@ -51,7 +52,6 @@ const std::map<std::string, Setter>& Setters() {
 
 #undef MKD_FIELD
 
-
 }  // namespace
 
 BatcherConfig ResolveBatcherDefaults(BatcherConfig c, bool cuda) {
@@ -72,9 +72,11 @@ absl::Status Validate(const TeacherServerConfig& c) {
     return bad("dtype", absl::StrCat("must be fp32, bf16 or fp16, got '", c.dtype, "'"));
   }
   if (c.threads < 0) return bad("threads", "must be >= 0");
-  if (!IsHostPort(c.listen)) return bad("listen", absl::StrCat("expected host:port, got '", c.listen, "'"));
+  if (!IsHostPort(c.listen))
+    return bad("listen", absl::StrCat("expected host:port, got '", c.listen, "'"));
   if (!c.metrics_listen.empty() && !IsHostPort(c.metrics_listen)) {
-    return bad("metrics_listen", absl::StrCat("expected host:port or \"\", got '", c.metrics_listen, "'"));
+    return bad("metrics_listen",
+               absl::StrCat("expected host:port or \"\", got '", c.metrics_listen, "'"));
   }
   if (c.max_micro_batch_images < 1) return bad("max_micro_batch_images", "must be positive");
   if (c.max_message_bytes < 1024) return bad("max_message_bytes", "must be at least 1024");
@@ -85,12 +87,14 @@ absl::Status Validate(const TeacherServerConfig& c) {
   if (c.dedup_window < 0) return bad("dedup_window", "must be >= 0");
   if (c.job_idle_s < 1) return bad("job_idle_s", "must be at least 1 (seconds)");
   if (!c.coordinator.empty() && !IsHostPort(c.coordinator)) {
-    return bad("coordinator", absl::StrCat("expected host:port or \"\", got '", c.coordinator, "'"));
+    return bad("coordinator",
+               absl::StrCat("expected host:port or \"\", got '", c.coordinator, "'"));
   }
   if (c.advertise_host.find(':') != std::string::npos && c.advertise_host.front() != '[') {
     return bad("advertise_host", "is a host without a port (write IPv6 addresses in [brackets])");
   }
-  if (!(c.capacity_tokens_per_s >= 0)) return bad("capacity_tokens_per_s", "must be >= 0 (0: measure)");
+  if (!(c.capacity_tokens_per_s >= 0))
+    return bad("capacity_tokens_per_s", "must be >= 0 (0: measure)");
   if (c.batcher.max_tokens_per_batch < 0) {
     return bad("batcher.max_tokens_per_batch", "must be positive (or 0 for the device's default)");
   }
@@ -98,7 +102,8 @@ absl::Status Validate(const TeacherServerConfig& c) {
     return bad("batcher.max_queue_delay_us", "must be >= 0 (or -1 for the device's default)");
   }
   if (c.batcher.max_queued < 1) return bad("batcher.max_queued", "must be positive");
-  if (c.batcher.max_queued_per_job < 1) return bad("batcher.max_queued_per_job", "must be positive");
+  if (c.batcher.max_queued_per_job < 1)
+    return bad("batcher.max_queued_per_job", "must be positive");
   if (c.batcher.fair_share_grace_ms < 0) return bad("batcher.fair_share_grace_ms", "must be >= 0");
   return absl::OkStatus();
 }

@@ -20,7 +20,7 @@ struct BatcherConfig {
   // How long work may wait for company; -1: the device's default (2000 us
   // on the CPU; 1000 us on CUDA, where a forward pass takes milliseconds).
   int64_t max_queue_delay_us = -1;
-  int64_t max_queued = 512;              // Micro-batches waiting, all jobs.
+  int64_t max_queued = 512;  // Micro-batches waiting, all jobs.
   int64_t max_queued_per_job = 128;
   // A job back within this long of its queue running empty keeps its place
   // in the fair-share order (a training job's queue empties between steps).
@@ -29,16 +29,16 @@ struct BatcherConfig {
 
 struct TeacherServerConfig {
   ViTConfig model;
-  std::string model_spec;     // `model:` as given (preset, YAML path, "inline").
-  std::string weights;        // safetensors (required).
-  std::string model_id;       // Reported in ModelInfo; default: spec + weights hash.
-  std::string device = "cpu"; // cpu | cuda | cuda:N
-  std::string dtype = "fp32"; // fp32 | bf16 | fp16 (compute dtype)
-  int threads = 0;            // Intra-op threads; 0: one per core.
-  std::string listen = "0.0.0.0:50051";          // gRPC; port 0 picks a free one.
-  std::string metrics_listen = "0.0.0.0:9464";   // /metrics; "" turns it off.
-  int64_t max_micro_batch_images = 256;          // b per request.
-  int64_t max_message_bytes = 64 << 20;          // gRPC receive limit.
+  std::string model_spec;                // `model:` as given (preset, YAML path, "inline").
+  std::string weights;                   // safetensors (required).
+  std::string model_id;                  // Reported in ModelInfo; default: spec + weights hash.
+  std::string device = "cpu";            // cpu | cuda | cuda:N
+  std::string dtype = "fp32";            // fp32 | bf16 | fp16 (compute dtype)
+  int threads = 0;                       // Intra-op threads; 0: one per core.
+  std::string listen = "0.0.0.0:50051";  // gRPC; port 0 picks a free one.
+  std::string metrics_listen = "0.0.0.0:9464";  // /metrics; "" turns it off.
+  int64_t max_micro_batch_images = 256;         // b per request.
+  int64_t max_message_bytes = 64 << 20;         // gRPC receive limit.
   // Answers remembered per job for repeated ids (a client re-sends at most
   // its unanswered micro-batches; each answer holds b x classes floats).
   int64_t dedup_window = 64;

@@ -1,18 +1,16 @@
 // The teacher server's life under load and at its end, over real gRPC on
 // loopback: backpressure, deadlines, draining, health, bf16 compute, and
 // /metrics checked by promtool.
-#include "teacher_server/server.h"
-
 #include <grpcpp/generic/generic_stub.h>
-#include <httplib.h>
-
 #include <gtest/gtest.h>
+#include <httplib.h>
 #include <torch/torch.h>
 
 #include <cstdio>
 #include <fstream>
 #include <thread>
 
+#include "teacher_server/server.h"
 #include "teacher_server/server_test_util.h"
 
 namespace mkd::teacher::test_util {
@@ -99,8 +97,8 @@ TEST(TeacherServer, HealthCheckSaysServing) {
   std::condition_variable cv;
   bool done = false;
   grpc::Status status;
-  generic.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request,
-                    &response, [&](grpc::Status st) {
+  generic.UnaryCall(&ctx, "/grpc.health.v1.Health/Check", grpc::StubOptions(), &request, &response,
+                    [&](grpc::Status st) {
                       std::lock_guard<std::mutex> l(mu);
                       status = st;
                       done = true;
@@ -133,15 +131,17 @@ TEST(TeacherServer, MetricsPassPromtool) {
   ASSERT_EQ(res->status, 200);
   const std::string& text = res->body;
   for (const char* name :
-       {"mkd_teacher_requests_total{code=\"OK\"} 1", "mkd_teacher_requests_total{code=\"INVALID_ARGUMENT\"} 1",
+       {"mkd_teacher_requests_total{code=\"OK\"} 1",
+        "mkd_teacher_requests_total{code=\"INVALID_ARGUMENT\"} 1",
         "mkd_teacher_queue_seconds_bucket", "mkd_teacher_compute_seconds_count 1",
         "mkd_teacher_batch_images_sum 2", "mkd_teacher_batch_tokens_sum 18",
-        "mkd_teacher_in_flight_requests 0", "mkd_teacher_flops_total", "mkd_teacher_flops_saved_total",
-        "mkd_teacher_received_bytes_total"}) {
+        "mkd_teacher_in_flight_requests 0", "mkd_teacher_flops_total",
+        "mkd_teacher_flops_saved_total", "mkd_teacher_received_bytes_total"}) {
     EXPECT_NE(text.find(name), std::string::npos) << name << "\n" << text;
   }
   const std::string path = (std::filesystem::temp_directory_path() /
-                            ("mkd_metrics_" + std::to_string(getpid()) + ".txt")).string();
+                            ("mkd_metrics_" + std::to_string(getpid()) + ".txt"))
+                               .string();
   std::ofstream(path) << text;
   const std::string cmd = "promtool check metrics < " + path + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");

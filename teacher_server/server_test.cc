@@ -108,7 +108,8 @@ TEST(TeacherServer, AReusedIdWithAnotherRequestIsRefusedNotAnsweredWithTheFirsts
   auto got = stream.Read(1);
   EXPECT_EQ(got.at(7).code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_NE(got.at(7).message().find("already used by job 'job' for a different request"),
-            std::string::npos) << got.at(7).message();
+            std::string::npos)
+      << got.at(7).message();
   EXPECT_TRUE(got.at(7).logits().empty());
   ASSERT_TRUE(stream.Write(Request("job", 7, m)));  // The genuine re-send still hits the cache.
   EXPECT_EQ(stream.Read(1).at(7).code(), 0);
@@ -142,8 +143,8 @@ TEST(TeacherServer, FullQueueAnswersResourceExhaustedAndExpiredWorkIsDropped) {
   ASSERT_TRUE(stream.Write(Request("job", 3, m)));
   ASSERT_TRUE(stream.Write(Request("job", 4, m)));  // Queue holds #2, #3: full.
   auto rejected = stream.Read(1);
-  ASSERT_EQ(rejected.count(4), 1u) << (rejected.empty() ? std::string("nothing")
-                                                         : rejected.begin()->second.DebugString());
+  ASSERT_EQ(rejected.count(4), 1u)
+      << (rejected.empty() ? std::string("nothing") : rejected.begin()->second.DebugString());
   EXPECT_EQ(rejected[4].code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   std::this_thread::sleep_for(std::chrono::milliseconds(20));  // Outlive #2's 1 ms deadline.
   s.engine->Open();

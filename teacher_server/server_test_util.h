@@ -85,7 +85,10 @@ class GatedEngine final : public Engine {
     return inner_->Collect(std::move(out));
   }
   std::optional<int64_t> PeakMemoryBytes() const override { return inner_->PeakMemoryBytes(); }
-  void Close() { std::lock_guard<std::mutex> l(mu_); open_ = false; }
+  void Close() {
+    std::lock_guard<std::mutex> l(mu_);
+    open_ = false;
+  }
   void Open() {
     std::lock_guard<std::mutex> l(mu_);
     open_ = true;
@@ -96,7 +99,10 @@ class GatedEngine final : public Engine {
     std::unique_lock<std::mutex> lock(mu_);
     return entered_.wait_for(lock, std::chrono::seconds(30), [&] { return runs_ >= n; });
   }
-  int runs() { std::lock_guard<std::mutex> l(mu_); return runs_; }
+  int runs() {
+    std::lock_guard<std::mutex> l(mu_);
+    return runs_;
+  }
 
  private:
   std::unique_ptr<Engine> inner_;
@@ -150,12 +156,13 @@ inline MicroBatch MakeMicroBatch(int64_t b, int64_t k, uint64_t seed) {
   torch::manual_seed(seed);
   MicroBatch m;
   m.images = torch::randn({b, 3, 16, 16});
-  m.idx = torch::rand({b, 16}).argsort(/*dim=*/1, /*descending=*/false).narrow(1, 0, k).contiguous();
+  m.idx =
+      torch::rand({b, 16}).argsort(/*dim=*/1, /*descending=*/false).narrow(1, 0, k).contiguous();
   return m;
 }
 
 inline v1::DistillRequest Request(const std::string& job, uint64_t id, const MicroBatch& m,
-                           v1::DType dtype = v1::DTYPE_F32, bool images = false) {
+                                  v1::DType dtype = v1::DTYPE_F32, bool images = false) {
   v1::DistillRequest r;
   r.set_job_id(job);
   r.set_micro_batch_id(id);

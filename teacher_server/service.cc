@@ -34,12 +34,9 @@ Answer ErrorAnswer(uint64_t id, const absl::Status& status) {
 // are written one at a time in completion order. Deletes itself once gRPC
 // is done with it (OnDone) *and* every accepted micro-batch has been
 // answered, since the batcher may answer after the client has gone.
-class DistillReactor final
-    : public grpc::ServerBidiReactor<DistillRequest, DistillResponse> {
+class DistillReactor final : public grpc::ServerBidiReactor<DistillRequest, DistillResponse> {
  public:
-  explicit DistillReactor(TeacherServiceImpl* service) : service_(service) {
-    StartRead(&request_);
-  }
+  explicit DistillReactor(TeacherServiceImpl* service) : service_(service) { StartRead(&request_); }
 
   void OnReadDone(bool ok) override {
     if (!ok) {  // Client half-closed, or the stream broke.
@@ -158,9 +155,9 @@ TeacherServiceImpl::TeacherServiceImpl(const TeacherServerConfig& config, Engine
   info_.set_num_prefix_tokens(m.num_prefix_tokens());
 }
 
-grpc::ServerUnaryReactor* TeacherServiceImpl::GetModelInfo(
-    grpc::CallbackServerContext* context, const maskedkd::v1::ModelInfoRequest*,
-    maskedkd::v1::ModelInfo* info) {
+grpc::ServerUnaryReactor* TeacherServiceImpl::GetModelInfo(grpc::CallbackServerContext* context,
+                                                           const maskedkd::v1::ModelInfoRequest*,
+                                                           maskedkd::v1::ModelInfo* info) {
   *info = info_;
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(grpc::Status::OK);
@@ -222,26 +219,26 @@ absl::StatusOr<WorkItem> TeacherServiceImpl::Decode(const DistillRequest& reques
   item.job_id = request.job_id();
   item.weight = request.job_weight() > 0 ? request.job_weight() : 1.0;
   item.features = request.want_features();
-  if (request.timeout_ms() > 0) item.deadline = absl::Now() + absl::Milliseconds(request.timeout_ms());
-  MKD_ASSIGN_OR_RETURN(item.idx,
-                       proto::DecodeIndices(request.kept_indices(), request.batch(), request.kept()));
+  if (request.timeout_ms() > 0)
+    item.deadline = absl::Now() + absl::Milliseconds(request.timeout_ms());
+  MKD_ASSIGN_OR_RETURN(
+      item.idx, proto::DecodeIndices(request.kept_indices(), request.batch(), request.kept()));
   const bool images = request.payload_kind() == maskedkd::v1::PAYLOAD_KIND_IMAGES;
   std::vector<int64_t> shape =
       images ? std::vector<int64_t>{request.batch(), m.in_chans, m.img_size, m.img_size}
              : std::vector<int64_t>{request.batch(), request.kept(), m.patch_dim()};
   if (!images) {
     // Kept patches stay in the wire dtype until the engine's device.
-    MKD_ASSIGN_OR_RETURN(item.patches, proto::DecodeWireFloats(request.payload(),
-                                                               request.payload_dtype(), shape,
-                                                               "payload"));
+    MKD_ASSIGN_OR_RETURN(
+        item.patches,
+        proto::DecodeWireFloats(request.payload(), request.payload_dtype(), shape, "payload"));
     return item;
   }
-  MKD_ASSIGN_OR_RETURN(torch::Tensor payload,
-                       proto::DecodeFloats(request.payload(), request.payload_dtype(), shape,
-                                           "payload"));
-  MKD_RETURN_IF_ERROR(CatchTorch("cutting patches", [&] {
-    item.patches = CutPatches(payload, item.idx, m.patch_size);
-  }));
+  MKD_ASSIGN_OR_RETURN(
+      torch::Tensor payload,
+      proto::DecodeFloats(request.payload(), request.payload_dtype(), shape, "payload"));
+  MKD_RETURN_IF_ERROR(CatchTorch(
+      "cutting patches", [&] { item.patches = CutPatches(payload, item.idx, m.patch_size); }));
   return item;
 }
 

@@ -46,8 +46,8 @@ absl::Status CheckIndices(const DistillRequest& r, int64_t num_patches) {
 absl::Status ValidateDistillRequest(const DistillRequest& r, const RequestLimits& limits) {
   if (r.job_id().empty()) return Bad("job_id", "is empty");
   if (static_cast<int64_t>(r.job_id().size()) > limits.max_job_id_bytes) {
-    return Bad("job_id", absl::StrCat("is ", r.job_id().size(), " bytes; at most ",
-                                      limits.max_job_id_bytes));
+    return Bad("job_id",
+               absl::StrCat("is ", r.job_id().size(), " bytes; at most ", limits.max_job_id_bytes));
   }
   if (!(r.job_weight() >= 0 && r.job_weight() <= 1000)) {
     return Bad("job_weight", absl::StrCat(r.job_weight(), " is outside [0, 1000] (0 reads as 1)"));
@@ -63,8 +63,8 @@ absl::Status ValidateDistillRequest(const DistillRequest& r, const RequestLimits
   if (!st.ok()) return st;
   const int64_t elem = proto::WireDTypeSize(r.payload_dtype());
   if (elem == 0) {
-    return Bad("payload_dtype", absl::StrCat(proto::WireDTypeName(r.payload_dtype()),
-                                             " is not F32, F16 or BF16"));
+    return Bad("payload_dtype",
+               absl::StrCat(proto::WireDTypeName(r.payload_dtype()), " is not F32, F16 or BF16"));
   }
   int64_t elements = 0;
   switch (r.payload_kind()) {
@@ -80,8 +80,8 @@ absl::Status ValidateDistillRequest(const DistillRequest& r, const RequestLimits
   }
   if (static_cast<int64_t>(r.payload().size()) != elements * elem) {
     return Bad("payload", absl::StrCat(r.payload().size(), " bytes, but ", elements, " ",
-                                       proto::WireDTypeName(r.payload_dtype()),
-                                       " values need ", elements * elem));
+                                       proto::WireDTypeName(r.payload_dtype()), " values need ",
+                                       elements * elem));
   }
   return absl::OkStatus();
 }

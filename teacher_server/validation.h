@@ -17,7 +17,7 @@ struct RequestLimits {
   int64_t patch_dim = 0;    // C*p*p
   int64_t in_chans = 0;
   int64_t img_size = 0;
-  int64_t max_images = 0;   // b per request
+  int64_t max_images = 0;  // b per request
   int64_t max_job_id_bytes = 128;
 };
 

@@ -1,15 +1,14 @@
 // Drives the real `mkd` binary (predict, mask) as a separate process:
 // golden outputs on good input, and a one-line error with a non-zero exit
 // and no output file on each kind of bad input.
+#include <gtest/gtest.h>
 #include <sys/wait.h>
+#include <torch/torch.h>
 
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <string>
-
-#include <gtest/gtest.h>
-#include <torch/torch.h>
 
 #include "common/file_util.h"
 #include "common/npy.h"
@@ -59,7 +58,8 @@ TEST(PredictCliTest, FullForwardAndSaliencyMatchGoldens) {
   Result r = RunMkd(kGood + "--threads 1 --batch-size 3 --out " + out + " --saliency-out " + sal);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_LE((Npy(out) - Npy("tests/golden/deit_logits.npy")).abs().max().item<double>(), 1e-4);
-  EXPECT_LE((Npy(sal) - Npy("tests/golden/deit_saliency_all.npy")).abs().max().item<double>(), 1e-4);
+  EXPECT_LE((Npy(sal) - Npy("tests/golden/deit_saliency_all.npy")).abs().max().item<double>(),
+            1e-4);
 }
 
 TEST(PredictCliTest, KeptTokenForwardMatchesGolden) {
@@ -85,7 +85,8 @@ TEST(PredictCliTest, BadInputGivesOneLineErrorAndNoOutput) {
   ASSERT_TRUE(WriteFileAtomic(Tmp("text.npy"), "just some text\n").ok());
   auto weights = ReadFile("tests/golden/deit.safetensors");
   ASSERT_TRUE(weights.ok());
-  ASSERT_TRUE(WriteFileAtomic(Tmp("cut.safetensors"), weights->substr(0, weights->size() / 2)).ok());
+  ASSERT_TRUE(
+      WriteFileAtomic(Tmp("cut.safetensors"), weights->substr(0, weights->size() / 2)).ok());
 
   const std::string out = Tmp("never.npy");
   const std::string o = " --out " + out;
@@ -94,16 +95,19 @@ TEST(PredictCliTest, BadInputGivesOneLineErrorAndNoOutput) {
       {kGood, "missing required flag --out"},
       {kGood + "--threads many" + o, "--threads expects an integer"},
       {kGood + "--keep tests/golden/kept_idx.npy --saliency-out x.npy" + o, "drop --keep"},
-      {"predict --model nope_model --weights w --images i" + o, "unknown model preset 'nope_model'"},
+      {"predict --model nope_model --weights w --images i" + o,
+       "unknown model preset 'nope_model'"},
       {"predict --model tests/golden/deit.yaml --weights " + Tmp("cut.safetensors") +
            " --images tests/golden/images.npy" + o,
        "truncated"},
       {"predict --model tests/golden/deit.yaml --weights /no/such.safetensors "
-       "--images tests/golden/images.npy" + o,
+       "--images tests/golden/images.npy" +
+           o,
        "/no/such.safetensors"},
       {kGood + "--num-classes 7" + o, "head.weight: file [10, 48] vs model [7, 48]"},
       {"predict --model deit_tiny_patch16_224 --weights tests/golden/deit.safetensors "
-       "--images tests/golden/images.npy" + o,
+       "--images tests/golden/images.npy" +
+           o,
        "shape mismatches"},
       {"predict --model tests/golden/deit.yaml --weights tests/golden/deit.safetensors --images " +
            Tmp("text.npy") + o,
@@ -112,7 +116,8 @@ TEST(PredictCliTest, BadInputGivesOneLineErrorAndNoOutput) {
            Tmp("small.npy") + o,
        "images must have shape [*, 3, 32, 32] but has [2, 3, 16, 16]"},
       {"predict --model tests/golden/deit.yaml --weights tests/golden/deit.safetensors "
-       "--images tests/golden/kept_idx.npy" + o,
+       "--images tests/golden/kept_idx.npy" +
+           o,
        "dtype must be F32, not I64"},
       {kGood + "--keep " + Tmp("idx_range.npy") + o, "row 0 has index 16 outside [0, 16)"},
       {kGood + "--keep " + Tmp("idx_dup.npy") + o, "row 2 repeats index 3"},
@@ -132,8 +137,10 @@ TEST(PredictCliTest, BadInputGivesOneLineErrorAndNoOutput) {
 
 TEST(MaskCliTest, SelectsTheStudentTopkOnTheTeacherGrid) {
   std::string out = Tmp("idx.npy");
-  Result r = RunMkd("mask --saliency tests/golden/deit_saliency_all.npy --teacher "
-                    "tests/golden/deit3.yaml --keep-ratio 0.5 --out " + out);
+  Result r = RunMkd(
+      "mask --saliency tests/golden/deit_saliency_all.npy --teacher "
+      "tests/golden/deit3.yaml --keep-ratio 0.5 --out " +
+      out);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   torch::Tensor idx = Npy(out);
   torch::Tensor sal = Npy("tests/golden/deit_saliency_all.npy");
@@ -141,8 +148,10 @@ TEST(MaskCliTest, SelectsTheStudentTopkOnTheTeacherGrid) {
   EXPECT_TRUE(torch::equal(idx, want));
 
   // A 14x14 teacher: the 4x4 map is resized, k = round(0.25 * 196) = 49.
-  r = RunMkd("mask --saliency tests/golden/deit_saliency_all.npy --teacher "
-             "deit_small_patch16_224 --keep-ratio 0.25 --out " + out);
+  r = RunMkd(
+      "mask --saliency tests/golden/deit_saliency_all.npy --teacher "
+      "deit_small_patch16_224 --keep-ratio 0.25 --out " +
+      out);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   idx = Npy(out);
   EXPECT_EQ(idx.sizes(), (torch::IntArrayRef{4, 49}));
@@ -155,10 +164,14 @@ TEST(MaskCliTest, BadInputGivesOneLineError) {
   const BadCase cases[] = {
       {base + "--saliency tests/golden/deit_logits.npy", "N = 10 is not a square patch grid"},
       {base + "--saliency tests/golden/kept_idx.npy", "must be float32 [B, N], got I64"},
-      {base + "--saliency tests/golden/deit_saliency_all.npy --keep-ratio 0", "keep_ratio must be in (0, 1]"},
-      {base + "--saliency tests/golden/deit_saliency_all.npy --keep-ratio half", "--keep-ratio expects a number"},
-      {base + "--saliency tests/golden/deit_saliency_all.npy --criterion best", "unknown mask criterion 'best'"},
-      {base + "--saliency tests/golden/deit_saliency_all.npy --criterion teacher_topk", "teacher's own saliency"},
+      {base + "--saliency tests/golden/deit_saliency_all.npy --keep-ratio 0",
+       "keep_ratio must be in (0, 1]"},
+      {base + "--saliency tests/golden/deit_saliency_all.npy --keep-ratio half",
+       "--keep-ratio expects a number"},
+      {base + "--saliency tests/golden/deit_saliency_all.npy --criterion best",
+       "unknown mask criterion 'best'"},
+      {base + "--saliency tests/golden/deit_saliency_all.npy --criterion teacher_topk",
+       "teacher's own saliency"},
   };
   for (const BadCase& c : cases) {
     std::remove(out.c_str());

@@ -6,12 +6,12 @@
 // and any machine with Debian's CPU-only LibTorch); scripts/gpu_check.sh
 // runs them on a GPU machine. Data is the synthetic dataset: the GPU image
 // carries no Debian packages.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
 #include <filesystem>
 #include <fstream>
 #include <thread>
-
-#include <gtest/gtest.h>
-#include <torch/torch.h>
 
 #include "common/device.h"
 #include "common/masking.h"
@@ -25,8 +25,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-#define MKD_REQUIRE_CUDA()                                                                   \
-  if (!CudaAvailable())                                                                      \
+#define MKD_REQUIRE_CUDA()                                                                    \
+  if (!CudaAvailable())                                                                       \
   GTEST_SKIP() << "no CUDA device in this process (CPU-only LibTorch, or no GPU): CUDA test " \
                   "skipped; scripts/gpu_check.sh runs it on a GPU machine"
 
@@ -159,7 +159,8 @@ TEST_F(CudaTrainer, DistillStepsMatchCpu) {
     ASSERT_TRUE((*gpu)->device().is_cuda());
     std::vector<double> lc = Steps(**cpu, 4), lg = Steps(**gpu, 4);
     for (size_t i = 0; i < lc.size(); ++i) {
-      EXPECT_NEAR(lg[i], lc[i], 1e-4 * std::max(1.0, std::abs(lc[i]))) << criterion << " step " << i;
+      EXPECT_NEAR(lg[i], lc[i], 1e-4 * std::max(1.0, std::abs(lc[i])))
+          << criterion << " step " << i;
     }
     EXPECT_LE(WeightDiff(**cpu, **gpu), criterion == "all" ? 1e-4 : 1e-3) << criterion;
   }
@@ -167,7 +168,7 @@ TEST_F(CudaTrainer, DistillStepsMatchCpu) {
 
 // Over-fits one batch under autocast: the loss must fall.
 void ExpectTrainsAt(student::TrainConfig c, const std::string& precision) {
-  c.run.precision = precision;
+  c.run.precision = *ParsePrecision(precision, "precision");
   c.optim.lr = 0.2;     // 1.25e-2 at batch 32: a few dozen steps over-fit one batch,
   c.optim.epochs = 20;  // with the cosine schedule still far from its end.
   auto t = student::Trainer::Create(c);
@@ -189,8 +190,8 @@ void ExpectTrainsAt(student::TrainConfig c, const std::string& precision) {
   // fp16 may skip its first steps while the loss scale settles.
   EXPECT_GE(applied, 45) << precision;
   EXPECT_LT(last, 0.7 * first) << precision;
-  std::printf("%s: loss %.3f -> %.3f, %d of 60 steps applied, loss scale %.0f\n",
-              precision.c_str(), first, last, applied, (*t)->loss_scale());
+  std::printf("%s: loss %.3f -> %.3f, %d of 60 steps applied, loss scale %.0f\n", precision.c_str(),
+              first, last, applied, (*t)->loss_scale());
 }
 
 TEST_F(CudaTrainer, Bf16Trains) {
@@ -283,7 +284,8 @@ TEST(CudaTeacherServer, AnswersConcurrentStreams) {
       at::Generator gen = MakeGenerator(torch::kCPU, 50 + c);
       for (int i = 0; i < kMicroBatches; ++i) {
         images.push_back(torch::randn({8, 3, 32, 32}, gen));
-        idx.push_back(SelectPatches(torch::zeros({8, 64}), 16 * (1 + i % 3), MaskCriterion::kRandom, gen));
+        idx.push_back(
+            SelectPatches(torch::zeros({8, 64}), 16 * (1 + i % 3), MaskCriterion::kRandom, gen));
         pending.push_back((*teacher)->SubmitLogits(images.back(), idx.back()));
       }
       double w = 0;

@@ -3,14 +3,13 @@
 // records (assets/*.json) say they are: the same bytes, and the same
 // accuracy on Debian's Fashion-MNIST test set through the real
 // `mkd-student eval`. scripts/demo.sh trusts both instead of retraining.
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 
 #include <cstdlib>
 #include <fstream>
-#include <string>
-
-#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "tests/process_util.h"
 
@@ -37,7 +36,8 @@ class DemoTeacher : public ::testing::TestWithParam<const char*> {
 };
 
 INSTANTIATE_TEST_SUITE_P(Records, DemoTeacher,
-                         ::testing::Values("assets/fmnist_teacher.json", "assets/fmnist49_teacher.json"));
+                         ::testing::Values("assets/fmnist_teacher.json",
+                                           "assets/fmnist49_teacher.json"));
 
 TEST_P(DemoTeacher, TheWeightsAreTheRecordedBytes) {
   const nlohmann::json record = Record();
@@ -47,15 +47,18 @@ TEST_P(DemoTeacher, TheWeightsAreTheRecordedBytes) {
 
 TEST_P(DemoTeacher, EvalReproducesTheRecordedAccuracy) {
   const nlohmann::json record = Record();
-  const std::string line =
-      Capture(testing::BinDir() + "/mkd-student eval --config " + record.at("config").get<std::string>() +
-              " --checkpoint " + record.at("weights").get<std::string>());
+  const std::string line = Capture(testing::BinDir() + "/mkd-student eval --config " +
+                                   record.at("config").get<std::string>() + " --checkpoint " +
+                                   record.at("weights").get<std::string>());
   const nlohmann::json& eval = record.at("eval");
   // Two decimals of a percentage over 10,000 images: one image is 0.01, so
   // these are exact counts, not a tolerance.
-  EXPECT_NE(line.find("top1 " + eval.at("top1").get<std::string>() + "%"), std::string::npos) << line;
-  EXPECT_NE(line.find("top5 " + eval.at("top5").get<std::string>() + "%"), std::string::npos) << line;
-  EXPECT_NE(line.find("on " + std::to_string(eval.at("images").get<int>()) + " images"), std::string::npos)
+  EXPECT_NE(line.find("top1 " + eval.at("top1").get<std::string>() + "%"), std::string::npos)
+      << line;
+  EXPECT_NE(line.find("top5 " + eval.at("top5").get<std::string>() + "%"), std::string::npos)
+      << line;
+  EXPECT_NE(line.find("on " + std::to_string(eval.at("images").get<int>()) + " images"),
+            std::string::npos)
       << line;
 }
 

@@ -1,10 +1,10 @@
 // Parity of the C++ ViT with an independent implementation: torchvision's
 // VisionTransformer, run by scripts/make_golden.py, whose outputs are the
 // golden files under tests/golden/. Tolerance: 1e-4 max abs in fp32.
-#include <string>
-
 #include <gtest/gtest.h>
 #include <torch/torch.h>
+
+#include <string>
 
 #include "common/masking.h"
 #include "common/npy.h"

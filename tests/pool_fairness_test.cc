@@ -45,14 +45,15 @@ std::vector<double> StepsInCommonWindow(const std::vector<std::string>& jobs) {
   return out;
 }
 
-std::vector<std::unique_ptr<ChildProcess>> RunJobs(const Proc& c, const std::vector<std::string>& jobs,
-                                               const std::vector<double>& weights) {
+std::vector<std::unique_ptr<ChildProcess>> RunJobs(const Proc& c,
+                                                   const std::vector<std::string>& jobs,
+                                                   const std::vector<double>& weights) {
   std::vector<std::unique_ptr<ChildProcess>> out;
   for (size_t i = 0; i < jobs.size(); ++i) {
-    out.push_back(StartStudent("heavy", jobs[i],
-                               {"distill.coordinator=" + c.address(), "distill.micro_batches=8",
-                                "data.limit_train=2560",
-                                "distill.job_weight=" + std::to_string(weights[i])}));
+    out.push_back(StartStudent(
+        "heavy", jobs[i],
+        {"distill.coordinator=" + c.address(), "distill.micro_batches=8", "data.limit_train=2560",
+         "distill.job_weight=" + std::to_string(weights[i])}));
   }
   for (size_t i = 0; i < jobs.size(); ++i) EXPECT_EQ(out[i]->Wait(), 0) << out[i]->err();
   return out;

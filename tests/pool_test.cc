@@ -6,8 +6,8 @@
 // waits, then trains; a drained teacher finishes its work and exits while
 // the job carries on; a wrong model is refused clearly; `mkd status` and
 // every /metrics endpoint tell the truth (promtool).
-#include <gtest/gtest.h>
 #include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
 #include <httplib.h>
 
 #include <cstring>
@@ -27,8 +27,8 @@ class PoolTest : public ::testing::Test {
 
 std::string Promtool(const std::string& text, const std::string& name) {
   std::ofstream(Tmp(name + ".prom")) << text;
-  const std::string cmd = "promtool check metrics < " + Tmp(name + ".prom") + " > " +
-                          Tmp(name + ".promtool") + " 2>&1";
+  const std::string cmd =
+      "promtool check metrics < " + Tmp(name + ".prom") + " > " + Tmp(name + ".promtool") + " 2>&1";
   return std::system(cmd.c_str()) == 0 ? "" : testing::SlurpFile(Tmp(name + ".promtool"));
 }
 
@@ -78,8 +78,10 @@ TEST_F(PoolTest, ATeacherKilledMidTrainingCostsNoStepAndNoAccuracy) {
     worst = std::max(worst, (wa[key] - t).abs().max().item<double>());
     control = std::max(control, (wc[key] - t).abs().max().item<double>());
   }
-  std::printf("max |weight difference| vs in-process after 512 steps: with a teacher SIGKILL "
-              "%.3g, on one untouched remote teacher %.3g\n", worst, control);
+  std::printf(
+      "max |weight difference| vs in-process after 512 steps: with a teacher SIGKILL "
+      "%.3g, on one untouched remote teacher %.3g\n",
+      worst, control);
   // fp32 batching noise grows over 512 steps (the control shows how much);
   // a lost or repeated step would move the weights by a whole update.
   EXPECT_LE(worst, 5 * control + 1e-4);
@@ -101,11 +103,14 @@ TEST_F(PoolTest, ACoordinatorRestartCostsNothingAndRebuildsFromHeartbeats) {
   Proc again = StartCoordinator("restart_coord2", c.port);
   ASSERT_GT(again.port, 0);
   const auto restarted = std::chrono::steady_clock::now();
-  ASSERT_TRUE(WaitFor([&] {
-    v1::ListJobsResponse jobs = ListJobs(again);
-    return jobs.jobs_size() == 1 && jobs.jobs(0).teachers_size() == 1 &&
-           jobs.jobs(0).teachers(0) == t.address();
-  }, 10)) << "state rebuilt from heartbeats within 10 s";
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        v1::ListJobsResponse jobs = ListJobs(again);
+        return jobs.jobs_size() == 1 && jobs.jobs(0).teachers_size() == 1 &&
+               jobs.jobs(0).teachers(0) == t.address();
+      },
+      10))
+      << "state rebuilt from heartbeats within 10 s";
   std::printf("coordinator state rebuilt in %.2f s\n",
               std::chrono::duration<double>(std::chrono::steady_clock::now() - restarted).count());
   ASSERT_EQ(a->Wait(), 0) << a->err();
@@ -119,7 +124,8 @@ TEST_F(PoolTest, AJobStartedBeforeAnyTeacherWaitsThenTrains) {
   ASSERT_TRUE(WaitFor([&] { return a->err().find("waiting up to") != std::string::npos; }))
       << a->err();
   EXPECT_NE(a->err().find("no serving teacher in the pool has model 'pool_tiny@"),
-            std::string::npos) << a->err();
+            std::string::npos)
+      << a->err();
   Proc t = StartTeacher("tiny", "wait_t", c.address());
   ASSERT_EQ(a->Wait(), 0) << a->err();
   ExpectEveryStepOnce("wait_a", 2048 / 32);
@@ -175,27 +181,29 @@ TEST_F(PoolTest, AWrongModelIsRefusedWithAClearError) {
   Proc c = StartCoordinator("wrong_coord");
   Proc t = StartTeacher("tiny", "wrong_t", c.address());
   // One fixed teacher that serves another model than the job names.
-  auto fixed = StartStudent("tiny", "wrong_fixed", {"distill.teacher_address=" + t.address(),
-                                                    "distill.teacher_model_id=other@0123"});
+  auto fixed = StartStudent(
+      "tiny", "wrong_fixed",
+      {"distill.teacher_address=" + t.address(), "distill.teacher_model_id=other@0123"});
   EXPECT_EQ(fixed->Wait(), 1);
   EXPECT_NE(fixed->err().find("serves model 'pool_tiny@"), std::string::npos) << fixed->err();
   EXPECT_NE(fixed->err().find("the job needs 'other@0123'"), std::string::npos) << fixed->err();
   // A pool job for a model no teacher serves gives up after teacher_wait_s.
-  auto pooled = StartStudent("tiny", "wrong_pool", {"distill.coordinator=" + c.address(),
-                                                    "distill.teacher_model_id=other@0123",
-                                                    "distill.teacher_wait_s=1"});
+  auto pooled = StartStudent("tiny", "wrong_pool",
+                             {"distill.coordinator=" + c.address(),
+                              "distill.teacher_model_id=other@0123", "distill.teacher_wait_s=1"});
   EXPECT_EQ(pooled->Wait(), 1);
   EXPECT_NE(pooled->err().find("no teacher in the pool at " + c.address() +
                                " serves model 'other@0123' after 1s"),
-            std::string::npos) << pooled->err();
+            std::string::npos)
+      << pooled->err();
 }
 
 TEST_F(PoolTest, StatusAndEveryMetricsEndpointTellTheTruth) {
   Proc c = StartCoordinator("status_coord");
   Proc t = StartTeacher("tiny", "status_t", c.address());
-  auto a = StartStudent("tiny", "status_a", {"distill.coordinator=" + c.address(),
-                                             "run.metrics_listen=127.0.0.1:0",
-                                             "distill.micro_batches=0"});
+  auto a = StartStudent("tiny", "status_a",
+                        {"distill.coordinator=" + c.address(), "run.metrics_listen=127.0.0.1:0",
+                         "distill.micro_batches=0"});
   ASSERT_TRUE(WaitFor([] { return TrainLines("status_a").size() >= 100; })) << a->err();
   ChildProcess status("mkd", {"status", "--coordinator", c.address()}, Tmp("status_cli"));
   ASSERT_EQ(status.Wait(), 0) << status.err();
@@ -226,8 +234,8 @@ TEST_F(PoolTest, StatusAndEveryMetricsEndpointTellTheTruth) {
 }
 
 TEST(CoordinatorBinary, LinksNoLibTorch) {
-  const std::string cmd = "ldd " + testing::BinDir() + "/mkd-coordinator > " +
-                          Tmp("ldd.txt") + " 2>&1";
+  const std::string cmd =
+      "ldd " + testing::BinDir() + "/mkd-coordinator > " + Tmp("ldd.txt") + " 2>&1";
   ASSERT_EQ(std::system(cmd.c_str()), 0);
   const std::string libs = testing::SlurpFile(Tmp("ldd.txt"));
   EXPECT_NE(libs.find("libgrpc++"), std::string::npos) << libs;

@@ -6,11 +6,11 @@
 // answers, and that the server's /metrics passes promtool.
 #include <gtest/gtest.h>
 #include <httplib.h>
-#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "common/masking.h"
 #include "common/npy.h"
@@ -102,8 +102,8 @@ int RunStudent(const std::string& name, const std::vector<std::string>& sets) {
 
 std::string Promtool(const std::string& text) {
   std::ofstream(Tmp("metrics.txt")) << text;
-  std::string cmd = "promtool check metrics < " + Tmp("metrics.txt") + " > " +
-                    Tmp("promtool.txt") + " 2>&1";
+  std::string cmd =
+      "promtool check metrics < " + Tmp("metrics.txt") + " > " + Tmp("promtool.txt") + " 2>&1";
   int rc = std::system(cmd.c_str());
   return rc == 0 ? "" : "promtool failed: " + testing::SlurpFile(Tmp("promtool.txt"));
 }
@@ -117,9 +117,9 @@ TEST_F(RemoteDistillTest, RemoteTeacherTrainsLikeTheInProcessOne) {
   Server server = StartTeacher("server1");
   ASSERT_GT(server.port, 0);
   ASSERT_EQ(RunStudent("inproc", {}), 0);
-  ASSERT_EQ(RunStudent("remote",
-                       {"distill.teacher_address=127.0.0.1:" + std::to_string(server.port)}),
-            0);
+  ASSERT_EQ(
+      RunStudent("remote", {"distill.teacher_address=127.0.0.1:" + std::to_string(server.port)}),
+      0);
   auto a = Trajectory(Tmp("inproc")), b = Trajectory(Tmp("remote"));
   ASSERT_EQ(a.size(), 8u);
   ASSERT_EQ(b.size(), a.size());
@@ -146,11 +146,11 @@ TEST_F(RemoteDistillTest, StudentSurvivesTeacherKilledAndRestarted) {
   ASSERT_GT(first.port, 0);
   const std::string port = std::to_string(first.port);
   fs::remove_all(Tmp("restart"));
-  ChildProcess student("mkd-student",
-                       {"train", "--config", Tmp("student.yaml"), "--set",
-                        "run.out_dir=" + Tmp("restart"), "--set", "optim.epochs=30", "--set",
-                        "distill.teacher_address=127.0.0.1:" + port},
-                       Tmp("restart_log"));
+  ChildProcess student(
+      "mkd-student",
+      {"train", "--config", Tmp("student.yaml"), "--set", "run.out_dir=" + Tmp("restart"), "--set",
+       "optim.epochs=30", "--set", "distill.teacher_address=127.0.0.1:" + port},
+      Tmp("restart_log"));
   ASSERT_TRUE(student.WaitForLine("step 2/240").has_value()) << student.err();
   first.process->Signal(SIGKILL);
   EXPECT_EQ(first.process->Wait(), 128 + SIGKILL);
@@ -163,12 +163,11 @@ TEST_F(RemoteDistillTest, StudentSurvivesTeacherKilledAndRestarted) {
 }
 
 TEST_F(RemoteDistillTest, UnreachableTeacherIsAClearError) {
-  ChildProcess student("mkd-student",
-                       {"train", "--config", Tmp("student.yaml"), "--set",
-                        "run.out_dir=" + Tmp("unreachable"), "--set",
-                        "distill.teacher_address=127.0.0.1:1", "--set",
-                        "distill.teacher_timeout_ms=500"},
-                       Tmp("unreachable_log"));
+  ChildProcess student(
+      "mkd-student",
+      {"train", "--config", Tmp("student.yaml"), "--set", "run.out_dir=" + Tmp("unreachable"),
+       "--set", "distill.teacher_address=127.0.0.1:1", "--set", "distill.teacher_timeout_ms=500"},
+      Tmp("unreachable_log"));
   // GetModelInfo waits up to the reconnect timeout (60 s) for a server.
   EXPECT_EQ(student.Wait(), 1);
   EXPECT_NE(student.err().find("teacher at '127.0.0.1:1'"), std::string::npos) << student.err();
@@ -182,9 +181,11 @@ TEST_F(RemoteDistillTest, TeacherBinaryRejectsBadInputWithOneLine) {
   } cases[] = {
       {{"--config", Tmp("missing.yaml")}, 1, "missing.yaml"},
       {{"--config", Tmp("server.yaml"), "--set", "dtype=int8"}, 1, "'dtype': must be fp32"},
-      {{"--config", Tmp("server.yaml"), "--set", "weights=" + Tmp("nope.safetensors")}, 1,
+      {{"--config", Tmp("server.yaml"), "--set", "weights=" + Tmp("nope.safetensors")},
+       1,
        "nope.safetensors"},
-      {{"--config", Tmp("server.yaml"), "--set", "batcher.max_queued=-1"}, 1,
+      {{"--config", Tmp("server.yaml"), "--set", "batcher.max_queued=-1"},
+       1,
        "'batcher.max_queued': must be positive"},
       {{"--confg", "x"}, 2, "--confg"},
   };
@@ -198,10 +199,10 @@ TEST_F(RemoteDistillTest, TeacherBinaryRejectsBadInputWithOneLine) {
   // A port that is taken is a clear error, not a silently shared socket.
   Server first = StartTeacher("server_port");
   ASSERT_GT(first.port, 0);
-  ChildProcess second("mkd-teacher",
-                      {"--config", Tmp("server.yaml"), "--set",
-                       "listen=127.0.0.1:" + std::to_string(first.port)},
-                      Tmp("server_port2"));
+  ChildProcess second(
+      "mkd-teacher",
+      {"--config", Tmp("server.yaml"), "--set", "listen=127.0.0.1:" + std::to_string(first.port)},
+      Tmp("server_port2"));
   EXPECT_EQ(second.Wait(), 1);
   EXPECT_NE(second.err().find("cannot listen on"), std::string::npos) << second.err();
 }
@@ -227,10 +228,11 @@ TEST_F(RemoteDistillTest, PythonGrpcClientGetsLogitsAndCleanErrors) {
     ASSERT_TRUE(WriteNpy(Tmp(std::string(name) + ".npy"), *host).ok());
   }
   fs::create_directories(Tmp("pygen"));
-  std::string cmd = "protoc --proto_path=proto --python_out=" + Tmp("pygen") +
-                    " proto/maskedkd/v1/teacher.proto && /usr/bin/python3 tests/teacher_client.py " +
-                    std::to_string(server.port) + " " + Tmp("pygen") + " " + Tmp("") + " > " +
-                    Tmp("py.txt") + " 2>&1";
+  std::string cmd =
+      "protoc --proto_path=proto --python_out=" + Tmp("pygen") +
+      " proto/maskedkd/v1/teacher.proto && /usr/bin/python3 tests/teacher_client.py " +
+      std::to_string(server.port) + " " + Tmp("pygen") + " " + Tmp("") + " > " + Tmp("py.txt") +
+      " 2>&1";
   int rc = std::system(cmd.c_str());
   EXPECT_EQ(rc, 0) << testing::SlurpFile(Tmp("py.txt"));
   EXPECT_NE(testing::SlurpFile(Tmp("py.txt")).find("python client: ok"), std::string::npos);

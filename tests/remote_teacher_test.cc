@@ -104,7 +104,8 @@ TEST(RemoteTeacher, AMicroBatchOverTheTeachersLimitIsRefusedBeforeItIsSent) {
   EXPECT_NE(r.status().message().find("max_request_bytes (4096)"), std::string::npos) << r.status();
   // One that fits goes through.
   tu::MicroBatch small = tu::MakeMicroBatch(1, 4, 41);
-  EXPECT_TRUE(AwaitLogits((*remote)->SubmitLogits(small.images, small.idx), absl::Seconds(30)).ok());
+  EXPECT_TRUE(
+      AwaitLogits((*remote)->SubmitLogits(small.images, small.idx), absl::Seconds(30)).ok());
   EXPECT_EQ(s.server->metrics().requests(absl::StatusCode::kOk), 1) << "the big one never left";
 }
 

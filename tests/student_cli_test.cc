@@ -1,16 +1,15 @@
 // Drives the real `mkd-student` binary: a short training run on Debian's
 // Fashion-MNIST whose checkpoint then loads in `mkd predict`, eval-only,
 // and one-line errors for bad flags, config keys and files.
+#include <gtest/gtest.h>
 #include <sys/wait.h>
+#include <torch/torch.h>
 
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
-
-#include <gtest/gtest.h>
-#include <torch/torch.h>
 
 #include "common/npy.h"
 #include "common/tensor_util.h"
@@ -44,12 +43,14 @@ Result RunBin(const std::string& bin, const std::string& args) {
 }
 
 std::string WriteConfig() {
-  std::ofstream(Tmp("model.yaml")) << "img_size: 28\npatch_size: 7\nin_chans: 1\nembed_dim: 16\n"
-                                      "depth: 1\nnum_heads: 2\nnum_classes: 10\nmean: [0.286]\nstd: [0.353]\n";
-  std::ofstream(Tmp("train.yaml")) << "mode: train\nmodel: " << Tmp("model.yaml") << "\n"
-                                   << "data: {batch_size: 32, limit_train: 128, limit_eval: 64}\n"
-                                   << "optim: {epochs: 1, lr: 0.05}\n"
-                                   << "run: {out_dir: " << Tmp("run") << ", log_every_steps: 2, threads: 1}\n";
+  std::ofstream(Tmp("model.yaml"))
+      << "img_size: 28\npatch_size: 7\nin_chans: 1\nembed_dim: 16\n"
+         "depth: 1\nnum_heads: 2\nnum_classes: 10\nmean: [0.286]\nstd: [0.353]\n";
+  std::ofstream(Tmp("train.yaml"))
+      << "mode: train\nmodel: " << Tmp("model.yaml") << "\n"
+      << "data: {batch_size: 32, limit_train: 128, limit_eval: 64}\n"
+      << "optim: {epochs: 1, lr: 0.05}\n"
+      << "run: {out_dir: " << Tmp("run") << ", log_every_steps: 2, threads: 1}\n";
   return Tmp("train.yaml");
 }
 
@@ -80,8 +81,8 @@ TEST(StudentCliTest, TrainsSavesAndTheCheckpointLoadsInPredict) {
 
   // The plot script turns the run's metrics.jsonl into a PNG.
   fs::remove(Tmp("curves.png"));
-  std::string plot = "/usr/bin/python3 scripts/plot_metrics.py " + Tmp("run") +
-                     "/metrics.jsonl " + Tmp("curves.png") + " >" + Tmp("plot.txt") + " 2>&1";
+  std::string plot = "/usr/bin/python3 scripts/plot_metrics.py " + Tmp("run") + "/metrics.jsonl " +
+                     Tmp("curves.png") + " >" + Tmp("plot.txt") + " 2>&1";
   ASSERT_EQ(std::system(plot.c_str()), 0) << Slurp(Tmp("plot.txt"));
   EXPECT_EQ(Slurp(Tmp("curves.png")).substr(0, 8), "\x89PNG\r\n\x1a\n");
   std::ofstream(Tmp("bad.jsonl")) << "{\"type\": \"train\"\n";
@@ -100,8 +101,10 @@ TEST(StudentCliTest, BadInputGivesOneLineErrors) {
       {"train", "missing required flag --config"},
       {"train --config /no/such.yaml", "/no/such.yaml"},
       {"train --config " + config + " --set optim.lrr=1", "config key 'optim.lrr': unknown key"},
-      {"train --config " + config + " --set data.batch_size=big", "'data.batch_size': expected an integer"},
-      {"train --config " + config + " --set data.kind=cifar10 --set data.dir=/no/cifar", "/no/cifar/data_batch_1.bin"},
+      {"train --config " + config + " --set data.batch_size=big",
+       "'data.batch_size': expected an integer"},
+      {"train --config " + config + " --set data.kind=cifar10 --set data.dir=/no/cifar",
+       "/no/cifar/data_batch_1.bin"},
       {"train --config " + config + " --bogus", "unknown flag --bogus"},
       {"eval --config " + config, "missing required flag --checkpoint"},
       {"eval --config " + config + " --checkpoint /no/w.safetensors", "/no/w.safetensors"},
