@@ -14,7 +14,8 @@
 #   SEEDS    (default "0 1 2"); EPOCHS (default: the config's)
 #   JOBS     runs at once (default 1; on a GPU several small runs share it)
 #   SETS     extra --set overrides for every run, e.g. "run.device=cuda run.threads=2"
-#   VARIANTS only the variants whose name contains one of these words (default all)
+#   VARIANTS only the variants whose name contains one of these comma-separated
+#            parts (default all), e.g. "logit,random" or "MaskedKD keep 50%"
 #   MKD_STUDENT  the binary (default build/bin/mkd-student)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,8 +44,9 @@ variants=(
 )
 wanted() {
   [[ -z "${VARIANTS:-}" ]] && return 0
-  local w
-  for w in $VARIANTS; do [[ $1 == *"$w"* ]] && return 0; done
+  local w parts
+  IFS=, read -r -a parts <<<"$VARIANTS"
+  for w in "${parts[@]}"; do [[ -n $w && $1 == *"$w"* ]] && return 0; done
   return 1
 }
 
