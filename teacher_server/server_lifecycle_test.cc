@@ -38,6 +38,35 @@ TEST(TeacherServer, ShutdownDrainsAcceptedWork) {
   for (auto& [id, r] : got) EXPECT_EQ(r.code(), 0) << id << ": " << r.message();
 }
 
+// A client that cancels its stream with work still queued: the server
+// finishes the stream (its reactor is done) while the batcher still holds
+// that stream's micro-batches, whose answers then have nowhere to go. The
+// server must neither crash nor wedge: the queue drains, and another
+// client is answered. (Under ASan, a done callback that touched the dead
+// reactor would fail here.)
+TEST(TeacherServer, ACancelledStreamWithQueuedWorkLeavesTheServerWell) {
+  Started s = Start();
+  s.engine->Close();
+  MicroBatch m = MakeMicroBatch(1, 4, 11);
+  {
+    Stream doomed(s.stub.get());
+    ASSERT_TRUE(doomed.Write(Request("doomed", 1, m)));
+    ASSERT_TRUE(s.engine->WaitRuns(1));  // One in the engine, held by the gate.
+    for (uint64_t id = 2; id <= 4; ++id) ASSERT_TRUE(doomed.Write(Request("doomed", id, m)));
+    ASSERT_TRUE(WaitUntil([&] { return s.server->metrics().queued() == 3; }));
+    EXPECT_EQ(doomed.Cancel().error_code(), grpc::StatusCode::CANCELLED);
+  }
+  s.engine->Open();
+  // Work that was accepted is run or dropped, never left queued.
+  EXPECT_TRUE(WaitUntil([&] { return s.server->metrics().queued() == 0; }));
+  Stream next(s.stub.get());
+  ASSERT_TRUE(next.Write(Request("next", 1, m)));
+  auto got = next.Read(1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got.at(1).code(), 0) << got.at(1).message();
+  EXPECT_TRUE(next.Close().ok());
+}
+
 TEST(TeacherServer, NewWorkDuringShutdownIsUnavailable) {
   Started s = Start();
   Stream stream(s.stub.get());

@@ -210,6 +210,12 @@ class Stream {
     for (int i = 0; i < n && rw_->Read(&r); ++i) out[r.micro_batch_id()] = r;
     return out;
   }
+  // The client gives up on the stream (as a killed or timed-out student
+  // does); its Finish then reports CANCELLED.
+  grpc::Status Cancel() {
+    ctx_.TryCancel();
+    return rw_->Finish();
+  }
   grpc::Status Close() {
     rw_->WritesDone();
     v1::DistillResponse extra;
