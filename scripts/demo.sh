@@ -130,6 +130,7 @@ run_student() {  # run_student <name> <label> [--set ...]: trains, prints its lo
   shift 2
   echo "== student: $label, a job of the pool"
   rm -rf "runs/$name"
+  : >"runs/$name.log"  # Before tail -f below opens it (the student's redirect may come later).
   local t0
   t0=$(date +%s)
   build/bin/mkd-student train --config "$student_config" \
