@@ -11,6 +11,7 @@
 #include "common/status_macros.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "maskedkd/v1/coordinator.grpc.pb.h"
+#include "proto/wire.h"
 
 namespace mkd::cli {
 namespace {
@@ -73,19 +74,6 @@ absl::Status FromGrpc(const grpc::Status& st, const PoolOptions& o) {
                       absl::StrCat("coordinator ", o.coordinator, ": ", st.error_message()));
 }
 
-const char* StateName(v1::TeacherState s) {
-  switch (s) {
-    case v1::TEACHER_STATE_SERVING:
-      return "serving";
-    case v1::TEACHER_STATE_DRAINING:
-      return "draining";
-    case v1::TEACHER_STATE_GONE:
-      return "gone";
-    default:
-      return "?";
-  }
-}
-
 }  // namespace
 
 absl::StatusOr<PoolOptions> ParseStatusFlags(const std::vector<std::string>& args) {
@@ -146,8 +134,9 @@ absl::StatusOr<std::string> RunStatus(const PoolOptions& o) {
                                     "DEVICE", "STATE", "TOKENS/S", "QUEUE", "BEAT", "JOBS");
   for (const v1::TeacherStatus& t : teachers.teachers()) {
     absl::StrAppendFormat(&out, "%-22s %-34s %-8s %-9s %10.0f %6d %6.1fs  %s\n", t.info().address(),
-                          t.info().model_id(), t.info().device(), StateName(t.state()),
-                          t.load().tokens_per_s(), t.load().queued(), t.last_heartbeat_age_s(),
+                          t.info().model_id(), t.info().device(),
+                          proto::TeacherStateName(t.state()), t.load().tokens_per_s(),
+                          t.load().queued(), t.last_heartbeat_age_s(),
                           absl::StrJoin(t.jobs(), ","));
   }
   if (teachers.teachers().empty()) out += "(no teachers)\n";
@@ -176,7 +165,7 @@ absl::StatusOr<std::string> RunDrain(const PoolOptions& o) {
   req.set_address(o.teacher);
   v1::DrainResponse resp;
   MKD_RETURN_IF_ERROR(FromGrpc(stub->Drain(&ctx, req, &resp), o));
-  return absl::StrCat("teacher ", o.teacher, ": ", StateName(resp.state()),
+  return absl::StrCat("teacher ", o.teacher, ": ", proto::TeacherStateName(resp.state()),
                       " (it finishes what it accepted, then leaves the pool)");
 }
 

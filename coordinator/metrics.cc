@@ -1,25 +1,13 @@
 #include "coordinator/metrics.h"
 
 #include "prometheus/text_serializer.h"
+#include "proto/wire.h"
 
 namespace mkd::coordinator {
 namespace {
 
 using prometheus::BuildCounter;
 using prometheus::BuildGauge;
-
-const char* StateName(v1::TeacherState s) {
-  switch (s) {
-    case v1::TEACHER_STATE_SERVING:
-      return "serving";
-    case v1::TEACHER_STATE_DRAINING:
-      return "draining";
-    case v1::TEACHER_STATE_GONE:
-      return "gone";
-    default:
-      return "unknown";
-  }
-}
 
 }  // namespace
 
@@ -80,7 +68,7 @@ CoordinatorMetrics::CoordinatorMetrics()
 void CoordinatorMetrics::Update(const PoolStats& stats) {
   std::lock_guard<std::mutex> lock(mu_);
   for (const auto& [state, n] : stats.teachers) {
-    teachers_.Add({{"state", StateName(state)}}).Set(static_cast<double>(n));
+    teachers_.Add({{"state", proto::TeacherStateName(state)}}).Set(static_cast<double>(n));
   }
   jobs_.Set(static_cast<double>(stats.jobs));
   assignments_.Set(static_cast<double>(stats.assignments));

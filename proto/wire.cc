@@ -18,6 +18,19 @@ int64_t WireDTypeSize(int dtype) {
   }
 }
 
+const char* TeacherStateName(int state) {
+  switch (state) {
+    case maskedkd::v1::TEACHER_STATE_SERVING:
+      return "serving";
+    case maskedkd::v1::TEACHER_STATE_DRAINING:
+      return "draining";
+    case maskedkd::v1::TEACHER_STATE_GONE:
+      return "gone";
+    default:
+      return "unknown";
+  }
+}
+
 std::string WireDTypeName(int dtype) {
   switch (dtype) {
     case maskedkd::v1::DTYPE_F32:

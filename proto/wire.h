@@ -1,5 +1,5 @@
-// Torch-free helpers for the wire protocol: dtype names and sizes, and the
-// byte sizes a DistillRequest's fields must have. The payloads are
+// Torch-free helpers for the wire protocol: dtype names and sizes, the
+// byte sizes a DistillRequest's fields must have, and teacher state names. The payloads are
 // little-endian (every supported host is).
 #ifndef MKD_PROTO_WIRE_H_
 #define MKD_PROTO_WIRE_H_
@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "maskedkd/v1/coordinator.pb.h"
 #include "maskedkd/v1/teacher.pb.h"
 
 namespace mkd::proto {
@@ -18,6 +19,10 @@ int64_t WireDTypeSize(int dtype);
 
 // "f32", "f16", "bf16"; "unspecified" otherwise.
 std::string WireDTypeName(int dtype);
+
+// "serving", "draining", "gone"; "unknown" otherwise. The CLI's tables and
+// the coordinator's metric labels both say it this way.
+const char* TeacherStateName(int state);
 
 // Parses "fp32"/"f32", "fp16"/"f16", "bf16"; kInvalidArgument otherwise.
 absl::StatusOr<maskedkd::v1::DType> ParseWireDType(absl::string_view name);

@@ -151,7 +151,6 @@ absl::Status Trainer::Init() {
       config_.optim.lr * static_cast<double>(config_.data.batch_size) / config_.optim.lr_base_batch;
 
   if (teacher_) {
-    criterion_ = config_.distill.criterion;
     const ViTConfig& t = teacher_->config();
     if (t.img_size != config_.model.img_size || t.in_chans != config_.model.in_chans) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -224,7 +223,7 @@ absl::StatusOr<torch::Tensor> Trainer::SelectForTeacher(const torch::Tensor& ima
   const ViTConfig& t = teacher_->config();
   const int64_t b = images.size(0);
   torch::Tensor scores;
-  switch (criterion_) {
+  switch (config_.distill.criterion) {
     case MaskCriterion::kStudentTopk:
     case MaskCriterion::kBottomk: {
       const int64_t g = config_.model.grid_size();
@@ -243,11 +242,11 @@ absl::StatusOr<torch::Tensor> Trainer::SelectForTeacher(const torch::Tensor& ima
       scores = torch::zeros({b, t.num_patches()}, torch::TensorOptions().device(device_));
       break;
   }
-  if (criterion_ == MaskCriterion::kAll) k = t.num_patches();
+  if (config_.distill.criterion == MaskCriterion::kAll) k = t.num_patches();
   if (config_.distill.random_share > 0) {  // Validate allows it with top-k criteria only.
     return SelectTopkMixed(scores, k, config_.distill.random_share, gen);
   }
-  return SelectPatches(scores, k, criterion_, gen);
+  return SelectPatches(scores, k, config_.distill.criterion, gen);
 }
 
 Trainer::LossTerms Trainer::TrainForwardBackward(const Batch& batch) {
@@ -280,7 +279,8 @@ absl::StatusOr<Trainer::LossTerms> Trainer::DistillForwardBackward(const Batch& 
   const ViTConfig& t = teacher_->config();
   MKD_ASSIGN_OR_RETURN(int64_t k, KeepCount(KeepRatioNow(), t.num_patches()));
   ForwardOptions fo;
-  fo.saliency = criterion_ == MaskCriterion::kStudentTopk || criterion_ == MaskCriterion::kBottomk;
+  fo.saliency = config_.distill.criterion == MaskCriterion::kStudentTopk ||
+                config_.distill.criterion == MaskCriterion::kBottomk;
   fo.saliency_mode = config_.distill.saliency;
   // Random selection is seeded per step so a resumed run picks the same;
   // the generator lives on the device, so a GPU run draws there.

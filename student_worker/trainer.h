@@ -156,7 +156,6 @@ class Trainer {
   std::unique_ptr<AdamW> optimizer_;
   std::unique_ptr<Loader> train_loader_;
   std::unique_ptr<Loader> eval_loader_;
-  MaskCriterion criterion_ = MaskCriterion::kStudentTopk;
   int64_t steps_per_epoch_ = 0;
   int64_t total_steps_ = 0;
   double peak_lr_ = 0;
