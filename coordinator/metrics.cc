@@ -66,7 +66,7 @@ CoordinatorMetrics::CoordinatorMetrics()
                    .Register(*registry_)) {}
 
 void CoordinatorMetrics::Update(const PoolStats& stats) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   for (const auto& [state, n] : stats.teachers) {
     teachers_.Add({{"state", proto::TeacherStateName(state)}}).Set(static_cast<double>(n));
   }

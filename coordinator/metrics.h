@@ -7,9 +7,9 @@
 
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 
+#include "common/mutex.h"
 #include "coordinator/pool.h"
 #include "prometheus/counter.h"
 #include "prometheus/family.h"
@@ -43,8 +43,8 @@ class CoordinatorMetrics {
   prometheus::Counter& invalid_requests_;
   prometheus::Family<prometheus::Gauge>& planned_;
 
-  std::mutex mu_;
-  std::map<std::string, prometheus::Gauge*> planned_by_job_;  // Guarded by mu_.
+  Mutex mu_;
+  std::map<std::string, prometheus::Gauge*> planned_by_job_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace mkd::coordinator

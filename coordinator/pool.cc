@@ -20,7 +20,7 @@ Pool::Pool(PoolOptions options, Clock clock)
     : options_(options), clock_(std::move(clock)), started_(clock_()) {}
 
 void Pool::SetOnChange(OnChange on_change) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   on_change_ = std::move(on_change);
 }
 
@@ -28,7 +28,7 @@ void Pool::Notify(const std::vector<std::string>& changed) {
   if (changed.empty()) return;
   OnChange fn;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (!settled_) return;  // Nothing is handed out yet.
     fn = on_change_;
   }
@@ -39,7 +39,7 @@ v1::TeacherState Pool::UpsertTeacher(const v1::TeacherInfo& info, const v1::Teac
   std::vector<std::string> changed;
   v1::TeacherState state;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     auto [it, inserted] = teachers_.try_emplace(info.address());
     Teacher& t = it->second;
     // A new process at a known address (another instance) starts afresh:
@@ -64,7 +64,7 @@ absl::StatusOr<v1::TeacherState> Pool::Drain(const std::string& address) {
   std::vector<std::string> changed;
   v1::TeacherState state;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     auto it = teachers_.find(address);
     if (it == teachers_.end()) {
       return absl::NotFoundError(absl::StrCat("no teacher at '", address, "' in the pool"));
@@ -82,7 +82,7 @@ absl::StatusOr<v1::TeacherState> Pool::Drain(const std::string& address) {
 void Pool::UpsertJob(const v1::JobInfo& info, const v1::JobTimings* timings) {
   std::vector<std::string> changed;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     auto [it, inserted] = jobs_.try_emplace(info.job_id());
     Job& job = it->second;
     const bool relevant_change =
@@ -189,7 +189,7 @@ std::vector<std::string> Pool::Recompute() {
 void Pool::Tick() {
   std::vector<std::string> changed;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     const absl::Time now = clock_();
     bool membership = false;
     for (auto it = teachers_.begin(); it != teachers_.end();) {
@@ -243,7 +243,7 @@ v1::Assignment Pool::ToAssignment(const std::string& id, const Job& job) const {
 }
 
 std::optional<v1::Assignment> Pool::AssignmentFor(const std::string& job_id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (Settling(clock_())) return std::nullopt;
   auto it = jobs_.find(job_id);
   if (it == jobs_.end()) return std::nullopt;
@@ -251,7 +251,7 @@ std::optional<v1::Assignment> Pool::AssignmentFor(const std::string& job_id) {
 }
 
 v1::ListTeachersResponse Pool::ListTeachers() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   const absl::Time now = clock_();
   v1::ListTeachersResponse out;
   for (const auto& [address, t] : teachers_) {
@@ -270,7 +270,7 @@ v1::ListTeachersResponse Pool::ListTeachers() {
 }
 
 v1::ListJobsResponse Pool::ListJobs() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   const absl::Time now = clock_();
   v1::ListJobsResponse out;
   for (const auto& [id, job] : jobs_) {
@@ -298,7 +298,7 @@ v1::ListJobsResponse Pool::ListJobs() {
 }
 
 PoolStats Pool::Stats() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   PoolStats s;
   for (v1::TeacherState state :
        {v1::TEACHER_STATE_SERVING, v1::TEACHER_STATE_DRAINING, v1::TEACHER_STATE_GONE}) {

@@ -15,7 +15,6 @@
 
 #include <functional>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -23,6 +22,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/mutex.h"
 #include "coordinator/planner.h"
 #include "maskedkd/v1/coordinator.pb.h"
 
@@ -104,10 +104,11 @@ class Pool {
   };
 
   // Recomputes every assignment and plan; returns the jobs whose
-  // assignment changed. Needs mu_.
-  std::vector<std::string> Recompute();
-  void Replan(Job& job);                                                     // Needs mu_.
-  v1::Assignment ToAssignment(const std::string& id, const Job& job) const;  // Needs mu_.
+  // assignment changed.
+  std::vector<std::string> Recompute() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Replan(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  v1::Assignment ToAssignment(const std::string& id, const Job& job) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool Settling(absl::Time now) const { return now < started_ + options_.settle; }
   void Notify(const std::vector<std::string>& changed);
 
@@ -116,14 +117,14 @@ class Pool {
   const Clock clock_;
   const absl::Time started_;
 
-  std::mutex mu_;
-  OnChange on_change_;                       // Guarded by mu_ (copied out to call).
-  std::map<std::string, Teacher> teachers_;  // By address; guarded by mu_.
-  std::map<std::string, Job> jobs_;          // By id; guarded by mu_.
-  uint64_t next_version_ = 1;                // Guarded by mu_.
-  bool settled_ = false;                     // Guarded by mu_.
-  int64_t reassignments_ = 0;                // Guarded by mu_.
-  int64_t missed_heartbeats_ = 0;            // Guarded by mu_.
+  Mutex mu_;
+  OnChange on_change_ ABSL_GUARDED_BY(mu_);                       // Copied out to call.
+  std::map<std::string, Teacher> teachers_ ABSL_GUARDED_BY(mu_);  // By address.
+  std::map<std::string, Job> jobs_ ABSL_GUARDED_BY(mu_);          // By id.
+  uint64_t next_version_ ABSL_GUARDED_BY(mu_) = 1;
+  bool settled_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t reassignments_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t missed_heartbeats_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace mkd::coordinator

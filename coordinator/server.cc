@@ -51,23 +51,24 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
 CoordinatorServer::~CoordinatorServer() { Shutdown(); }
 
 void CoordinatorServer::TickLoop(absl::Duration every) {
-  std::unique_lock<std::mutex> lock(mu_);
-  while (!stopping_) {
-    lock.unlock();
+  for (;;) {
     pool_->Tick();
     metrics_->Update(pool_->Stats());
-    lock.lock();
-    wake_.wait_for(lock, absl::ToChronoNanoseconds(every), [this] { return stopping_; });
+    MutexLock lock(&mu_);
+    const absl::Time deadline = absl::Now() + every;
+    while (!stopping_ && wake_.WaitWithDeadline(&mu_, deadline)) {
+    }
+    if (stopping_) return;
   }
 }
 
 void CoordinatorServer::Shutdown() {
   std::call_once(shutdown_once_, [&] {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       stopping_ = true;
     }
-    wake_.notify_all();
+    wake_.SignalAll();
     if (ticker_.joinable()) ticker_.join();
     if (server_) server_->GetHealthCheckService()->SetServingStatus(false);
     if (service_) service_->CloseWatches();

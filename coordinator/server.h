@@ -6,13 +6,13 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include <condition_variable>
 #include <memory>
-#include <mutex>
+#include <mutex>  // std::once_flag
 #include <thread>
 
 #include "absl/status/statusor.h"
 #include "common/metrics_http.h"
+#include "common/mutex.h"
 #include "coordinator/config.h"
 #include "coordinator/metrics.h"
 #include "coordinator/pool.h"
@@ -47,9 +47,9 @@ class CoordinatorServer {
   int port_ = 0;
   int metrics_port_ = 0;
 
-  std::mutex mu_;
-  std::condition_variable wake_;
-  bool stopping_ = false;  // Guarded by mu_.
+  Mutex mu_;
+  CondVar wake_;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread ticker_;
   std::once_flag shutdown_once_;
 };

@@ -21,7 +21,13 @@ absl::Status CheckName(absl::string_view field, const std::string& v, size_t max
 
 bool FiniteNonNegative(double v) { return std::isfinite(v) && v >= 0; }
 
-absl::Status ValidateTimings(const v1::JobTimings& t) {
+grpc::Status ToGrpc(const absl::Status& s) {
+  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
+}
+
+}  // namespace
+
+absl::Status ValidateJobTimings(const v1::JobTimings& t) {
   for (double v :
        {t.images_per_s(), t.student_forward_s(), t.student_backward_s(), t.teacher_round_trip_s(),
         t.teacher_compute_s(), t.measured_step_s(), t.predicted_step_s()}) {
@@ -33,11 +39,15 @@ absl::Status ValidateTimings(const v1::JobTimings& t) {
   return absl::OkStatus();
 }
 
-grpc::Status ToGrpc(const absl::Status& s) {
-  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
+absl::Status ValidateTeacherLoad(const v1::TeacherLoad& load) {
+  if (load.queued() < 0 || load.in_flight() < 0) {
+    return Bad("load", "queued and in_flight must be >= 0");
+  }
+  if (!FiniteNonNegative(load.tokens_per_s())) {
+    return Bad("load.tokens_per_s", "must be finite and >= 0");
+  }
+  return absl::OkStatus();
 }
-
-}  // namespace
 
 absl::Status ValidateTeacherInfo(const v1::TeacherInfo& info) {
   if (!IsHostPort(info.address())) {
@@ -81,40 +91,53 @@ class CoordinatorServiceImpl::Watcher final : public grpc::ServerWriteReactor<v1
   const std::string& job() const { return job_; }
 
   // Sends `a` unless something as new was sent or is waiting.
-  void Offer(const std::optional<v1::Assignment>& a) {
+  void Offer(const std::optional<v1::Assignment>& a) ABSL_LOCKS_EXCLUDED(mu_) {
     if (!a) return;
-    std::unique_lock<std::mutex> lock(mu_);
-    if (finishing_ || a->version() <= offered_version_) return;
+    mu_.Lock();
+    if (finishing_ || a->version() <= offered_version_) {
+      mu_.Unlock();
+      return;
+    }
     offered_version_ = a->version();
     next_ = *a;
     has_next_ = true;
-    if (writing_) return;
-    WriteNext(lock);
+    if (writing_) {
+      mu_.Unlock();
+      return;
+    }
+    WriteNext();
   }
 
-  void Close(const grpc::Status& status) {
-    std::unique_lock<std::mutex> lock(mu_);
-    if (finishing_) return;
-    finishing_ = true;
-    finish_status_ = status;
-    if (writing_) return;  // OnWriteDone finishes.
-    lock.unlock();
-    Finish(status);
+  void Close(const grpc::Status& status) ABSL_LOCKS_EXCLUDED(mu_) {
+    bool finish_now = false;
+    {
+      MutexLock lock(&mu_);
+      if (finishing_) return;
+      finishing_ = true;
+      finish_status_ = status;
+      finish_now = !writing_;  // Otherwise OnWriteDone finishes.
+    }
+    if (finish_now) Finish(status);
   }
 
   void OnWriteDone(bool ok) override {
-    std::unique_lock<std::mutex> lock(mu_);
+    mu_.Lock();
     writing_ = false;
     if (!ok && !finishing_) {  // The client went away.
       finishing_ = true;
       finish_status_ = grpc::Status::CANCELLED;
     }
     if (finishing_) {
-      lock.unlock();
-      Finish(finish_status_);
+      const grpc::Status status = finish_status_;
+      mu_.Unlock();
+      Finish(status);
       return;
     }
-    if (has_next_) WriteNext(lock);
+    if (has_next_) {
+      WriteNext();
+      return;
+    }
+    mu_.Unlock();
   }
 
   void OnCancel() override { Close(grpc::Status::CANCELLED); }
@@ -125,25 +148,28 @@ class CoordinatorServiceImpl::Watcher final : public grpc::ServerWriteReactor<v1
   }
 
  private:
-  // REQUIRES: mu_ held via `lock`, has_next_, !writing_. Releases the lock.
-  void WriteNext(std::unique_lock<std::mutex>& lock) {
+  // REQUIRES: has_next_, !writing_. Releases mu_ before handing the write to
+  // gRPC, whose reactions may run on other threads at once.
+  void WriteNext() ABSL_UNLOCK_FUNCTION(mu_) {
     current_ = std::move(next_);
     has_next_ = false;
     writing_ = true;
-    lock.unlock();
+    mu_.Unlock();
     StartWrite(&current_);
   }
 
   CoordinatorServiceImpl* const service_;
   const std::string job_;
-  std::mutex mu_;
-  v1::Assignment current_;        // Being written; guarded by mu_ until handed to gRPC.
-  v1::Assignment next_;           // Guarded by mu_.
-  bool has_next_ = false;         // Guarded by mu_.
-  bool writing_ = false;          // Guarded by mu_.
-  bool finishing_ = false;        // Guarded by mu_.
-  grpc::Status finish_status_;    // Guarded by mu_.
-  uint64_t offered_version_ = 0;  // Guarded by mu_.
+  Mutex mu_;
+  // Being written: set under mu_ while writing_ is false, then owned by gRPC
+  // until OnWriteDone (so not annotated: StartWrite reads it unlocked).
+  v1::Assignment current_;
+  v1::Assignment next_ ABSL_GUARDED_BY(mu_);
+  bool has_next_ ABSL_GUARDED_BY(mu_) = false;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finishing_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status finish_status_ ABSL_GUARDED_BY(mu_);
+  uint64_t offered_version_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 CoordinatorServiceImpl::CoordinatorServiceImpl(const CoordinatorConfig& config, Pool* pool,
@@ -176,6 +202,7 @@ grpc::ServerUnaryReactor* CoordinatorServiceImpl::TeacherHeartbeat(
     grpc::CallbackServerContext* ctx, const v1::TeacherHeartbeatRequest* request,
     v1::TeacherHeartbeatResponse* response) {
   absl::Status st = ValidateTeacherInfo(request->info());
+  if (st.ok()) st = ValidateTeacherLoad(request->load());
   if (st.ok()) {
     response->set_state(pool_->UpsertTeacher(request->info(), &request->load()));
     response->set_lease_s(config_.lease_s);
@@ -199,7 +226,7 @@ grpc::ServerUnaryReactor* CoordinatorServiceImpl::JobHeartbeat(
     grpc::CallbackServerContext* ctx, const v1::JobHeartbeatRequest* request,
     v1::JobHeartbeatResponse* response) {
   absl::Status st = ValidateJobInfo(request->info());
-  if (st.ok()) st = ValidateTimings(request->timings());
+  if (st.ok()) st = ValidateJobTimings(request->timings());
   if (st.ok()) {
     pool_->UpsertJob(request->info(), request->has_timings() ? &request->timings() : nullptr);
     response->set_lease_s(config_.lease_s);
@@ -216,7 +243,7 @@ grpc::ServerWriteReactor<v1::Assignment>* CoordinatorServiceImpl::WatchAssignmen
     return watcher;
   }
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (!closed_) {
       watchers_.emplace(request->job_id(), watcher);
       // Offered under mu_, so OnChange cannot slip an older version after it.
@@ -231,14 +258,14 @@ grpc::ServerWriteReactor<v1::Assignment>* CoordinatorServiceImpl::WatchAssignmen
 void CoordinatorServiceImpl::OnChange(const std::vector<std::string>& jobs) {
   for (const std::string& job : jobs) {
     std::optional<v1::Assignment> a = pool_->AssignmentFor(job);
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     auto [begin, end] = watchers_.equal_range(job);
     for (auto it = begin; it != end; ++it) it->second->Offer(a);
   }
 }
 
 void CoordinatorServiceImpl::Forget(Watcher* watcher) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto [begin, end] = watchers_.equal_range(watcher->job());
   for (auto it = begin; it != end; ++it) {
     if (it->second == watcher) {
@@ -249,7 +276,7 @@ void CoordinatorServiceImpl::Forget(Watcher* watcher) {
 }
 
 void CoordinatorServiceImpl::CloseWatches() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   closed_ = true;
   for (auto& [job, w] : watchers_) {
     w->Close(grpc::Status(grpc::StatusCode::UNAVAILABLE, "coordinator is shutting down"));

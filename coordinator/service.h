@@ -10,11 +10,11 @@
 #include <grpcpp/grpcpp.h>
 
 #include <map>
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "common/mutex.h"
 #include "coordinator/config.h"
 #include "coordinator/metrics.h"
 #include "coordinator/pool.h"
@@ -25,6 +25,8 @@ namespace mkd::coordinator {
 // Field checks shared by the RPCs (kInvalidArgument naming the field).
 absl::Status ValidateTeacherInfo(const v1::TeacherInfo& info);
 absl::Status ValidateJobInfo(const v1::JobInfo& info);
+absl::Status ValidateJobTimings(const v1::JobTimings& timings);
+absl::Status ValidateTeacherLoad(const v1::TeacherLoad& load);
 
 class CoordinatorServiceImpl final : public v1::CoordinatorService::CallbackService {
  public:
@@ -71,9 +73,9 @@ class CoordinatorServiceImpl final : public v1::CoordinatorService::CallbackServ
   Pool* const pool_;
   CoordinatorMetrics* const metrics_;
 
-  std::mutex mu_;
-  std::multimap<std::string, Watcher*> watchers_;  // By job; guarded by mu_.
-  bool closed_ = false;                            // Guarded by mu_.
+  Mutex mu_;
+  std::multimap<std::string, Watcher*> watchers_ ABSL_GUARDED_BY(mu_);  // By job.
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace mkd::coordinator

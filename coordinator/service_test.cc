@@ -128,6 +128,23 @@ TEST_F(CoordinatorServiceTest, RejectsBadInputNamingTheField) {
   }
   {
     grpc::ClientContext ctx;
+    v1::TeacherHeartbeatRequest req;
+    *req.mutable_info() = Teacher("10.0.0.9:1");
+    req.mutable_load()->set_tokens_per_s(std::nan(""));
+    v1::TeacherHeartbeatResponse resp;
+    expect(stub_->TeacherHeartbeat(&ctx, req, &resp), grpc::StatusCode::INVALID_ARGUMENT,
+           "load.tokens_per_s");
+  }
+  {
+    grpc::ClientContext ctx;
+    v1::TeacherHeartbeatRequest req;
+    *req.mutable_info() = Teacher("10.0.0.9:1");
+    req.mutable_load()->set_queued(-1);
+    v1::TeacherHeartbeatResponse resp;
+    expect(stub_->TeacherHeartbeat(&ctx, req, &resp), grpc::StatusCode::INVALID_ARGUMENT, "load");
+  }
+  {
+    grpc::ClientContext ctx;
     v1::DrainRequest req;
     req.set_address("10.0.0.1:1");
     v1::DrainResponse resp;

@@ -32,12 +32,16 @@ if [[ "$base" == maskedkd-base:* ]]; then bash scripts/docker_base.sh "$base"; f
 args=(--network host --build-arg "BASE=$base" -f docker/Dockerfile)
 rm -rf build/docker-bin
 if ((prebuilt)); then
+  # MKD_BUILD_DIR: the host build to take the binaries from (the tests'
+  # own: scripts/sanitize.sh's is build-asan). The copies always go to
+  # build/docker-bin, where the Dockerfile looks.
+  from="${MKD_BUILD_DIR:-build}"
   export CCACHE_DIR="${CCACHE_DIR:-$PWD/.cache/ccache}"
-  [[ -f build/build.ninja ]] || cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-  cmake --build build -j "$(nproc)" --target mkd mkd-teacher mkd-student mkd-coordinator mkd-health
+  [[ -f "$from/build.ninja" ]] || cmake -S . -B "$from" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  cmake --build "$from" -j "$(nproc)" --target mkd mkd-teacher mkd-student mkd-coordinator mkd-health
   mkdir -p build/docker-bin
   for b in mkd mkd-teacher mkd-student mkd-coordinator mkd-health; do
-    strip -o "build/docker-bin/$b" "build/bin/$b"
+    strip -o "build/docker-bin/$b" "$from/bin/$b"
   done
   args+=(--build-arg PREBUILT=1)
 fi

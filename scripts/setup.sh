@@ -20,12 +20,14 @@ build_packages=(
 # The tests, benchmarks and demo: GoogleTest, the real dataset, promtool
 # and Prometheus, Python clients; Docker, compose and debootstrap for the
 # images and the cluster test; PyYAML for the manifest checker;
-# clang-format for scripts/check_format.sh.
+# clang-format for scripts/check_format.sh; clang, its sanitizer and
+# libFuzzer runtimes and llvm-symbolizer for scripts/sanitize.sh.
 tool_packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   dataset-fashion-mnist
   prometheus python3-grpcio python3-protobuf python3-numpy python3-matplotlib python3-yaml
   docker.io docker-compose debootstrap curl clang-format
+  clang libclang-rt-14-dev llvm-14
 )
 packages=("${build_packages[@]}" "${tool_packages[@]}")
 for arg in "$@"; do

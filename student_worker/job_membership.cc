@@ -25,18 +25,21 @@ JobMembership::JobMembership(std::string coordinator, v1::JobInfo info,
 
 JobMembership::~JobMembership() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     stop_ = true;
     if (watch_ != nullptr) watch_->TryCancel();
   }
-  wake_.notify_all();
+  wake_.SignalAll();
   heartbeat_.join();
   watch_thread_.join();
 }
 
 bool JobMembership::Sleep(absl::Duration d) {
-  std::unique_lock<std::mutex> lock(mu_);
-  return !wake_.wait_for(lock, absl::ToChronoNanoseconds(d), [this] { return stop_; });
+  const absl::Time deadline = absl::Now() + d;
+  MutexLock lock(&mu_);
+  while (!stop_ && wake_.WaitWithDeadline(&mu_, deadline)) {
+  }
+  return !stop_;
 }
 
 void JobMembership::HeartbeatLoop() {
@@ -77,7 +80,7 @@ void JobMembership::WatchLoop() {
   while (true) {
     grpc::ClientContext ctx;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       if (stop_) return;
       watch_ = &ctx;
     }
@@ -91,7 +94,7 @@ void JobMembership::WatchLoop() {
     }
     reader->Finish();
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       watch_ = nullptr;
     }
     if (!Sleep(backoff)) return;

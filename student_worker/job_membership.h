@@ -10,13 +10,12 @@
 #ifndef MKD_STUDENT_WORKER_JOB_MEMBERSHIP_H_
 #define MKD_STUDENT_WORKER_JOB_MEMBERSHIP_H_
 
-#include <condition_variable>
 #include <functional>
-#include <mutex>
 #include <string>
 #include <thread>
 
 #include "absl/time/time.h"
+#include "common/mutex.h"
 #include "maskedkd/v1/coordinator.grpc.pb.h"
 
 namespace mkd::student {
@@ -43,10 +42,10 @@ class JobMembership {
   const std::function<void(const maskedkd::v1::Assignment&)> on_assignment_;
   const std::unique_ptr<maskedkd::v1::CoordinatorService::Stub> stub_;
 
-  std::mutex mu_;
-  std::condition_variable wake_;
-  bool stop_ = false;                     // Guarded by mu_.
-  grpc::ClientContext* watch_ = nullptr;  // The open watch, to cancel; guarded by mu_.
+  Mutex mu_;
+  CondVar wake_;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::ClientContext* watch_ ABSL_GUARDED_BY(mu_) = nullptr;  // The open watch, to cancel.
   std::thread heartbeat_;
   std::thread watch_thread_;
 };

@@ -45,10 +45,10 @@ int64_t Loader::batches_per_epoch() const {
 
 void Loader::StopWorkers() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     stopping_ = true;
   }
-  cv_.notify_all();
+  cv_.SignalAll();
   for (auto& t : workers_) t.join();
   workers_.clear();
 }
@@ -69,7 +69,7 @@ void Loader::StartEpoch(int64_t epoch, int64_t first_batch) {
   }
   end_batch_ = batches_per_epoch();
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     ready_.clear();
     next_to_build_ = next_to_return_ = std::min(first_batch, end_batch_);
     stopping_ = false;
@@ -81,12 +81,12 @@ void Loader::WorkerLoop() {
   for (;;) {
     int64_t index;
     {
-      std::unique_lock<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       // Wait for room in the prefetch window; it bounds memory.
-      cv_.wait(lock, [&] {
-        return stopping_ || next_to_build_ >= end_batch_ ||
-               next_to_build_ < next_to_return_ + options_.prefetch_batches;
-      });
+      while (!stopping_ && next_to_build_ < end_batch_ &&
+             next_to_build_ >= next_to_return_ + options_.prefetch_batches) {
+        cv_.Wait(&mu_);
+      }
       if (stopping_ || next_to_build_ >= end_batch_) return;
       index = next_to_build_++;
     }
@@ -97,21 +97,21 @@ void Loader::WorkerLoop() {
         CatchTorch(absl::StrCat("loading batch ", index), [&] { batch = BuildBatch(index); });
     if (!thrown.ok()) batch = thrown;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       ready_.emplace(index, std::move(batch));
     }
-    cv_.notify_all();
+    cv_.SignalAll();
   }
 }
 
 std::optional<absl::StatusOr<Batch>> Loader::Next() {
-  std::unique_lock<std::mutex> lock(mu_);
+  ReleasableMutexLock lock(&mu_);
   if (next_to_return_ >= end_batch_) return std::nullopt;
-  cv_.wait(lock, [&] { return ready_.count(next_to_return_) > 0; });
+  while (ready_.count(next_to_return_) == 0) cv_.Wait(&mu_);
   auto node = ready_.extract(next_to_return_);
   ++next_to_return_;
-  lock.unlock();
-  cv_.notify_all();
+  lock.Release();
+  cv_.SignalAll();
   return std::move(node.mapped());
 }
 

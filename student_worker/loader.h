@@ -16,14 +16,13 @@
 #include <torch/types.h>
 
 #include <atomic>
-#include <condition_variable>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/mutex.h"
 #include "student_worker/dataset.h"
 #include "student_worker/transforms.h"
 
@@ -86,13 +85,12 @@ class Loader {
   std::vector<size_t> order_;  // This rank's dataset indices for the epoch.
   int64_t end_batch_ = 0;
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  // Guarded by mu_.
-  std::map<int64_t, absl::StatusOr<Batch>> ready_;
-  int64_t next_to_build_ = 0;
-  int64_t next_to_return_ = 0;
-  bool stopping_ = false;
+  Mutex mu_;
+  CondVar cv_;
+  std::map<int64_t, absl::StatusOr<Batch>> ready_ ABSL_GUARDED_BY(mu_);
+  int64_t next_to_build_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t next_to_return_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
 
   std::vector<std::thread> workers_;
 };

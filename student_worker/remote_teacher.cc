@@ -38,16 +38,16 @@ RemoteTeacher::~RemoteTeacher() {
   membership_.reset();  // Its threads call into this object: stop them first.
   std::map<std::string, Endpoint> endpoints;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     stop_ = true;
     endpoints.swap(endpoints_);
   }
-  wake_.notify_all();
+  wake_.SignalAll();
   endpoints.clear();  // Joins the streams' threads, outside mu_ (they call back).
   retrier_.join();
   Fulfil failed;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     for (auto& [id, p] : pending_) {
       failed.emplace_back(std::move(p.promise), absl::CancelledError("remote teacher closed"));
     }
@@ -70,7 +70,7 @@ void RemoteTeacher::AddEndpoint(const std::string& address, std::shared_ptr<grpc
   auto stream = std::make_unique<TeacherStream>(address, std::move(channel), std::move(cb));
   std::unique_ptr<TeacherStream> loser;  // Destroyed outside mu_.
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     Endpoint& e = endpoints_[address];
     if (e.stream != nullptr || stop_) {
       loser = std::move(stream);
@@ -87,7 +87,7 @@ void RemoteTeacher::KeepOnly(const std::set<std::string>& keep) {
   std::vector<std::unique_ptr<TeacherStream>> removed;  // Destroyed outside mu_.
   Fulfil failed;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     for (auto it = endpoints_.begin(); it != endpoints_.end();) {
       if (keep.count(it->first) > 0) {
         ++it;
@@ -105,24 +105,26 @@ void RemoteTeacher::KeepOnly(const std::set<std::string>& keep) {
 }
 
 bool RemoteTeacher::HasEndpoint(const std::string& address) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return endpoints_.count(address) > 0 || refused_.count(address) > 0;
 }
 
 bool RemoteTeacher::WaitForEndpoint(absl::Duration wait) {
-  std::unique_lock<std::mutex> lock(mu_);
-  return wake_.wait_for(lock, absl::ToChronoNanoseconds(wait), [this] {
+  const absl::Time deadline = absl::Now() + wait;
+  MutexLock lock(&mu_);
+  for (;;) {
     for (const auto& [a, e] : endpoints_) {
       if (e.connected) return true;
     }
-    return stop_;
-  });
+    if (stop_) return true;
+    if (!wake_.WaitWithDeadline(&mu_, deadline)) return false;
+  }
 }
 
 void RemoteTeacher::OnConnected(const std::string& address) {
   Fulfil failed;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     auto it = endpoints_.find(address);
     if (it == endpoints_.end()) return;
     it->second.connected = true;
@@ -133,14 +135,14 @@ void RemoteTeacher::OnConnected(const std::string& address) {
       if (p.endpoint.empty() && !p.retry_scheduled) Route(id, &failed);
     }
   }
-  wake_.notify_all();
+  wake_.SignalAll();
   Deliver(failed);
 }
 
 void RemoteTeacher::OnBroken(const std::string& address, const absl::Status& why) {
   Fulfil failed;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     auto it = endpoints_.find(address);
     if (it == endpoints_.end()) return;
     it->second.connected = false;
@@ -224,7 +226,7 @@ PendingLogits RemoteTeacher::SubmitLogits(const torch::Tensor& images, const tor
   request->set_timeout_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(options_.timeout)));
   Fulfil failed;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     const uint64_t id = next_id_++;
     request->set_micro_batch_id(id);
     const int64_t bytes = static_cast<int64_t>(request->ByteSizeLong());
@@ -255,7 +257,7 @@ void RemoteTeacher::OnAnswer(const std::string& address, const v1::DistillRespon
   std::promise<absl::StatusOr<torch::Tensor>> promise;
   int64_t batch = 0;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     auto it = pending_.find(r.micro_batch_id());
     if (it == pending_.end()) return;  // A second answer to a re-sent id.
     Pending& p = it->second;
@@ -272,7 +274,7 @@ void RemoteTeacher::OnAnswer(const std::string& address, const v1::DistillRespon
       ++stats_.retries;
       retries_.emplace(absl::Now() + absl::Milliseconds(std::min(20 << p.attempts, 1000)),
                        r.micro_batch_id());
-      wake_.notify_all();
+      wake_.SignalAll();
       return;
     }
     if (r.code() == 0) {
@@ -317,7 +319,7 @@ void RemoteTeacher::OnAnswer(const std::string& address, const v1::DistillRespon
 }
 
 void RemoteTeacher::RetryLoop() {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   while (!stop_) {
     const absl::Time now = absl::Now();
     Fulfil failed;
@@ -354,14 +356,14 @@ void RemoteTeacher::RetryLoop() {
       unrouted_since_ = absl::InfiniteFuture();
     }
     if (!failed.empty()) {
-      lock.unlock();
+      mu_.Unlock();
       Deliver(failed);
-      lock.lock();
+      mu_.Lock();
       continue;
     }
     absl::Time next = now + absl::Milliseconds(100);
     if (!retries_.empty()) next = std::min(next, retries_.begin()->first);
-    wake_.wait_for(lock, absl::ToChronoNanoseconds(next - now));
+    wake_.WaitWithDeadline(&mu_, next);
   }
 }
 

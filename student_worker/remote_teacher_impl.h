@@ -6,15 +6,14 @@
 #define MKD_STUDENT_WORKER_REMOTE_TEACHER_IMPL_H_
 
 #include <atomic>
-#include <condition_variable>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "common/mutex.h"
 #include "maskedkd/v1/coordinator.pb.h"
 #include "maskedkd/v1/teacher.grpc.pb.h"
 #include "student_worker/job_membership.h"
@@ -85,10 +84,11 @@ class RemoteTeacher final : public Teacher {
   void OnAnswer(const std::string& address, const v1::DistillResponse& r);
   void OnBroken(const std::string& address, const absl::Status& why);
   // Sends pending `id` to the least loaded connected teacher, or leaves it
-  // unrouted; fails it (into *failed) past max_attempts. Needs mu_.
-  void Route(uint64_t id, Fulfil* failed);
-  // Moves every micro-batch sent to `address` elsewhere. Needs mu_.
-  void Reroute(const std::string& address, bool failover, Fulfil* failed);
+  // unrouted; fails it (into *failed) past max_attempts.
+  void Route(uint64_t id, Fulfil* failed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Moves every micro-batch sent to `address` elsewhere.
+  void Reroute(const std::string& address, bool failover, Fulfil* failed)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RetryLoop();
   static void Deliver(Fulfil& failed);
 
@@ -98,22 +98,22 @@ class RemoteTeacher final : public Teacher {
   const ViTConfig config_;
   std::unique_ptr<JobMembership> membership_;  // Set once, right after construction.
 
-  std::mutex assign_mu_;          // Serialises OnAssignment.
-  uint64_t applied_version_ = 0;  // Guarded by assign_mu_.
+  Mutex assign_mu_;  // Serialises OnAssignment.
+  uint64_t applied_version_ ABSL_GUARDED_BY(assign_mu_) = 0;
 
-  std::mutex mu_;
-  std::condition_variable wake_;
-  std::map<std::string, Endpoint> endpoints_;           // By address; guarded by mu_.
-  std::set<std::string> refused_;                       // Wrong model; guarded by mu_.
-  std::map<uint64_t, Pending> pending_;                 // Guarded by mu_.
-  std::multimap<absl::Time, uint64_t> retries_;         // Due time -> id; guarded by mu_.
-  absl::Time unrouted_since_ = absl::InfiniteFuture();  // Guarded by mu_.
-  uint64_t next_id_ = 0;                                // Guarded by mu_.
-  bool stop_ = false;                                   // Guarded by mu_.
-  TeacherStats stats_;                                  // Guarded by mu_.
-  v1::JobTimings job_timings_;   // Sums since the last heartbeat; guarded by mu_.
-  int64_t job_round_trips_ = 0;  // Guarded by mu_.
-  double predicted_step_s_ = 0;  // Guarded by mu_.
+  Mutex mu_ ABSL_ACQUIRED_AFTER(assign_mu_);
+  CondVar wake_;
+  std::map<std::string, Endpoint> endpoints_ ABSL_GUARDED_BY(mu_);  // By address.
+  std::set<std::string> refused_ ABSL_GUARDED_BY(mu_);              // Wrong model.
+  std::map<uint64_t, Pending> pending_ ABSL_GUARDED_BY(mu_);
+  std::multimap<absl::Time, uint64_t> retries_ ABSL_GUARDED_BY(mu_);  // Due time -> id.
+  absl::Time unrouted_since_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
+  uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  TeacherStats stats_ ABSL_GUARDED_BY(mu_);
+  v1::JobTimings job_timings_ ABSL_GUARDED_BY(mu_);  // Sums since the last heartbeat.
+  int64_t job_round_trips_ ABSL_GUARDED_BY(mu_) = 0;
+  double predicted_step_s_ ABSL_GUARDED_BY(mu_) = 0;
   std::atomic<int> planned_m_{0};
   std::thread retrier_;
 };

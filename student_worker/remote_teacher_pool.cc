@@ -69,12 +69,12 @@ void RemoteTeacher::AttachMembership(std::unique_ptr<JobMembership> membership) 
 
 void RemoteTeacher::OnAssignment(const v1::Assignment& a) {
   // One assignment at a time, never an older one after a newer.
-  std::lock_guard<std::mutex> serial(assign_mu_);
+  MutexLock serial(&assign_mu_);
   if (a.version() < applied_version_) return;
   applied_version_ = a.version();
   planned_m_ = a.micro_batches();
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     predicted_step_s_ = a.predicted_step_s();
   }
   if (a.teachers_size() == 0) {
@@ -100,7 +100,7 @@ void RemoteTeacher::OnAssignment(const v1::Assignment& a) {
                    "job %s: refusing teacher %s: it serves model '%s', the job needs '%s'\n",
                    options_.job_id.c_str(), t.address().c_str(), info->model_id().c_str(),
                    options_.model_id.c_str());
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       refused_.insert(t.address());
       continue;
     }
@@ -112,12 +112,12 @@ void RemoteTeacher::OnAssignment(const v1::Assignment& a) {
 }
 
 double RemoteTeacher::PredictedStepSeconds() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return predicted_step_s_;
 }
 
 void RemoteTeacher::ReportStep(const StepTimings& t) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   v1::JobTimings& j = job_timings_;
   j.set_step(t.step);
   j.set_micro_batches(t.micro_batches);
@@ -130,7 +130,7 @@ void RemoteTeacher::ReportStep(const StepTimings& t) {
 }
 
 v1::JobTimings RemoteTeacher::TakeJobTimings() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   v1::JobTimings mean = job_timings_;
   const double steps = static_cast<double>(std::max<int64_t>(1, job_timings_.steps()));
   const double trips = static_cast<double>(std::max<int64_t>(1, job_round_trips_));
@@ -150,7 +150,7 @@ v1::JobTimings RemoteTeacher::TakeJobTimings() {
 }
 
 TeacherStats RemoteTeacher::TakeStats() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   TeacherStats out = std::move(stats_);
   stats_ = TeacherStats();
   return out;
@@ -178,10 +178,10 @@ absl::StatusOr<std::unique_ptr<Teacher>> MakeRemoteTeacher(const RemoteTeacherOp
   // The first teacher the coordinator assigns tells us the architecture;
   // until one serves the model, the job waits (and says so).
   struct First {
-    std::mutex mu;
-    std::condition_variable cv;
-    std::optional<v1::Assignment> assignment;
-    RemoteTeacher* teacher = nullptr;
+    Mutex mu;
+    CondVar cv;
+    std::optional<v1::Assignment> assignment ABSL_GUARDED_BY(mu);
+    RemoteTeacher* teacher ABSL_GUARDED_BY(mu) = nullptr;
   };
   auto first = std::make_shared<First>();
   v1::JobInfo job;
@@ -196,17 +196,17 @@ absl::StatusOr<std::unique_ptr<Teacher>> MakeRemoteTeacher(const RemoteTeacherOp
   auto membership = std::make_unique<JobMembership>(
       o.coordinator, job,
       [first] {
-        std::lock_guard<std::mutex> lock(first->mu);
+        MutexLock lock(&first->mu);
         return first->teacher ? first->teacher->TakeJobTimings() : v1::JobTimings();
       },
       [first](const v1::Assignment& a) {
         RemoteTeacher* teacher = nullptr;
         {
-          std::lock_guard<std::mutex> lock(first->mu);
+          MutexLock lock(&first->mu);
           teacher = first->teacher;
           if (teacher == nullptr) {
             first->assignment = a;
-            first->cv.notify_all();
+            first->cv.SignalAll();
           }
         }
         // The teacher outlives this thread: its destructor stops the
@@ -214,10 +214,10 @@ absl::StatusOr<std::unique_ptr<Teacher>> MakeRemoteTeacher(const RemoteTeacherOp
         if (teacher != nullptr) teacher->OnAssignment(a);
       });
   const absl::Time give_up = absl::Now() + o.teacher_wait;
-  std::unique_lock<std::mutex> lock(first->mu);
+  first->mu.Lock();
   bool said = false;
   while (absl::Now() < give_up) {
-    first->cv.wait_for(lock, std::chrono::milliseconds(200));
+    first->cv.WaitWithTimeout(&first->mu, absl::Milliseconds(200));
     if (!first->assignment) continue;
     const v1::Assignment a = *first->assignment;
     if (a.teachers_size() == 0 && !said) {
@@ -231,13 +231,13 @@ absl::StatusOr<std::unique_ptr<Teacher>> MakeRemoteTeacher(const RemoteTeacherOp
       if (!info.ok() || info->model_id() != o.model_id) continue;
       auto teacher = std::make_unique<RemoteTeacher>(o, wire, *info);
       first->teacher = teacher.get();
-      lock.unlock();
+      first->mu.Unlock();
       teacher->OnAssignment(a);
       teacher->AttachMembership(std::move(membership));
       return std::unique_ptr<Teacher>(std::move(teacher));
     }
   }
-  lock.unlock();  // The membership's threads may be waiting for it.
+  first->mu.Unlock();  // The membership's threads may be waiting for it.
   membership.reset();
   return absl::UnavailableError(absl::StrCat(
       "no teacher in the pool at ", o.coordinator, " serves model '", o.model_id, "' after ",

@@ -28,46 +28,46 @@ void TeacherStream::Start() {
 TeacherStream::~TeacherStream() {
   std::shared_ptr<Call> call;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     stop_ = true;
     call = call_;
   }
   if (call) call->ctx.TryCancel();  // Unblocks the reader's Read and a stalled Write.
-  wake_.notify_all();
+  wake_.SignalAll();
   if (reader_.joinable()) reader_.join();
   if (writer_.joinable()) writer_.join();
 }
 
 void TeacherStream::Send(SharedRequest request) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (stop_ || call_ == nullptr) return;
     outbox_.push_back(std::move(request));
   }
-  wake_.notify_all();
+  wake_.SignalAll();
 }
 
 bool TeacherStream::connected() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return call_ != nullptr;
 }
 
 void TeacherStream::WriteLoop() {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   while (true) {
-    wake_.wait(lock, [this] { return stop_ || (call_ != nullptr && !outbox_.empty()); });
+    while (!stop_ && (call_ == nullptr || outbox_.empty())) wake_.Wait(&mu_);
     if (stop_) return;
     std::shared_ptr<Call> call = call_;
     SharedRequest request = std::move(outbox_.front());
     outbox_.pop_front();
     ++call->writing;
-    lock.unlock();
+    mu_.Unlock();
     // May block on flow control; no lock is held, so answers keep flowing.
     // A failed write means the stream broke: the reader sees it too.
     call->stream->Write(*request);
-    lock.lock();
+    mu_.Lock();
     --call->writing;
-    wake_.notify_all();
+    wake_.SignalAll();
   }
 }
 
@@ -75,7 +75,7 @@ void TeacherStream::ReadLoop() {
   absl::Duration backoff = absl::Milliseconds(50);
   while (true) {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       if (stop_) return;
     }
     if (!channel_->WaitForConnected(absl::ToChronoTime(absl::Now() + absl::Milliseconds(200)))) {
@@ -84,7 +84,7 @@ void TeacherStream::ReadLoop() {
     auto call = std::make_shared<Call>();
     call->stream = stub_->Distill(&call->ctx);
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       if (stop_) {
         call->ctx.TryCancel();
         call->stream->Finish();
@@ -93,7 +93,7 @@ void TeacherStream::ReadLoop() {
       call_ = call;
       outbox_.clear();
     }
-    wake_.notify_all();
+    wake_.SignalAll();
     const absl::Time opened = absl::Now();
     if (callbacks_.on_connected) callbacks_.on_connected();
     v1::DistillResponse response;
@@ -101,17 +101,18 @@ void TeacherStream::ReadLoop() {
       if (callbacks_.on_answer) callbacks_.on_answer(response);
     }
     {
-      std::unique_lock<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       call_ = nullptr;
       outbox_.clear();
-      lock.unlock();
-      call->ctx.TryCancel();  // A writer blocked in Write returns now.
-      lock.lock();
-      wake_.wait(lock, [&] { return call->writing == 0; });
+    }
+    call->ctx.TryCancel();  // A writer blocked in Write returns now.
+    {
+      MutexLock lock(&mu_);
+      while (call->writing != 0) wake_.Wait(&mu_);
     }
     const grpc::Status st = call->stream->Finish();
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       if (stop_) return;  // Our own cancel.
     }
     if (callbacks_.on_broken) {
@@ -120,8 +121,12 @@ void TeacherStream::ReadLoop() {
     }
     // A stream that lived a while was healthy: start the backoff over.
     if (absl::Now() - opened > absl::Seconds(1)) backoff = absl::Milliseconds(50);
-    std::unique_lock<std::mutex> lock(mu_);
-    wake_.wait_for(lock, absl::ToChronoNanoseconds(backoff), [this] { return stop_; });
+    const absl::Time retry_at = absl::Now() + backoff;
+    {
+      MutexLock lock(&mu_);
+      while (!stop_ && wake_.WaitWithDeadline(&mu_, retry_at)) {
+      }
+    }
     backoff = std::min(backoff * 2, absl::Seconds(1));
   }
 }

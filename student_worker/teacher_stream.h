@@ -16,15 +16,14 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include <condition_variable>
 #include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 
 #include "absl/status/status.h"
+#include "common/mutex.h"
 #include "maskedkd/v1/teacher.grpc.pb.h"
 
 namespace mkd::student {
@@ -68,11 +67,11 @@ class TeacherStream {
   const std::unique_ptr<maskedkd::v1::TeacherService::Stub> stub_;
   const TeacherStreamCallbacks callbacks_;
 
-  std::mutex mu_;
-  std::condition_variable wake_;
-  std::shared_ptr<Call> call_;        // The open stream, if any; guarded by mu_.
-  std::deque<SharedRequest> outbox_;  // For call_; guarded by mu_.
-  bool stop_ = false;                 // Guarded by mu_.
+  Mutex mu_;
+  CondVar wake_;
+  std::shared_ptr<Call> call_ ABSL_GUARDED_BY(mu_);        // The open stream, if any.
+  std::deque<SharedRequest> outbox_ ABSL_GUARDED_BY(mu_);  // For call_.
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::thread reader_;
   std::thread writer_;
 };

@@ -46,33 +46,33 @@ absl::Status Batcher::Submit(WorkItem item, WorkDone done) {
   w.enqueued = absl::Now();
   w.deadline = item.deadline;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (stopping_) return absl::UnavailableError("teacher is shutting down");
     absl::StatusOr<uint64_t> ticket = queue_.Push(std::move(w));
     if (!ticket.ok()) return ticket.status();
     pending_.emplace(*ticket, Pending{std::move(item), std::move(done), absl::Now()});
     if (metrics_) metrics_->SetQueued(queue_.size());
   }
-  wake_.notify_one();
+  wake_.Signal();
   return absl::OkStatus();
 }
 
 bool Batcher::accepting() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return !stopping_;
 }
 
 void Batcher::Shutdown() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     stopping_ = true;
   }
-  wake_.notify_one();
+  wake_.Signal();
   if (thread_.joinable()) thread_.join();
 }
 
 void Batcher::Loop() {
-  std::unique_lock<std::mutex> lock(mu_);
+  mu_.Lock();
   // The batch whose forward pass the device is running. The next batch is
   // formed and uploaded before this one is waited for, so on a GPU its
   // host-to-device copy overlaps this one's compute.
@@ -91,7 +91,7 @@ void Batcher::Loop() {
     std::vector<QueuedWork> batch = queue_.TakeBatch(now, stopping_, &wake_at);
     if (metrics_) metrics_->SetQueued(queue_.size());
     if (!expired.empty() || !batch.empty()) {
-      lock.unlock();
+      mu_.Unlock();
       for (Pending& p : expired) {
         WorkResult r;
         r.status = absl::DeadlineExceededError("deadline passed while queued; not computed");
@@ -103,29 +103,30 @@ void Batcher::Loop() {
         if (running) Complete(std::move(*running));
         running = Launch(std::move(next));
       }
-      lock.lock();
+      mu_.Lock();
       continue;
     }
     if (running) {  // Nothing else is ready: wait for the device.
-      lock.unlock();
+      mu_.Unlock();
       Complete(std::move(*running));
       running.reset();
-      lock.lock();
+      mu_.Lock();
       continue;
     }
-    if (stopping_ && queue_.size() == 0) return;
+    if (stopping_ && queue_.size() == 0) break;
     if (wake_at == absl::InfiniteFuture()) {
-      wake_.wait(lock);
+      wake_.Wait(&mu_);
     } else {
-      wake_.wait_for(lock, absl::ToChronoNanoseconds(wake_at - now));
+      wake_.WaitWithDeadline(&mu_, wake_at);
     }
   }
+  mu_.Unlock();
 }
 
 Batcher::InFlight Batcher::Upload(std::vector<QueuedWork> batch) {
   InFlight f;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     for (const QueuedWork& w : batch) {
       auto it = pending_.find(w.ticket);
       f.work.push_back(std::move(it->second));

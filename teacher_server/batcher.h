@@ -9,16 +9,15 @@
 
 #include <torch/types.h>
 
-#include <condition_variable>
 #include <functional>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "common/mutex.h"
 #include "teacher_server/batch_queue.h"
 #include "teacher_server/engine.h"
 #include "teacher_server/metrics.h"
@@ -95,11 +94,11 @@ class Batcher {
   TeacherMetrics* const metrics_;
   const ViTConfig model_;
 
-  std::mutex mu_;
-  std::condition_variable wake_;
-  BatchQueue queue_;                     // Guarded by mu_.
-  std::map<uint64_t, Pending> pending_;  // By ticket; guarded by mu_.
-  bool stopping_ = false;                // Guarded by mu_.
+  Mutex mu_;
+  CondVar wake_;
+  BatchQueue queue_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, Pending> pending_ ABSL_GUARDED_BY(mu_);  // By ticket.
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
 

@@ -109,15 +109,31 @@ TeacherMetrics::TeacherMetrics()
                               .Help("The batcher's token budget per forward pass (batch fill = "
                                     "mkd_teacher_batch_tokens / this).")
                               .Register(*registry_)
-                              .Add({})) {}
+                              .Add({})),
+      limit_refusals_(BuildCounter()
+                          .Name("mkd_teacher_limit_refusals_total")
+                          .Help("Streams and micro-batches refused by a limit (config "
+                                "limits.*), by limit; idle_stream: streams ended for idling.")
+                          .Register(*registry_)),
+      open_streams_(BuildGauge()
+                        .Name("mkd_teacher_open_streams")
+                        .Help("Distill streams open now.")
+                        .Register(*registry_)
+                        .Add({})) {
+  // Every label up front, so each series exists (at 0) from the start.
+  for (const char* limit :
+       {"streams_per_client", "streams_per_job", "in_flight_per_job", "idle_stream"}) {
+    limit_refusals_.Add({{"limit", limit}});
+  }
+}
 
 void TeacherMetrics::CountRequest(absl::StatusCode code) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   requests_.Add({{"code", CodeName(code)}}).Increment();
 }
 
 int64_t TeacherMetrics::requests(absl::StatusCode code) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return static_cast<int64_t>(requests_.Add({{"code", CodeName(code)}}).Value());
 }
 
@@ -130,6 +146,16 @@ void TeacherMetrics::ObserveBatch(double compute_seconds, int64_t images, int64_
   flops_.Increment(flops);
   flops_saved_.Increment(flops_saved);
   batches_.Increment();
+}
+
+void TeacherMetrics::CountLimitRefusal(absl::string_view limit) {
+  MutexLock lock(&mu_);
+  limit_refusals_.Add({{"limit", std::string(limit)}}).Increment();
+}
+
+int64_t TeacherMetrics::limit_refusals(absl::string_view limit) {
+  MutexLock lock(&mu_);
+  return static_cast<int64_t>(limit_refusals_.Add({{"limit", std::string(limit)}}).Value());
 }
 
 std::string TeacherMetrics::Serialize() const {

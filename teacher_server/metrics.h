@@ -8,10 +8,11 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "common/mutex.h"
 #include "prometheus/counter.h"
 #include "prometheus/family.h"
 #include "prometheus/gauge.h"
@@ -48,13 +49,22 @@ class TeacherMetrics {
 
   void SetBatchTokenBudget(int64_t tokens) { batch_token_budget_.Set(static_cast<double>(tokens)); }
 
+  // A stream or micro-batch refused by a limit (stream_limits.h): one of
+  // "streams_per_client", "streams_per_job", "in_flight_per_job",
+  // "idle_stream".
+  void CountLimitRefusal(absl::string_view limit);
+  int64_t limit_refusals(absl::string_view limit);
+  void SetOpenStreams(int64_t n) { open_streams_.Set(static_cast<double>(n)); }
+
   // The exposition text of every metric (text format 0.0.4).
   std::string Serialize() const;
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;
+  // Serialises Add on the labelled families requests_ and limit_refusals_
+  // (references, which the annotations cannot name).
+  Mutex mu_;
   prometheus::Family<prometheus::Counter>& requests_;
-  std::mutex mu_;  // Guards the lazily added per-code counters in requests_.
   prometheus::Counter& received_bytes_;
   prometheus::Gauge& in_flight_;
   prometheus::Gauge& queued_;
@@ -67,6 +77,8 @@ class TeacherMetrics {
   prometheus::Counter& batches_;
   prometheus::Gauge& device_memory_peak_;
   prometheus::Gauge& batch_token_budget_;
+  prometheus::Family<prometheus::Counter>& limit_refusals_;
+  prometheus::Gauge& open_streams_;
   std::atomic<int64_t> tokens_served_{0};
 };
 

@@ -18,15 +18,15 @@ PoolMember::PoolMember(std::string coordinator, v1::TeacherInfo info,
 
 PoolMember::~PoolMember() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     stop_ = true;
   }
-  wake_.notify_all();
+  wake_.SignalAll();
   thread_.join();
 }
 
 bool PoolMember::joined() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return joined_;
 }
 
@@ -37,7 +37,7 @@ void PoolMember::Loop() {
   bool registered = false, drained = false, warned = false;
   while (true) {
     {
-      std::unique_lock<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       if (stop_) return;
     }
     grpc::ClientContext ctx;
@@ -63,7 +63,7 @@ void PoolMember::Loop() {
       v1::TeacherHeartbeatResponse resp;
       st = stub->TeacherHeartbeat(&ctx, req, &resp);
       if (st.ok()) {
-        std::lock_guard<std::mutex> lock(mu_);
+        MutexLock lock(&mu_);
         joined_ = true;
       }
       if (st.ok() && resp.state() == v1::TEACHER_STATE_DRAINING && !drained) {
@@ -78,9 +78,10 @@ void PoolMember::Loop() {
     } else if (st.ok()) {
       warned = false;
     }
-    std::unique_lock<std::mutex> lock(mu_);
-    wake_.wait_for(lock, absl::ToChronoNanoseconds(st.ok() ? interval : absl::Milliseconds(200)),
-                   [this] { return stop_; });
+    const absl::Time next = absl::Now() + (st.ok() ? interval : absl::Milliseconds(200));
+    MutexLock lock(&mu_);
+    while (!stop_ && wake_.WaitWithDeadline(&mu_, next)) {
+    }
   }
 }
 

@@ -9,13 +9,12 @@
 #ifndef MKD_TEACHER_SERVER_POOL_MEMBER_H_
 #define MKD_TEACHER_SERVER_POOL_MEMBER_H_
 
-#include <condition_variable>
 #include <functional>
-#include <mutex>
 #include <string>
 #include <thread>
 
 #include "absl/time/time.h"
+#include "common/mutex.h"
 #include "maskedkd/v1/coordinator.grpc.pb.h"
 
 namespace mkd::teacher {
@@ -39,10 +38,10 @@ class PoolMember {
   const std::function<maskedkd::v1::TeacherLoad()> load_;
   const std::function<void()> on_drain_;
 
-  std::mutex mu_;
-  std::condition_variable wake_;
-  bool stop_ = false;    // Guarded by mu_.
-  bool joined_ = false;  // Guarded by mu_.
+  Mutex mu_;
+  CondVar wake_;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  bool joined_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
 

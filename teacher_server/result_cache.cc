@@ -19,7 +19,7 @@ uint64_t RequestDigest(const maskedkd::v1::DistillRequest& r) {
 
 ResultCache::Lookup ResultCache::Begin(const std::string& job, uint64_t id, uint64_t digest,
                                        AnswerFn waiter, Answer* cached) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   const absl::Time now = clock_();
   ForgetIdleJobs(now, job);
   JobState& state = jobs_[job];
@@ -44,7 +44,7 @@ void ResultCache::ForgetIdleJobs(absl::Time now, const std::string& keep) {
 }
 
 int64_t ResultCache::jobs() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   ForgetIdleJobs(clock_(), "");
   return static_cast<int64_t>(jobs_.size());
 }
@@ -52,7 +52,7 @@ int64_t ResultCache::jobs() {
 void ResultCache::Complete(const std::string& job, uint64_t id, Answer answer) {
   std::vector<AnswerFn> waiters;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     auto job_it = jobs_.find(job);
     if (job_it == jobs_.end()) return;
     JobState& state = job_it->second;

@@ -14,13 +14,13 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/mutex.h"
 #include "maskedkd/v1/teacher.pb.h"
 
 namespace mkd::teacher {
@@ -70,14 +70,14 @@ class ResultCache {
     int64_t in_flight = 0;            // Entries not yet done.
     absl::Time last_used;
   };
-  // Drops idle jobs other than `keep`. Needs mu_.
-  void ForgetIdleJobs(absl::Time now, const std::string& keep);
+  // Drops idle jobs other than `keep`.
+  void ForgetIdleJobs(absl::Time now, const std::string& keep) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const int64_t window_;
   const absl::Duration idle_;
   const Clock clock_;
-  std::mutex mu_;
-  std::map<std::string, JobState> jobs_;  // Guarded by mu_.
+  Mutex mu_;
+  std::map<std::string, JobState> jobs_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace mkd::teacher

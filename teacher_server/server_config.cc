@@ -46,6 +46,13 @@ const std::map<std::string, Setter>& Setters() {
       {"batcher.max_queued_per_job", MKD_FIELD(int64_t, batcher.max_queued_per_job, "an integer")},
       {"batcher.fair_share_grace_ms",
        MKD_FIELD(int64_t, batcher.fair_share_grace_ms, "an integer")},
+      {"limits.max_streams_per_client",
+       MKD_FIELD(int64_t, limits.max_streams_per_client, "an integer")},
+      {"limits.max_streams_per_job", MKD_FIELD(int64_t, limits.max_streams_per_job, "an integer")},
+      {"limits.max_in_flight_per_job",
+       MKD_FIELD(int64_t, limits.max_in_flight_per_job, "an integer")},
+      {"limits.idle_stream_timeout_s",
+       MKD_FIELD(int64_t, limits.idle_stream_timeout_s, "an integer")},
   };
   return *setters;
 }
@@ -105,6 +112,13 @@ absl::Status Validate(const TeacherServerConfig& c) {
   if (c.batcher.max_queued_per_job < 1)
     return bad("batcher.max_queued_per_job", "must be positive");
   if (c.batcher.fair_share_grace_ms < 0) return bad("batcher.fair_share_grace_ms", "must be >= 0");
+  for (const auto& [key, v] : {std::pair<const char*, int64_t>{"limits.max_streams_per_client",
+                                                               c.limits.max_streams_per_client},
+                               {"limits.max_streams_per_job", c.limits.max_streams_per_job},
+                               {"limits.max_in_flight_per_job", c.limits.max_in_flight_per_job},
+                               {"limits.idle_stream_timeout_s", c.limits.idle_stream_timeout_s}}) {
+    if (v < 0) return bad(key, "must be >= 0 (0: no limit)");
+  }
   return absl::OkStatus();
 }
 

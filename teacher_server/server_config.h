@@ -27,6 +27,23 @@ struct BatcherConfig {
   int64_t fair_share_grace_ms = 100;
 };
 
+// What one client or one job may hold of this teacher (0: no limit). Each
+// refusal is counted in mkd_teacher_limit_refusals_total{limit}.
+struct LimitsConfig {
+  // Open Distill streams from one client host (the peer's address without
+  // its port); a stream over it ends at once with RESOURCE_EXHAUSTED.
+  int64_t max_streams_per_client = 64;
+  // Open Distill streams carrying one job (a stream belongs to the job of
+  // its first micro-batch); over it, RESOURCE_EXHAUSTED ends the stream.
+  int64_t max_streams_per_job = 32;
+  // Micro-batches of one job accepted and not yet answered, over all its
+  // streams; one over it is answered RESOURCE_EXHAUSTED (clients retry).
+  int64_t max_in_flight_per_job = 256;
+  // A stream with nothing in flight that sends nothing for this long is
+  // ended with DEADLINE_EXCEEDED (its client reconnects when it needs to).
+  int64_t idle_stream_timeout_s = 600;
+};
+
 struct TeacherServerConfig {
   ViTConfig model;
   std::string model_spec;                // `model:` as given (preset, YAML path, "inline").
@@ -55,6 +72,7 @@ struct TeacherServerConfig {
   // assignment weighs it; 0 measures it at start-up with a few forwards.
   double capacity_tokens_per_s = 0;
   BatcherConfig batcher;
+  LimitsConfig limits;
 };
 
 // `c` with its device-dependent defaults (0 / -1 above) filled in.

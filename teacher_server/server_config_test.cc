@@ -8,7 +8,8 @@ namespace {
 TEST(ServerConfig, ParsesKeysAndOverrides) {
   auto c = ParseTeacherServerConfig(
       "model: deit_tiny_patch16_224\nweights: t.safetensors\nbatcher:\n  max_queue_delay_us: 500\n",
-      {"listen=127.0.0.1:0", "model.num_classes=10", "dtype=bf16", "job_idle_s=30"});
+      {"listen=127.0.0.1:0", "model.num_classes=10", "dtype=bf16", "job_idle_s=30",
+       "limits.max_streams_per_job=3", "limits.idle_stream_timeout_s=0"});
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->model.embed_dim, 192);
   EXPECT_EQ(c->model.num_classes, 10);
@@ -16,6 +17,9 @@ TEST(ServerConfig, ParsesKeysAndOverrides) {
   EXPECT_EQ(c->listen, "127.0.0.1:0");
   EXPECT_EQ(c->dtype, "bf16");
   EXPECT_EQ(c->job_idle_s, 30);
+  EXPECT_EQ(c->limits.max_streams_per_job, 3);
+  EXPECT_EQ(c->limits.idle_stream_timeout_s, 0);
+  EXPECT_EQ(c->limits.max_in_flight_per_job, 256);  // The default.
 }
 
 TEST(ServerConfig, ErrorsNameTheKey) {
@@ -37,6 +41,8 @@ TEST(ServerConfig, ErrorsNameTheKey) {
        "'job_idle_s': must be at least 1"},
       {"model: deit_tiny_patch16_224\nweights: w\nmax_message_bytes: 4294967296\n",
        "'max_message_bytes': must be at most 2147483647"},
+      {"model: deit_tiny_patch16_224\nweights: w\nlimits:\n  max_in_flight_per_job: -1\n",
+       "'limits.max_in_flight_per_job': must be >= 0"},
   };
   for (const auto& c : cases) {
     auto r = ParseTeacherServerConfig(c.yaml, {});

@@ -216,6 +216,13 @@ class Stream {
     ctx_.TryCancel();
     return rw_->Finish();
   }
+  // Reads until the server ends the stream; its status.
+  grpc::Status AwaitEnd() {
+    v1::DistillResponse extra;
+    while (rw_->Read(&extra)) {
+    }
+    return rw_->Finish();
+  }
   grpc::Status Close() {
     rw_->WritesDone();
     v1::DistillResponse extra;

@@ -2,13 +2,16 @@
 
 #include <torch/types.h>
 
-#include <deque>
-#include <mutex>
+#include <algorithm>
+#include <vector>
 
+#include "absl/time/clock.h"
 #include "common/masking.h"
 #include "common/status_macros.h"
 #include "common/tensor_util.h"
 #include "proto/tensor_codec.h"
+#include "teacher_server/distill_reactor.h"
+#include "teacher_server/stream_limits.h"
 
 namespace mkd::teacher {
 namespace {
@@ -22,103 +25,6 @@ maskedkd::v1::DType InfoDtype(const std::string& dtype) {
   return maskedkd::v1::DTYPE_F32;
 }
 
-Answer ErrorAnswer(uint64_t id, const absl::Status& status) {
-  auto r = std::make_shared<DistillResponse>();
-  r->set_micro_batch_id(id);
-  r->set_code(static_cast<int>(status.code()));  // absl and gRPC codes agree.
-  r->set_message(std::string(status.message()));
-  return r;
-}
-
-// One Distill stream. Reads are handled one at a time, in order; answers
-// are written one at a time in completion order. Deletes itself once gRPC
-// is done with it (OnDone) *and* every accepted micro-batch has been
-// answered, since the batcher may answer after the client has gone.
-class DistillReactor final : public grpc::ServerBidiReactor<DistillRequest, DistillResponse> {
- public:
-  explicit DistillReactor(TeacherServiceImpl* service) : service_(service) { StartRead(&request_); }
-
-  void OnReadDone(bool ok) override {
-    if (!ok) {  // Client half-closed, or the stream broke.
-      std::unique_lock<std::mutex> lock(mu_);
-      reads_done_ = true;
-      MaybeFinish(lock);
-      return;
-    }
-    DistillRequest request;
-    request.Swap(&request_);
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      ++unanswered_;
-    }
-    // Handled before the next read starts, so one stream's micro-batches
-    // reach the queue in the order the client sent them (otherwise two
-    // OnReadDone calls can run at once and a later one may take the last
-    // queue slot).
-    service_->Handle(request, [this](Answer a) { OnAnswer(std::move(a)); });
-    StartRead(&request_);
-  }
-
-  void OnWriteDone(bool ok) override {
-    std::unique_lock<std::mutex> lock(mu_);
-    writes_.pop_front();
-    if (!ok) writes_.clear();  // The stream is broken; OnDone follows.
-    if (!writes_.empty()) {
-      const DistillResponse* next = writes_.front().get();
-      lock.unlock();
-      StartWrite(next);
-      return;
-    }
-    writing_ = false;
-    MaybeFinish(lock);
-  }
-
-  void OnDone() override {
-    std::unique_lock<std::mutex> lock(mu_);
-    done_ = true;
-    const bool last = unanswered_ == 0;
-    lock.unlock();
-    if (last) delete this;
-  }
-
- private:
-  void OnAnswer(Answer answer) {
-    std::unique_lock<std::mutex> lock(mu_);
-    --unanswered_;
-    if (done_) {  // Nobody to tell; free ourselves if this was the last.
-      const bool last = unanswered_ == 0;
-      lock.unlock();
-      if (last) delete this;
-      return;
-    }
-    writes_.push_back(std::move(answer));
-    if (writing_) return;
-    writing_ = true;
-    const DistillResponse* next = writes_.front().get();
-    lock.unlock();
-    StartWrite(next);
-  }
-
-  // Ends the stream once the client sent everything and heard every answer.
-  void MaybeFinish(std::unique_lock<std::mutex>& lock) {
-    if (!reads_done_ || unanswered_ > 0 || writing_ || finished_) return;
-    finished_ = true;
-    lock.unlock();
-    Finish(grpc::Status::OK);
-  }
-
-  TeacherServiceImpl* const service_;
-  DistillRequest request_;  // Owned by the read in progress.
-
-  std::mutex mu_;
-  std::deque<Answer> writes_;  // Front is being written. Guarded by mu_.
-  int64_t unanswered_ = 0;     // Guarded by mu_.
-  bool writing_ = false;       // Guarded by mu_.
-  bool reads_done_ = false;    // Guarded by mu_.
-  bool finished_ = false;      // Guarded by mu_.
-  bool done_ = false;          // Guarded by mu_.
-};
-
 }  // namespace
 
 TeacherServiceImpl::TeacherServiceImpl(const TeacherServerConfig& config, Engine* engine,
@@ -126,7 +32,9 @@ TeacherServiceImpl::TeacherServiceImpl(const TeacherServerConfig& config, Engine
     : engine_(engine),
       batcher_(batcher),
       metrics_(metrics),
-      cache_(config.dedup_window, absl::Seconds(config.job_idle_s)) {
+      idle_timeout_(absl::Seconds(config.limits.idle_stream_timeout_s)),
+      cache_(config.dedup_window, absl::Seconds(config.job_idle_s)),
+      stream_limits_(config.limits, metrics) {
   const ViTConfig& m = engine->config();
   limits_.num_patches = m.num_patches();
   limits_.patch_dim = m.patch_dim();
@@ -153,6 +61,52 @@ TeacherServiceImpl::TeacherServiceImpl(const TeacherServerConfig& config, Engine
   info_.set_num_heads(m.num_heads);
   info_.set_mlp_ratio(m.mlp_ratio);
   info_.set_num_prefix_tokens(m.num_prefix_tokens());
+  if (idle_timeout_ > absl::ZeroDuration()) sweeper_ = std::thread([this] { SweepLoop(); });
+}
+
+TeacherServiceImpl::~TeacherServiceImpl() {
+  {
+    MutexLock lock(&streams_mu_);
+    stopping_ = true;
+  }
+  sweep_wake_.SignalAll();
+  if (sweeper_.joinable()) sweeper_.join();
+}
+
+void TeacherServiceImpl::Register(DistillReactor* stream) {
+  MutexLock lock(&streams_mu_);
+  streams_.insert(stream);
+}
+
+void TeacherServiceImpl::Unregister(DistillReactor* stream) {
+  MutexLock lock(&streams_mu_);
+  streams_.erase(stream);
+}
+
+void TeacherServiceImpl::SweepLoop() {
+  // Checks a few times per timeout, so a stream ends within 1.25 timeouts.
+  const absl::Duration every = std::min(absl::Seconds(1), idle_timeout_ / 4);
+  for (;;) {
+    const absl::Time cutoff = absl::Now() - idle_timeout_;
+    std::vector<DistillReactor*> held;
+    {
+      MutexLock lock(&streams_mu_);
+      if (stopping_) return;
+      // Held under streams_mu_, so none can be deleted before Unhold.
+      for (DistillReactor* s : streams_) {
+        if (s->HoldIfIdle(cutoff)) held.push_back(s);
+      }
+    }
+    // Ended outside streams_mu_: a stream's OnDone takes it to unregister.
+    for (DistillReactor* s : held) {
+      s->EndIfIdle(cutoff, idle_timeout_);
+      s->Unhold();
+    }
+    const absl::Time next = absl::Now() + every;
+    MutexLock lock(&streams_mu_);
+    while (!stopping_ && sweep_wake_.WaitWithDeadline(&streams_mu_, next)) {
+    }
+  }
 }
 
 grpc::ServerUnaryReactor* TeacherServiceImpl::GetModelInfo(grpc::CallbackServerContext* context,
@@ -165,8 +119,8 @@ grpc::ServerUnaryReactor* TeacherServiceImpl::GetModelInfo(grpc::CallbackServerC
 }
 
 grpc::ServerBidiReactor<DistillRequest, DistillResponse>* TeacherServiceImpl::Distill(
-    grpc::CallbackServerContext*) {
-  return new DistillReactor(this);
+    grpc::CallbackServerContext* context) {
+  return new DistillReactor(this, PeerHost(context->peer()));
 }
 
 void TeacherServiceImpl::Handle(const DistillRequest& request, AnswerFn answer) {

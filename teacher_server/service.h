@@ -8,21 +8,28 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <set>
+#include <thread>
+
 #include "maskedkd/v1/teacher.grpc.pb.h"
 #include "teacher_server/batcher.h"
 #include "teacher_server/engine.h"
 #include "teacher_server/metrics.h"
 #include "teacher_server/result_cache.h"
 #include "teacher_server/server_config.h"
+#include "teacher_server/stream_limits.h"
 #include "teacher_server/validation.h"
 
 namespace mkd::teacher {
+
+class DistillReactor;
 
 class TeacherServiceImpl final : public maskedkd::v1::TeacherService::CallbackService {
  public:
   // Pointers must outlive the service.
   TeacherServiceImpl(const TeacherServerConfig& config, Engine* engine, Batcher* batcher,
                      TeacherMetrics* metrics);
+  ~TeacherServiceImpl() override;
 
   grpc::ServerUnaryReactor* GetModelInfo(grpc::CallbackServerContext* context,
                                          const maskedkd::v1::ModelInfoRequest* request,
@@ -36,10 +43,18 @@ class TeacherServiceImpl final : public maskedkd::v1::TeacherService::CallbackSe
   void Handle(const maskedkd::v1::DistillRequest& request, AnswerFn answer);
 
   const maskedkd::v1::ModelInfo& info() const { return info_; }
+  StreamLimits& stream_limits() { return stream_limits_; }
+  TeacherMetrics* metrics() { return metrics_; }  // May be null.
+
+  // Open streams, for the idle sweep (DistillReactor registers itself).
+  void Register(DistillReactor* stream) ABSL_LOCKS_EXCLUDED(streams_mu_);
+  void Unregister(DistillReactor* stream) ABSL_LOCKS_EXCLUDED(streams_mu_);
 
  private:
   absl::StatusOr<WorkItem> Decode(const maskedkd::v1::DistillRequest& request) const;
   void Finish(const std::string& job, uint64_t id, const absl::Status& status, WorkResult* result);
+  // Ends streams idle for limits.idle_stream_timeout_s.
+  void SweepLoop() ABSL_LOCKS_EXCLUDED(streams_mu_);
 
   // Constant after construction.
   Engine* const engine_;
@@ -48,7 +63,16 @@ class TeacherServiceImpl final : public maskedkd::v1::TeacherService::CallbackSe
   RequestLimits limits_;
   maskedkd::v1::ModelInfo info_;
 
+  const absl::Duration idle_timeout_;  // Zero: streams never time out.
+
   ResultCache cache_;
+  StreamLimits stream_limits_;
+
+  Mutex streams_mu_;
+  CondVar sweep_wake_;
+  std::set<DistillReactor*> streams_ ABSL_GUARDED_BY(streams_mu_);
+  bool stopping_ ABSL_GUARDED_BY(streams_mu_) = false;
+  std::thread sweeper_;
 };
 
 }  // namespace mkd::teacher

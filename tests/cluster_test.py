@@ -28,6 +28,7 @@ import urllib.request
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 PROM = "http://127.0.0.1:9099"
+BIN = os.path.abspath(os.environ.get("MKD_BIN_DIR", os.path.join(ROOT, "build/bin")))
 COMPOSE = ["docker-compose", "-p", "maskedkd", "-f", "deploy/compose/docker-compose.yml"]
 JOBS = {"job-a": 9476, "job-b": 9477}
 # Short jobs: long enough to outlive the test (about 2 epochs of 16k images).
@@ -77,7 +78,10 @@ def wait(what, predicate, timeout):
 class Cluster(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.env = dict(os.environ, MKD_STUDENT_EXTRA=STUDENT_EXTRA)
+        # The images take this build's binaries (build-asan's under
+        # scripts/sanitize.sh), so no second compile happens.
+        cls.env = dict(os.environ, MKD_STUDENT_EXTRA=STUDENT_EXTRA,
+                       MKD_BUILD_DIR=os.path.dirname(BIN))
         start = time.time()
         up = sh(["bash", "scripts/cluster.sh", "up", "--prebuilt"], env=cls.env)
         print(up.stdout[-2000:], flush=True)
@@ -132,7 +136,7 @@ class Cluster(unittest.TestCase):
         self.assertIn(alerts[0]["state"], ("pending", "firing"))
         # The coordinator lists the survivor serving and teacher1 gone.
         status = wait("the coordinator sees teacher1 gone", lambda: (lambda s: s if '"TEACHER_STATE_GONE"' in s else None)(
-            sh([os.path.join(ROOT, "build/bin/mkd"), "status", "--coordinator", "127.0.0.1:50050", "--json"],
+            sh([os.path.join(BIN, "mkd"), "status", "--coordinator", "127.0.0.1:50050", "--json"],
                env=self.env).stdout), 30)
         teachers = {t["info"]["address"]: t.get("state") for t in json.loads(status)["teachers"]["teachers"]}
         self.assertEqual(teachers.get("127.0.0.1:50062"), "TEACHER_STATE_SERVING", teachers)

@@ -1,0 +1,191 @@
+#include "teacher_server/distill_reactor.h"
+
+#include <memory>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "teacher_server/service.h"
+
+namespace mkd::teacher {
+namespace {
+
+using maskedkd::v1::DistillRequest;
+using maskedkd::v1::DistillResponse;
+
+grpc::Status ToGrpc(const absl::Status& s) {  // absl and gRPC codes agree.
+  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
+}
+
+}  // namespace
+
+Answer ErrorAnswer(uint64_t id, const absl::Status& status) {
+  auto r = std::make_shared<DistillResponse>();
+  r->set_micro_batch_id(id);
+  r->set_code(static_cast<int>(status.code()));
+  r->set_message(std::string(status.message()));
+  return r;
+}
+
+DistillReactor::DistillReactor(TeacherServiceImpl* service, std::string client)
+    : service_(service), client_(std::move(client)) {
+  const absl::Status open = service_->stream_limits().OpenStream(client_);
+  opened_ = open.ok();
+  service_->Register(this);
+  {
+    MutexLock lock(&mu_);
+    last_read_ = absl::Now();
+    if (!opened_) reads_done_ = finished_ = true;
+  }
+  if (!opened_) {
+    Finish(ToGrpc(open));
+    return;
+  }
+  StartRead(&request_);
+}
+
+void DistillReactor::OnReadDone(bool ok) {
+  mu_.Lock();
+  if (!ok || finished_) {  // Half-closed, broken, or ended by the server.
+    reads_done_ = true;
+    MaybeFinish();
+    return;
+  }
+  DistillRequest request;
+  request.Swap(&request_);
+  last_read_ = absl::Now();
+  const std::string& job = request.job_id();
+  absl::Status refused;
+  bool admitted = false;
+  if (!job.empty()) {  // An empty job_id is the validator's to answer.
+    if (job_.empty()) {
+      const absl::Status bound = service_->stream_limits().BindJob(job);
+      if (!bound.ok()) {  // Ends the stream once its answers are out.
+        reads_done_ = true;
+        finish_status_ = ToGrpc(bound);
+        MaybeFinish();
+        return;
+      }
+      job_ = job;
+    } else if (job != job_) {
+      refused = absl::InvalidArgumentError(absl::StrCat("job_id: this stream carries job '", job_,
+                                                        "'; open another stream for '", job, "'"));
+    }
+    if (refused.ok()) {
+      refused = service_->stream_limits().Admit(job);
+      admitted = refused.ok();
+    }
+  }
+  ++unanswered_;
+  mu_.Unlock();
+  if (!refused.ok()) {
+    if (service_->metrics()) service_->metrics()->CountRequest(refused.code());
+    OnAnswer(ErrorAnswer(request.micro_batch_id(), refused));
+  } else {
+    // Handled before the next read starts, so one stream's micro-batches
+    // reach the queue in the order the client sent them (otherwise two
+    // OnReadDone calls can run at once and a later one may take the last
+    // queue slot).
+    service_->Handle(request, [this, job = request.job_id(), admitted](Answer a) {
+      if (admitted) service_->stream_limits().Release(job);
+      OnAnswer(std::move(a));
+    });
+  }
+  StartRead(&request_);
+}
+
+void DistillReactor::OnWriteDone(bool ok) {
+  mu_.Lock();
+  writes_.pop_front();
+  if (!ok) writes_.clear();  // The stream is broken; OnDone follows.
+  if (!writes_.empty()) {
+    const DistillResponse* next = writes_.front().get();
+    mu_.Unlock();
+    StartWrite(next);
+    return;
+  }
+  writing_ = false;
+  MaybeFinish();
+}
+
+void DistillReactor::OnDone() {
+  std::string job;
+  {
+    MutexLock lock(&mu_);
+    job = job_;
+  }
+  service_->Unregister(this);
+  if (opened_) service_->stream_limits().CloseStream(client_, job);
+  mu_.Lock();
+  done_ = true;
+  UnlockMaybeDelete();
+}
+
+void DistillReactor::OnAnswer(Answer answer) {
+  mu_.Lock();
+  --unanswered_;
+  if (done_) {  // Nobody to tell; free ourselves if this was the last.
+    UnlockMaybeDelete();
+    return;
+  }
+  writes_.push_back(std::move(answer));
+  if (writing_) {
+    mu_.Unlock();
+    return;
+  }
+  writing_ = true;
+  const DistillResponse* next = writes_.front().get();
+  mu_.Unlock();
+  StartWrite(next);
+}
+
+void DistillReactor::MaybeFinish() {
+  if (!reads_done_ || unanswered_ > 0 || writing_ || finished_) {
+    mu_.Unlock();
+    return;
+  }
+  finished_ = true;
+  const grpc::Status status = finish_status_;
+  mu_.Unlock();
+  Finish(status);
+}
+
+void DistillReactor::UnlockMaybeDelete() {
+  const bool last = done_ && unanswered_ == 0 && holds_ == 0;
+  mu_.Unlock();
+  if (last) delete this;
+}
+
+bool DistillReactor::Idle(absl::Time cutoff) const {
+  return unanswered_ == 0 && !writing_ && last_read_ < cutoff;
+}
+
+bool DistillReactor::HoldIfIdle(absl::Time cutoff) {
+  MutexLock lock(&mu_);
+  if (done_ || finished_ || !Idle(cutoff)) return false;
+  ++holds_;
+  return true;
+}
+
+bool DistillReactor::EndIfIdle(absl::Time cutoff, absl::Duration timeout) {
+  {
+    MutexLock lock(&mu_);
+    if (done_ || finished_ || !Idle(cutoff)) return false;
+    finished_ = true;  // The pending read ends (ok = false) after Finish.
+  }
+  // Counted before the client can see the end.
+  if (service_->metrics()) service_->metrics()->CountLimitRefusal("idle_stream");
+  Finish(grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                      absl::StrCat("stream idle for ", absl::FormatDuration(timeout),
+                                   " with nothing in flight (the teacher's "
+                                   "limits.idle_stream_timeout_s); reconnect to send more")));
+  return true;
+}
+
+void DistillReactor::Unhold() {
+  mu_.Lock();
+  --holds_;
+  UnlockMaybeDelete();
+}
+
+}  // namespace mkd::teacher
