@@ -85,8 +85,13 @@ absl::Status ValidateJobInfo(const v1::JobInfo& info) {
 // mu_, as reactions may run on other threads at once.
 class CoordinatorServiceImpl::Watcher final : public grpc::ServerWriteReactor<v1::Assignment> {
  public:
+  // Construction and OnDone run on different gRPC threads, ordered by
+  // gRPC's own synchronisation, which TSan cannot see in Debian's
+  // uninstrumented library; taking mu_ in both makes the order visible.
   Watcher(CoordinatorServiceImpl* service, std::string job)
-      : service_(service), job_(std::move(job)) {}
+      : service_(service), job_(std::move(job)) {
+    MutexLock lock(&mu_);
+  }
 
   const std::string& job() const { return job_; }
 
@@ -143,6 +148,7 @@ class CoordinatorServiceImpl::Watcher final : public grpc::ServerWriteReactor<v1
   void OnCancel() override { Close(grpc::Status::CANCELLED); }
 
   void OnDone() override {
+    { MutexLock lock(&mu_); }  // See the constructor.
     service_->Forget(this);
     delete this;
   }

@@ -93,7 +93,7 @@ TEST(TeacherServer, RepeatedMicroBatchIdIsAnsweredNotRecomputed) {
   EXPECT_TRUE(torch::allclose(Logits(got.at(42)), Expected(m), 1e-5, 1e-5));
   EXPECT_EQ(s.engine->runs(), runs);
   EXPECT_TRUE(again.Close().ok());
-  Stream other(s.stub.get());  // A stream carries one job.
+  Stream other(s.stub.get());                               // A stream carries one job.
   ASSERT_TRUE(other.Write(Request("another-job", 42, m)));  // Ids are per job.
   EXPECT_EQ(other.Read(1).at(42).code(), 0);
   EXPECT_EQ(s.engine->runs(), runs + 1);
