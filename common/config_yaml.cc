@@ -6,17 +6,27 @@
 namespace mkd {
 namespace {
 
-void Flatten(const YAML::Node& node, const std::string& prefix, const std::set<std::string>& whole,
-             std::map<std::string, YAML::Node>* out) {
+// Keys must be scalars: a YAML mapping may have a sequence or a mapping as
+// a key ("? [a, b]: 1"), which names no config key (found by config_fuzz:
+// yaml-cpp threw out of as<std::string>() and ended the process).
+absl::Status Flatten(const YAML::Node& node, const std::string& prefix,
+                     const std::set<std::string>& whole, std::map<std::string, YAML::Node>* out) {
   for (const auto& kv : node) {
-    std::string key = prefix.empty() ? kv.first.as<std::string>()
-                                     : absl::StrCat(prefix, ".", kv.first.as<std::string>());
+    if (!kv.first.IsScalar()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("config ", prefix.empty() ? "" : absl::StrCat("under '", prefix, "' "),
+                       "has a key that is not a plain name (a list or mapping used as a key)"));
+    }
+    std::string key =
+        prefix.empty() ? kv.first.Scalar() : absl::StrCat(prefix, ".", kv.first.Scalar());
     if (kv.second.IsMap() && whole.count(key) == 0) {
-      Flatten(kv.second, key, whole, out);
+      absl::Status st = Flatten(kv.second, key, whole, out);
+      if (!st.ok()) return st;
     } else {
       (*out)[key] = kv.second;
     }
   }
+  return absl::OkStatus();
 }
 
 absl::Status ApplyOverride(const std::string& text, const std::set<std::string>& whole,
@@ -62,7 +72,10 @@ absl::StatusOr<std::map<std::string, YAML::Node>> FlattenConfig(
   if (!root.IsMap() && !root.IsNull())
     return absl::InvalidArgumentError("config must be a YAML mapping");
   std::map<std::string, YAML::Node> flat;
-  if (root.IsMap()) Flatten(root, "", whole, &flat);
+  if (root.IsMap()) {
+    absl::Status st = Flatten(root, "", whole, &flat);
+    if (!st.ok()) return st;
+  }
   for (const std::string& o : overrides) {
     absl::Status st = ApplyOverride(o, whole, &flat);
     if (!st.ok()) return st;

@@ -27,11 +27,21 @@ grpc::Status ToGrpc(const absl::Status& s) {
 
 }  // namespace
 
+// Upper bounds the planner's arithmetic stays finite under (found by
+// coordinator_fuzz: a finite 7e306 s compute time made the predicted step
+// infinite). Far above anything real: a day per micro-batch, 1e12 tokens/s.
+constexpr double kMaxSeconds = 86400;
+constexpr double kMaxRate = 1e12;
+
 absl::Status ValidateJobTimings(const v1::JobTimings& t) {
-  for (double v :
-       {t.images_per_s(), t.student_forward_s(), t.student_backward_s(), t.teacher_round_trip_s(),
-        t.teacher_compute_s(), t.measured_step_s(), t.predicted_step_s()}) {
-    if (!FiniteNonNegative(v)) return Bad("timings", "times and rates must be finite and >= 0");
+  for (double v : {t.student_forward_s(), t.student_backward_s(), t.teacher_round_trip_s(),
+                   t.teacher_compute_s(), t.measured_step_s(), t.predicted_step_s()}) {
+    if (!FiniteNonNegative(v) || v > kMaxSeconds) {
+      return Bad("timings", "times must be finite, >= 0 and at most 86400 s");
+    }
+  }
+  if (!FiniteNonNegative(t.images_per_s()) || t.images_per_s() > kMaxRate) {
+    return Bad("timings", "images_per_s must be finite, >= 0 and at most 1e12");
   }
   if (t.micro_batches() < 0 || t.steps() < 0 || t.step() < 0) {
     return Bad("timings", "step, steps and micro_batches must be >= 0");
@@ -43,8 +53,8 @@ absl::Status ValidateTeacherLoad(const v1::TeacherLoad& load) {
   if (load.queued() < 0 || load.in_flight() < 0) {
     return Bad("load", "queued and in_flight must be >= 0");
   }
-  if (!FiniteNonNegative(load.tokens_per_s())) {
-    return Bad("load.tokens_per_s", "must be finite and >= 0");
+  if (!FiniteNonNegative(load.tokens_per_s()) || load.tokens_per_s() > kMaxRate) {
+    return Bad("load.tokens_per_s", "must be finite, >= 0 and at most 1e12");
   }
   return absl::OkStatus();
 }
@@ -54,8 +64,8 @@ absl::Status ValidateTeacherInfo(const v1::TeacherInfo& info) {
     return Bad("info.address", absl::StrCat("expected host:port, got '", info.address(), "'"));
   }
   if (absl::Status s = CheckName("info.model_id", info.model_id(), 256); !s.ok()) return s;
-  if (!FiniteNonNegative(info.capacity_tokens_per_s())) {
-    return Bad("info.capacity_tokens_per_s", "must be finite and >= 0");
+  if (!FiniteNonNegative(info.capacity_tokens_per_s()) || info.capacity_tokens_per_s() > kMaxRate) {
+    return Bad("info.capacity_tokens_per_s", "must be finite, >= 0 and at most 1e12");
   }
   if (info.device().size() > 64 || info.dtype().size() > 64) {
     return Bad("info.device", "device and dtype are at most 64 bytes");

@@ -127,6 +127,17 @@ TEST_F(CoordinatorServiceTest, RejectsBadInputNamingTheField) {
     expect(stub_->JobHeartbeat(&ctx, req, &resp), grpc::StatusCode::INVALID_ARGUMENT, "timings");
   }
   {
+    // Found by fuzz/coordinator_fuzz: finite but huge, it made the plan's
+    // predicted step infinite.
+    grpc::ClientContext ctx;
+    v1::JobHeartbeatRequest req;
+    *req.mutable_info() = Job("j");
+    req.mutable_timings()->set_teacher_compute_s(7e306);
+    v1::JobHeartbeatResponse resp;
+    expect(stub_->JobHeartbeat(&ctx, req, &resp), grpc::StatusCode::INVALID_ARGUMENT,
+           "at most 86400 s");
+  }
+  {
     grpc::ClientContext ctx;
     v1::TeacherHeartbeatRequest req;
     *req.mutable_info() = Teacher("10.0.0.9:1");

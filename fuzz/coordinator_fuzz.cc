@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <set>
@@ -24,9 +25,14 @@ namespace {
 namespace v1 = ::maskedkd::v1;
 using mkd::coordinator::Pool;
 
-void Require(bool ok) {
-  if (!ok) std::abort();
-}
+// Names the property that failed, so a crash input explains itself.
+#define Require(ok)                                                                  \
+  do {                                                                               \
+    if (!(ok)) {                                                                     \
+      std::fprintf(stderr, "%s:%d: property failed: %s\n", __FILE__, __LINE__, #ok); \
+      std::abort();                                                                  \
+    }                                                                                \
+  } while (0)
 
 void CheckAssignments(Pool& pool, const std::set<std::string>& jobs,
                       std::map<std::string, uint64_t>& versions) {

@@ -123,6 +123,10 @@ TEST(TrainConfigTest, ErrorsNameTheKey) {
   ExpectError("mode: train\n", {}, "key 'model': is required");
   ExpectError("[1, 2]", {}, "must be a YAML mapping");
   ExpectError("model: {depth: [}", {}, "not valid YAML");
+  // Found by fuzz/config_fuzz: a list used as a key made yaml-cpp throw
+  // out of the parser and end the process.
+  ExpectError("? [a, b]\n: 1\n", {}, "a key that is not a plain name");
+  ExpectError("optim:\n  ? {x: 1}\n  : 2\n", {}, "under 'optim'");
 }
 
 }  // namespace
