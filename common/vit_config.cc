@@ -111,17 +111,24 @@ const std::map<std::string, Setter>& Setters() {
 }  // namespace
 
 absl::Status ValidateViTConfig(const ViTConfig& c) {
-  auto positive = [](absl::string_view key, double v) {
-    return v > 0 ? absl::OkStatus() : BadKey(key, "must be positive");
+  // Positive, and small enough that the derived sizes (patches, patch
+  // dimension, MLP width: ints) cannot overflow. Found by config_fuzz: an
+  // mlp_ratio of 1e112 overflowed mlp_hidden() (undefined behaviour).
+  // The bounds are far above any ViT (ViT-G: 1664 wide, 48 deep, 224 px).
+  auto positive = [](absl::string_view key, double v, double max = 1 << 16) {
+    if (!(v > 0)) return BadKey(key, "must be positive");
+    if (!(v <= max)) return BadKey(key, absl::StrCat("must be at most ", max));
+    return absl::OkStatus();
   };
-  MKD_RETURN_IF_ERROR(positive("img_size", c.img_size));
-  MKD_RETURN_IF_ERROR(positive("patch_size", c.patch_size));
+  MKD_RETURN_IF_ERROR(positive("img_size", c.img_size, 1 << 14));
+  MKD_RETURN_IF_ERROR(positive("patch_size", c.patch_size, 1024));
   MKD_RETURN_IF_ERROR(positive("in_chans", c.in_chans));
   MKD_RETURN_IF_ERROR(positive("embed_dim", c.embed_dim));
   MKD_RETURN_IF_ERROR(positive("depth", c.depth));
   MKD_RETURN_IF_ERROR(positive("num_heads", c.num_heads));
-  MKD_RETURN_IF_ERROR(positive("mlp_ratio", c.mlp_ratio));
-  MKD_RETURN_IF_ERROR(positive("num_classes", c.num_classes));
+  MKD_RETURN_IF_ERROR(positive("mlp_ratio", c.mlp_ratio, 64));
+  MKD_RETURN_IF_ERROR(positive("num_classes", c.num_classes, 1 << 24));
+  MKD_RETURN_IF_ERROR(positive("in_chans", c.in_chans, 64));
   if (c.img_size % c.patch_size != 0) {
     return BadKey("patch_size",
                   absl::StrCat(c.patch_size, " does not divide img_size ", c.img_size));

@@ -104,6 +104,9 @@ TEST(ViTConfigTest, ErrorsNameTheKey) {
   ExpectKeyError("patch_size: 15\n", "'patch_size': 15 does not divide img_size 224");
   ExpectKeyError("num_heads: 5\n", "'num_heads': 5 does not divide embed_dim 768");
   ExpectKeyError("embed_dim: 0\n", "'embed_dim': must be positive");
+  // Found by fuzz/config_fuzz: 1e112 overflowed the int MLP width.
+  ExpectKeyError("mlp_ratio: 1e112\n", "'mlp_ratio': must be at most 64");
+  ExpectKeyError("img_size: 1000000\npatch_size: 1\n", "'img_size': must be at most 16384");
   ExpectKeyError("in_chans: 1\nmean: [0.5, 0.5, 0.5]\nstd: [1]\n",
                  "'mean': has 3 entries, in_chans is 1");
   ExpectKeyError("in_chans: 1\nstd: [1, 1]\n", "'std': has 2 entries, in_chans is 1");
