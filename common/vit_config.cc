@@ -187,7 +187,13 @@ absl::StatusOr<ViTConfig> ParseViTConfigYaml(const std::string& yaml_text) {
     config = *base;
   }
   for (const auto& kv : root) {
-    std::string key = kv.first.as<std::string>();
+    // As in FlattenConfig: a list or mapping used as a key names nothing
+    // (and yaml-cpp would throw converting it).
+    if (!kv.first.IsScalar()) {
+      return absl::InvalidArgumentError(
+          "model config has a key that is not a plain name (a list or mapping used as a key)");
+    }
+    const std::string key = kv.first.Scalar();
     if (key == "preset") continue;
     auto it = Setters().find(key);
     if (it == Setters().end()) return BadKey(key, "unknown key");

@@ -106,6 +106,7 @@ TEST(ViTConfigTest, ErrorsNameTheKey) {
   ExpectKeyError("embed_dim: 0\n", "'embed_dim': must be positive");
   // Found by fuzz/config_fuzz: 1e112 overflowed the int MLP width.
   ExpectKeyError("mlp_ratio: 1e112\n", "'mlp_ratio': must be at most 64");
+  EXPECT_EQ(ParseViTConfigYaml("? [a]\n: 1\n").status().code(), absl::StatusCode::kInvalidArgument);
   ExpectKeyError("img_size: 1000000\npatch_size: 1\n", "'img_size': must be at most 16384");
   ExpectKeyError("in_chans: 1\nmean: [0.5, 0.5, 0.5]\nstd: [1]\n",
                  "'mean': has 3 entries, in_chans is 1");
