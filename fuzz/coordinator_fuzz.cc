@@ -19,20 +19,12 @@
 
 #include "coordinator/pool.h"
 #include "coordinator/service.h"
+#include "fuzz/fuzz_check.h"
 
 namespace {
 
 namespace v1 = ::maskedkd::v1;
 using mkd::coordinator::Pool;
-
-// Names the property that failed, so a crash input explains itself.
-#define Require(ok)                                                                  \
-  do {                                                                               \
-    if (!(ok)) {                                                                     \
-      std::fprintf(stderr, "%s:%d: property failed: %s\n", __FILE__, __LINE__, #ok); \
-      std::abort();                                                                  \
-    }                                                                                \
-  } while (0)
 
 void CheckAssignments(Pool& pool, const std::set<std::string>& jobs,
                       std::map<std::string, uint64_t>& versions) {

@@ -14,6 +14,7 @@
 #include <cstdlib>
 
 #include "common/masking.h"
+#include "fuzz/fuzz_check.h"
 #include "proto/tensor_codec.h"
 #include "teacher_server/result_cache.h"
 #include "teacher_server/validation.h"
@@ -24,15 +25,6 @@ namespace v1 = ::maskedkd::v1;
 
 // A small teacher: 16x16 RGB images, 4x4 patches (N = 16).
 constexpr int64_t kImg = 16, kPatch = 4, kChans = 3, kN = 16, kPatchDim = kChans * kPatch * kPatch;
-
-// Names the property that failed, so a crash input explains itself.
-#define Require(ok)                                                                  \
-  do {                                                                               \
-    if (!(ok)) {                                                                     \
-      std::fprintf(stderr, "%s:%d: property failed: %s\n", __FILE__, __LINE__, #ok); \
-      std::abort();                                                                  \
-    }                                                                                \
-  } while (0)
 
 }  // namespace
 

@@ -226,13 +226,19 @@ absl::StatusOr<std::unique_ptr<Teacher>> MakeRemoteTeacher(const RemoteTeacherOp
       said = true;
     }
     for (const v1::TeacherEndpoint& t : a.teachers()) {
+      // Dialling blocks for up to 5 s: not under the lock the membership's
+      // threads take for every heartbeat and assignment.
+      first->mu.Unlock();
       auto channel = MakeTeacherChannel(t.address());
       absl::StatusOr<v1::ModelInfo> info = ReadModelInfo(channel, t.address(), absl::Seconds(5));
+      first->mu.Lock();
       if (!info.ok() || info->model_id() != o.model_id) continue;
       auto teacher = std::make_unique<RemoteTeacher>(o, wire, *info);
       first->teacher = teacher.get();
+      // The newest assignment: another may have come while we dialled.
+      const v1::Assignment latest = *first->assignment;
       first->mu.Unlock();
-      teacher->OnAssignment(a);
+      teacher->OnAssignment(latest);
       teacher->AttachMembership(std::move(membership));
       return std::unique_ptr<Teacher>(std::move(teacher));
     }

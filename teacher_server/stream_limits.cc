@@ -14,6 +14,15 @@ void Decrement(std::map<std::string, int64_t>& map, const std::string& key) {
   if (--it->second <= 0) map.erase(it);
 }
 
+// Takes one of map[key]'s `max` places (0: no limit); false when all are
+// taken.
+bool Take(std::map<std::string, int64_t>& map, const std::string& key, int64_t max) {
+  int64_t& n = map[key];
+  if (max != 0 && n >= max) return false;
+  ++n;
+  return true;
+}
+
 }  // namespace
 
 std::string PeerHost(absl::string_view peer) {
@@ -36,9 +45,7 @@ absl::Status StreamLimits::Refuse(absl::string_view limit, absl::string_view wha
 absl::Status StreamLimits::OpenStream(const std::string& client) {
   {
     MutexLock lock(&mu_);
-    int64_t& n = client_streams_[client];
-    if (config_.max_streams_per_client == 0 || n < config_.max_streams_per_client) {
-      ++n;
+    if (Take(client_streams_, client, config_.max_streams_per_client)) {
       ++open_streams_;
       if (metrics_) metrics_->SetOpenStreams(open_streams_);
       return absl::OkStatus();
@@ -51,11 +58,7 @@ absl::Status StreamLimits::OpenStream(const std::string& client) {
 absl::Status StreamLimits::BindJob(const std::string& job) {
   {
     MutexLock lock(&mu_);
-    int64_t& n = job_streams_[job];
-    if (config_.max_streams_per_job == 0 || n < config_.max_streams_per_job) {
-      ++n;
-      return absl::OkStatus();
-    }
+    if (Take(job_streams_, job, config_.max_streams_per_job)) return absl::OkStatus();
   }
   return Refuse("streams_per_job",
                 absl::StrCat("job '", job, "' already has the most open streams allowed"),
@@ -73,11 +76,7 @@ void StreamLimits::CloseStream(const std::string& client, const std::string& job
 absl::Status StreamLimits::Admit(const std::string& job) {
   {
     MutexLock lock(&mu_);
-    int64_t& n = job_in_flight_[job];
-    if (config_.max_in_flight_per_job == 0 || n < config_.max_in_flight_per_job) {
-      ++n;
-      return absl::OkStatus();
-    }
+    if (Take(job_in_flight_, job, config_.max_in_flight_per_job)) return absl::OkStatus();
   }
   return Refuse(
       "in_flight_per_job",
