@@ -51,7 +51,11 @@ struct BatchQueueOptions {
   // the end of every step while its student computes, and resetting it each
   // time would hand that gap's service to the others for good. After a
   // longer absence it rejoins at the current virtual time (no banked credit).
-  absl::Duration fair_share_grace = absl::Milliseconds(100);
+  // One second covers a student's step on a slow CPU (about 150 ms under
+  // ASan here; 100 ms, the old default, cost a weight-2 job a third of its
+  // share there); what a returning job can catch up is bounded by what the
+  // others were served in its absence.
+  absl::Duration fair_share_grace = absl::Seconds(1);
 };
 
 class BatchQueue {

@@ -24,7 +24,7 @@ struct BatcherConfig {
   int64_t max_queued_per_job = 128;
   // A job back within this long of its queue running empty keeps its place
   // in the fair-share order (a training job's queue empties between steps).
-  int64_t fair_share_grace_ms = 100;
+  int64_t fair_share_grace_ms = 1000;
 };
 
 // What one client or one job may hold of this teacher (0: no limit). Each
