@@ -53,7 +53,8 @@ def wait_line(name, pattern, timeout=120):
 def coordinator(name, explore_steps=3):
     start(name, [f"{BIN}/mkd-coordinator", "--set", "listen=127.0.0.1:0", "--set",
                  "metrics_listen=\"\"", "--set", "heartbeat_s=0.2", "--set", "lease_s=1",
-                 "--set", "settle_s=0.4", "--set", f"explore_steps={explore_steps}"], core=1)
+                 "--set", "settle_s=0.4", "--set", f"explore_steps={explore_steps}",
+                 "--set", "tls.insecure=true"], core=1)
     return "127.0.0.1:" + wait_line(name, r"on port (\d+)").group(1)
 
 
@@ -71,7 +72,7 @@ def student(name, sets, core=0, config="configs/fmnist_student.yaml", steps=None
     cmd = [f"{BIN}/mkd-student", "train", "--config", config,
            "--set", f"run.out_dir={OUT}/{name}", "--set", "run.log_every_steps=1",
            "--set", "run.threads=1", "--set", "run.eval_every_epochs=0",
-           "--set", f"run.max_steps={steps or STEPS}"]
+           "--set", f"run.max_steps={steps or STEPS}", "--set", "tls.insecure=true"]
     for s in sets:
         cmd += ["--set", s]
     subprocess.run(["rm", "-rf", f"{OUT}/{name}"])
@@ -214,7 +215,7 @@ def planner(weights):
     while p.poll() is None and (status is None or status["micro_batches"] == 0):
         lines = train_lines("planned")
         if len(lines) > 4 * 40 + 10:
-            out = subprocess.run([f"{BIN}/mkd", "status", "--coordinator", coord, "--json"],
+            out = subprocess.run([f"{BIN}/mkd", "status", "--coordinator", coord, "--json", "--insecure"],
                                  capture_output=True, text=True)
             if out.returncode == 0:
                 jobs = json.loads(out.stdout)["jobs"].get("jobs", [])

@@ -99,6 +99,7 @@ absl::Status Run(const ParsedFlags& f) {
   const std::string dir = std::filesystem::temp_directory_path() / "mkd_server_bench";
   std::filesystem::create_directories(dir);
   teacher::TeacherServerConfig config;
+  config.tls.insecure = true;
   MKD_ASSIGN_OR_RETURN(config.model, ResolveViTConfig(teacher));
   config.weights = dir + "/teacher.safetensors";
   {

@@ -58,6 +58,7 @@ absl::StatusOr<RemoteTeacher> StartTeacher(const std::string& how, const std::st
   RemoteTeacher r;
   if (how == "in-process") {
     teacher::TeacherServerConfig c;
+    c.tls.insecure = true;
     c.model = tcfg;
     c.weights = dir + "/teacher.safetensors";
     c.device = device;
@@ -71,7 +72,7 @@ absl::StatusOr<RemoteTeacher> StartTeacher(const std::string& how, const std::st
   std::ofstream(dir + "/server.yaml")
       << "model: " << dir << "/teacher.yaml\nweights: " << dir << "/teacher.safetensors\n"
       << "device: " << device << "\ndtype: " << dtype
-      << "\nlisten: 127.0.0.1:0\nmetrics_listen: 127.0.0.1:0\n";
+      << "\nlisten: 127.0.0.1:0\nmetrics_listen: 127.0.0.1:0\ntls: {insecure: true}\n";
   r.process = std::make_unique<testing::ChildProcess>(
       "mkd-teacher", std::vector<std::string>{"--config", dir + "/server.yaml"}, dir + "/teacher");
   std::optional<std::string> line = r.process->WaitForLine("serving", std::chrono::seconds(120));
@@ -160,7 +161,7 @@ absl::Status Run(const ParsedFlags& f) {
              "distill.teacher_address=" + (v.remote ? server.address : "\"\""),
              absl::StrCat("distill.micro_batches=", v.micro_batches), "distill.job_id=" + v.name,
              "run.device=" + device_name, "run.precision=" + precision,
-             "run.out_dir=" + dir + "/run"}));
+             "run.out_dir=" + dir + "/run", "tls.insecure=true"}));
     MKD_ASSIGN_OR_RETURN(auto trainer, student::Trainer::Create(c));
     trainers.push_back(std::move(trainer));
   }

@@ -11,6 +11,7 @@
 #include "common/status_macros.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "maskedkd/v1/coordinator.grpc.pb.h"
+#include "proto/transport_security.h"
 #include "proto/wire.h"
 
 namespace mkd::cli {
@@ -18,20 +19,53 @@ namespace {
 
 namespace v1 = ::maskedkd::v1;
 
+// Transport security, as the servers' tls.* keys: mutual TLS, or
+// --insecure by name.
+void AddTlsSpecs(std::vector<FlagSpec>* specs) {
+  specs->insert(specs->end(), {
+                                  {"tls-ca", true, "PEM CA the server's certificate must chain to"},
+                                  {"tls-cert", true, "PEM client certificate (mutual TLS)"},
+                                  {"tls-key", true, "PEM private key of --tls-cert"},
+                                  {"tls-server-name", true,
+                                   "the name the server's certificate must carry, if not "
+                                   "the address's host"},
+                                  {"insecure", false, "plaintext, without TLS"},
+                              });
+}
+
 const std::vector<FlagSpec>& Specs() {
-  static const auto* specs = new std::vector<FlagSpec>{
-      {"coordinator", true, "host:port of mkd-coordinator"},
-      {"timeout-s", true, "seconds to wait for the coordinator (default 5)"},
-      {"json", false, "status: print the coordinator's answers as JSON"},
-  };
+  static const auto* specs = [] {
+    auto* s = new std::vector<FlagSpec>{
+        {"coordinator", true, "host:port of mkd-coordinator"},
+        {"timeout-s", true, "seconds to wait for the coordinator (default 5)"},
+        {"json", false, "status: print the coordinator's answers as JSON"},
+    };
+    AddTlsSpecs(s);
+    return s;
+  }();
   return *specs;
 }
 
 const std::vector<FlagSpec>& HealthSpecs() {
-  static const auto* specs = new std::vector<FlagSpec>{
-      {"timeout-s", true, "seconds to wait for an answer (default 5)"},
-  };
+  static const auto* specs = [] {
+    auto* s = new std::vector<FlagSpec>{
+        {"timeout-s", true, "seconds to wait for an answer (default 5)"},
+    };
+    AddTlsSpecs(s);
+    return s;
+  }();
   return *specs;
+}
+
+absl::StatusOr<TlsOptions> Tls(const ParsedFlags& f) {
+  TlsOptions t;
+  t.insecure = f.Has("insecure");
+  t.ca = f.Get("tls-ca").value_or("");
+  t.cert = f.Get("tls-cert").value_or("");
+  t.key = f.Get("tls-key").value_or("");
+  t.server_name = f.Get("tls-server-name").value_or("");
+  MKD_RETURN_IF_ERROR(ValidateTls(t, TlsRole::kClient, "--tls-"));
+  return t;
 }
 
 absl::StatusOr<absl::Duration> Timeout(const ParsedFlags& f) {
@@ -49,6 +83,7 @@ absl::StatusOr<PoolOptions> Parse(const std::vector<std::string>& args, size_t p
         absl::StrCat("--coordinator: expected host:port, got '", o.coordinator, "'"));
   }
   MKD_ASSIGN_OR_RETURN(o.timeout, Timeout(f));
+  MKD_ASSIGN_OR_RETURN(o.tls, Tls(f));
   o.json = f.Has("json");
   if (f.positional().size() != positionals) {
     return absl::InvalidArgumentError(positionals == 0 ? "unexpected argument"
@@ -58,9 +93,9 @@ absl::StatusOr<PoolOptions> Parse(const std::vector<std::string>& args, size_t p
   return o;
 }
 
-std::unique_ptr<v1::CoordinatorService::Stub> Stub(const PoolOptions& o) {
-  return v1::CoordinatorService::NewStub(
-      grpc::CreateChannel(o.coordinator, grpc::InsecureChannelCredentials()));
+absl::StatusOr<std::unique_ptr<v1::CoordinatorService::Stub>> Stub(const PoolOptions& o) {
+  MKD_ASSIGN_OR_RETURN(auto channel, MakeChannel(o.coordinator, o.tls, nullptr));
+  return v1::CoordinatorService::NewStub(channel);
 }
 
 void Deadline(grpc::ClientContext* ctx, const PoolOptions& o) {
@@ -87,6 +122,7 @@ absl::StatusOr<PoolOptions> ParseHealthFlags(const std::vector<std::string>& arg
   MKD_ASSIGN_OR_RETURN(ParsedFlags f, ParseFlags(args, HealthSpecs()));
   PoolOptions o;
   MKD_ASSIGN_OR_RETURN(o.timeout, Timeout(f));
+  MKD_ASSIGN_OR_RETURN(o.tls, Tls(f));
   if (f.positional().size() != 1 || !IsHostPort(f.positional()[0])) {
     return absl::InvalidArgumentError("expected one server address, host:port");
   }
@@ -95,18 +131,22 @@ absl::StatusOr<PoolOptions> ParseHealthFlags(const std::vector<std::string>& arg
 }
 
 std::string HealthUsage() {
-  return "usage: mkd health <host:port> [--timeout-s 5]\n" + FlagsUsage(HealthSpecs());
+  return "usage: mkd health <host:port> (--tls-ca ca.pem [...] | --insecure) [--timeout-s 5]\n" +
+         FlagsUsage(HealthSpecs());
 }
 
 std::string StatusUsage() {
-  return "usage: mkd status --coordinator host:port [--timeout-s 5]\n" + FlagsUsage(Specs());
+  return "usage: mkd status --coordinator host:port (--tls-ca ca.pem [...] | --insecure)\n" +
+         FlagsUsage(Specs());
 }
 std::string DrainUsage() {
-  return "usage: mkd drain --coordinator host:port <teacher host:port>\n" + FlagsUsage(Specs());
+  return "usage: mkd drain --coordinator host:port (--tls-ca ca.pem [...] | --insecure) "
+         "<teacher host:port>\n" +
+         FlagsUsage(Specs());
 }
 
 absl::StatusOr<std::string> RunStatus(const PoolOptions& o) {
-  auto stub = Stub(o);
+  MKD_ASSIGN_OR_RETURN(auto stub, Stub(o));
   v1::ListTeachersResponse teachers;
   v1::ListJobsResponse jobs;
   {
@@ -158,7 +198,7 @@ absl::StatusOr<std::string> RunStatus(const PoolOptions& o) {
 }
 
 absl::StatusOr<std::string> RunDrain(const PoolOptions& o) {
-  auto stub = Stub(o);
+  MKD_ASSIGN_OR_RETURN(auto stub, Stub(o));
   grpc::ClientContext ctx;
   Deadline(&ctx, o);
   v1::DrainRequest req;
@@ -170,8 +210,8 @@ absl::StatusOr<std::string> RunDrain(const PoolOptions& o) {
 }
 
 absl::StatusOr<std::string> RunHealth(const PoolOptions& o) {
-  auto stub = ::grpc::health::v1::Health::NewStub(
-      grpc::CreateChannel(o.teacher, grpc::InsecureChannelCredentials()));
+  MKD_ASSIGN_OR_RETURN(auto channel, MakeChannel(o.teacher, o.tls, nullptr));
+  auto stub = ::grpc::health::v1::Health::NewStub(channel);
   grpc::ClientContext ctx;
   // No wait_for_ready: a server that is not listening is unhealthy now.
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + o.timeout));

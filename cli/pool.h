@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "proto/transport_security.h"
 
 namespace mkd::cli {
 
@@ -18,6 +19,7 @@ struct PoolOptions {
                             // health: the server's address.
   absl::Duration timeout = absl::Seconds(5);
   bool json = false;  // status: the coordinator's answers as JSON.
+  TlsOptions tls;     // --tls-* or --insecure.
 };
 
 absl::StatusOr<PoolOptions> ParseStatusFlags(const std::vector<std::string>& args);

@@ -17,15 +17,20 @@ constexpr char kWhat[] = "coordinator config";
                                        kWhat, type_name)
 
 const std::map<std::string, ConfigSetter<CoordinatorConfig>>& Setters() {
-  static const auto* setters = new std::map<std::string, ConfigSetter<CoordinatorConfig>>{
-      {"listen", MKD_FIELD(std::string, listen, "host:port")},
-      {"metrics_listen", MKD_FIELD(std::string, metrics_listen, "host:port")},
-      {"lease_s", MKD_FIELD(double, lease_s, "a number")},
-      {"heartbeat_s", MKD_FIELD(double, heartbeat_s, "a number")},
-      {"settle_s", MKD_FIELD(double, settle_s, "a number")},
-      {"forget_gone_s", MKD_FIELD(double, forget_gone_s, "a number")},
-      {"explore_steps", MKD_FIELD(int, explore_steps, "an integer")},
-  };
+  static const auto* setters = [] {
+    auto* s = new std::map<std::string, ConfigSetter<CoordinatorConfig>>{
+        {"listen", MKD_FIELD(std::string, listen, "host:port")},
+        {"metrics_listen", MKD_FIELD(std::string, metrics_listen, "host:port")},
+        {"lease_s", MKD_FIELD(double, lease_s, "a number")},
+        {"heartbeat_s", MKD_FIELD(double, heartbeat_s, "a number")},
+        {"settle_s", MKD_FIELD(double, settle_s, "a number")},
+        {"forget_gone_s", MKD_FIELD(double, forget_gone_s, "a number")},
+        {"explore_steps", MKD_FIELD(int, explore_steps, "an integer")},
+    };
+    AddTlsConfigKeys<CoordinatorConfig>([](CoordinatorConfig& c) -> TlsOptions& { return c.tls; },
+                                        kWhat, /*server=*/true, s);
+    return s;
+  }();
   return *setters;
 }
 
@@ -46,6 +51,8 @@ absl::Status Validate(CoordinatorConfig& c) {
   if (c.settle_s < 0) c.settle_s = c.lease_s;
   if (c.forget_gone_s < 0) return bad("forget_gone_s", "must be >= 0");
   if (c.explore_steps < 1) return bad("explore_steps", "must be >= 1");
+  absl::Status tls = ValidateTls(c.tls, TlsRole::kServer, "tls.");
+  if (!tls.ok()) return absl::InvalidArgumentError(absl::StrCat(kWhat, ": ", tls.message()));
   return absl::OkStatus();
 }
 

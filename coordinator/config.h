@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "proto/transport_security.h"
 
 namespace mkd::coordinator {
 
@@ -23,6 +24,7 @@ struct CoordinatorConfig {
   double settle_s = -1;
   double forget_gone_s = 300;  // Gone teachers stay listed this long.
   int explore_steps = 3;       // Steps measured per candidate m before planning.
+  TlsOptions tls;              // tls.*: mutual TLS, or tls.insecure explicitly.
 };
 
 absl::StatusOr<CoordinatorConfig> ParseCoordinatorConfig(const std::string& yaml_text,

@@ -9,6 +9,7 @@
 #include "common/flags.h"
 #include "common/status_macros.h"
 #include "coordinator/server.h"
+#include "proto/transport_security.h"
 
 namespace {
 
@@ -28,6 +29,7 @@ absl::Status Run(const mkd::ParsedFlags& flags) {
       flags.Get("config") ? mkd::coordinator::LoadCoordinatorConfig(*flags.Get("config"), overrides)
                           : mkd::coordinator::ParseCoordinatorConfig("", overrides);
   if (!config.ok()) return config.status();
+  mkd::WarnIfInsecure(config->tls, "mkd-coordinator");
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);

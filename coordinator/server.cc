@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "proto/transport_security.h"
 
 namespace mkd::coordinator {
 
@@ -26,8 +27,10 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
 
   // grpc.health.v1 for Kubernetes probes and `mkd health`.
   grpc::EnableDefaultHealthCheckService(true);
+  MKD_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
+                       MakeServerCredentials(config.tls));
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(), &s->port_);
+  builder.AddListeningPort(config.listen, credentials, &s->port_);
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);  // A taken port must fail.
   builder.RegisterService(s->service_.get());
   s->server_ = builder.BuildAndStart();

@@ -22,6 +22,7 @@ class CoordinatorServiceTest : public ::testing::Test {
     c.heartbeat_s = 0.05;
     c.lease_s = 0.5;
     c.settle_s = 0.1;
+    c.tls.insecure = true;  // Plaintext on loopback; tests/tls_test.cc covers TLS.
     auto s = CoordinatorServer::Start(c);
     ASSERT_TRUE(s.ok()) << s.status();
     server_ = std::move(*s);

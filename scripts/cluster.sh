@@ -19,7 +19,7 @@ marker="${TMPDIR:-/tmp}/maskedkd-cluster-started-dockerd"  # up started the engi
 
 mkd_status() {  # The pool as the coordinator sees it, through `mkd status`.
   if [[ -x build/bin/mkd ]]; then
-    build/bin/mkd status --coordinator 127.0.0.1:50050 --timeout-s 3 || true
+    build/bin/mkd status --coordinator 127.0.0.1:50050 --timeout-s 3 --insecure || true
   else
     echo "(build/bin/mkd not built: docker-compose logs coordinator shows the pool)"
   fi
@@ -57,7 +57,7 @@ case "${1:-}" in
     echo "cluster: up in $((now - up_start)) s ($((now - start)) s with images)"
     cat <<MSG
   Prometheus     $prom  (targets: $prom/targets, alerts: $prom/alerts)
-  the pool       build/bin/mkd status --coordinator 127.0.0.1:50050
+  the pool       build/bin/mkd status --coordinator 127.0.0.1:50050 --insecure
   logs           docker-compose -p maskedkd -f deploy/compose/docker-compose.yml logs -f job-a
   stop           scripts/cluster.sh down
 MSG

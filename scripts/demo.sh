@@ -109,8 +109,10 @@ port_of() {  # Waits (at most 60 s) for "<what> port N" in a log; prints N.
   done
   echo "demo: no '$2 port' in $1" >&2; cat "$1" >&2; return 1
 }
+# Plaintext on loopback, said by name (each binary warns); docs/security.md
+# shows the same pool over mutual TLS.
 build/bin/mkd-coordinator --set listen=127.0.0.1:0 --set metrics_listen=\"\" \
-  --set heartbeat_s=0.5 --set lease_s=3 > runs/coordinator.log 2>&1 &
+  --set heartbeat_s=0.5 --set lease_s=3 --set tls.insecure=true > runs/coordinator.log 2>&1 &
 pids+=($!)
 coordinator="127.0.0.1:$(port_of runs/coordinator.log 'listening on')"
 # One thread each: on 2 cores the teacher and the student run side by side.
@@ -135,7 +137,8 @@ run_student() {  # run_student <name> <label> [--set ...]: trains, prints its lo
   t0=$(date +%s)
   build/bin/mkd-student train --config "$student_config" \
     --set distill.teacher_weights="$teacher" --set distill.coordinator="$coordinator" \
-    --set run.threads=1 --set run.out_dir="runs/$name" ${epochs[@]+"${epochs[@]}"} "$@" \
+    --set run.threads=1 --set run.out_dir="runs/$name" --set tls.insecure=true \
+    ${epochs[@]+"${epochs[@]}"} "$@" \
     > "runs/$name.log" 2>&1 &
   local student=$!
   pids+=("$student")
@@ -146,7 +149,7 @@ run_student() {  # run_student <name> <label> [--set ...]: trains, prints its lo
     sleep 0.5
   done
   echo "== mkd status --coordinator $coordinator"
-  build/bin/mkd status --coordinator "$coordinator" || true
+  build/bin/mkd status --coordinator "$coordinator" --insecure || true
   wait "$student"
   echo "$(( $(date +%s) - t0 ))" > "runs/$name.seconds"
 }

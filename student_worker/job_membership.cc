@@ -10,15 +10,14 @@ namespace mkd::student {
 
 namespace v1 = ::maskedkd::v1;
 
-JobMembership::JobMembership(std::string coordinator, v1::JobInfo info,
-                             std::function<v1::JobTimings()> take_timings,
+JobMembership::JobMembership(std::string coordinator, std::shared_ptr<grpc::Channel> channel,
+                             v1::JobInfo info, std::function<v1::JobTimings()> take_timings,
                              std::function<void(const v1::Assignment&)> on_assignment)
     : coordinator_(std::move(coordinator)),
       info_(std::move(info)),
       take_timings_(std::move(take_timings)),
       on_assignment_(std::move(on_assignment)),
-      stub_(v1::CoordinatorService::NewStub(
-          grpc::CreateChannel(coordinator_, grpc::InsecureChannelCredentials()))) {
+      stub_(v1::CoordinatorService::NewStub(channel)) {
   heartbeat_ = std::thread([this] { HeartbeatLoop(); });
   watch_thread_ = std::thread([this] { WatchLoop(); });
 }

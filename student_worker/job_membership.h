@@ -24,8 +24,9 @@ class JobMembership {
  public:
   // `take_timings` is called before each heartbeat (the means since the
   // last one); `on_assignment` with every assignment the coordinator sends.
-  JobMembership(std::string coordinator, maskedkd::v1::JobInfo info,
-                std::function<maskedkd::v1::JobTimings()> take_timings,
+  // `channel` leads to `coordinator` (named in logs), with its credentials.
+  JobMembership(std::string coordinator, std::shared_ptr<grpc::Channel> channel,
+                maskedkd::v1::JobInfo info, std::function<maskedkd::v1::JobTimings()> take_timings,
                 std::function<void(const maskedkd::v1::Assignment&)> on_assignment);
   ~JobMembership();  // Stops both threads (the lease ends the membership).
 

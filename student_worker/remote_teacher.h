@@ -31,6 +31,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "proto/transport_security.h"
 #include "student_worker/teacher.h"
 
 namespace mkd::student {
@@ -53,6 +54,9 @@ struct RemoteTeacherOptions {
   int max_teachers = 0;          // 0: no limit.
   int pinned_micro_batches = 0;  // > 0: the job's config fixes m.
   int max_micro_batches = 0;     // Planning bound (0: 16).
+  // For every channel, to the coordinator and to each teacher: mutual TLS,
+  // or insecure explicitly.
+  TlsOptions tls;
 };
 
 // Connects and reads the teacher's ModelInfo: with `address`, waiting up to

@@ -26,7 +26,8 @@ namespace v1 = ::maskedkd::v1;
 
 // A channel tuned for micro-batches: quick reconnects, large windows and
 // messages, keepalive pings so a dead peer is noticed without traffic.
-std::shared_ptr<grpc::Channel> MakeTeacherChannel(const std::string& address);
+absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeTeacherChannel(const std::string& address,
+                                                                  const TlsOptions& tls);
 ViTConfig ConfigFromInfo(const v1::ModelInfo& info);
 
 // Thread-safe: the trainer submits, stream readers answer, the retry

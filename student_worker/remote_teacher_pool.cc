@@ -1,6 +1,8 @@
 // RemoteTeacher: finding teachers (one fixed address, or a coordinator's
 // assignment), checking what they serve, and reporting the job's timings.
 #include <cstdio>
+#include <map>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -16,8 +18,17 @@ absl::StatusOr<v1::ModelInfo> ReadModelInfo(const std::shared_ptr<grpc::Channel>
   ctx.set_wait_for_ready(true);
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + wait));
   v1::ModelInfo info;
-  grpc::Status st =
-      v1::TeacherService::NewStub(channel)->GetModelInfo(&ctx, v1::ModelInfoRequest(), &info);
+  auto stub = v1::TeacherService::NewStub(channel);
+  grpc::Status st = stub->GetModelInfo(&ctx, v1::ModelInfoRequest(), &info);
+  if (st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+    // Waiting for a connection hides why there is none (a refused TLS
+    // handshake, a wrong port): one call that does not wait reports it.
+    grpc::ClientContext now;
+    now.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
+    grpc::Status why = stub->GetModelInfo(&now, v1::ModelInfoRequest(), &info);
+    if (why.ok()) return info;
+    st = why;
+  }
   if (!st.ok()) {
     return absl::UnavailableError(
         absl::StrCat("teacher at '", address, "': GetModelInfo failed: ", st.error_message()));
@@ -27,7 +38,8 @@ absl::StatusOr<v1::ModelInfo> ReadModelInfo(const std::shared_ptr<grpc::Channel>
 
 }  // namespace
 
-std::shared_ptr<grpc::Channel> MakeTeacherChannel(const std::string& address) {
+absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeTeacherChannel(const std::string& address,
+                                                                  const TlsOptions& tls) {
   grpc::ChannelArguments args;
   // gRPC's default reconnect backoff grows to 2 minutes; a restarted
   // teacher should be found within a second.
@@ -43,7 +55,7 @@ std::shared_ptr<grpc::Channel> MakeTeacherChannel(const std::string& address) {
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  return MakeChannel(address, tls, &args);
 }
 
 ViTConfig ConfigFromInfo(const v1::ModelInfo& info) {
@@ -87,8 +99,10 @@ void RemoteTeacher::OnAssignment(const v1::Assignment& a) {
     if (HasEndpoint(t.address())) continue;
     // Checked before use: a teacher of another model would answer with
     // logits of the wrong network.
-    auto channel = MakeTeacherChannel(t.address());
-    absl::StatusOr<v1::ModelInfo> info = ReadModelInfo(channel, t.address(), absl::Seconds(5));
+    auto channel = MakeTeacherChannel(t.address(), options_.tls);
+    absl::StatusOr<v1::ModelInfo> info =
+        channel.ok() ? ReadModelInfo(*channel, t.address(), absl::Seconds(5))
+                     : absl::StatusOr<v1::ModelInfo>(channel.status());
     if (!info.ok()) {
       std::fprintf(stderr, "job %s: %s; not used\n", options_.job_id.c_str(),
                    std::string(info.status().message()).c_str());
@@ -106,7 +120,7 @@ void RemoteTeacher::OnAssignment(const v1::Assignment& a) {
     }
     std::printf("job %s: streaming to teacher %s\n", options_.job_id.c_str(), t.address().c_str());
     std::fflush(stdout);
-    AddEndpoint(t.address(), channel, info->max_request_bytes());
+    AddEndpoint(t.address(), *channel, info->max_request_bytes());
   }
   KeepOnly(keep);
 }
@@ -160,7 +174,7 @@ absl::StatusOr<std::unique_ptr<Teacher>> MakeRemoteTeacher(const RemoteTeacherOp
   MKD_ASSIGN_OR_RETURN(v1::DType wire, proto::ParseWireDType(o.wire_dtype));
   if (o.max_attempts < 1) return absl::InvalidArgumentError("max_attempts must be >= 1");
   if (o.coordinator.empty()) {
-    auto channel = MakeTeacherChannel(o.address);
+    MKD_ASSIGN_OR_RETURN(auto channel, MakeTeacherChannel(o.address, o.tls));
     MKD_ASSIGN_OR_RETURN(v1::ModelInfo info,
                          ReadModelInfo(channel, o.address, o.reconnect_timeout));
     if (!o.model_id.empty() && info.model_id() != o.model_id) {
@@ -193,8 +207,10 @@ absl::StatusOr<std::unique_ptr<Teacher>> MakeRemoteTeacher(const RemoteTeacherOp
   job.set_max_teachers(o.max_teachers);
   job.set_pinned_micro_batches(o.pinned_micro_batches);
   job.set_max_micro_batches(o.max_micro_batches);
+  MKD_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> coordinator,
+                       MakeChannel(o.coordinator, o.tls, nullptr));
   auto membership = std::make_unique<JobMembership>(
-      o.coordinator, job,
+      o.coordinator, std::move(coordinator), job,
       [first] {
         MutexLock lock(&first->mu);
         return first->teacher ? first->teacher->TakeJobTimings() : v1::JobTimings();
@@ -216,6 +232,7 @@ absl::StatusOr<std::unique_ptr<Teacher>> MakeRemoteTeacher(const RemoteTeacherOp
   const absl::Time give_up = absl::Now() + o.teacher_wait;
   first->mu.Lock();
   bool said = false;
+  std::map<std::string, std::string> failures;  // Teacher address -> last error said.
   while (absl::Now() < give_up) {
     first->cv.WaitWithTimeout(&first->mu, absl::Milliseconds(200));
     if (!first->assignment) continue;
@@ -229,10 +246,22 @@ absl::StatusOr<std::unique_ptr<Teacher>> MakeRemoteTeacher(const RemoteTeacherOp
       // Dialling blocks for up to 5 s: not under the lock the membership's
       // threads take for every heartbeat and assignment.
       first->mu.Unlock();
-      auto channel = MakeTeacherChannel(t.address());
-      absl::StatusOr<v1::ModelInfo> info = ReadModelInfo(channel, t.address(), absl::Seconds(5));
+      auto channel = MakeTeacherChannel(t.address(), o.tls);
+      absl::StatusOr<v1::ModelInfo> info =
+          channel.ok() ? ReadModelInfo(*channel, t.address(), absl::Seconds(5))
+                       : absl::StatusOr<v1::ModelInfo>(channel.status());
       first->mu.Lock();
-      if (!info.ok() || info->model_id() != o.model_id) continue;
+      if (!info.ok()) {
+        // Said once per teacher and reason: a refused TLS handshake must not
+        // look like a silent wait for teacher_wait_s.
+        std::string& last = failures[t.address()];
+        if (last != info.status().message()) {
+          last = std::string(info.status().message());
+          std::fprintf(stderr, "job %s: %s; not used\n", o.job_id.c_str(), last.c_str());
+        }
+        continue;
+      }
+      if (info->model_id() != o.model_id) continue;
       auto teacher = std::make_unique<RemoteTeacher>(o, wire, *info);
       first->teacher = teacher.get();
       // The newest assignment: another may have come while we dialled.

@@ -27,91 +27,100 @@ using Setter = ConfigSetter<TrainConfig>;
   ConfigEnumField<TrainConfig, type>([](TrainConfig& c) -> type& { return c.path; }, kWhat, parse)
 
 const std::map<std::string, Setter>& Setters() {
-  static const auto* setters = new std::map<std::string, Setter>{
-      {"mode", MKD_FIELD(std::string, mode, "train or distill")},
-      {"seed", MKD_FIELD(uint64_t, seed, "a non-negative integer")},
-      {"data.kind", MKD_FIELD(std::string, data.kind, "a dataset kind")},
-      {"data.dir", MKD_FIELD(std::string, data.dir, "a path")},
-      {"data.train_split", MKD_FIELD(std::string, data.train_split, "a split name")},
-      {"data.eval_split", MKD_FIELD(std::string, data.eval_split, "a split name")},
-      {"data.batch_size", MKD_FIELD(int64_t, data.batch_size, "an integer")},
-      {"data.workers", MKD_FIELD(int, data.workers, "an integer")},
-      {"data.limit_train", MKD_FIELD(int64_t, data.limit_train, "an integer")},
-      {"data.limit_eval", MKD_FIELD(int64_t, data.limit_eval, "an integer")},
-      {"data.token_keep_min", MKD_FIELD(double, data.token_keep_min, "a number")},
-      {"data.random_resized_crop",
-       MKD_FIELD(bool, data.transform.random_resized_crop, "true or false")},
-      {"data.rrc_min_scale", MKD_FIELD(double, data.transform.rrc_min_scale, "a number")},
-      {"data.pad_crop", MKD_FIELD(int, data.transform.pad_crop, "an integer")},
-      {"data.hflip", MKD_FIELD(bool, data.transform.hflip, "true or false")},
-      {"data.randaugment_ops", MKD_FIELD(int, data.transform.randaugment_ops, "an integer")},
-      {"data.randaugment_magnitude",
-       MKD_FIELD(double, data.transform.randaugment_magnitude, "a number")},
-      {"data.random_erasing", MKD_FIELD(double, data.transform.random_erasing, "a number")},
-      {"data.crop_pct", MKD_FIELD(double, data.transform.crop_pct, "a number")},
-      {"data.mixup_alpha", MKD_FIELD(double, data.mix.mixup_alpha, "a number")},
-      {"data.cutmix_alpha", MKD_FIELD(double, data.mix.cutmix_alpha, "a number")},
-      {"data.mix_prob", MKD_FIELD(double, data.mix.prob, "a number")},
-      {"data.mix_switch_prob", MKD_FIELD(double, data.mix.switch_prob, "a number")},
-      {"data.label_smoothing", MKD_FIELD(double, data.mix.label_smoothing, "a number")},
-      {"optim.epochs", MKD_FIELD(int, optim.epochs, "an integer")},
-      {"optim.lr", MKD_FIELD(double, optim.lr, "a number")},
-      {"optim.lr_base_batch", MKD_FIELD(int64_t, optim.lr_base_batch, "an integer")},
-      {"optim.weight_decay", MKD_FIELD(double, optim.weight_decay, "a number")},
-      {"optim.beta1", MKD_FIELD(double, optim.beta1, "a number")},
-      {"optim.beta2", MKD_FIELD(double, optim.beta2, "a number")},
-      {"optim.eps", MKD_FIELD(double, optim.eps, "a number")},
-      {"optim.warmup_epochs", MKD_FIELD(double, optim.warmup_epochs, "a number")},
-      {"optim.warmup_lr", MKD_FIELD(double, optim.warmup_lr, "a number")},
-      {"optim.min_lr", MKD_FIELD(double, optim.min_lr, "a number")},
-      {"optim.clip_grad_norm", MKD_FIELD(double, optim.clip_grad_norm, "a number")},
-      {"distill.teacher_model", MKD_FIELD(std::string, distill.teacher_model, "a preset or path")},
-      {"distill.teacher_weights", MKD_FIELD(std::string, distill.teacher_weights, "a path")},
-      {"distill.criterion", MKD_ENUM(MaskCriterion, distill.criterion, ParseMaskCriterion)},
-      {"distill.keep_ratio", MKD_FIELD(double, distill.keep_ratio, "a number")},
-      {"distill.keep_ratio_end",
-       [](const YAML::Node& n, const std::string& key, TrainConfig& c) -> absl::Status {
-         if (n.IsNull()) {
-           c.distill.keep_ratio_end.reset();
+  static const auto* setters = [] {
+    auto* s = new std::map<std::string, Setter>{
+        {"mode", MKD_FIELD(std::string, mode, "train or distill")},
+        {"seed", MKD_FIELD(uint64_t, seed, "a non-negative integer")},
+        {"data.kind", MKD_FIELD(std::string, data.kind, "a dataset kind")},
+        {"data.dir", MKD_FIELD(std::string, data.dir, "a path")},
+        {"data.train_split", MKD_FIELD(std::string, data.train_split, "a split name")},
+        {"data.eval_split", MKD_FIELD(std::string, data.eval_split, "a split name")},
+        {"data.batch_size", MKD_FIELD(int64_t, data.batch_size, "an integer")},
+        {"data.workers", MKD_FIELD(int, data.workers, "an integer")},
+        {"data.limit_train", MKD_FIELD(int64_t, data.limit_train, "an integer")},
+        {"data.limit_eval", MKD_FIELD(int64_t, data.limit_eval, "an integer")},
+        {"data.token_keep_min", MKD_FIELD(double, data.token_keep_min, "a number")},
+        {"data.random_resized_crop",
+         MKD_FIELD(bool, data.transform.random_resized_crop, "true or false")},
+        {"data.rrc_min_scale", MKD_FIELD(double, data.transform.rrc_min_scale, "a number")},
+        {"data.pad_crop", MKD_FIELD(int, data.transform.pad_crop, "an integer")},
+        {"data.hflip", MKD_FIELD(bool, data.transform.hflip, "true or false")},
+        {"data.randaugment_ops", MKD_FIELD(int, data.transform.randaugment_ops, "an integer")},
+        {"data.randaugment_magnitude",
+         MKD_FIELD(double, data.transform.randaugment_magnitude, "a number")},
+        {"data.random_erasing", MKD_FIELD(double, data.transform.random_erasing, "a number")},
+        {"data.crop_pct", MKD_FIELD(double, data.transform.crop_pct, "a number")},
+        {"data.mixup_alpha", MKD_FIELD(double, data.mix.mixup_alpha, "a number")},
+        {"data.cutmix_alpha", MKD_FIELD(double, data.mix.cutmix_alpha, "a number")},
+        {"data.mix_prob", MKD_FIELD(double, data.mix.prob, "a number")},
+        {"data.mix_switch_prob", MKD_FIELD(double, data.mix.switch_prob, "a number")},
+        {"data.label_smoothing", MKD_FIELD(double, data.mix.label_smoothing, "a number")},
+        {"optim.epochs", MKD_FIELD(int, optim.epochs, "an integer")},
+        {"optim.lr", MKD_FIELD(double, optim.lr, "a number")},
+        {"optim.lr_base_batch", MKD_FIELD(int64_t, optim.lr_base_batch, "an integer")},
+        {"optim.weight_decay", MKD_FIELD(double, optim.weight_decay, "a number")},
+        {"optim.beta1", MKD_FIELD(double, optim.beta1, "a number")},
+        {"optim.beta2", MKD_FIELD(double, optim.beta2, "a number")},
+        {"optim.eps", MKD_FIELD(double, optim.eps, "a number")},
+        {"optim.warmup_epochs", MKD_FIELD(double, optim.warmup_epochs, "a number")},
+        {"optim.warmup_lr", MKD_FIELD(double, optim.warmup_lr, "a number")},
+        {"optim.min_lr", MKD_FIELD(double, optim.min_lr, "a number")},
+        {"optim.clip_grad_norm", MKD_FIELD(double, optim.clip_grad_norm, "a number")},
+        {"distill.teacher_model",
+         MKD_FIELD(std::string, distill.teacher_model, "a preset or path")},
+        {"distill.teacher_weights", MKD_FIELD(std::string, distill.teacher_weights, "a path")},
+        {"distill.criterion", MKD_ENUM(MaskCriterion, distill.criterion, ParseMaskCriterion)},
+        {"distill.keep_ratio", MKD_FIELD(double, distill.keep_ratio, "a number")},
+        {"distill.keep_ratio_end",
+         [](const YAML::Node& n, const std::string& key, TrainConfig& c) -> absl::Status {
+           if (n.IsNull()) {
+             c.distill.keep_ratio_end.reset();
+             return absl::OkStatus();
+           }
+           MKD_ASSIGN_OR_RETURN(c.distill.keep_ratio_end,
+                                YamlScalar<double>(n, kWhat, key, "a number"));
            return absl::OkStatus();
-         }
-         MKD_ASSIGN_OR_RETURN(c.distill.keep_ratio_end,
-                              YamlScalar<double>(n, kWhat, key, "a number"));
-         return absl::OkStatus();
-       }},
-      {"distill.random_share", MKD_FIELD(double, distill.random_share, "a number")},
-      {"distill.alpha", MKD_FIELD(double, distill.alpha, "a number")},
-      {"distill.tau", MKD_FIELD(double, distill.tau, "a number")},
-      {"distill.kind", MKD_ENUM(KdKind, distill.kind, ParseKdKind)},
-      {"distill.saliency", MKD_ENUM(SaliencyMode, distill.saliency, ParseSaliencyMode)},
-      {"distill.teacher_address", MKD_FIELD(std::string, distill.teacher_address, "host:port")},
-      {"distill.micro_batches", MKD_FIELD(int, distill.micro_batches, "an integer")},
-      {"distill.coordinator", MKD_FIELD(std::string, distill.coordinator, "host:port")},
-      {"distill.teacher_model_id", MKD_FIELD(std::string, distill.teacher_model_id, "a model id")},
-      {"distill.job_weight", MKD_FIELD(double, distill.job_weight, "a number")},
-      {"distill.max_teachers", MKD_FIELD(int, distill.max_teachers, "an integer")},
-      {"distill.teacher_wait_s", MKD_FIELD(int64_t, distill.teacher_wait_s, "an integer")},
-      {"distill.wire_dtype", MKD_FIELD(std::string, distill.wire_dtype, "fp32, fp16 or bf16")},
-      {"distill.teacher_timeout_ms", MKD_FIELD(int64_t, distill.teacher_timeout_ms, "an integer")},
-      {"distill.job_id", MKD_FIELD(std::string, distill.job_id, "a string")},
-      {"run.out_dir", MKD_FIELD(std::string, run.out_dir, "a path")},
-      {"run.eval_every_epochs", MKD_FIELD(int, run.eval_every_epochs, "an integer")},
-      {"run.log_every_steps", MKD_FIELD(int64_t, run.log_every_steps, "an integer")},
-      {"run.checkpoint_every_steps", MKD_FIELD(int64_t, run.checkpoint_every_steps, "an integer")},
-      {"run.keep_checkpoints", MKD_FIELD(int, run.keep_checkpoints, "an integer")},
-      {"run.threads", MKD_FIELD(int, run.threads, "an integer")},
-      {"run.device", MKD_FIELD(std::string, run.device, "cpu, cuda or cuda:N")},
-      {"run.precision", MKD_ENUM(Precision, run.precision,
-                                 [](absl::string_view name) -> absl::StatusOr<Precision> {
-                                   auto p = ParsePrecision(name, "precision");
-                                   if (p.ok()) return p;
-                                   return absl::InvalidArgumentError(absl::StrCat(
-                                       "must be fp32, bf16 or fp16, got '", name, "'"));
-                                 })},
-      {"run.fp16_init_scale", MKD_FIELD(double, run.fp16_init_scale, "a number")},
-      {"run.max_steps", MKD_FIELD(int64_t, run.max_steps, "an integer")},
-      {"run.metrics_listen", MKD_FIELD(std::string, run.metrics_listen, "host:port")},
-  };
+         }},
+        {"distill.random_share", MKD_FIELD(double, distill.random_share, "a number")},
+        {"distill.alpha", MKD_FIELD(double, distill.alpha, "a number")},
+        {"distill.tau", MKD_FIELD(double, distill.tau, "a number")},
+        {"distill.kind", MKD_ENUM(KdKind, distill.kind, ParseKdKind)},
+        {"distill.saliency", MKD_ENUM(SaliencyMode, distill.saliency, ParseSaliencyMode)},
+        {"distill.teacher_address", MKD_FIELD(std::string, distill.teacher_address, "host:port")},
+        {"distill.micro_batches", MKD_FIELD(int, distill.micro_batches, "an integer")},
+        {"distill.coordinator", MKD_FIELD(std::string, distill.coordinator, "host:port")},
+        {"distill.teacher_model_id",
+         MKD_FIELD(std::string, distill.teacher_model_id, "a model id")},
+        {"distill.job_weight", MKD_FIELD(double, distill.job_weight, "a number")},
+        {"distill.max_teachers", MKD_FIELD(int, distill.max_teachers, "an integer")},
+        {"distill.teacher_wait_s", MKD_FIELD(int64_t, distill.teacher_wait_s, "an integer")},
+        {"distill.wire_dtype", MKD_FIELD(std::string, distill.wire_dtype, "fp32, fp16 or bf16")},
+        {"distill.teacher_timeout_ms",
+         MKD_FIELD(int64_t, distill.teacher_timeout_ms, "an integer")},
+        {"distill.job_id", MKD_FIELD(std::string, distill.job_id, "a string")},
+        {"run.out_dir", MKD_FIELD(std::string, run.out_dir, "a path")},
+        {"run.eval_every_epochs", MKD_FIELD(int, run.eval_every_epochs, "an integer")},
+        {"run.log_every_steps", MKD_FIELD(int64_t, run.log_every_steps, "an integer")},
+        {"run.checkpoint_every_steps",
+         MKD_FIELD(int64_t, run.checkpoint_every_steps, "an integer")},
+        {"run.keep_checkpoints", MKD_FIELD(int, run.keep_checkpoints, "an integer")},
+        {"run.threads", MKD_FIELD(int, run.threads, "an integer")},
+        {"run.device", MKD_FIELD(std::string, run.device, "cpu, cuda or cuda:N")},
+        {"run.precision", MKD_ENUM(Precision, run.precision,
+                                   [](absl::string_view name) -> absl::StatusOr<Precision> {
+                                     auto p = ParsePrecision(name, "precision");
+                                     if (p.ok()) return p;
+                                     return absl::InvalidArgumentError(absl::StrCat(
+                                         "must be fp32, bf16 or fp16, got '", name, "'"));
+                                   })},
+        {"run.fp16_init_scale", MKD_FIELD(double, run.fp16_init_scale, "a number")},
+        {"run.max_steps", MKD_FIELD(int64_t, run.max_steps, "an integer")},
+        {"run.metrics_listen", MKD_FIELD(std::string, run.metrics_listen, "host:port")},
+    };
+    AddTlsConfigKeys<TrainConfig>([](TrainConfig& c) -> TlsOptions& { return c.tls; }, kWhat,
+                                  /*server=*/false, s);
+    return s;
+  }();
   return *setters;
 }
 
@@ -222,6 +231,11 @@ absl::Status Validate(const TrainConfig& c) {
   if (!(c.distill.alpha >= 0 && c.distill.alpha <= 1))
     return bad("distill.alpha", "must be in [0, 1]");
   if (!(c.distill.tau > 0)) return bad("distill.tau", "must be positive");
+  // Checked last: a config with another mistake hears about that first.
+  if (remote && c.mode == "distill") {
+    absl::Status tls = ValidateTls(c.tls, TlsRole::kClient, "tls.");
+    if (!tls.ok()) return absl::InvalidArgumentError(absl::StrCat(kWhat, ": ", tls.message()));
+  }
   return absl::OkStatus();
 }
 

@@ -16,6 +16,7 @@
 #include "common/masking.h"
 #include "common/vit_config.h"
 #include "common/vit_layers.h"
+#include "proto/transport_security.h"
 #include "student_worker/transforms.h"
 
 namespace mkd::student {
@@ -114,6 +115,9 @@ struct TrainConfig {
   OptimConfig optim;
   DistillConfig distill;
   RunConfig run;
+  // tls.*: the remote teacher's and the coordinator's channels (mutual
+  // TLS, or tls.insecure explicitly); unused with an in-process teacher.
+  TlsOptions tls;
 };
 
 // Parses YAML text, then applies `overrides` ("section.key=value", values

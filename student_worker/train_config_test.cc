@@ -114,6 +114,15 @@ TEST(TrainConfigTest, ErrorsNameTheKey) {
   ExpectError(kBase, {"distill.teacher_timeout_ms=0"}, "key 'distill.teacher_timeout_ms'");
   ExpectError(kBase, {"distill.teacher_address=127.0.0.1:5", "distill.criterion=teacher_topk"},
               "key 'distill.criterion': teacher_topk needs an in-process teacher");
+  // A remote teacher or pool needs TLS, or plaintext asked for by name; an
+  // in-process teacher (kBase) needs neither.
+  ExpectError(kBase, {"distill.teacher_address=127.0.0.1:5"},
+              "no TLS configured: set tls.cert, tls.key and tls.ca");
+  ExpectError(kBase, {"distill.coordinator=127.0.0.1:5", "tls.ca=/nonexistent.pem"},
+              "tls.ca: cannot read '/nonexistent.pem'");
+  ExpectError(kBase, {"tls.insecure=maybe"}, "key 'tls.insecure': expected true or false");
+  EXPECT_TRUE(
+      ParseTrainConfig(kBase, {"distill.teacher_address=127.0.0.1:5", "tls.insecure=true"}).ok());
   ExpectError(kBase, {"data.token_keep_min=0"}, "key 'data.token_keep_min': must be in (0, 1]");
   ExpectError(kBase, {"data.token_keep_min=0.5"},
               "key 'data.token_keep_min': applies to mode train only");

@@ -63,6 +63,8 @@ absl::StatusOr<std::unique_ptr<Teacher>> MakeRemote(const TrainConfig& config) {
   o.kept = static_cast<int>(kept);
   o.max_teachers = d.max_teachers;
   o.pinned_micro_batches = d.micro_batches;
+  o.tls = config.tls;
+  WarnIfInsecure(o.tls, "mkd-student");
   return MakeRemoteTeacher(o);
 }
 

@@ -4,6 +4,8 @@
 // With `coordinator:` set it joins that pool (registers, heartbeats) and a
 // Drain from the coordinator makes it finish what it accepted and exit 0.
 // SIGINT/SIGTERM drain accepted work and exit 0.
+#include <grpcpp/grpcpp.h>
+
 #include <csignal>
 #include <cstdio>
 #include <iostream>
@@ -12,6 +14,7 @@
 #include "common/flags.h"
 #include "common/runtime.h"
 #include "common/status_macros.h"
+#include "proto/transport_security.h"
 #include "teacher_server/pool_member.h"
 #include "teacher_server/server.h"
 
@@ -25,9 +28,12 @@ const std::vector<mkd::FlagSpec>& Specs() {
   return *specs;
 }
 
-std::unique_ptr<mkd::teacher::PoolMember> JoinPool(const mkd::teacher::TeacherServerConfig& config,
-                                                   mkd::teacher::TeacherServer& server,
-                                                   double capacity) {
+absl::StatusOr<std::unique_ptr<mkd::teacher::PoolMember>> JoinPool(
+    const mkd::teacher::TeacherServerConfig& config, mkd::teacher::TeacherServer& server,
+    double capacity) {
+  // The teacher's own certificate is its client identity to the coordinator.
+  MKD_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
+                       mkd::MakeChannel(config.coordinator, config.tls, nullptr));
   maskedkd::v1::TeacherInfo info;
   info.set_address(server.AdvertisedAddress(config));
   info.set_model_id(server.service().info().model_id());
@@ -52,7 +58,7 @@ std::unique_ptr<mkd::teacher::PoolMember> JoinPool(const mkd::teacher::TeacherSe
     return l;
   };
   return std::make_unique<mkd::teacher::PoolMember>(
-      config.coordinator, info, load,
+      config.coordinator, std::move(channel), info, load,
       // Thread-directed: the main thread's sigwait takes it (a process-wide
       // signal could land on a library's thread that never blocked it).
       [main = pthread_self()] { pthread_kill(main, SIGUSR1); });
@@ -71,6 +77,7 @@ absl::Status Run(const mkd::ParsedFlags& flags) {
   sigaddset(&signals, SIGUSR1);  // The pool's drain, from the member's thread.
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  mkd::WarnIfInsecure(config.tls, "mkd-teacher");
   mkd::ConfigureRuntime(config.threads);
   MKD_ASSIGN_OR_RETURN(auto server, mkd::teacher::TeacherServer::Start(config));
   double capacity = config.capacity_tokens_per_s;
@@ -82,7 +89,9 @@ absl::Status Run(const mkd::ParsedFlags& flags) {
               server->service().info().device().c_str(), config.dtype.c_str());
   std::fflush(stdout);
   std::unique_ptr<mkd::teacher::PoolMember> member;
-  if (!config.coordinator.empty()) member = JoinPool(config, *server, capacity);
+  if (!config.coordinator.empty()) {
+    MKD_ASSIGN_OR_RETURN(member, JoinPool(config, *server, capacity));
+  }
   int sig = 0;
   sigwait(&signals, &sig);
   const std::string why =

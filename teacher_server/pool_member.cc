@@ -8,9 +8,11 @@ namespace mkd::teacher {
 
 namespace v1 = ::maskedkd::v1;
 
-PoolMember::PoolMember(std::string coordinator, v1::TeacherInfo info,
-                       std::function<v1::TeacherLoad()> load, std::function<void()> on_drain)
+PoolMember::PoolMember(std::string coordinator, std::shared_ptr<grpc::Channel> channel,
+                       v1::TeacherInfo info, std::function<v1::TeacherLoad()> load,
+                       std::function<void()> on_drain)
     : coordinator_(std::move(coordinator)),
+      channel_(std::move(channel)),
       info_(std::move(info)),
       load_(std::move(load)),
       on_drain_(std::move(on_drain)),
@@ -31,8 +33,7 @@ bool PoolMember::joined() {
 }
 
 void PoolMember::Loop() {
-  auto stub = v1::CoordinatorService::NewStub(
-      grpc::CreateChannel(coordinator_, grpc::InsecureChannelCredentials()));
+  auto stub = v1::CoordinatorService::NewStub(channel_);
   absl::Duration interval = absl::Seconds(1);
   bool registered = false, drained = false, warned = false;
   while (true) {

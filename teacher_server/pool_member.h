@@ -10,6 +10,7 @@
 #define MKD_TEACHER_SERVER_POOL_MEMBER_H_
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <thread>
 
@@ -22,8 +23,10 @@ namespace mkd::teacher {
 class PoolMember {
  public:
   // `load` is called on the member's thread before each heartbeat.
-  PoolMember(std::string coordinator, maskedkd::v1::TeacherInfo info,
-             std::function<maskedkd::v1::TeacherLoad()> load, std::function<void()> on_drain);
+  // `channel` leads to `coordinator` (named in logs), with its credentials.
+  PoolMember(std::string coordinator, std::shared_ptr<grpc::Channel> channel,
+             maskedkd::v1::TeacherInfo info, std::function<maskedkd::v1::TeacherLoad()> load,
+             std::function<void()> on_drain);
   ~PoolMember();  // Stops the thread (no deregistration: the lease ends it).
 
   // True once a heartbeat has been answered (tests wait on it).
@@ -34,6 +37,7 @@ class PoolMember {
 
   // Constant after construction.
   const std::string coordinator_;
+  const std::shared_ptr<grpc::Channel> channel_;
   const maskedkd::v1::TeacherInfo info_;
   const std::function<maskedkd::v1::TeacherLoad()> load_;
   const std::function<void()> on_drain_;

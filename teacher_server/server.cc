@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "proto/transport_security.h"
 
 namespace mkd::teacher {
 
@@ -21,9 +22,11 @@ absl::StatusOr<std::unique_ptr<TeacherServer>> TeacherServer::Start(
   s->service_ = std::make_unique<TeacherServiceImpl>(config, s->engine_.get(), s->batcher_.get(),
                                                      s->metrics_.get());
 
+  MKD_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
+                       MakeServerCredentials(config.tls));
   grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(), &s->port_);
+  builder.AddListeningPort(config.listen, credentials, &s->port_);
   // Without this gRPC sets SO_REUSEPORT, and a second server on a busy
   // port would silently share its connections instead of failing.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);

@@ -24,36 +24,44 @@ using Setter = ConfigSetter<TeacherServerConfig>;
                                          kWhat, type_name)
 
 const std::map<std::string, Setter>& Setters() {
-  static const auto* setters = new std::map<std::string, Setter>{
-      {"weights", MKD_FIELD(std::string, weights, "a path")},
-      {"model_id", MKD_FIELD(std::string, model_id, "a string")},
-      {"device", MKD_FIELD(std::string, device, "cpu, cuda or cuda:N")},
-      {"dtype", MKD_FIELD(std::string, dtype, "fp32, bf16 or fp16")},
-      {"threads", MKD_FIELD(int, threads, "an integer")},
-      {"listen", MKD_FIELD(std::string, listen, "host:port")},
-      {"metrics_listen", MKD_FIELD(std::string, metrics_listen, "host:port")},
-      {"max_micro_batch_images", MKD_FIELD(int64_t, max_micro_batch_images, "an integer")},
-      {"max_message_bytes", MKD_FIELD(int64_t, max_message_bytes, "an integer")},
-      {"dedup_window", MKD_FIELD(int64_t, dedup_window, "an integer")},
-      {"job_idle_s", MKD_FIELD(int64_t, job_idle_s, "an integer")},
-      {"coordinator", MKD_FIELD(std::string, coordinator, "host:port")},
-      {"advertise_host", MKD_FIELD(std::string, advertise_host, "a host name or address")},
-      {"capacity_tokens_per_s", MKD_FIELD(double, capacity_tokens_per_s, "a number")},
-      {"batcher.max_tokens_per_batch",
-       MKD_FIELD(int64_t, batcher.max_tokens_per_batch, "an integer")},
-      {"batcher.max_queue_delay_us", MKD_FIELD(int64_t, batcher.max_queue_delay_us, "an integer")},
-      {"batcher.max_queued", MKD_FIELD(int64_t, batcher.max_queued, "an integer")},
-      {"batcher.max_queued_per_job", MKD_FIELD(int64_t, batcher.max_queued_per_job, "an integer")},
-      {"batcher.fair_share_grace_ms",
-       MKD_FIELD(int64_t, batcher.fair_share_grace_ms, "an integer")},
-      {"limits.max_streams_per_client",
-       MKD_FIELD(int64_t, limits.max_streams_per_client, "an integer")},
-      {"limits.max_streams_per_job", MKD_FIELD(int64_t, limits.max_streams_per_job, "an integer")},
-      {"limits.max_in_flight_per_job",
-       MKD_FIELD(int64_t, limits.max_in_flight_per_job, "an integer")},
-      {"limits.idle_stream_timeout_s",
-       MKD_FIELD(int64_t, limits.idle_stream_timeout_s, "an integer")},
-  };
+  static const auto* setters = [] {
+    auto* s = new std::map<std::string, Setter>{
+        {"weights", MKD_FIELD(std::string, weights, "a path")},
+        {"model_id", MKD_FIELD(std::string, model_id, "a string")},
+        {"device", MKD_FIELD(std::string, device, "cpu, cuda or cuda:N")},
+        {"dtype", MKD_FIELD(std::string, dtype, "fp32, bf16 or fp16")},
+        {"threads", MKD_FIELD(int, threads, "an integer")},
+        {"listen", MKD_FIELD(std::string, listen, "host:port")},
+        {"metrics_listen", MKD_FIELD(std::string, metrics_listen, "host:port")},
+        {"max_micro_batch_images", MKD_FIELD(int64_t, max_micro_batch_images, "an integer")},
+        {"max_message_bytes", MKD_FIELD(int64_t, max_message_bytes, "an integer")},
+        {"dedup_window", MKD_FIELD(int64_t, dedup_window, "an integer")},
+        {"job_idle_s", MKD_FIELD(int64_t, job_idle_s, "an integer")},
+        {"coordinator", MKD_FIELD(std::string, coordinator, "host:port")},
+        {"advertise_host", MKD_FIELD(std::string, advertise_host, "a host name or address")},
+        {"capacity_tokens_per_s", MKD_FIELD(double, capacity_tokens_per_s, "a number")},
+        {"batcher.max_tokens_per_batch",
+         MKD_FIELD(int64_t, batcher.max_tokens_per_batch, "an integer")},
+        {"batcher.max_queue_delay_us",
+         MKD_FIELD(int64_t, batcher.max_queue_delay_us, "an integer")},
+        {"batcher.max_queued", MKD_FIELD(int64_t, batcher.max_queued, "an integer")},
+        {"batcher.max_queued_per_job",
+         MKD_FIELD(int64_t, batcher.max_queued_per_job, "an integer")},
+        {"batcher.fair_share_grace_ms",
+         MKD_FIELD(int64_t, batcher.fair_share_grace_ms, "an integer")},
+        {"limits.max_streams_per_client",
+         MKD_FIELD(int64_t, limits.max_streams_per_client, "an integer")},
+        {"limits.max_streams_per_job",
+         MKD_FIELD(int64_t, limits.max_streams_per_job, "an integer")},
+        {"limits.max_in_flight_per_job",
+         MKD_FIELD(int64_t, limits.max_in_flight_per_job, "an integer")},
+        {"limits.idle_stream_timeout_s",
+         MKD_FIELD(int64_t, limits.idle_stream_timeout_s, "an integer")},
+    };
+    AddTlsConfigKeys<TeacherServerConfig>(
+        [](TeacherServerConfig& c) -> TlsOptions& { return c.tls; }, kWhat, /*server=*/true, s);
+    return s;
+  }();
   return *setters;
 }
 
@@ -119,6 +127,8 @@ absl::Status Validate(const TeacherServerConfig& c) {
                                {"limits.idle_stream_timeout_s", c.limits.idle_stream_timeout_s}}) {
     if (v < 0) return bad(key, "must be >= 0 (0: no limit)");
   }
+  absl::Status tls = ValidateTls(c.tls, TlsRole::kServer, "tls.");
+  if (!tls.ok()) return absl::InvalidArgumentError(absl::StrCat(kWhat, ": ", tls.message()));
   return absl::OkStatus();
 }
 

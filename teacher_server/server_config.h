@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/vit_config.h"
+#include "proto/transport_security.h"
 
 namespace mkd::teacher {
 
@@ -73,6 +74,9 @@ struct TeacherServerConfig {
   double capacity_tokens_per_s = 0;
   BatcherConfig batcher;
   LimitsConfig limits;
+  // tls.*: for the server and for the coordinator's channel; mutual TLS,
+  // or tls.insecure explicitly.
+  TlsOptions tls;
 };
 
 // `c` with its device-dependent defaults (0 / -1 above) filled in.

@@ -58,6 +58,7 @@ inline TeacherServerConfig Config() {
   c.metrics_listen = "127.0.0.1:0";
   c.max_micro_batch_images = 16;
   c.batcher.max_queue_delay_us = 200;
+  c.tls.insecure = true;  // Plaintext on loopback; tests/tls_test.cc covers TLS.
   return c;
 }
 

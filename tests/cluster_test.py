@@ -136,7 +136,8 @@ class Cluster(unittest.TestCase):
         self.assertIn(alerts[0]["state"], ("pending", "firing"))
         # The coordinator lists the survivor serving and teacher1 gone.
         status = wait("the coordinator sees teacher1 gone", lambda: (lambda s: s if '"TEACHER_STATE_GONE"' in s else None)(
-            sh([os.path.join(BIN, "mkd"), "status", "--coordinator", "127.0.0.1:50050", "--json"],
+            sh([os.path.join(BIN, "mkd"), "status", "--coordinator", "127.0.0.1:50050", "--json",
+                "--insecure"],
                env=self.env).stdout), 30)
         teachers = {t["info"]["address"]: t.get("state") for t in json.loads(status)["teachers"]["teachers"]}
         self.assertEqual(teachers.get("127.0.0.1:50062"), "TEACHER_STATE_SERVING", teachers)

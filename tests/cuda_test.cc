@@ -256,6 +256,7 @@ TEST(CudaTeacherServer, AnswersConcurrentStreams) {
   const std::string dir = ::testing::TempDir() + "/cuda_server";
   fs::create_directories(dir);
   teacher::TeacherServerConfig config;
+  config.tls.insecure = true;
   config.model = SmallViT();
   config.weights = dir + "/teacher.safetensors";
   torch::manual_seed(5);
@@ -274,6 +275,7 @@ TEST(CudaTeacherServer, AnswersConcurrentStreams) {
   for (int c = 0; c < kClients; ++c) {
     clients.emplace_back([&, c] {
       student::RemoteTeacherOptions o;
+      o.tls.insecure = true;
       o.address = "127.0.0.1:" + std::to_string((*server)->port());
       o.job_id = "job" + std::to_string(c % 2);
       o.wire_dtype = "fp32";  // The reference sees exactly the same pixels.
@@ -312,6 +314,7 @@ TEST_F(CudaTrainer, AskingForCudaWithoutOneIsAClearError) {
   EXPECT_EQ(t.status().code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(t.status().message().find("run.device"), std::string::npos) << t.status();
   teacher::TeacherServerConfig config;
+  config.tls.insecure = true;
   config.model = SmallViT();
   config.weights = dir_ + "/teacher.safetensors";
   config.model.depth = 4;

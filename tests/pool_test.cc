@@ -131,13 +131,63 @@ TEST_F(PoolTest, AJobStartedBeforeAnyTeacherWaitsThenTrains) {
   ExpectEveryStepOnce("wait_a", 2048 / 32);
 }
 
+// Every connection over mutual TLS, each process with its own certificate
+// (made by openssl now): the teacher joins, the job trains through the
+// pool, and `mkd status` reads it with a client certificate. A student whose
+// certificate another CA signed is refused, and says why.
+TEST_F(PoolTest, APoolRunsOverMutualTls) {
+  const std::string dir = Tmp("certs");
+  std::filesystem::remove_all(dir);
+  for (const std::string what :
+       {"ca", "cert coordinator", "cert teacher", "cert student", "cert admin"}) {
+    ASSERT_EQ(std::system(("scripts/make_certs.sh " + dir + " " + what).c_str()), 0) << what;
+  }
+  ASSERT_EQ(std::system(("scripts/make_certs.sh " + dir + "/other ca && scripts/make_certs.sh " +
+                         dir + "/other cert stranger")
+                            .c_str()),
+            0);
+  auto tls = [&](const std::string& who, const std::string& ca_dir) {
+    return std::vector<std::string>{"tls.insecure=false", "tls.ca=" + dir + "/ca.pem",
+                                    "tls.cert=" + ca_dir + "/" + who + ".pem",
+                                    "tls.key=" + ca_dir + "/" + who + ".key"};
+  };
+  Proc c = StartCoordinator("tls_coord", 0, tls("coordinator", dir));
+  ASSERT_GT(c.port, 0);
+  Proc t = StartTeacher("tiny", "tls_t", c.address(), tls("teacher", dir));
+  ASSERT_GT(t.port, 0);
+  std::vector<std::string> sets = tls("student", dir);
+  sets.insert(sets.end(), {"distill.coordinator=" + c.address(), "data.limit_train=1024"});
+  auto a = StartStudent("tiny", "tls_a", sets);
+  ASSERT_EQ(a->Wait(), 0) << a->err();
+  ExpectEveryStepOnce("tls_a", 1024 / 32);
+  EXPECT_EQ(a->err().find("WARNING: tls.insecure"), std::string::npos) << a->err();
+
+  ChildProcess status("mkd",
+                      {"status", "--coordinator", c.address(), "--tls-ca", dir + "/ca.pem",
+                       "--tls-cert", dir + "/admin.pem", "--tls-key", dir + "/admin.key"},
+                      Tmp("tls_status"));
+  ASSERT_EQ(status.Wait(), 0) << status.err();
+  EXPECT_NE(status.out().find(t.address()), std::string::npos) << status.out();
+
+  // The stranger reaches no one: the teacher's answer is the handshake error.
+  sets = tls("stranger", dir + "/other");
+  sets.insert(sets.end(),
+              {"distill.teacher_address=" + t.address(), "distill.teacher_timeout_ms=2000"});
+  auto s = StartStudent("tiny", "tls_stranger", sets);
+  EXPECT_EQ(s->Wait(), 1);
+  EXPECT_NE(
+      s->err().find("teacher at '" + t.address() + "': GetModelInfo failed: failed to connect"),
+      std::string::npos)
+      << s->err();
+}
+
 TEST_F(PoolTest, ADrainedTeacherFinishesItsWorkAndLeavesWhileTheJobCarriesOn) {
   Proc c = StartCoordinator("drain_coord");
   Proc t1 = StartTeacher("tiny", "drain_t1", c.address());
   Proc t2 = StartTeacher("tiny", "drain_t2", c.address());
   auto a = StartStudent("tiny", "drain_a", {"distill.coordinator=" + c.address()});
   ASSERT_TRUE(WaitFor([] { return TrainLines("drain_a").size() >= 60; })) << a->err();
-  ChildProcess drain("mkd", {"drain", "--coordinator", c.address(), t1.address()},
+  ChildProcess drain("mkd", {"drain", "--coordinator", c.address(), "--insecure", t1.address()},
                      Tmp("drain_cli"));
   ASSERT_EQ(drain.Wait(), 0) << drain.err();
   EXPECT_NE(drain.out().find("draining"), std::string::npos) << drain.out();
@@ -205,7 +255,8 @@ TEST_F(PoolTest, StatusAndEveryMetricsEndpointTellTheTruth) {
                         {"distill.coordinator=" + c.address(), "run.metrics_listen=127.0.0.1:0",
                          "distill.micro_batches=0"});
   ASSERT_TRUE(WaitFor([] { return TrainLines("status_a").size() >= 100; })) << a->err();
-  ChildProcess status("mkd", {"status", "--coordinator", c.address()}, Tmp("status_cli"));
+  ChildProcess status("mkd", {"status", "--coordinator", c.address(), "--insecure"},
+                      Tmp("status_cli"));
   ASSERT_EQ(status.Wait(), 0) << status.err();
   const std::string table = status.out();
   EXPECT_NE(table.find(t.address()), std::string::npos) << table;

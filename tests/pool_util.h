@@ -46,7 +46,8 @@ inline void WriteTeacher(const std::string& tag, int depth, int dim, int seed,
   std::ofstream(Tmp(tag + "_server.yaml"))
       << "model: " << Tmp(tag + "_model.yaml") << "\nweights: " << Tmp(tag + ".safetensors")
       << "\nlisten: 127.0.0.1:0\nmetrics_listen: 127.0.0.1:0\nthreads: 1\n"
-      << "capacity_tokens_per_s: 100000\nbatcher: " << batcher << "\n";
+      << "capacity_tokens_per_s: 100000\nbatcher: " << batcher << "\n"
+      << "tls: {insecure: true}\n";
   std::ofstream(Tmp(tag + "_student.yaml"))
       << "mode: distill\nseed: 3\n"
       << "model: {img_size: 28, patch_size: 7, in_chans: 1, embed_dim: 16, depth: 1, "
@@ -56,7 +57,8 @@ inline void WriteTeacher(const std::string& tag, int depth, int dim, int seed,
       << "distill: {teacher_model: " << Tmp(tag + "_model.yaml")
       << ", teacher_weights: " << Tmp(tag + ".safetensors")
       << ", keep_ratio: 0.5, micro_batches: 2, wire_dtype: fp32, teacher_timeout_ms: 20000}\n"
-      << "run: {log_every_steps: 1, threads: 1, eval_every_epochs: 0}\n";
+      << "run: {log_every_steps: 1, threads: 1, eval_every_epochs: 0}\n"
+      << "tls: {insecure: true}\n";
 }
 
 struct Proc {
@@ -65,16 +67,23 @@ struct Proc {
   std::string address() const { return "127.0.0.1:" + std::to_string(port); }
 };
 
+// Plaintext on loopback, as asked for by name; tests/tls_test.cc and
+// pool_test's mutual-TLS pool pass `tls` sets instead.
+inline const std::vector<std::string> kInsecure = {"tls.insecure=true"};
+
 // mkd-coordinator with short leases (heartbeat 0.1 s, lease 0.6 s), on
-// `port` (0: any).
-inline Proc StartCoordinator(const std::string& name, int port = 0) {
+// `port` (0: any), with `tls` (config sets).
+inline Proc StartCoordinator(const std::string& name, int port = 0,
+                             const std::vector<std::string>& tls = kInsecure) {
   Proc p;
-  p.process = std::make_unique<ChildProcess>(
-      "mkd-coordinator",
-      std::vector<std::string>{"--set", "listen=127.0.0.1:" + std::to_string(port), "--set",
-                               "metrics_listen=127.0.0.1:0", "--set", "heartbeat_s=0.1", "--set",
-                               "lease_s=0.6", "--set", "settle_s=0.3", "--set", "explore_steps=3"},
-      Tmp(name));
+  std::vector<std::string> args = {"--set", "listen=127.0.0.1:" + std::to_string(port),
+                                   "--set", "metrics_listen=127.0.0.1:0",
+                                   "--set", "heartbeat_s=0.1",
+                                   "--set", "lease_s=0.6",
+                                   "--set", "settle_s=0.3",
+                                   "--set", "explore_steps=3"};
+  for (const auto& s : tls) args.insert(args.end(), {"--set", s});
+  p.process = std::make_unique<ChildProcess>("mkd-coordinator", args, Tmp(name));
   auto line = p.process->WaitForLine("listening on port");
   EXPECT_TRUE(line.has_value()) << p.process->err();
   if (!line) return p;
@@ -83,15 +92,16 @@ inline Proc StartCoordinator(const std::string& name, int port = 0) {
   return p;
 }
 
-// mkd-teacher serving `tag`'s weights, in the pool at `coordinator`.
+// mkd-teacher serving `tag`'s weights, in the pool at `coordinator`, with
+// `sets` on top of the config (which is plaintext).
 inline Proc StartTeacher(const std::string& tag, const std::string& name,
-                         const std::string& coordinator) {
+                         const std::string& coordinator,
+                         const std::vector<std::string>& sets = {}) {
   Proc p;
-  p.process = std::make_unique<ChildProcess>(
-      "mkd-teacher",
-      std::vector<std::string>{"--config", Tmp(tag + "_server.yaml"), "--set",
-                               "coordinator=" + coordinator},
-      Tmp(name));
+  std::vector<std::string> args = {"--config", Tmp(tag + "_server.yaml"), "--set",
+                                   "coordinator=" + coordinator};
+  for (const auto& s : sets) args.insert(args.end(), {"--set", s});
+  p.process = std::make_unique<ChildProcess>("mkd-teacher", args, Tmp(name));
   auto line = p.process->WaitForLine("mkd-teacher: serving");
   EXPECT_TRUE(line.has_value()) << p.process->err();
   if (!line) return p;

@@ -44,7 +44,7 @@ void WriteFiles() {
   std::ofstream(Tmp("server.yaml"))
       << "model: " << Tmp("teacher_model.yaml") << "\nweights: " << Tmp("teacher.safetensors")
       << "\nlisten: 127.0.0.1:0\nmetrics_listen: 127.0.0.1:0\nthreads: 1\n"
-      << "batcher: {max_queue_delay_us: 500}\n";
+      << "batcher: {max_queue_delay_us: 500}\ntls: {insecure: true}\n";
   std::ofstream(Tmp("student.yaml"))
       << "mode: distill\n"
       << "model: {img_size: 28, patch_size: 7, in_chans: 1, embed_dim: 16, depth: 1, "
@@ -54,7 +54,8 @@ void WriteFiles() {
       << "distill: {teacher_model: " << Tmp("teacher_model.yaml")
       << ", teacher_weights: " << Tmp("teacher.safetensors")
       << ", keep_ratio: 0.5, micro_batches: 2, wire_dtype: fp32}\n"
-      << "run: {log_every_steps: 1, threads: 1, eval_every_epochs: 0}\n";
+      << "run: {log_every_steps: 1, threads: 1, eval_every_epochs: 0}\n"
+      << "tls: {insecure: true}\n";
 }
 
 struct Server {

@@ -26,6 +26,7 @@ struct OneSlot {
 
   explicit OneSlot(int max_attempts) : s(StartServer()) {
     RemoteTeacherOptions o;
+    o.tls.insecure = true;
     o.address = "127.0.0.1:" + std::to_string(s.server->port());
     o.wire_dtype = "fp32";
     o.job_id = "retry-test";
@@ -92,6 +93,7 @@ TEST(RemoteTeacher, AMicroBatchOverTheTeachersLimitIsRefusedBeforeItIsSent) {
   config.max_message_bytes = 4096;  // ModelInfo advertises it as max_request_bytes.
   tu::Started s = tu::Start(config);
   RemoteTeacherOptions o;
+  o.tls.insecure = true;
   o.address = "127.0.0.1:" + std::to_string(s.server->port());
   o.wire_dtype = "fp32";
   auto remote = MakeRemoteTeacher(o);
