@@ -23,6 +23,7 @@ int Usage(std::ostream& os) {
         "  status    the teacher pool and its jobs, from mkd-coordinator\n"
         "  drain     take a teacher out of the pool (it finishes its work first)\n"
         "  health    grpc.health.v1 check of mkd-teacher or mkd-coordinator\n"
+        "  job-token a job's token for teachers that require one\n"
 #endif
         "\n"
      << mkd::cli::PredictUsage() << "\n"
@@ -90,6 +91,10 @@ int main(int argc, char** argv) {
   if (command == "drain") {
     return Dispatch<mkd::cli::PoolOptions>(command, args, mkd::cli::DrainUsage(),
                                            mkd::cli::ParseDrainFlags, mkd::cli::RunDrain);
+  }
+  if (command == "job-token") {
+    return Dispatch<mkd::cli::JobTokenOptions>(command, args, mkd::cli::JobTokenUsage(),
+                                               mkd::cli::ParseJobTokenFlags, mkd::cli::RunJobToken);
   }
   if (command == "health") {
     return Dispatch<mkd::cli::PoolOptions>(command, args, mkd::cli::HealthUsage(),

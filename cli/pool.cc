@@ -11,6 +11,7 @@
 #include "common/status_macros.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "maskedkd/v1/coordinator.grpc.pb.h"
+#include "proto/job_token.h"
 #include "proto/transport_security.h"
 #include "proto/wire.h"
 
@@ -226,6 +227,34 @@ absl::StatusOr<std::string> RunHealth(const PoolOptions& o) {
     return absl::FailedPreconditionError(absl::StrCat(o.teacher, ": ", name));
   }
   return absl::StrCat(o.teacher, ": ", name);
+}
+
+const std::vector<FlagSpec>& JobTokenSpecs() {
+  static const auto* specs = new std::vector<FlagSpec>{
+      {"secret-file", true, "the teachers' auth.job_secret_file"},
+      {"job", true, "the job id (distill.job_id, or run.out_dir's name)"},
+  };
+  return *specs;
+}
+
+absl::StatusOr<JobTokenOptions> ParseJobTokenFlags(const std::vector<std::string>& args) {
+  MKD_ASSIGN_OR_RETURN(ParsedFlags f, ParseFlags(args, JobTokenSpecs()));
+  JobTokenOptions o;
+  MKD_ASSIGN_OR_RETURN(o.secret_file, f.Required("secret-file"));
+  MKD_ASSIGN_OR_RETURN(o.job, f.Required("job"));
+  if (o.job.empty()) return absl::InvalidArgumentError("--job: must not be empty");
+  if (!f.positional().empty()) return absl::InvalidArgumentError("unexpected argument");
+  return o;
+}
+
+std::string JobTokenUsage() {
+  return "usage: mkd job-token --secret-file FILE --job ID > job.token\n" +
+         FlagsUsage(JobTokenSpecs());
+}
+
+absl::StatusOr<std::string> RunJobToken(const JobTokenOptions& o) {
+  MKD_ASSIGN_OR_RETURN(std::string secret, LoadJobSecret(o.secret_file, "--secret-file"));
+  return MakeJobToken(secret, o.job);
 }
 
 }  // namespace mkd::cli

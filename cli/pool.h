@@ -42,6 +42,16 @@ absl::StatusOr<std::string> RunDrain(const PoolOptions& options);
 // Docker HEALTHCHECKs and scripts.
 absl::StatusOr<std::string> RunHealth(const PoolOptions& options);
 
+// `mkd job-token --secret-file FILE --job ID`: the job's token under the
+// teachers' auth.job_secret_file (proto/job_token.h), for the job's
+// distill.job_token_file.
+struct JobTokenOptions {
+  std::string secret_file, job;
+};
+absl::StatusOr<JobTokenOptions> ParseJobTokenFlags(const std::vector<std::string>& args);
+std::string JobTokenUsage();
+absl::StatusOr<std::string> RunJobToken(const JobTokenOptions& options);
+
 }  // namespace mkd::cli
 
 #endif  // MKD_CLI_POOL_H_

@@ -36,6 +36,8 @@ mkd_devroot_library(PkgConfig::HTTPLIB libcpp-httplib.so
   CPPHTTPLIB_OPENSSL_SUPPORT CPPHTTPLIB_ZLIB_SUPPORT CPPHTTPLIB_BROTLI_SUPPORT)
 mkd_devroot_library(PkgConfig::TURBOJPEG libturbojpeg.so)
 mkd_devroot_library(PkgConfig::PNG libpng16.so)
+# Debian's libcrypto, the one its gRPC links (job tokens' HMAC).
+mkd_devroot_library(OpenSSL::Crypto libcrypto.so.3)
 
 # PyTorch's wheels ship their own (other) protobuf headers under
 # torch/include; ours must win, or the code protoc 3.21 generated meets

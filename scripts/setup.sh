@@ -14,7 +14,7 @@ build_packages=(
   libtorch-dev libopenblas0-pthread
   libabsl-dev libyaml-cpp-dev nlohmann-json3-dev
   zlib1g-dev libturbojpeg0-dev libpng-dev
-  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libssl-dev
   prometheus-cpp-dev libcpp-httplib-dev
 )
 # The tests, benchmarks and demo: GoogleTest, the real dataset, promtool

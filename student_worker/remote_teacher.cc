@@ -67,7 +67,8 @@ void RemoteTeacher::AddEndpoint(const std::string& address, std::shared_ptr<grpc
   cb.on_connected = [this, address] { OnConnected(address); };
   cb.on_answer = [this, address](const v1::DistillResponse& r) { OnAnswer(address, r); };
   cb.on_broken = [this, address](const absl::Status& why) { OnBroken(address, why); };
-  auto stream = std::make_unique<TeacherStream>(address, std::move(channel), std::move(cb));
+  auto stream = std::make_unique<TeacherStream>(address, std::move(channel), std::move(cb),
+                                                options_.job_token);
   std::unique_ptr<TeacherStream> loser;  // Destroyed outside mu_.
   {
     MutexLock lock(&mu_);
@@ -131,9 +132,11 @@ void RemoteTeacher::OnConnected(const std::string& address) {
     it->second.outstanding_tokens = 0;
     // What waited for a teacher (or was sent here before a reconnect) goes
     // out now.
+    std::vector<uint64_t> waiting;  // Route may erase from pending_.
     for (auto& [id, p] : pending_) {
-      if (p.endpoint.empty() && !p.retry_scheduled) Route(id, &failed);
+      if (p.endpoint.empty() && !p.retry_scheduled) waiting.push_back(id);
     }
+    for (uint64_t id : waiting) Route(id, &failed);
   }
   wake_.SignalAll();
   Deliver(failed);
@@ -159,9 +162,16 @@ void RemoteTeacher::OnBroken(const std::string& address, const absl::Status& why
 }
 
 void RemoteTeacher::Reroute(const std::string& address, bool failover, Fulfil* failed) {
+  // Ids first: Route erases a micro-batch that has used up its sends, which
+  // would invalidate an iterator over pending_ (it crashed a client whose
+  // only teacher kept refusing its streams).
+  std::vector<uint64_t> ids;
   for (auto& [id, p] : pending_) {
     if (p.endpoint != address) continue;
     p.endpoint.clear();
+    ids.push_back(id);
+  }
+  for (uint64_t id : ids) {
     if (failover) ++stats_.failovers;
     Route(id, failed);
   }

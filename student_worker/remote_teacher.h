@@ -57,6 +57,8 @@ struct RemoteTeacherOptions {
   // For every channel, to the coordinator and to each teacher: mutual TLS,
   // or insecure explicitly.
   TlsOptions tls;
+  // Shown to teachers that require one (auth.job_secret_file); "": none.
+  std::string job_token;
 };
 
 // Connects and reads the teacher's ModelInfo: with `address`, waiting up to

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "proto/job_token.h"
 
 namespace mkd::student {
 
@@ -14,8 +15,9 @@ struct TeacherStream::Call {
 };
 
 TeacherStream::TeacherStream(std::string address, std::shared_ptr<grpc::Channel> channel,
-                             TeacherStreamCallbacks callbacks)
+                             TeacherStreamCallbacks callbacks, std::string job_token)
     : address_(std::move(address)),
+      job_token_(std::move(job_token)),
       channel_(std::move(channel)),
       stub_(v1::TeacherService::NewStub(channel_)),
       callbacks_(std::move(callbacks)) {}
@@ -82,6 +84,7 @@ void TeacherStream::ReadLoop() {
       continue;  // gRPC's own reconnect backoff runs meanwhile.
     }
     auto call = std::make_shared<Call>();
+    if (!job_token_.empty()) call->ctx.AddMetadata(kJobTokenMetadata, job_token_);
     call->stream = stub_->Distill(&call->ctx);
     {
       MutexLock lock(&mu_);
@@ -100,13 +103,22 @@ void TeacherStream::ReadLoop() {
     while (call->stream->Read(&response)) {
       if (callbacks_.on_answer) callbacks_.on_answer(response);
     }
+    bool cancel = false;
     {
       MutexLock lock(&mu_);
       call_ = nullptr;
       outbox_.clear();
+      // A write on a call that has ended returns by itself: give it a
+      // moment before cancelling, because a cancelled call reports
+      // CANCELLED instead of the server's status (PERMISSION_DENIED for a
+      // job token, say).
+      const absl::Time give_up = absl::Now() + absl::Milliseconds(500);
+      while (call->writing != 0 && wake_.WaitWithDeadline(&mu_, give_up)) {
+      }
+      cancel = call->writing != 0;
     }
-    call->ctx.TryCancel();  // A writer blocked in Write returns now.
-    {
+    if (cancel) {
+      call->ctx.TryCancel();  // A writer still blocked in Write returns now.
       MutexLock lock(&mu_);
       while (call->writing != 0) wake_.Wait(&mu_);
     }
@@ -116,8 +128,12 @@ void TeacherStream::ReadLoop() {
       if (stop_) return;  // Our own cancel.
     }
     if (callbacks_.on_broken) {
-      callbacks_.on_broken(absl::UnavailableError(
-          absl::StrCat("stream to teacher ", address_, " ended: ", st.error_message())));
+      // The server's code when it gave one (PERMISSION_DENIED for a job
+      // token, say), so a micro-batch that runs out of sends reports it.
+      const absl::StatusCode code =
+          st.ok() ? absl::StatusCode::kUnavailable : static_cast<absl::StatusCode>(st.error_code());
+      callbacks_.on_broken(absl::Status(
+          code, absl::StrCat("stream to teacher ", address_, " ended: ", st.error_message())));
     }
     // A stream that lived a while was healthy: start the backoff over.
     if (absl::Now() - opened > absl::Seconds(1)) backoff = absl::Milliseconds(50);

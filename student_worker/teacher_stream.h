@@ -39,9 +39,10 @@ struct TeacherStreamCallbacks {
 class TeacherStream {
  public:
   // `channel` is shared with the owner (who reads ModelInfo over it).
+  // `job_token` ("": none) goes with every call, as x-mkd-job-token.
   // Nothing happens until Start.
   TeacherStream(std::string address, std::shared_ptr<grpc::Channel> channel,
-                TeacherStreamCallbacks callbacks);
+                TeacherStreamCallbacks callbacks, std::string job_token = "");
   // Starts connecting; callbacks may run from now on (so the owner calls
   // this once it can take them). Call once.
   void Start();
@@ -63,6 +64,7 @@ class TeacherStream {
 
   // Constant after construction.
   const std::string address_;
+  const std::string job_token_;
   const std::shared_ptr<grpc::Channel> channel_;
   const std::unique_ptr<maskedkd::v1::TeacherService::Stub> stub_;
   const TeacherStreamCallbacks callbacks_;

@@ -98,6 +98,7 @@ const std::map<std::string, Setter>& Setters() {
         {"distill.teacher_timeout_ms",
          MKD_FIELD(int64_t, distill.teacher_timeout_ms, "an integer")},
         {"distill.job_id", MKD_FIELD(std::string, distill.job_id, "a string")},
+        {"distill.job_token_file", MKD_FIELD(std::string, distill.job_token_file, "a path")},
         {"run.out_dir", MKD_FIELD(std::string, run.out_dir, "a path")},
         {"run.eval_every_epochs", MKD_FIELD(int, run.eval_every_epochs, "an integer")},
         {"run.log_every_steps", MKD_FIELD(int64_t, run.log_every_steps, "an integer")},

@@ -84,6 +84,9 @@ struct DistillConfig {
   // Per micro-batch answer, and how long an unreachable teacher is waited for.
   int64_t teacher_timeout_ms = 60000;
   std::string job_id;  // Server-side fair-share unit; "": run.out_dir's name.
+  // A file holding the job's token (`mkd job-token`), for teachers that
+  // require one; "": none. A file, so the token stays out of argv and logs.
+  std::string job_token_file;
 };
 
 struct RunConfig {

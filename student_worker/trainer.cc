@@ -11,6 +11,7 @@
 #include "common/losses.h"
 #include "common/status_macros.h"
 #include "common/tensor_util.h"
+#include "proto/job_token.h"
 #include "student_worker/remote_teacher.h"
 
 namespace mkd::student {
@@ -64,6 +65,9 @@ absl::StatusOr<std::unique_ptr<Teacher>> MakeRemote(const TrainConfig& config) {
   o.max_teachers = d.max_teachers;
   o.pinned_micro_batches = d.micro_batches;
   o.tls = config.tls;
+  if (!d.job_token_file.empty()) {
+    MKD_ASSIGN_OR_RETURN(o.job_token, LoadJobToken(d.job_token_file, "distill.job_token_file"));
+  }
   WarnIfInsecure(o.tls, "mkd-student");
   return MakeRemoteTeacher(o);
 }

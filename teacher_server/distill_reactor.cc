@@ -27,8 +27,9 @@ Answer ErrorAnswer(uint64_t id, const absl::Status& status) {
   return r;
 }
 
-DistillReactor::DistillReactor(TeacherServiceImpl* service, std::string client)
-    : service_(service), client_(std::move(client)) {
+DistillReactor::DistillReactor(TeacherServiceImpl* service, std::string client,
+                               std::optional<std::string> token)
+    : service_(service), client_(std::move(client)), token_(std::move(token)) {
   const absl::Status open = service_->stream_limits().OpenStream(client_);
   opened_ = open.ok();
   service_->Register(this);
@@ -59,7 +60,9 @@ void DistillReactor::OnReadDone(bool ok) {
   bool admitted = false;
   if (!job.empty()) {  // An empty job_id is the validator's to answer.
     if (job_.empty()) {
-      const absl::Status bound = service_->stream_limits().BindJob(job);
+      // The token decides first: an unauthorised stream takes no job slot.
+      absl::Status bound = service_->AuthorizeJob(job, token_);
+      if (bound.ok()) bound = service_->stream_limits().BindJob(job);
       if (!bound.ok()) {  // Ends the stream once its answers are out.
         reads_done_ = true;
         finish_status_ = ToGrpc(bound);

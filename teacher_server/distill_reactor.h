@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -33,7 +34,9 @@ class DistillReactor final
  public:
   // `client`: the peer's host (PeerHost). Ends at once, RESOURCE_EXHAUSTED,
   // when the client holds its most streams.
-  DistillReactor(TeacherServiceImpl* service, std::string client);
+  // `token`: the stream's job token metadata, if any; the first
+  // micro-batch's job must be one it grants (TeacherServiceImpl::AuthorizeJob).
+  DistillReactor(TeacherServiceImpl* service, std::string client, std::optional<std::string> token);
 
   void OnReadDone(bool ok) override;
   void OnWriteDone(bool ok) override;
@@ -59,6 +62,7 @@ class DistillReactor final
 
   TeacherServiceImpl* const service_;
   const std::string client_;
+  const std::optional<std::string> token_;
   bool opened_ = false;  // Counted in the client's streams (set once, in the constructor).
   maskedkd::v1::DistillRequest request_;  // Owned by the read in progress.
 

@@ -119,12 +119,18 @@ TeacherMetrics::TeacherMetrics()
                         .Name("mkd_teacher_open_streams")
                         .Help("Distill streams open now.")
                         .Register(*registry_)
-                        .Add({})) {
+                        .Add({})),
+      auth_refusals_(BuildCounter()
+                         .Name("mkd_teacher_auth_refusals_total")
+                         .Help("Distill streams refused for their job token (config "
+                               "auth.job_secret_file): missing, or wrong for the job.")
+                         .Register(*registry_)) {
   // Every label up front, so each series exists (at 0) from the start.
   for (const char* limit :
        {"streams_per_client", "streams_per_job", "in_flight_per_job", "idle_stream"}) {
     limit_refusals_.Add({{"limit", limit}});
   }
+  for (const char* reason : {"missing", "wrong"}) auth_refusals_.Add({{"reason", reason}});
 }
 
 void TeacherMetrics::CountRequest(absl::StatusCode code) {
@@ -156,6 +162,16 @@ void TeacherMetrics::CountLimitRefusal(absl::string_view limit) {
 int64_t TeacherMetrics::limit_refusals(absl::string_view limit) {
   MutexLock lock(&mu_);
   return static_cast<int64_t>(limit_refusals_.Add({{"limit", std::string(limit)}}).Value());
+}
+
+void TeacherMetrics::CountAuthRefusal(absl::string_view reason) {
+  MutexLock lock(&mu_);
+  auth_refusals_.Add({{"reason", std::string(reason)}}).Increment();
+}
+
+int64_t TeacherMetrics::auth_refusals(absl::string_view reason) {
+  MutexLock lock(&mu_);
+  return static_cast<int64_t>(auth_refusals_.Add({{"reason", std::string(reason)}}).Value());
 }
 
 std::string TeacherMetrics::Serialize() const {

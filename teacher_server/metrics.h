@@ -55,6 +55,10 @@ class TeacherMetrics {
   void CountLimitRefusal(absl::string_view limit);
   int64_t limit_refusals(absl::string_view limit);
   void SetOpenStreams(int64_t n) { open_streams_.Set(static_cast<double>(n)); }
+  // A stream refused for its job token (auth.job_secret_file): "missing"
+  // (UNAUTHENTICATED) or "wrong" (PERMISSION_DENIED).
+  void CountAuthRefusal(absl::string_view reason);
+  int64_t auth_refusals(absl::string_view reason);
 
   // The exposition text of every metric (text format 0.0.4).
   std::string Serialize() const;
@@ -79,6 +83,7 @@ class TeacherMetrics {
   prometheus::Gauge& batch_token_budget_;
   prometheus::Family<prometheus::Counter>& limit_refusals_;
   prometheus::Gauge& open_streams_;
+  prometheus::Family<prometheus::Counter>& auth_refusals_;
   std::atomic<int64_t> tokens_served_{0};
 };
 

@@ -11,6 +11,7 @@
 #include "common/file_util.h"
 #include "common/status_macros.h"
 #include "common/yaml_util.h"
+#include "proto/job_token.h"
 
 namespace mkd::teacher {
 namespace {
@@ -57,6 +58,7 @@ const std::map<std::string, Setter>& Setters() {
          MKD_FIELD(int64_t, limits.max_in_flight_per_job, "an integer")},
         {"limits.idle_stream_timeout_s",
          MKD_FIELD(int64_t, limits.idle_stream_timeout_s, "an integer")},
+        {"auth.job_secret_file", MKD_FIELD(std::string, job_secret_file, "a path")},
     };
     AddTlsConfigKeys<TeacherServerConfig>(
         [](TeacherServerConfig& c) -> TlsOptions& { return c.tls; }, kWhat, /*server=*/true, s);
@@ -126,6 +128,12 @@ absl::Status Validate(const TeacherServerConfig& c) {
                                {"limits.max_in_flight_per_job", c.limits.max_in_flight_per_job},
                                {"limits.idle_stream_timeout_s", c.limits.idle_stream_timeout_s}}) {
     if (v < 0) return bad(key, "must be >= 0 (0: no limit)");
+  }
+  if (!c.job_secret_file.empty()) {
+    absl::StatusOr<std::string> secret = LoadJobSecret(c.job_secret_file, "auth.job_secret_file");
+    if (!secret.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(kWhat, ": ", secret.status().message()));
+    }
   }
   absl::Status tls = ValidateTls(c.tls, TlsRole::kServer, "tls.");
   if (!tls.ok()) return absl::InvalidArgumentError(absl::StrCat(kWhat, ": ", tls.message()));

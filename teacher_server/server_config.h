@@ -77,6 +77,9 @@ struct TeacherServerConfig {
   // tls.*: for the server and for the coordinator's channel; mutual TLS,
   // or tls.insecure explicitly.
   TlsOptions tls;
+  // auth.job_secret_file: with it, a Distill stream needs the job token of
+  // its job (proto/job_token.h; `mkd job-token` mints them). "": no tokens.
+  std::string job_secret_file;
 };
 
 // `c` with its device-dependent defaults (0 / -1 above) filled in.

@@ -200,8 +200,10 @@ inline torch::Tensor Logits(const v1::DistillResponse& r) {
 // test instead of hanging it.
 class Stream {
  public:
-  explicit Stream(v1::TeacherService::Stub* stub) {
+  // `job_token` ("": none) is sent as the stream's x-mkd-job-token.
+  explicit Stream(v1::TeacherService::Stub* stub, const std::string& job_token = "") {
     ctx_.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    if (!job_token.empty()) ctx_.AddMetadata("x-mkd-job-token", job_token);
     rw_ = stub->Distill(&ctx_);
   }
   bool Write(const v1::DistillRequest& r) { return rw_->Write(r); }

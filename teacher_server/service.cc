@@ -9,6 +9,7 @@
 #include "common/masking.h"
 #include "common/status_macros.h"
 #include "common/tensor_util.h"
+#include "proto/job_token.h"
 #include "proto/tensor_codec.h"
 #include "teacher_server/distill_reactor.h"
 #include "teacher_server/stream_limits.h"
@@ -35,6 +36,13 @@ TeacherServiceImpl::TeacherServiceImpl(const TeacherServerConfig& config, Engine
       idle_timeout_(absl::Seconds(config.limits.idle_stream_timeout_s)),
       cache_(config.dedup_window, absl::Seconds(config.job_idle_s)),
       stream_limits_(config.limits, metrics) {
+  if (!config.job_secret_file.empty()) {
+    // Validated with the config; a file gone since is a refusal of every
+    // stream (fail closed), never an open server.
+    absl::StatusOr<std::string> secret =
+        LoadJobSecret(config.job_secret_file, "auth.job_secret_file");
+    job_secret_ = secret.ok() ? *secret : std::string();
+  }
   const ViTConfig& m = engine->config();
   limits_.num_patches = m.num_patches();
   limits_.patch_dim = m.patch_dim();
@@ -120,7 +128,27 @@ grpc::ServerUnaryReactor* TeacherServiceImpl::GetModelInfo(grpc::CallbackServerC
 
 grpc::ServerBidiReactor<DistillRequest, DistillResponse>* TeacherServiceImpl::Distill(
     grpc::CallbackServerContext* context) {
-  return new DistillReactor(this, PeerHost(context->peer()));
+  std::optional<std::string> token;
+  const auto& metadata = context->client_metadata();
+  if (auto it = metadata.find(kJobTokenMetadata); it != metadata.end()) {
+    token = std::string(it->second.data(), it->second.size());
+  }
+  return new DistillReactor(this, PeerHost(context->peer()), std::move(token));
+}
+
+absl::Status TeacherServiceImpl::AuthorizeJob(const std::string& job,
+                                              const std::optional<std::string>& token) {
+  if (!job_secret_) return absl::OkStatus();
+  if (!token) {
+    if (metrics_) metrics_->CountAuthRefusal("missing");
+    return absl::UnauthenticatedError("a job token is required");
+  }
+  // An empty secret (the file vanished) grants nothing.
+  if (job_secret_->empty() || !JobTokenGrants(*job_secret_, job, *token)) {
+    if (metrics_) metrics_->CountAuthRefusal("wrong");
+    return absl::PermissionDeniedError("the job token does not grant this job");
+  }
+  return absl::OkStatus();
 }
 
 void TeacherServiceImpl::Handle(const DistillRequest& request, AnswerFn answer) {

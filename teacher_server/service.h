@@ -8,6 +8,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -46,6 +47,12 @@ class TeacherServiceImpl final : public maskedkd::v1::TeacherService::CallbackSe
   StreamLimits& stream_limits() { return stream_limits_; }
   TeacherMetrics* metrics() { return metrics_; }  // May be null.
 
+  // Whether `token` (the stream's x-mkd-job-token metadata; nullopt when
+  // absent) lets a stream carry `job`: OK without auth.job_secret_file;
+  // otherwise UNAUTHENTICATED or PERMISSION_DENIED, with messages that say
+  // nothing of the secret or of other jobs.
+  absl::Status AuthorizeJob(const std::string& job, const std::optional<std::string>& token);
+
   // Open streams, for the idle sweep (DistillReactor registers itself).
   void Register(DistillReactor* stream) ABSL_LOCKS_EXCLUDED(streams_mu_);
   void Unregister(DistillReactor* stream) ABSL_LOCKS_EXCLUDED(streams_mu_);
@@ -62,6 +69,7 @@ class TeacherServiceImpl final : public maskedkd::v1::TeacherService::CallbackSe
   TeacherMetrics* const metrics_;
   RequestLimits limits_;
   maskedkd::v1::ModelInfo info_;
+  std::optional<std::string> job_secret_;  // auth.job_secret_file's bytes.
 
   const absl::Duration idle_timeout_;  // Zero: streams never time out.
 

@@ -171,7 +171,8 @@ class LiveMetricNames(unittest.TestCase):
         procs = []
         try:
             c = Process(cls.tmp, "coordinator", ["mkd-coordinator", "--set", "listen=127.0.0.1:0",
-                                                 "--set", "metrics_listen=127.0.0.1:0"])
+                                                 "--set", "metrics_listen=127.0.0.1:0",
+                                                 "--set", "tls.insecure=true"])
             procs.append(c)
             m = c.wait_for(r"listening on port (\d+) \(metrics port (\d+)\)")
             coord, coord_metrics = m.group(1), int(m.group(2))

@@ -8,8 +8,10 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <fstream>
 #include <vector>
 
+#include "proto/job_token.h"
 #include "teacher_server/server_test_util.h"
 
 namespace mkd::student {
@@ -109,6 +111,45 @@ TEST(RemoteTeacher, AMicroBatchOverTheTeachersLimitIsRefusedBeforeItIsSent) {
   EXPECT_TRUE(
       AwaitLogits((*remote)->SubmitLogits(small.images, small.idx), absl::Seconds(30)).ok());
   EXPECT_EQ(s.server->metrics().requests(absl::StatusCode::kOk), 1) << "the big one never left";
+}
+
+// A teacher that requires job tokens (auth.job_secret_file): the client
+// with its job's token is served; one with another job's token runs out of
+// sends within seconds and reports PERMISSION_DENIED with the server's
+// reason, rather than waiting out teacher_timeout.
+TEST(RemoteTeacher, AJobTokenIsShownToTheTeacherAndAWrongOneIsAClearError) {
+  const std::string secret_file = ::testing::TempDir() + "/remote_job_secret";
+  const std::string secret = "a-secret-of-at-least-thirty-two-bytes!!";
+  std::ofstream(secret_file) << secret;
+  teacher::TeacherServerConfig config = tu::Config();
+  config.job_secret_file = secret_file;
+  tu::Started s = tu::Start(config);
+  auto connect = [&](const std::string& token_job) {
+    RemoteTeacherOptions o;
+    o.tls.insecure = true;
+    o.address = "127.0.0.1:" + std::to_string(s.server->port());
+    o.wire_dtype = "fp32";
+    o.job_id = "job-a";
+    o.job_token = MakeJobToken(secret, token_job);
+    o.timeout = absl::Seconds(30);
+    o.reconnect_timeout = absl::Seconds(30);
+    return MakeRemoteTeacher(o);
+  };
+  tu::MicroBatch m = tu::MakeMicroBatch(2, 4, 50);
+  auto mine = connect("job-a");
+  ASSERT_TRUE(mine.ok()) << mine.status();
+  auto r = AwaitLogits((*mine)->SubmitLogits(m.images, m.idx), absl::Seconds(30));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(torch::allclose(*r, tu::Expected(m), 1e-5, 1e-5));
+
+  auto theirs = connect("job-b");
+  ASSERT_TRUE(theirs.ok()) << theirs.status();  // ModelInfo needs no token.
+  auto refused = AwaitLogits((*theirs)->SubmitLogits(m.images, m.idx), absl::Seconds(25));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kPermissionDenied) << refused.status();
+  EXPECT_NE(refused.status().message().find("the job token does not grant this job"),
+            std::string::npos)
+      << refused.status();
 }
 
 }  // namespace

@@ -1,0 +1,122 @@
+// Per-job tokens over real gRPC on loopback (auth.job_secret_file): a
+// stream without a token is UNAUTHENTICATED, one whose token is another
+// job's (or garbage) PERMISSION_DENIED, with messages that name neither the
+// secret nor any job; each refusal is counted. A job with its own token is
+// served, and cannot reach another job's answers under the same ids.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "proto/job_token.h"
+#include "teacher_server/server_config.h"
+#include "teacher_server/server_test_util.h"
+
+namespace mkd::teacher::test_util {
+namespace {
+
+constexpr char kSecret[] = "0123456789abcdef0123456789abcdef-test-secret";
+
+std::string SecretFile() {
+  const std::string path = ::testing::TempDir() + "/auth_job_secret";
+  std::ofstream(path) << kSecret << "\n";
+  return path;
+}
+
+TeacherServerConfig AuthConfig() {
+  TeacherServerConfig c = Config();
+  c.job_secret_file = SecretFile();
+  return c;
+}
+
+void ExpectRefused(const grpc::Status& st, grpc::StatusCode code, const std::string& message) {
+  EXPECT_EQ(st.error_code(), code) << st.error_message();
+  // The whole message: nothing about the secret, the job or its token.
+  EXPECT_EQ(st.error_message(), message);
+}
+
+TEST(TeacherAuth, AStreamWithoutATokenIsUnauthenticated) {
+  Started s = Start(AuthConfig());
+  Stream stream(s.stub.get());
+  ASSERT_TRUE(stream.Write(Request("job-a", 1, MakeMicroBatch(1, 4, 1))));
+  ExpectRefused(stream.AwaitEnd(), grpc::StatusCode::UNAUTHENTICATED, "a job token is required");
+  EXPECT_EQ(s.server->metrics().auth_refusals("missing"), 1);
+  EXPECT_EQ(s.engine->runs(), 0);
+}
+
+TEST(TeacherAuth, AnotherJobsTokenOrGarbageIsPermissionDenied) {
+  Started s = Start(AuthConfig());
+  for (const std::string token : {MakeJobToken(kSecret, "job-b"), std::string("mkdjt1.00"),
+                                  MakeJobToken("another-secret-of-32-bytes-or-more!", "job-a")}) {
+    Stream stream(s.stub.get(), token);
+    ASSERT_TRUE(stream.Write(Request("job-a", 1, MakeMicroBatch(1, 4, 1))));
+    ExpectRefused(stream.AwaitEnd(), grpc::StatusCode::PERMISSION_DENIED,
+                  "the job token does not grant this job");
+  }
+  EXPECT_EQ(s.server->metrics().auth_refusals("wrong"), 3);
+  EXPECT_EQ(s.engine->runs(), 0);
+  // Refused streams hold no job slot.
+  EXPECT_TRUE(WaitUntil([&] { return s.server->service().stream_limits().open_streams() == 0; }));
+}
+
+TEST(TeacherAuth, EachJobIsServedWithItsOwnTokenAndSeesOnlyItsOwnAnswers) {
+  Started s = Start(AuthConfig());
+  const MicroBatch a = MakeMicroBatch(2, 4, 11), b = MakeMicroBatch(2, 4, 12);
+  Stream sa(s.stub.get(), MakeJobToken(kSecret, "job-a"));
+  ASSERT_TRUE(sa.Write(Request("job-a", 5, a)));
+  auto got_a = sa.Read(1);
+  ASSERT_EQ(got_a.size(), 1u);
+  ASSERT_EQ(got_a.at(5).code(), 0) << got_a.at(5).message();
+  EXPECT_TRUE(torch::allclose(Logits(got_a.at(5)), Expected(a), 1e-5, 1e-5));
+  // Job b reuses id 5 with other images: computed for b (its own cache),
+  // neither a's answer nor a mismatch with a's request.
+  Stream sb(s.stub.get(), MakeJobToken(kSecret, "job-b"));
+  ASSERT_TRUE(sb.Write(Request("job-b", 5, b)));
+  auto got_b = sb.Read(1);
+  ASSERT_EQ(got_b.size(), 1u);
+  ASSERT_EQ(got_b.at(5).code(), 0) << got_b.at(5).message();
+  EXPECT_TRUE(torch::allclose(Logits(got_b.at(5)), Expected(b), 1e-5, 1e-5));
+  // Job b's token carries no other job on its stream.
+  ASSERT_TRUE(sb.Write(Request("job-a", 6, a)));
+  auto other = sb.Read(1);
+  ASSERT_EQ(other.size(), 1u);
+  EXPECT_EQ(other.at(6).code(), static_cast<int>(grpc::StatusCode::INVALID_ARGUMENT));
+  EXPECT_TRUE(sa.Close().ok());
+  EXPECT_TRUE(sb.Close().ok());
+  EXPECT_EQ(s.server->metrics().auth_refusals("missing"), 0);
+  EXPECT_EQ(s.server->metrics().auth_refusals("wrong"), 0);
+}
+
+TEST(TeacherAuth, TheSecretFileIsCheckedWithTheConfig) {
+  const std::string short_secret = ::testing::TempDir() + "/auth_short_secret";
+  std::ofstream(short_secret) << "too short\n";
+  auto c = ParseTeacherServerConfig("model: deit_tiny_patch16_224\nweights: w\n",
+                                    {"tls.insecure=true", "auth.job_secret_file=" + short_secret});
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("auth.job_secret_file: '" + short_secret + "' holds 9 bytes"),
+            std::string::npos)
+      << c.status();
+  EXPECT_EQ(c.status().message().find("too short"), std::string::npos) << "no secret bytes";
+  auto missing = ParseTeacherServerConfig("model: deit_tiny_patch16_224\nweights: w\n",
+                                          {"tls.insecure=true", "auth.job_secret_file=/nope"});
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.status().message().find("auth.job_secret_file: cannot read '/nope'"),
+            std::string::npos)
+      << missing.status();
+}
+
+TEST(JobToken, IsBoundToTheJobAndTheSecret) {
+  const std::string t = MakeJobToken(kSecret, "job-a");
+  EXPECT_EQ(t.rfind("mkdjt1.", 0), 0u);
+  EXPECT_EQ(t.size(), 7u + 64u);
+  EXPECT_EQ(t, MakeJobToken(kSecret, "job-a"));  // Deterministic: mintable anywhere.
+  EXPECT_TRUE(JobTokenGrants(kSecret, "job-a", t));
+  EXPECT_FALSE(JobTokenGrants(kSecret, "job-b", t));
+  EXPECT_FALSE(JobTokenGrants(kSecret, "job-a", t.substr(0, t.size() - 1)));
+  EXPECT_FALSE(JobTokenGrants(std::string(kSecret) + "x", "job-a", t));
+  // Python's hmac module, independently: hmac.new(secret,
+  // b"maskedkd job token v1\njob-a", hashlib.sha256).hexdigest().
+  EXPECT_EQ(t, "mkdjt1.134ffe7ae83df258e321fec1bcc41eed53cfd3fbd3bc2c821d1e2edefba9ccdd");
+}
+
+}  // namespace
+}  // namespace mkd::teacher::test_util
