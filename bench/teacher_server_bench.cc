@@ -111,7 +111,7 @@ absl::Status Run(const ParsedFlags& f) {
   const int64_t n = c.num_patches();
   const std::vector<int64_t> keeps = {n, n / 2, n / 4};
   config.device = device;
-  config.dtype = dtype;
+  MKD_ASSIGN_OR_RETURN(config.dtype, ParseFloatTypeName(dtype));
   config.listen = "127.0.0.1:0";
   config.metrics_listen = "";
   config.batcher.max_queue_delay_us = 0;

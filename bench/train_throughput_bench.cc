@@ -62,7 +62,7 @@ absl::StatusOr<RemoteTeacher> StartTeacher(const std::string& how, const std::st
     c.model = tcfg;
     c.weights = dir + "/teacher.safetensors";
     c.device = device;
-    c.dtype = dtype;
+    MKD_ASSIGN_OR_RETURN(c.dtype, ParseFloatTypeName(dtype));
     c.listen = "127.0.0.1:0";
     c.metrics_listen = "";
     MKD_ASSIGN_OR_RETURN(r.in_process, teacher::TeacherServer::Start(c));

@@ -39,6 +39,26 @@ absl::StatusOr<DType> ParseDTypeName(absl::string_view name) {
   return absl::InvalidArgumentError(absl::StrCat("unsupported dtype '", name, "'"));
 }
 
+absl::StatusOr<DType> ParseFloatTypeName(absl::string_view name) {
+  if (name == "fp32" || name == "f32") return DType::kF32;
+  if (name == "bf16") return DType::kBF16;
+  if (name == "fp16" || name == "f16") return DType::kF16;
+  return absl::InvalidArgumentError(absl::StrCat("must be fp32, bf16 or fp16, got '", name, "'"));
+}
+
+absl::string_view FloatTypeName(DType dtype) {
+  switch (dtype) {
+    case DType::kF32:
+      return "fp32";
+    case DType::kBF16:
+      return "bf16";
+    case DType::kF16:
+      return "fp16";
+    default:
+      return DTypeName(dtype);
+  }
+}
+
 absl::StatusOr<int64_t> NumElements(const std::vector<int64_t>& shape) {
   constexpr int64_t kMax = int64_t{1} << 62;
   int64_t n = 1;

@@ -26,6 +26,13 @@ absl::string_view DTypeName(DType dtype);
 // Parses a safetensors dtype name; kInvalidArgument names unknown ones.
 absl::StatusOr<DType> ParseDTypeName(absl::string_view name);
 
+// The float types configs name: "fp32", "bf16", "fp16" ("f32" and "f16"
+// too); kInvalidArgument "must be fp32, bf16 or fp16, got '<name>'". Parsed
+// once, when a config is loaded; code then switches on the DType.
+absl::StatusOr<DType> ParseFloatTypeName(absl::string_view name);
+// "fp32", "bf16" or "fp16" (other types: their safetensors name).
+absl::string_view FloatTypeName(DType dtype);
+
 // Product of `shape`; kInvalidArgument on a negative dimension or on
 // overflow past 2^62 elements (so callers can multiply by an element size).
 absl::StatusOr<int64_t> NumElements(const std::vector<int64_t>& shape);

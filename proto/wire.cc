@@ -44,6 +44,12 @@ std::string WireDTypeName(int dtype) {
   }
 }
 
+maskedkd::v1::DType WireDType(mkd::DType dtype) {
+  if (dtype == mkd::DType::kF16) return maskedkd::v1::DTYPE_F16;
+  if (dtype == mkd::DType::kBF16) return maskedkd::v1::DTYPE_BF16;
+  return maskedkd::v1::DTYPE_F32;
+}
+
 absl::StatusOr<DType> ParseWireDType(absl::string_view name) {
   if (name == "fp32" || name == "f32") return maskedkd::v1::DTYPE_F32;
   if (name == "fp16" || name == "f16") return maskedkd::v1::DTYPE_F16;

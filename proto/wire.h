@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/dtype.h"
 #include "maskedkd/v1/coordinator.pb.h"
 #include "maskedkd/v1/teacher.pb.h"
 
@@ -26,6 +27,9 @@ const char* TeacherStateName(int state);
 
 // Parses "fp32"/"f32", "fp16"/"f16", "bf16"; kInvalidArgument otherwise.
 absl::StatusOr<maskedkd::v1::DType> ParseWireDType(absl::string_view name);
+// The wire's enum for a float type (ParseFloatTypeName's); DTYPE_F32 for
+// anything else.
+maskedkd::v1::DType WireDType(mkd::DType dtype);
 
 }  // namespace mkd::proto
 

@@ -31,18 +31,19 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/dtype.h"
 #include "proto/transport_security.h"
 #include "student_worker/teacher.h"
 
 namespace mkd::student {
 
 struct RemoteTeacherOptions {
-  std::string address;              // host:port of one mkd-teacher, or
-  std::string coordinator;          // host:port of mkd-coordinator (then address is unused).
-  std::string job_id = "default";   // Fair-share unit on the teachers, job id in the pool.
-  double job_weight = 1;            // The job's share relative to other jobs.
-  std::string model_id;             // Required model ("": any; required with a coordinator).
-  std::string wire_dtype = "fp16";  // fp32 | fp16 | bf16
+  std::string address;             // host:port of one mkd-teacher, or
+  std::string coordinator;         // host:port of mkd-coordinator (then address is unused).
+  std::string job_id = "default";  // Fair-share unit on the teachers, job id in the pool.
+  double job_weight = 1;           // The job's share relative to other jobs.
+  std::string model_id;            // Required model ("": any; required with a coordinator).
+  DType wire_dtype = DType::kF16;  // kF32 | kF16 | kBF16
   absl::Duration timeout = absl::Seconds(60);            // Per micro-batch, server side.
   absl::Duration reconnect_timeout = absl::Seconds(60);  // No teacher this long: fail.
   // With a coordinator: how long to wait for a first teacher of the model.

@@ -171,7 +171,7 @@ TeacherStats RemoteTeacher::TakeStats() {
 }
 
 absl::StatusOr<std::unique_ptr<Teacher>> MakeRemoteTeacher(const RemoteTeacherOptions& o) {
-  MKD_ASSIGN_OR_RETURN(v1::DType wire, proto::ParseWireDType(o.wire_dtype));
+  const v1::DType wire = proto::WireDType(o.wire_dtype);
   if (o.max_attempts < 1) return absl::InvalidArgumentError("max_attempts must be >= 1");
   if (o.coordinator.empty()) {
     MKD_ASSIGN_OR_RETURN(auto channel, MakeTeacherChannel(o.address, o.tls));

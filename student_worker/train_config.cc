@@ -12,7 +12,6 @@
 #include "common/masking.h"
 #include "common/status_macros.h"
 #include "common/yaml_util.h"
-#include "proto/wire.h"
 
 namespace mkd::student {
 namespace {
@@ -94,7 +93,7 @@ const std::map<std::string, Setter>& Setters() {
         {"distill.job_weight", MKD_FIELD(double, distill.job_weight, "a number")},
         {"distill.max_teachers", MKD_FIELD(int, distill.max_teachers, "an integer")},
         {"distill.teacher_wait_s", MKD_FIELD(int64_t, distill.teacher_wait_s, "an integer")},
-        {"distill.wire_dtype", MKD_FIELD(std::string, distill.wire_dtype, "fp32, fp16 or bf16")},
+        {"distill.wire_dtype", MKD_ENUM(DType, distill.wire_dtype, ParseFloatTypeName)},
         {"distill.teacher_timeout_ms",
          MKD_FIELD(int64_t, distill.teacher_timeout_ms, "an integer")},
         {"distill.job_id", MKD_FIELD(std::string, distill.job_id, "a string")},
@@ -210,9 +209,6 @@ absl::Status Validate(const TrainConfig& c) {
   if (c.distill.teacher_wait_s < 0) return bad("distill.teacher_wait_s", "must be >= 0");
   if (c.distill.micro_batches < 0 || c.distill.micro_batches > c.data.batch_size) {
     return bad("distill.micro_batches", "must be in [0, data.batch_size] (0: planned)");
-  }
-  if (auto w = proto::ParseWireDType(c.distill.wire_dtype); !w.ok()) {
-    return bad("distill.wire_dtype", w.status().message());
   }
   if (c.distill.teacher_timeout_ms < 1)
     return bad("distill.teacher_timeout_ms", "must be positive");

@@ -12,6 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/device.h"
+#include "common/dtype.h"
 #include "common/losses.h"
 #include "common/masking.h"
 #include "common/vit_config.h"
@@ -80,7 +81,7 @@ struct DistillConfig {
   // Micro-batches per step (> 1 overlaps student and teacher work); 0: the
   // pool plans it (1 without a pool).
   int micro_batches = 0;
-  std::string wire_dtype = "fp16";  // Kept patches on the wire: fp32 | fp16 | bf16.
+  DType wire_dtype = DType::kF16;  // Kept patches on the wire: fp32 | fp16 | bf16.
   // Per micro-batch answer, and how long an unreachable teacher is waited for.
   int64_t teacher_timeout_ms = 60000;
   std::string job_id;  // Server-side fair-share unit; "": run.out_dir's name.

@@ -36,6 +36,7 @@ TEST(TrainConfigTest, ParsesSectionsAndFillsTransformFromModel) {
   EXPECT_TRUE(c->data.transform.hflip);
   EXPECT_DOUBLE_EQ(c->data.mix.mixup_alpha, 0.8);
   EXPECT_DOUBLE_EQ(c->distill.keep_ratio, 0.25);
+  EXPECT_EQ(c->distill.wire_dtype, DType::kF16);  // The default, parsed into the enum once.
   EXPECT_EQ(c->data.transform.img_size, 224);
   EXPECT_EQ(c->data.transform.mean, c->model.mean);
   EXPECT_DOUBLE_EQ(c->optim.weight_decay, 0.05) << "recipe default";
@@ -110,7 +111,8 @@ TEST(TrainConfigTest, ErrorsNameTheKey) {
               "key 'distill.teacher_model_id': is required with a coordinator");
   ExpectError(kBase, {"distill.job_weight=0"}, "key 'distill.job_weight'");
   ExpectError(kBase, {"distill.max_teachers=-2"}, "key 'distill.max_teachers'");
-  ExpectError(kBase, {"distill.wire_dtype=int8"}, "key 'distill.wire_dtype'");
+  ExpectError(kBase, {"distill.wire_dtype=int8"},
+              "key 'distill.wire_dtype': must be fp32, bf16 or fp16, got 'int8'");
   ExpectError(kBase, {"distill.teacher_timeout_ms=0"}, "key 'distill.teacher_timeout_ms'");
   ExpectError(kBase, {"distill.teacher_address=127.0.0.1:5", "distill.criterion=teacher_topk"},
               "key 'distill.criterion': teacher_topk needs an in-process teacher");

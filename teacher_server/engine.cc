@@ -17,9 +17,9 @@
 namespace mkd::teacher {
 namespace {
 
-torch::Dtype ComputeDtype(const std::string& name) {
-  if (name == "bf16") return torch::kBFloat16;
-  if (name == "fp16") return torch::kFloat16;
+torch::Dtype ComputeDtype(DType dtype) {
+  if (dtype == DType::kBF16) return torch::kBFloat16;
+  if (dtype == DType::kF16) return torch::kFloat16;
   return torch::kFloat32;
 }
 

@@ -38,7 +38,7 @@ absl::StatusOr<std::unique_ptr<mkd::teacher::PoolMember>> JoinPool(
   info.set_address(server.AdvertisedAddress(config));
   info.set_model_id(server.service().info().model_id());
   info.set_device(server.service().info().device());
-  info.set_dtype(config.dtype);
+  info.set_dtype(std::string(mkd::FloatTypeName(config.dtype)));
   info.set_capacity_tokens_per_s(capacity);
   info.set_max_request_bytes(config.max_message_bytes);
   std::random_device rd;
@@ -86,7 +86,8 @@ absl::Status Run(const mkd::ParsedFlags& flags) {
   }
   std::printf("mkd-teacher: serving %s on port %d (metrics port %d, device %s, dtype %s)\n",
               server->service().info().model_id().c_str(), server->port(), server->metrics_port(),
-              server->service().info().device().c_str(), config.dtype.c_str());
+              server->service().info().device().c_str(),
+              std::string(mkd::FloatTypeName(config.dtype)).c_str());
   std::fflush(stdout);
   std::unique_ptr<mkd::teacher::PoolMember> member;
   if (!config.coordinator.empty()) {

@@ -30,7 +30,9 @@ const std::map<std::string, Setter>& Setters() {
         {"weights", MKD_FIELD(std::string, weights, "a path")},
         {"model_id", MKD_FIELD(std::string, model_id, "a string")},
         {"device", MKD_FIELD(std::string, device, "cpu, cuda or cuda:N")},
-        {"dtype", MKD_FIELD(std::string, dtype, "fp32, bf16 or fp16")},
+        {"dtype",
+         ConfigEnumField<TeacherServerConfig, DType>(
+             [](TeacherServerConfig& c) -> DType& { return c.dtype; }, kWhat, ParseFloatTypeName)},
         {"threads", MKD_FIELD(int, threads, "an integer")},
         {"listen", MKD_FIELD(std::string, listen, "host:port")},
         {"metrics_listen", MKD_FIELD(std::string, metrics_listen, "host:port")},
@@ -84,9 +86,6 @@ absl::Status Validate(const TeacherServerConfig& c) {
   if (c.weights.empty()) return bad("weights", "is required (a .safetensors file)");
   if (c.device != "cpu" && c.device != "cuda" && !absl::StartsWith(c.device, "cuda:")) {
     return bad("device", absl::StrCat("must be cpu, cuda or cuda:N, got '", c.device, "'"));
-  }
-  if (c.dtype != "fp32" && c.dtype != "bf16" && c.dtype != "fp16") {
-    return bad("dtype", absl::StrCat("must be fp32, bf16 or fp16, got '", c.dtype, "'"));
   }
   if (c.threads < 0) return bad("threads", "must be >= 0");
   if (!IsHostPort(c.listen))

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/dtype.h"
 #include "common/vit_config.h"
 #include "proto/transport_security.h"
 
@@ -51,7 +52,7 @@ struct TeacherServerConfig {
   std::string weights;                   // safetensors (required).
   std::string model_id;                  // Reported in ModelInfo; default: spec + weights hash.
   std::string device = "cpu";            // cpu | cuda | cuda:N
-  std::string dtype = "fp32";            // fp32 | bf16 | fp16 (compute dtype)
+  DType dtype = DType::kF32;             // fp32 | bf16 | fp16 (compute dtype)
   int threads = 0;                       // Intra-op threads; 0: one per core.
   std::string listen = "0.0.0.0:50051";  // gRPC; port 0 picks a free one.
   std::string metrics_listen = "0.0.0.0:9464";  // /metrics; "" turns it off.

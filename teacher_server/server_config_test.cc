@@ -15,7 +15,7 @@ TEST(ServerConfig, ParsesKeysAndOverrides) {
   EXPECT_EQ(c->model.num_classes, 10);
   EXPECT_EQ(c->batcher.max_queue_delay_us, 500);
   EXPECT_EQ(c->listen, "127.0.0.1:0");
-  EXPECT_EQ(c->dtype, "bf16");
+  EXPECT_EQ(c->dtype, DType::kBF16);
   EXPECT_EQ(c->job_idle_s, 30);
   EXPECT_EQ(c->limits.max_streams_per_job, 3);
   EXPECT_EQ(c->limits.idle_stream_timeout_s, 0);

@@ -94,7 +94,7 @@ TEST(TeacherServer, NewWorkDuringShutdownIsUnavailable) {
 
 TEST(TeacherServer, Bfloat16ComputeAndFeatures) {
   TeacherServerConfig config = Config();
-  config.dtype = "bf16";
+  config.dtype = DType::kBF16;
   Started s = Start(config);
   Stream stream(s.stub.get());
   MicroBatch m = MakeMicroBatch(2, 8, 10);

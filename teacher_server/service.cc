@@ -11,6 +11,7 @@
 #include "common/tensor_util.h"
 #include "proto/job_token.h"
 #include "proto/tensor_codec.h"
+#include "proto/wire.h"
 #include "teacher_server/distill_reactor.h"
 #include "teacher_server/stream_limits.h"
 
@@ -19,12 +20,6 @@ namespace {
 
 using maskedkd::v1::DistillRequest;
 using maskedkd::v1::DistillResponse;
-
-maskedkd::v1::DType InfoDtype(const std::string& dtype) {
-  if (dtype == "bf16") return maskedkd::v1::DTYPE_BF16;
-  if (dtype == "fp16") return maskedkd::v1::DTYPE_F16;
-  return maskedkd::v1::DTYPE_F32;
-}
 
 }  // namespace
 
@@ -60,7 +55,7 @@ TeacherServiceImpl::TeacherServiceImpl(const TeacherServerConfig& config, Engine
   info_.set_num_classes(m.num_classes);
   for (double v : m.mean) info_.add_mean(static_cast<float>(v));
   for (double v : m.std) info_.add_std(static_cast<float>(v));
-  info_.set_compute_dtype(InfoDtype(config.dtype));
+  info_.set_compute_dtype(proto::WireDType(config.dtype));
   info_.set_device(engine->device());
   info_.set_max_micro_batch_images(static_cast<int32_t>(config.max_micro_batch_images));
   info_.set_max_request_bytes(config.max_message_bytes);

@@ -278,7 +278,7 @@ TEST(CudaTeacherServer, AnswersConcurrentStreams) {
       o.tls.insecure = true;
       o.address = "127.0.0.1:" + std::to_string((*server)->port());
       o.job_id = "job" + std::to_string(c % 2);
-      o.wire_dtype = "fp32";  // The reference sees exactly the same pixels.
+      o.wire_dtype = DType::kF32;  // The reference sees exactly the same pixels.
       auto teacher = student::MakeRemoteTeacher(o);
       if (!teacher.ok()) return;
       std::vector<torch::Tensor> images, idx;

@@ -30,7 +30,7 @@ struct OneSlot {
     RemoteTeacherOptions o;
     o.tls.insecure = true;
     o.address = "127.0.0.1:" + std::to_string(s.server->port());
-    o.wire_dtype = "fp32";
+    o.wire_dtype = DType::kF32;
     o.job_id = "retry-test";
     o.max_attempts = max_attempts;
     o.timeout = absl::Seconds(30);
@@ -97,7 +97,7 @@ TEST(RemoteTeacher, AMicroBatchOverTheTeachersLimitIsRefusedBeforeItIsSent) {
   RemoteTeacherOptions o;
   o.tls.insecure = true;
   o.address = "127.0.0.1:" + std::to_string(s.server->port());
-  o.wire_dtype = "fp32";
+  o.wire_dtype = DType::kF32;
   auto remote = MakeRemoteTeacher(o);
   ASSERT_TRUE(remote.ok()) << remote.status();
   // 8 images x 12 kept 4x4x3 patches in fp32: 18 KiB of payload.
@@ -128,7 +128,7 @@ TEST(RemoteTeacher, AJobTokenIsShownToTheTeacherAndAWrongOneIsAClearError) {
     RemoteTeacherOptions o;
     o.tls.insecure = true;
     o.address = "127.0.0.1:" + std::to_string(s.server->port());
-    o.wire_dtype = "fp32";
+    o.wire_dtype = DType::kF32;
     o.job_id = "job-a";
     o.job_token = MakeJobToken(secret, token_job);
     o.timeout = absl::Seconds(30);
