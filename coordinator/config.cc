@@ -6,6 +6,7 @@
 #include "common/config_yaml.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
+#include "proto/job_token.h"
 
 namespace mkd::coordinator {
 namespace {
@@ -26,6 +27,7 @@ const std::map<std::string, ConfigSetter<CoordinatorConfig>>& Setters() {
         {"settle_s", MKD_FIELD(double, settle_s, "a number")},
         {"forget_gone_s", MKD_FIELD(double, forget_gone_s, "a number")},
         {"explore_steps", MKD_FIELD(int, explore_steps, "an integer")},
+        {"auth.job_secret_file", MKD_FIELD(std::string, job_secret_file, "a path")},
     };
     AddTlsConfigKeys<CoordinatorConfig>([](CoordinatorConfig& c) -> TlsOptions& { return c.tls; },
                                         kWhat, /*server=*/true, s);
@@ -51,6 +53,12 @@ absl::Status Validate(CoordinatorConfig& c) {
   if (c.settle_s < 0) c.settle_s = c.lease_s;
   if (c.forget_gone_s < 0) return bad("forget_gone_s", "must be >= 0");
   if (c.explore_steps < 1) return bad("explore_steps", "must be >= 1");
+  if (!c.job_secret_file.empty()) {
+    absl::StatusOr<std::string> secret = LoadJobSecret(c.job_secret_file, "auth.job_secret_file");
+    if (!secret.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(kWhat, ": ", secret.status().message()));
+    }
+  }
   absl::Status tls = ValidateTls(c.tls, TlsRole::kServer, "tls.");
   if (!tls.ok()) return absl::InvalidArgumentError(absl::StrCat(kWhat, ": ", tls.message()));
   return absl::OkStatus();

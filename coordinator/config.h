@@ -25,6 +25,9 @@ struct CoordinatorConfig {
   double forget_gone_s = 300;  // Gone teachers stay listed this long.
   int explore_steps = 3;       // Steps measured per candidate m before planning.
   TlsOptions tls;              // tls.*: mutual TLS, or tls.insecure explicitly.
+  // auth.job_secret_file: with it, RegisterJob, JobHeartbeat and
+  // WatchAssignment need the job's token (proto/job_token.h), as teachers do.
+  std::string job_secret_file;
 };
 
 absl::StatusOr<CoordinatorConfig> ParseCoordinatorConfig(const std::string& yaml_text,

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/config_yaml.h"
+#include "proto/job_token.h"
 
 namespace mkd::coordinator {
 namespace {
@@ -190,7 +191,25 @@ class CoordinatorServiceImpl::Watcher final : public grpc::ServerWriteReactor<v1
 
 CoordinatorServiceImpl::CoordinatorServiceImpl(const CoordinatorConfig& config, Pool* pool,
                                                CoordinatorMetrics* metrics)
-    : config_(config), pool_(pool), metrics_(metrics) {}
+    : config_(config), pool_(pool), metrics_(metrics) {
+  if (!config.job_secret_file.empty()) {
+    // Validated with the config; a file gone since refuses every job.
+    absl::StatusOr<std::string> secret =
+        LoadJobSecret(config.job_secret_file, "auth.job_secret_file");
+    job_secret_ = secret.ok() ? *secret : std::string();
+  }
+}
+
+absl::Status CoordinatorServiceImpl::AuthorizeJob(grpc::CallbackServerContext* ctx,
+                                                  const std::string& job) const {
+  if (!job_secret_) return absl::OkStatus();
+  std::optional<std::string> token;
+  const auto& metadata = ctx->client_metadata();
+  if (auto it = metadata.find(kJobTokenMetadata); it != metadata.end()) {
+    token = std::string(it->second.data(), it->second.size());
+  }
+  return CheckJobToken(*job_secret_, job, token);
+}
 
 grpc::ServerUnaryReactor* CoordinatorServiceImpl::Reply(grpc::CallbackServerContext* ctx,
                                                         const absl::Status& status) {
@@ -230,6 +249,7 @@ grpc::ServerUnaryReactor* CoordinatorServiceImpl::RegisterJob(grpc::CallbackServ
                                                               const v1::RegisterJobRequest* request,
                                                               v1::RegisterJobResponse* response) {
   absl::Status st = ValidateJobInfo(request->info());
+  if (st.ok()) st = AuthorizeJob(ctx, request->info().job_id());
   if (st.ok()) {
     pool_->UpsertJob(request->info(), nullptr);
     response->set_lease_s(config_.lease_s);
@@ -242,6 +262,7 @@ grpc::ServerUnaryReactor* CoordinatorServiceImpl::JobHeartbeat(
     grpc::CallbackServerContext* ctx, const v1::JobHeartbeatRequest* request,
     v1::JobHeartbeatResponse* response) {
   absl::Status st = ValidateJobInfo(request->info());
+  if (st.ok()) st = AuthorizeJob(ctx, request->info().job_id());
   if (st.ok()) st = ValidateJobTimings(request->timings());
   if (st.ok()) {
     pool_->UpsertJob(request->info(), request->has_timings() ? &request->timings() : nullptr);
@@ -251,11 +272,16 @@ grpc::ServerUnaryReactor* CoordinatorServiceImpl::JobHeartbeat(
 }
 
 grpc::ServerWriteReactor<v1::Assignment>* CoordinatorServiceImpl::WatchAssignment(
-    grpc::CallbackServerContext*, const v1::WatchAssignmentRequest* request) {
+    grpc::CallbackServerContext* ctx, const v1::WatchAssignmentRequest* request) {
   auto* watcher = new Watcher(this, request->job_id());
   if (request->job_id().empty() || request->job_id().size() > 128) {
     watcher->Close(
         grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "job_id: must be 1 to 128 bytes"));
+    return watcher;
+  }
+  if (absl::Status auth = AuthorizeJob(ctx, request->job_id()); !auth.ok()) {
+    watcher->Close(
+        grpc::Status(static_cast<grpc::StatusCode>(auth.code()), std::string(auth.message())));
     return watcher;
   }
   {

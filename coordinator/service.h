@@ -10,6 +10,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -68,8 +69,13 @@ class CoordinatorServiceImpl final : public v1::CoordinatorService::CallbackServ
   grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* ctx, const absl::Status& status);
   void Forget(Watcher* watcher);
 
+  // OK without auth.job_secret_file; otherwise the refusal (if any) of a
+  // call for `job` by its x-mkd-job-token metadata.
+  absl::Status AuthorizeJob(grpc::CallbackServerContext* ctx, const std::string& job) const;
+
   // Constant after construction.
   const CoordinatorConfig config_;
+  std::optional<std::string> job_secret_;  // auth.job_secret_file's bytes.
   Pool* const pool_;
   CoordinatorMetrics* const metrics_;
 

@@ -52,6 +52,15 @@ bool JobTokenGrants(absl::string_view secret, absl::string_view job_id, absl::st
   return token.size() == want.size() && CRYPTO_memcmp(token.data(), want.data(), want.size()) == 0;
 }
 
+absl::Status CheckJobToken(absl::string_view secret, absl::string_view job,
+                           const std::optional<std::string>& token) {
+  if (!token) return absl::UnauthenticatedError("a job token is required");
+  if (secret.empty() || !JobTokenGrants(secret, job, *token)) {
+    return absl::PermissionDeniedError("the job token does not grant this job");
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::string> LoadJobToken(const std::string& path, absl::string_view key) {
   absl::StatusOr<std::string> bytes = ReadFile(path, 1 << 12);
   if (!bytes.ok()) {

@@ -9,8 +9,10 @@
 #ifndef MKD_PROTO_JOB_TOKEN_H_
 #define MKD_PROTO_JOB_TOKEN_H_
 
+#include <optional>
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
@@ -28,6 +30,14 @@ std::string MakeJobToken(absl::string_view secret, absl::string_view job_id);
 
 // Whether `token` is the token for `job_id` (compared in constant time).
 bool JobTokenGrants(absl::string_view secret, absl::string_view job_id, absl::string_view token);
+
+// The refusal, if any, of a call for `job` carrying `token` (nullopt: the
+// call had none): UNAUTHENTICATED "a job token is required", or
+// PERMISSION_DENIED "the job token does not grant this job". Fixed
+// messages: nothing about the job, the token or the secret. An empty
+// `secret` grants nothing (fail closed).
+absl::Status CheckJobToken(absl::string_view secret, absl::string_view job,
+                           const std::optional<std::string>& token);
 
 // A token file's contents, whitespace trimmed; errors name `key`.
 absl::StatusOr<std::string> LoadJobToken(const std::string& path, absl::string_view key);

@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "absl/time/clock.h"
+#include "proto/job_token.h"
 
 namespace mkd::student {
 
@@ -12,9 +13,11 @@ namespace v1 = ::maskedkd::v1;
 
 JobMembership::JobMembership(std::string coordinator, std::shared_ptr<grpc::Channel> channel,
                              v1::JobInfo info, std::function<v1::JobTimings()> take_timings,
-                             std::function<void(const v1::Assignment&)> on_assignment)
+                             std::function<void(const v1::Assignment&)> on_assignment,
+                             std::string job_token)
     : coordinator_(std::move(coordinator)),
       info_(std::move(info)),
+      job_token_(std::move(job_token)),
       take_timings_(std::move(take_timings)),
       on_assignment_(std::move(on_assignment)),
       stub_(v1::CoordinatorService::NewStub(channel)) {
@@ -47,6 +50,7 @@ void JobMembership::HeartbeatLoop() {
   do {
     grpc::ClientContext ctx;
     ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
+    if (!job_token_.empty()) ctx.AddMetadata(kJobTokenMetadata, job_token_);
     grpc::Status st;
     if (!registered) {
       v1::RegisterJobRequest req;
@@ -78,6 +82,7 @@ void JobMembership::WatchLoop() {
   absl::Duration backoff = absl::Milliseconds(100);
   while (true) {
     grpc::ClientContext ctx;
+    if (!job_token_.empty()) ctx.AddMetadata(kJobTokenMetadata, job_token_);
     {
       MutexLock lock(&mu_);
       if (stop_) return;

@@ -27,7 +27,8 @@ class JobMembership {
   // `channel` leads to `coordinator` (named in logs), with its credentials.
   JobMembership(std::string coordinator, std::shared_ptr<grpc::Channel> channel,
                 maskedkd::v1::JobInfo info, std::function<maskedkd::v1::JobTimings()> take_timings,
-                std::function<void(const maskedkd::v1::Assignment&)> on_assignment);
+                std::function<void(const maskedkd::v1::Assignment&)> on_assignment,
+                std::string job_token = "");
   ~JobMembership();  // Stops both threads (the lease ends the membership).
 
  private:
@@ -39,6 +40,7 @@ class JobMembership {
   // Constant after construction.
   const std::string coordinator_;
   const maskedkd::v1::JobInfo info_;
+  const std::string job_token_;  // Sent as x-mkd-job-token on every call ("": none).
   const std::function<maskedkd::v1::JobTimings()> take_timings_;
   const std::function<void(const maskedkd::v1::Assignment&)> on_assignment_;
   const std::unique_ptr<maskedkd::v1::CoordinatorService::Stub> stub_;

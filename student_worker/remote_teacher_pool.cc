@@ -228,7 +228,8 @@ absl::StatusOr<std::unique_ptr<Teacher>> MakeRemoteTeacher(const RemoteTeacherOp
         // The teacher outlives this thread: its destructor stops the
         // membership before anything else.
         if (teacher != nullptr) teacher->OnAssignment(a);
-      });
+      },
+      o.job_token);
   const absl::Time give_up = absl::Now() + o.teacher_wait;
   first->mu.Lock();
   bool said = false;

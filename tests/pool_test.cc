@@ -181,6 +181,34 @@ TEST_F(PoolTest, APoolRunsOverMutualTls) {
       << s->err();
 }
 
+// Job tokens through the whole pool: the coordinator and the teacher share
+// a secret; a job with its token (minted by `mkd job-token`) trains; a job
+// without one is refused by the coordinator and says so.
+TEST_F(PoolTest, APoolWithJobTokensServesOnlyJobsWithTheirToken) {
+  const std::string secret = Tmp("job_secret");
+  std::ofstream(secret) << "pool-test-secret-with-at-least-32-bytes\n";
+  Proc c =
+      StartCoordinator("token_coord", 0, {"tls.insecure=true", "auth.job_secret_file=" + secret});
+  ASSERT_GT(c.port, 0);
+  Proc t = StartTeacher("tiny", "token_t", c.address(), {"auth.job_secret_file=" + secret});
+  ASSERT_GT(t.port, 0);
+  ChildProcess mint("mkd", {"job-token", "--secret-file", secret, "--job", "token_a"},
+                    Tmp("token_mint"));
+  ASSERT_EQ(mint.Wait(), 0) << mint.err();
+  std::ofstream(Tmp("token_a.token")) << mint.out();
+  auto a =
+      StartStudent("tiny", "token_a",
+                   {"distill.coordinator=" + c.address(), "data.limit_train=512",
+                    "distill.job_id=token_a", "distill.job_token_file=" + Tmp("token_a.token")});
+  auto b = StartStudent(
+      "tiny", "token_b",
+      {"distill.coordinator=" + c.address(), "distill.job_id=token_b", "distill.teacher_wait_s=3"});
+  ASSERT_EQ(a->Wait(), 0) << a->err();
+  ExpectEveryStepOnce("token_a", 512 / 32);
+  EXPECT_EQ(b->Wait(), 1);
+  EXPECT_NE(b->err().find("a job token is required"), std::string::npos) << b->err();
+}
+
 TEST_F(PoolTest, ADrainedTeacherFinishesItsWorkAndLeavesWhileTheJobCarriesOn) {
   Proc c = StartCoordinator("drain_coord");
   Proc t1 = StartTeacher("tiny", "drain_t1", c.address());
