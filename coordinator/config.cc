@@ -53,15 +53,7 @@ absl::Status Validate(CoordinatorConfig& c) {
   if (c.settle_s < 0) c.settle_s = c.lease_s;
   if (c.forget_gone_s < 0) return bad("forget_gone_s", "must be >= 0");
   if (c.explore_steps < 1) return bad("explore_steps", "must be >= 1");
-  if (!c.job_secret_file.empty()) {
-    absl::StatusOr<std::string> secret = LoadJobSecret(c.job_secret_file, "auth.job_secret_file");
-    if (!secret.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(kWhat, ": ", secret.status().message()));
-    }
-  }
-  absl::Status tls = ValidateTls(c.tls, TlsRole::kServer, "tls.");
-  if (!tls.ok()) return absl::InvalidArgumentError(absl::StrCat(kWhat, ": ", tls.message()));
-  return absl::OkStatus();
+  return ValidateServerSecurity(c.tls, c.job_secret_file, kWhat);
 }
 
 }  // namespace

@@ -203,12 +203,7 @@ CoordinatorServiceImpl::CoordinatorServiceImpl(const CoordinatorConfig& config, 
 absl::Status CoordinatorServiceImpl::AuthorizeJob(grpc::CallbackServerContext* ctx,
                                                   const std::string& job) const {
   if (!job_secret_) return absl::OkStatus();
-  std::optional<std::string> token;
-  const auto& metadata = ctx->client_metadata();
-  if (auto it = metadata.find(kJobTokenMetadata); it != metadata.end()) {
-    token = std::string(it->second.data(), it->second.size());
-  }
-  return CheckJobToken(*job_secret_, job, token);
+  return CheckJobToken(*job_secret_, job, JobTokenOf(ctx->client_metadata()));
 }
 
 grpc::ServerUnaryReactor* CoordinatorServiceImpl::Reply(grpc::CallbackServerContext* ctx,

@@ -61,6 +61,23 @@ absl::Status CheckJobToken(absl::string_view secret, absl::string_view job,
   return absl::OkStatus();
 }
 
+std::optional<std::string> JobTokenOf(
+    const std::multimap<grpc::string_ref, grpc::string_ref>& metadata) {
+  auto it = metadata.find(kJobTokenMetadata);
+  if (it == metadata.end()) return std::nullopt;
+  return std::string(it->second.data(), it->second.size());
+}
+
+absl::Status ValidateServerSecurity(const TlsOptions& tls, const std::string& job_secret_file,
+                                    absl::string_view what) {
+  absl::Status st = ValidateTls(tls, TlsRole::kServer, "tls.");
+  if (st.ok() && !job_secret_file.empty()) {
+    st = LoadJobSecret(job_secret_file, "auth.job_secret_file").status();
+  }
+  if (st.ok()) return st;
+  return absl::InvalidArgumentError(absl::StrCat(what, ": ", st.message()));
+}
+
 absl::StatusOr<std::string> LoadJobToken(const std::string& path, absl::string_view key) {
   absl::StatusOr<std::string> bytes = ReadFile(path, 1 << 12);
   if (!bytes.ok()) {

@@ -128,15 +128,7 @@ absl::Status Validate(const TeacherServerConfig& c) {
                                {"limits.idle_stream_timeout_s", c.limits.idle_stream_timeout_s}}) {
     if (v < 0) return bad(key, "must be >= 0 (0: no limit)");
   }
-  if (!c.job_secret_file.empty()) {
-    absl::StatusOr<std::string> secret = LoadJobSecret(c.job_secret_file, "auth.job_secret_file");
-    if (!secret.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(kWhat, ": ", secret.status().message()));
-    }
-  }
-  absl::Status tls = ValidateTls(c.tls, TlsRole::kServer, "tls.");
-  if (!tls.ok()) return absl::InvalidArgumentError(absl::StrCat(kWhat, ": ", tls.message()));
-  return absl::OkStatus();
+  return ValidateServerSecurity(c.tls, c.job_secret_file, kWhat);
 }
 
 }  // namespace

@@ -123,12 +123,8 @@ grpc::ServerUnaryReactor* TeacherServiceImpl::GetModelInfo(grpc::CallbackServerC
 
 grpc::ServerBidiReactor<DistillRequest, DistillResponse>* TeacherServiceImpl::Distill(
     grpc::CallbackServerContext* context) {
-  std::optional<std::string> token;
-  const auto& metadata = context->client_metadata();
-  if (auto it = metadata.find(kJobTokenMetadata); it != metadata.end()) {
-    token = std::string(it->second.data(), it->second.size());
-  }
-  return new DistillReactor(this, PeerHost(context->peer()), std::move(token));
+  return new DistillReactor(this, PeerHost(context->peer()),
+                            JobTokenOf(context->client_metadata()));
 }
 
 absl::Status TeacherServiceImpl::AuthorizeJob(const std::string& job,
