@@ -3,6 +3,8 @@
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -181,14 +183,15 @@ absl::StatusOr<std::string> RunStatus(const PoolOptions& o) {
                           absl::StrJoin(t.jobs(), ","));
   }
   if (teachers.teachers().empty()) out += "(no teachers)\n";
-  absl::StrAppendFormat(&out, "\n%-20s %-34s %6s %7s %8s %3s %9s %9s %7s  %s\n", "JOB", "MODEL",
-                        "WEIGHT", "STEP", "IMG/S", "M", "STEP_S", "PREDICTED", "BUBBLE",
+  absl::StrAppendFormat(&out, "\n%-20s %-34s %6s %5s %7s %8s %3s %9s %9s %7s  %s\n", "JOB", "MODEL",
+                        "WEIGHT", "RANKS", "STEP", "IMG/S", "M", "STEP_S", "PREDICTED", "BUBBLE",
                         "TEACHERS");
   for (const v1::JobStatus& j : jobs.jobs()) {
     std::string teachers_col = absl::StrJoin(j.teachers(), ",");
     if (teachers_col.empty()) teachers_col = "(waiting: " + j.waiting_reason() + ")";
-    absl::StrAppendFormat(&out, "%-20s %-34s %6.2f %7d %8.1f %3d %8.3fs %8.3fs %6.0f%%  %s\n",
-                          j.info().job_id(), j.info().model_id(), j.info().weight(),
+    const std::string ranks = absl::StrCat(j.ranks(), "/", std::max(1, j.info().world_size()));
+    absl::StrAppendFormat(&out, "%-20s %-34s %6.2f %5s %7d %8.1f %3d %8.3fs %8.3fs %6.0f%%  %s\n",
+                          j.info().job_id(), j.info().model_id(), j.info().weight(), ranks,
                           j.timings().step(), j.timings().images_per_s(), j.micro_batches(),
                           j.timings().measured_step_s(), j.predicted_step_s(),
                           100 * j.predicted_bubble(), teachers_col);

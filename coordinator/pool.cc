@@ -89,9 +89,18 @@ void Pool::UpsertJob(const v1::JobInfo& info, const v1::JobTimings* timings) {
         !inserted &&
         (job.info.model_id() != info.model_id() || job.info.weight() != info.weight() ||
          job.info.max_teachers() != info.max_teachers() || job.info.batch() != info.batch() ||
-         job.info.pinned_micro_batches() != info.pinned_micro_batches());
+         job.info.pinned_micro_batches() != info.pinned_micro_batches() ||
+         job.info.world_size() != info.world_size());
+    const int world = std::max(1, info.world_size());
     job.info = info;
+    job.info.set_rank(0);  // The job's description; ranks are counted apart.
     job.last_seen = clock_();
+    job.ranks[info.rank()] = job.last_seen;
+    // A job restarted with fewer ranks: those beyond it are gone.
+    job.ranks.erase(job.ranks.lower_bound(world), job.ranks.end());
+    // Ranks step in lockstep: one rank's timings stand for all (the
+    // teachers' share of the others' work is in the service time they
+    // measure), and rank 0's step counts are the job's.
     if (timings != nullptr && timings->steps() > 0 && timings->micro_batches() > 0) {
       job.timings = *timings;
       const int m = timings->micro_batches();
@@ -103,7 +112,7 @@ void Pool::UpsertJob(const v1::JobInfo& info, const v1::JobTimings* timings) {
       s.round_trip_s = timings->teacher_round_trip_s();
       s.service_s = timings->teacher_compute_s();
       job.samples[m] = s;
-      job.measured_steps[m] += timings->steps();
+      if (info.rank() == 0) job.measured_steps[m] += timings->steps();
     }
     if (inserted || relevant_change) {
       changed = Recompute();
@@ -205,7 +214,11 @@ void Pool::Tick() {
       it = forget ? teachers_.erase(it) : std::next(it);
     }
     for (auto it = jobs_.begin(); it != jobs_.end();) {
-      const bool expired = now - it->second.last_seen > options_.lease;
+      std::map<int, absl::Time>& ranks = it->second.ranks;
+      for (auto r = ranks.begin(); r != ranks.end();) {
+        r = now - r->second > options_.lease ? ranks.erase(r) : std::next(r);
+      }
+      const bool expired = ranks.empty();
       if (expired) membership = true;
       it = expired ? jobs_.erase(it) : std::next(it);
     }
@@ -284,6 +297,7 @@ v1::ListJobsResponse Pool::ListJobs() {
     s->set_predicted_bubble(a.predicted_bubble());
     s->set_waiting_reason(a.waiting_reason());
     s->set_last_heartbeat_age_s(absl::ToDoubleSeconds(now - job.last_seen));
+    s->set_ranks(static_cast<int32_t>(job.ranks.size()));
     if (!job.samples.empty()) {
       std::vector<TimingSample> samples;
       for (const auto& [m, sample] : job.samples) samples.push_back(sample);

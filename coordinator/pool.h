@@ -70,7 +70,9 @@ class Pool {
   // other teachers now. kNotFound for an unknown address.
   absl::StatusOr<v1::TeacherState> Drain(const std::string& address);
 
-  // Registration (timings null) or heartbeat of a job. REQUIRES: validated.
+  // Registration (timings null) or heartbeat of a job, or of one rank of a
+  // data-parallel job: its ranks share one entry (weight, assignment,
+  // plan), which lives while any rank heartbeats. REQUIRES: validated.
   void UpsertJob(const v1::JobInfo& info, const v1::JobTimings* timings);
 
   // Expires leases (teachers become GONE, jobs are dropped), forgets
@@ -94,7 +96,8 @@ class Pool {
   struct Job {
     v1::JobInfo info;
     v1::JobTimings timings;
-    absl::Time last_seen;
+    absl::Time last_seen;             // Of any rank.
+    std::map<int, absl::Time> ranks;  // Rank -> its last heartbeat.
     std::vector<std::string> teachers;
     uint64_t version = 0;
     Plan plan;

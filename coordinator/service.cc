@@ -1,5 +1,6 @@
 #include "coordinator/service.h"
 
+#include <algorithm>
 #include <cmath>
 #include <optional>
 
@@ -88,6 +89,13 @@ absl::Status ValidateJobInfo(const v1::JobInfo& info) {
     return Bad("info.pinned_micro_batches", "must be in [0, batch]");
   }
   if (info.max_micro_batches() < 0) return Bad("info.max_micro_batches", "must be >= 0");
+  if (info.world_size() < 0 || info.world_size() > 65536) {
+    return Bad("info.world_size", "must be in [0, 65536] (0: one rank)");
+  }
+  if (info.rank() < 0 || info.rank() >= std::max(1, info.world_size())) {
+    return Bad("info.rank", absl::StrCat(info.rank(), " is not in [0, world_size ",
+                                         std::max(1, info.world_size()), ")"));
+  }
   return absl::OkStatus();
 }
 

@@ -11,7 +11,7 @@ set -euo pipefail
 # Compiling mkd, mkd-teacher, mkd-student, mkd-coordinator, mkd-health.
 build_packages=(
   build-essential cmake ninja-build ccache pkg-config
-  libtorch-dev libopenblas0-pthread
+  libtorch-dev libgloo-dev libopenblas0-pthread
   libabsl-dev libyaml-cpp-dev nlohmann-json3-dev
   zlib1g-dev libturbojpeg0-dev libpng-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libssl-dev

@@ -33,7 +33,13 @@ absl::StatusOr<std::unique_ptr<Loader>> Loader::Create(const Dataset* dataset,
 Loader::Loader(const Dataset* dataset, const LoaderOptions& options)
     : dataset_(dataset),
       options_(options),
-      shard_size_(dataset->size() / static_cast<size_t>(options.world_size)) {}
+      // Training ranks step in lockstep, so each gets the same count (the
+      // remainder is dropped); evaluation covers every example once, so
+      // the first size % world_size ranks get one more.
+      shard_size_(options.train ? dataset->size() / static_cast<size_t>(options.world_size)
+                                : (dataset->size() - static_cast<size_t>(options.rank) +
+                                   static_cast<size_t>(options.world_size) - 1) /
+                                      static_cast<size_t>(options.world_size)) {}
 
 Loader::~Loader() { StopWorkers(); }
 

@@ -5,8 +5,9 @@
 // each sample's augmentation RNG by (seed, epoch, sample index); mixing by
 // (seed, epoch, batch). So batches are identical whatever the number of
 // workers, and StartEpoch(epoch, first_batch) resumes mid-epoch exactly.
-// Sharding: rank r of w sees positions r, r+w, ... of the permutation, and
-// every rank gets the same number of samples (the remainder is dropped).
+// Sharding: rank r of w sees positions r, r+w, ... of the permutation. In
+// training every rank gets the same number of samples (the remainder is
+// dropped); in evaluation every example is seen by exactly one rank.
 //
 // Thread safety: StartEpoch/Next are called from one thread (the trainer);
 // workers are internal.

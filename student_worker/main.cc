@@ -8,6 +8,7 @@
 #include "common/flags.h"
 #include "common/runtime.h"
 #include "common/status_macros.h"
+#include "student_worker/dist_env.h"
 #include "student_worker/trainer.h"
 
 namespace {
@@ -37,6 +38,7 @@ absl::Status Run(const std::string& command, const mkd::ParsedFlags& flags) {
                        mkd::student::LoadTrainConfig(path, flags.GetAll("set")));
   mkd::ConfigureRuntime(config.run.threads);
   if (command == "eval") {
+    config.dist.world_size = 1;  // Evaluation is one process.
     MKD_ASSIGN_OR_RETURN(std::string weights, flags.Required("checkpoint"));
     config.mode = "train";  // Eval needs no teacher.
     MKD_ASSIGN_OR_RETURN(auto trainer, mkd::student::Trainer::Create(config));
@@ -46,6 +48,10 @@ absl::Status Run(const std::string& command, const mkd::ParsedFlags& flags) {
                 100 * r.top5, r.loss, static_cast<long long>(r.images));
     return absl::OkStatus();
   }
+  // Data parallel: the rank's place from dist.* and the environment.
+  MKD_ASSIGN_OR_RETURN(config.dist,
+                       mkd::student::ResolveDistEnv(config.dist, mkd::student::ProcessEnv()));
+  config.run.device = mkd::student::DeviceForRank(config.run.device, config.dist);
   MKD_ASSIGN_OR_RETURN(auto trainer, mkd::student::Trainer::Create(config));
   MKD_RETURN_IF_ERROR(trainer->Train(flags.Has("resume")));
   std::optional<mkd::student::EvalResult> final_eval = trainer->final_eval();
@@ -53,6 +59,8 @@ absl::Status Run(const std::string& command, const mkd::ParsedFlags& flags) {
     MKD_ASSIGN_OR_RETURN(final_eval, trainer->Evaluate());
   }
   const mkd::student::EvalResult& r = *final_eval;
+  if (config.dist.world_size > 1)
+    std::printf("rank %d/%d: ", config.dist.rank, config.dist.world_size);
   std::printf("summary: mode %s, %lld steps, top1 %.2f%%, top5 %.2f%%", config.mode.c_str(),
               static_cast<long long>(trainer->step()), 100 * r.top1, 100 * r.top5);
   if (config.mode == "distill") {

@@ -55,6 +55,10 @@ struct RemoteTeacherOptions {
   int max_teachers = 0;          // 0: no limit.
   int pinned_micro_batches = 0;  // > 0: the job's config fixes m.
   int max_micro_batches = 0;     // Planning bound (0: 16).
+  // Data parallelism: this process is rank `rank` of the job's
+  // `world_size`; the pool counts the ranks as one job.
+  int rank = 0;
+  int world_size = 1;
   // For every channel, to the coordinator and to each teacher: mutual TLS,
   // or insecure explicitly.
   TlsOptions tls;

@@ -203,6 +203,8 @@ absl::StatusOr<std::unique_ptr<Teacher>> MakeRemoteTeacher(const RemoteTeacherOp
   job.set_model_id(o.model_id);
   job.set_weight(o.job_weight);
   job.set_batch(o.batch);
+  job.set_rank(o.rank);
+  job.set_world_size(o.world_size);
   job.set_kept(o.kept);
   job.set_max_teachers(o.max_teachers);
   job.set_pinned_micro_batches(o.pinned_micro_batches);

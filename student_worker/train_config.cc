@@ -116,6 +116,14 @@ const std::map<std::string, Setter>& Setters() {
         {"run.fp16_init_scale", MKD_FIELD(double, run.fp16_init_scale, "a number")},
         {"run.max_steps", MKD_FIELD(int64_t, run.max_steps, "an integer")},
         {"run.metrics_listen", MKD_FIELD(std::string, run.metrics_listen, "host:port")},
+        {"dist.world_size", MKD_FIELD(int, dist.world_size, "an integer")},
+        {"dist.rank", MKD_FIELD(int, dist.rank, "an integer")},
+        {"dist.master_addr", MKD_FIELD(std::string, dist.master_addr, "a host name or address")},
+        {"dist.master_port", MKD_FIELD(int, dist.master_port, "an integer")},
+        {"dist.local_rank", MKD_FIELD(int, dist.local_rank, "an integer")},
+        {"dist.backend", MKD_FIELD(std::string, dist.backend, "auto, gloo or nccl")},
+        {"dist.timeout_s", MKD_FIELD(int64_t, dist.timeout_s, "an integer")},
+        {"dist.bucket_mb", MKD_FIELD(double, dist.bucket_mb, "a number")},
     };
     AddTlsConfigKeys<TrainConfig>([](TrainConfig& c) -> TlsOptions& { return c.tls; }, kWhat,
                                   /*server=*/false, s);
@@ -170,6 +178,21 @@ absl::Status Validate(const TrainConfig& c) {
                "fp16 needs run.device cuda (LibTorch's CPU autocast has bf16 only)");
   }
   if (!(c.run.fp16_init_scale >= 1)) return bad("run.fp16_init_scale", "must be >= 1");
+  if (c.dist.world_size < 0) return bad("dist.world_size", "must be >= 0 (0: $WORLD_SIZE)");
+  if (c.dist.rank < -1) return bad("dist.rank", "must be >= -1 (-1: $RANK)");
+  if (c.dist.world_size > 0 && c.dist.rank >= c.dist.world_size) {
+    return bad("dist.rank", absl::StrCat("must be below dist.world_size ", c.dist.world_size));
+  }
+  if (c.dist.master_port < 0 || c.dist.master_port > 65535) {
+    return bad("dist.master_port", "must be in [0, 65535] (0: $MASTER_PORT)");
+  }
+  if (c.dist.local_rank < -1) return bad("dist.local_rank", "must be >= -1 (-1: $LOCAL_RANK)");
+  if (c.dist.backend != "auto" && c.dist.backend != "gloo" && c.dist.backend != "nccl") {
+    return bad("dist.backend",
+               absl::StrCat("must be auto, gloo or nccl, got '", c.dist.backend, "'"));
+  }
+  if (c.dist.timeout_s < 1) return bad("dist.timeout_s", "must be positive");
+  if (!(c.dist.bucket_mb > 0)) return bad("dist.bucket_mb", "must be positive");
   absl::Status st = ValidateTransformConfig(c.data.transform);
   if (!st.ok()) return bad("data", st.message());
   if (!(c.data.token_keep_min > 0 && c.data.token_keep_min <= 1)) {

@@ -110,6 +110,22 @@ struct RunConfig {
   std::string metrics_listen;        // host:port for /metrics ("": none).
 };
 
+// Data parallelism: one job as several ranks (student_worker/data_parallel.h).
+// Each key left at its default is taken from the environment that
+// torchrun and Kubeflow's PyTorchJob set (ResolveDistEnv, dist_env.h).
+struct DistConfig {
+  int world_size = 0;            // 0: $WORLD_SIZE, else 1.
+  int rank = -1;                 // -1: $RANK, else 0.
+  std::string master_addr;       // Rank 0's TCPStore host; "": $MASTER_ADDR, else 127.0.0.1.
+  int master_port = 0;           // 0: $MASTER_PORT, else 29500.
+  int local_rank = -1;           // -1: $LOCAL_RANK, else 0 (run.device cuda -> cuda:local_rank).
+  std::string backend = "auto";  // auto (nccl on CUDA if built, else gloo) | gloo | nccl.
+  // A peer that neither answers nor closes its connections for this long
+  // fails the collective waiting on it; a peer that exits fails it at once.
+  int64_t timeout_s = 60;
+  double bucket_mb = 25;  // Gradients are all-reduced in buckets of about this size.
+};
+
 struct TrainConfig {
   std::string mode = "train";  // train | distill
   uint64_t seed = 0;
@@ -119,6 +135,7 @@ struct TrainConfig {
   OptimConfig optim;
   DistillConfig distill;
   RunConfig run;
+  DistConfig dist;
   // tls.*: the remote teacher's and the coordinator's channels (mutual
   // TLS, or tls.insecure explicitly); unused with an in-process teacher.
   TlsOptions tls;

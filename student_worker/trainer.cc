@@ -64,6 +64,8 @@ absl::StatusOr<std::unique_ptr<Teacher>> MakeRemote(const TrainConfig& config) {
   o.kept = static_cast<int>(kept);
   o.max_teachers = d.max_teachers;
   o.pinned_micro_batches = d.micro_batches;
+  o.rank = std::max(0, config.dist.rank);
+  o.world_size = std::max(1, config.dist.world_size);
   o.tls = config.tls;
   if (!d.job_token_file.empty()) {
     MKD_ASSIGN_OR_RETURN(o.job_token, LoadJobToken(d.job_token_file, "distill.job_token_file"));
@@ -88,6 +90,24 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainConfig& conf
   MKD_ASSIGN_OR_RETURN(torch::Device device,
                        ResolveDevice(config.run.device, "config key 'run.device'"));
   const Precision precision = config.run.precision;
+  // Data parallel: meet the other ranks before anything registers with a
+  // pool, so that a rank that cannot join fails alone and early.
+  std::unique_ptr<DataParallel> dp;
+  if (config.dist.world_size > 1) {
+    DataParallelOptions o;
+    o.rank = config.dist.rank;
+    o.world_size = config.dist.world_size;
+    o.master_addr = config.dist.master_addr;
+    o.master_port = config.dist.master_port;
+    o.backend = config.dist.backend;
+    o.timeout = absl::Seconds(config.dist.timeout_s);
+    o.bucket_bytes = static_cast<int64_t>(config.dist.bucket_mb * (1 << 20));
+    o.device = device;
+    MKD_ASSIGN_OR_RETURN(dp, DataParallel::Connect(o));
+    std::printf("rank %d/%d: joined the job (%s, rendezvous at %s:%d)\n", o.rank, o.world_size,
+                dp->backend().c_str(), o.master_addr.c_str(), o.master_port);
+    std::fflush(stdout);
+  }
   if (config.mode == "distill" && teacher == nullptr) {
     if (config.distill.teacher_address.empty() && config.distill.coordinator.empty()) {
       // On a GPU the teacher's weights take the reduced type outright (it
@@ -106,7 +126,18 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainConfig& conf
                   config.mode == "distill" ? std::move(teacher) : nullptr));
   trainer->device_ = device;
   trainer->precision_ = precision;
+  if (dp) {
+    trainer->rank_ = dp->rank();
+    trainer->world_size_ = dp->world_size();
+    trainer->dp_ = std::move(dp);
+  }
   MKD_RETURN_IF_ERROR(trainer->Init());
+  if (trainer->dp_) {
+    // Same seed, same initial weights already; the broadcast makes sure.
+    const std::vector<torch::Tensor> params = trainer->model_->parameters();
+    MKD_RETURN_IF_ERROR(trainer->dp_->Broadcast(params));
+    trainer->dp_->Attach(params);
+  }
   return trainer;
 }
 
@@ -139,6 +170,8 @@ absl::Status Trainer::Init() {
   train.batch_size = config_.data.batch_size;
   train.workers = config_.data.workers;
   train.seed = config_.seed;
+  train.rank = rank_;
+  train.world_size = world_size_;
   train.transform = config_.data.transform;
   train.mix = config_.data.mix;
   MKD_ASSIGN_OR_RETURN(train_loader_, Loader::Create(train_data_.get(), train));
@@ -153,8 +186,9 @@ absl::Status Trainer::Init() {
         train_loader_->samples_per_epoch(), " training examples"));
   }
   total_steps_ = steps_per_epoch_ * config_.optim.epochs;
-  peak_lr_ =
-      config_.optim.lr * static_cast<double>(config_.data.batch_size) / config_.optim.lr_base_batch;
+  // Scaled by the step's whole batch: over all ranks.
+  peak_lr_ = config_.optim.lr * static_cast<double>(config_.data.batch_size * world_size_) /
+             config_.optim.lr_base_batch;
 
   if (teacher_) {
     const ViTConfig& t = teacher_->config();
@@ -273,6 +307,7 @@ Trainer::LossTerms Trainer::TrainForwardBackward(const Batch& batch) {
     logits = logits.to(torch::kFloat32);
     loss = SoftTargetCrossEntropy(logits, batch.targets);
   }
+  if (dp_) dp_->ArmHooks();  // This backward completes the step's gradients.
   scaler_->Scale(loss).backward();
   LossTerms terms;
   terms.weights = {1.0};
@@ -346,6 +381,7 @@ absl::StatusOr<Trainer::LossTerms> Trainer::DistillForwardBackward(const Batch& 
       terms = DistillLoss(mb.logits, t_logits.to(device_, torch::kFloat32),
                           batch.targets.narrow(0, mb.start, mb.rows), lo);
     }
+    if (dp_ && &mb == &micro.back()) dp_->ArmHooks();  // The step's last backward.
     scaler_->Scale(terms.total * w).backward();
     terms_out.weights.push_back(w);
     terms_out.terms.push_back(
@@ -372,17 +408,27 @@ absl::StatusOr<StepResult> Trainer::TrainStep(const Batch& batch) {
                      static_cast<int64_t>(config_.optim.warmup_epochs * steps_per_epoch_),
                      total_steps_);
   model_->train();
-  absl::Status distilled = absl::OkStatus();
+  if (dp_) {
+    // Drop-path draws differ per rank (as they would per image in one big
+    // batch) and depend only on (seed, step, rank), so a resume redraws them.
+    torch::manual_seed(MixSeed(
+        {config_.seed, static_cast<uint64_t>(step_), static_cast<uint64_t>(rank_), 0x72616e6b}));
+  }
+  absl::Status inner = absl::OkStatus();
   MKD_RETURN_IF_ERROR(CatchTorch("train step", [&] {
     optimizer_->ZeroGrad();
     LossTerms terms;
     if (teacher_) {
       absl::StatusOr<LossTerms> d = DistillForwardBackward(batch, &r);
-      distilled = d.status();
-      if (!distilled.ok()) return;
+      inner = d.status();
+      if (!inner.ok()) return;
       terms = std::move(*d);
     } else {
       terms = TrainForwardBackward(batch);
+    }
+    if (dp_) {  // Every rank's gradients become their mean.
+      inner = dp_->AverageGradients();
+      if (!inner.ok()) return;
     }
     // fp16: gradients come back to their true size, and a step whose
     // gradients overflowed is skipped (the scale backs off instead).
@@ -404,7 +450,7 @@ absl::StatusOr<StepResult> Trainer::TrainStep(const Batch& batch) {
       r.kd += terms.weights[i] * host[i][2].item<double>();
     }
   }));
-  MKD_RETURN_IF_ERROR(distilled);
+  MKD_RETURN_IF_ERROR(inner);
   if (teacher_) {
     r.timings.step = step_ + 1;
     r.timings.step_s = absl::ToDoubleSeconds(absl::Now() - started);

@@ -20,6 +20,7 @@
 #include "common/host_to_device.h"
 #include "common/masking.h"
 #include "common/vit.h"
+#include "student_worker/data_parallel.h"
 #include "student_worker/grad_scaler.h"
 #include "student_worker/loader.h"
 #include "student_worker/optimizer.h"
@@ -52,7 +53,12 @@ class Trainer {
  public:
   // Builds everything from `config`. In distill mode the teacher is
   // `teacher` if given (tests, remote teachers), else the in-process one
-  // from distill.teacher_model/teacher_weights.
+  // from distill.teacher_model/teacher_weights. With config.dist.world_size
+  // > 1 (resolved: dist_env.h) this process is one rank of a data-parallel
+  // job: Create meets the other ranks first and takes rank 0's weights.
+  // Then data.batch_size is per rank (the step's batch is world_size times
+  // it, and the learning rate scales with that); rank 0 alone writes
+  // checkpoints and metrics.jsonl, and every rank resumes from them.
   static absl::StatusOr<std::unique_ptr<Trainer>> Create(
       const TrainConfig& config, std::unique_ptr<Teacher> teacher = nullptr);
   ~Trainer();
@@ -139,6 +145,14 @@ class Trainer {
   // --resume: the newest readable checkpoint (latest, else older ones).
   absl::Status Resume();
   absl::Status RestoreCheckpoint(int64_t step);
+  // Data parallel: the step's summary over all ranks (mean loss terms and
+  // step times, summed throughput); `r` itself with one rank.
+  absl::StatusOr<StepResult> AcrossRanks(const StepResult& r, double* images_per_s);
+  // After --resume: every rank restored the same step, and takes rank 0's
+  // weights (so a stray difference cannot grow).
+  absl::Status AgreeOnResume();
+  // "rank r/w: " before a data-parallel rank's log lines; "" with one rank.
+  std::string RankTag() const;
   void LogStep(const StepResult& r, double images_per_s);
   void LogEval(const EvalResult& r);
   void AppendJson(const std::string& line);
@@ -173,6 +187,9 @@ class Trainer {
 
   std::FILE* jsonl_ = nullptr;
   std::unique_ptr<StudentMetrics> metrics_;  // With run.metrics_listen.
+  std::unique_ptr<DataParallel> dp_;         // With dist.world_size > 1.
+  int rank_ = 0;
+  int world_size_ = 1;
 };
 
 }  // namespace mkd::student

@@ -49,9 +49,12 @@ absl::StatusOr<T> MetaValue(const SafetensorsFile& f, const std::string& key) {
 
 absl::Status Trainer::Train(bool resume) {
   if (resume) MKD_RETURN_IF_ERROR(Resume());
-  jsonl_ = std::fopen((config_.run.out_dir + "/metrics.jsonl").c_str(), resume ? "a" : "w");
-  if (jsonl_ == nullptr)
-    return absl::InternalError("cannot open metrics.jsonl in " + config_.run.out_dir);
+  if (resume && dp_) MKD_RETURN_IF_ERROR(AgreeOnResume());
+  if (rank_ == 0) {  // One log per job: rank 0's, with the summary over ranks.
+    jsonl_ = std::fopen((config_.run.out_dir + "/metrics.jsonl").c_str(), resume ? "a" : "w");
+    if (jsonl_ == nullptr)
+      return absl::InternalError("cannot open metrics.jsonl in " + config_.run.out_dir);
+  }
   std::unique_ptr<MetricsHttpServer> http;
   if (!config_.run.metrics_listen.empty()) {
     metrics_ = std::make_unique<StudentMetrics>();
@@ -105,7 +108,9 @@ absl::Status Trainer::Train(bool resume) {
         // device has finished its work, not when the host queued it.
         SynchronizeDevice(device_);
         double secs = std::chrono::duration<double>(Clock::now() - window_start).count();
-        LogStep(r, window_images / std::max(secs, 1e-9));
+        double images_per_s = window_images / std::max(secs, 1e-9);
+        MKD_ASSIGN_OR_RETURN(StepResult all, AcrossRanks(r, &images_per_s));
+        LogStep(all, images_per_s);
         double elapsed = std::chrono::duration<double>(Clock::now() - started).count();
         double eta = elapsed / (step_ - first_step) * (stop_at - step_);
         std::printf("  eta %s\n", Duration(eta).c_str());
@@ -144,7 +149,7 @@ absl::StatusOr<EvalResult> Trainer::Evaluate() {
   double loss_sum = 0;
   int64_t correct1 = 0, correct5 = 0;
   model_->eval();
-  eval_loader_->StartEpoch(0);
+  eval_loader_->StartEpoch(0);  // This rank's shard of the eval split.
   while (auto batch = eval_loader_->Next()) {
     if (!batch->ok()) return batch->status();
     const int64_t n = (*batch)->labels.size(0);
@@ -169,6 +174,17 @@ absl::StatusOr<EvalResult> Trainer::Evaluate() {
       correct5 += static_cast<int64_t>(sums[2].item<double>());
     }));
     result.images += n;
+  }
+  if (dp_) {  // Sums over the ranks' shards: the whole split's figures.
+    MKD_ASSIGN_OR_RETURN(
+        std::vector<double> sums,
+        dp_->SumOverRanks({loss_sum, static_cast<double>(correct1), static_cast<double>(correct5),
+                           static_cast<double>(result.images)},
+                          "summing the evaluation"));
+    loss_sum = sums[0];
+    correct1 = static_cast<int64_t>(sums[1]);
+    correct5 = static_cast<int64_t>(sums[2]);
+    result.images = static_cast<int64_t>(sums[3]);
   }
   if (result.images == 0) return absl::FailedPreconditionError("the eval split is empty");
   result.top1 = static_cast<double>(correct1) / result.images;
@@ -195,7 +211,8 @@ absl::Status Trainer::StepFailed(const absl::Status& why, const StepStart& start
   const bool teacher_gone = teacher_ && (c == absl::StatusCode::kUnavailable ||
                                          c == absl::StatusCode::kDeadlineExceeded ||
                                          c == absl::StatusCode::kResourceExhausted);
-  if (!teacher_gone) return why;
+  const bool peer_gone = dp_ && c == absl::StatusCode::kAborted;  // Another rank failed.
+  if (!teacher_gone && !peer_gone) return why;
   // The weights and optimizer change only at a step's end, so this is the
   // last completed step exactly: --resume loses nothing.
   flops_spent_ = start.flops_spent;
@@ -203,6 +220,7 @@ absl::Status Trainer::StepFailed(const absl::Status& why, const StepStart& start
   absl::Status saved = SaveCheckpoint(&start);
   if (!saved.ok())
     return Annotate(why, absl::StrCat("and the checkpoint failed too: ", saved.message()));
+  if (rank_ != 0) return Annotate(why, absl::StrCat("step ", step_ + 1, " failed"));
   return Annotate(why, absl::StrCat("step ", step_ + 1, " failed; checkpoint of step ", step_,
                                     " written, --resume continues from it"));
 }
@@ -228,6 +246,8 @@ void Trainer::ObserveStep(const StepResult& r, int64_t images) {
 }
 
 absl::Status Trainer::SaveCheckpoint(const StepStart* start) {
+  // Every rank holds the same weights and optimizer state: rank 0 writes.
+  if (rank_ != 0) return absl::OkStatus();
   MKD_ASSIGN_OR_RETURN(SafetensorsFile model,
                        ViTStateDict(*model_, {{"mkd.step", std::to_string(step_)},
                                               {"mkd.model", config_.model_spec}}));
@@ -272,7 +292,7 @@ absl::Status Trainer::Resume() {
   for (int64_t s : candidates) {
     absl::Status st = RestoreCheckpoint(s);
     if (st.ok()) {
-      std::printf("resumed from step %lld (epoch %lld, batch %lld)\n",
+      std::printf("%sresumed from step %lld (epoch %lld, batch %lld)\n", RankTag().c_str(),
                   static_cast<long long>(step_), static_cast<long long>(epoch_ + 1),
                   static_cast<long long>(next_batch_));
       return absl::OkStatus();
@@ -324,8 +344,8 @@ absl::Status Trainer::RestoreCheckpoint(int64_t step) {
 }
 
 void Trainer::LogStep(const StepResult& r, double images_per_s) {
-  std::printf("epoch %lld/%d step %lld/%lld loss %.4f ce %.4f kd %.4f lr %.2e img/s %.1f",
-              static_cast<long long>(epoch_ + 1), config_.optim.epochs,
+  std::printf("%sepoch %lld/%d step %lld/%lld loss %.4f ce %.4f kd %.4f lr %.2e img/s %.1f",
+              RankTag().c_str(), static_cast<long long>(epoch_ + 1), config_.optim.epochs,
               static_cast<long long>(step_), static_cast<long long>(total_steps_), r.loss, r.ce,
               r.kd, r.lr, images_per_s);
   if (teacher_) {
@@ -353,6 +373,7 @@ void Trainer::LogStep(const StepResult& r, double images_per_s) {
                       {"kept_tokens", r.kept_tokens},
                       {"teacher_flops", flops_spent_},
                       {"teacher_flops_full", flops_full_}};
+  if (world_size_ > 1) j["ranks"] = world_size_;
   if (teacher_) {
     j["micro_batches"] = r.timings.micro_batches;
     j["step_seconds"] = r.timings.step_s;
@@ -363,8 +384,8 @@ void Trainer::LogStep(const StepResult& r, double images_per_s) {
 }
 
 void Trainer::LogEval(const EvalResult& e) {
-  std::printf("eval epoch %lld: top1 %.2f%% top5 %.2f%% loss %.4f (%lld images)\n",
-              static_cast<long long>(epoch_), 100 * e.top1, 100 * e.top5, e.loss,
+  std::printf("%seval epoch %lld: top1 %.2f%% top5 %.2f%% loss %.4f (%lld images)\n",
+              RankTag().c_str(), static_cast<long long>(epoch_), 100 * e.top1, 100 * e.top5, e.loss,
               static_cast<long long>(e.images));
   std::fflush(stdout);
   nlohmann::json j = {{"type", "eval"},
