@@ -203,5 +203,60 @@ TEST_F(PoolTest, SilentJobsAreDropped) {
   EXPECT_TRUE(pool_.ListTeachers().teachers(0).jobs().empty());
 }
 
+// A data-parallel job: its ranks share one entry (one weight, one
+// assignment, one plan), which stays while any rank heartbeats; the plan
+// counts rank 0's steps only, so two ranks do not explore twice as fast.
+TEST_F(PoolTest, TheRanksOfADataParallelJobAreOneJob) {
+  auto rank = [](int r) {
+    v1::JobInfo j = Job("dp");
+    j.set_world_size(2);
+    j.set_rank(r);
+    return j;
+  };
+  pool_.UpsertTeacher(Teacher("t1:1"), nullptr);
+  pool_.UpsertJob(rank(0), nullptr);
+  pool_.UpsertJob(rank(1), nullptr);
+  pool_.UpsertJob(Job("solo"), nullptr);
+  Advance(absl::Seconds(2), {"t1:1"}, {"solo"});
+  v1::ListJobsResponse jobs = pool_.ListJobs();
+  ASSERT_EQ(jobs.jobs_size(), 2);
+  EXPECT_EQ(jobs.jobs(0).info().job_id(), "dp");
+  EXPECT_EQ(jobs.jobs(0).ranks(), 2);
+  EXPECT_EQ(jobs.jobs(0).info().world_size(), 2);
+  EXPECT_EQ(jobs.jobs(1).ranks(), 1);
+  EXPECT_EQ(pool_.Stats().jobs, 2);
+  // Exploration: m = 1 needs explore_steps (2) of rank 0's steps; rank 1's
+  // reports refresh the timings but do not count.
+  v1::JobTimings t;
+  t.set_micro_batches(1);
+  t.set_steps(1);
+  t.set_student_forward_s(0.01);
+  t.set_student_backward_s(0.02);
+  t.set_teacher_compute_s(0.01);
+  t.set_teacher_round_trip_s(0.02);
+  pool_.UpsertJob(rank(1), &t);
+  pool_.UpsertJob(rank(1), &t);
+  pool_.UpsertJob(rank(0), &t);
+  EXPECT_EQ(pool_.AssignmentFor("dp")->micro_batches(), 1) << "rank 0 has measured 1 step";
+  pool_.UpsertJob(rank(0), &t);
+  EXPECT_EQ(pool_.AssignmentFor("dp")->micro_batches(), 2) << "explores m = 2 next";
+  // Rank 1 falls silent: the job stays, with one rank, for rank 0.
+  v1::TeacherLoad load;
+  for (int i = 0; i < 2; ++i) {
+    now_ += absl::Seconds(2);
+    pool_.UpsertTeacher(Teacher("t1:1"), &load);
+    pool_.UpsertJob(rank(0), nullptr);
+  }
+  pool_.Tick();
+  jobs = pool_.ListJobs();
+  ASSERT_EQ(jobs.jobs_size(), 1) << "solo's lease ran out";
+  EXPECT_EQ(jobs.jobs(0).ranks(), 1);
+  EXPECT_EQ(TeachersOf("dp"), (std::vector<std::string>{"t1:1"}));
+  // Then rank 0 too: the job is gone.
+  now_ += absl::Seconds(4);
+  pool_.Tick();
+  EXPECT_EQ(pool_.ListJobs().jobs_size(), 0);
+}
+
 }  // namespace
 }  // namespace mkd::coordinator

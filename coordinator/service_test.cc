@@ -123,6 +123,16 @@ TEST_F(CoordinatorServiceTest, RejectsBadInputNamingTheField) {
   }
   {
     grpc::ClientContext ctx;
+    v1::RegisterJobRequest req;
+    *req.mutable_info() = Job("j");
+    req.mutable_info()->set_world_size(2);
+    req.mutable_info()->set_rank(2);
+    v1::RegisterJobResponse resp;
+    expect(stub_->RegisterJob(&ctx, req, &resp), grpc::StatusCode::INVALID_ARGUMENT,
+           "info.rank: 2 is not in [0, world_size 2)");
+  }
+  {
+    grpc::ClientContext ctx;
     v1::JobHeartbeatRequest req;
     *req.mutable_info() = Job("j");
     req.mutable_timings()->set_student_forward_s(std::nan(""));

@@ -38,16 +38,6 @@ std::string Scrape(int port) {
   return res ? res->body : "";
 }
 
-v1::ListJobsResponse ListJobs(const Proc& coordinator) {
-  auto stub = v1::CoordinatorService::NewStub(
-      grpc::CreateChannel(coordinator.address(), grpc::InsecureChannelCredentials()));
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
-  v1::ListJobsResponse out;
-  stub->ListJobs(&ctx, v1::ListJobsRequest(), &out);
-  return out;
-}
-
 TEST_F(PoolTest, ATeacherKilledMidTrainingCostsNoStepAndNoAccuracy) {
   Proc c = StartCoordinator("kill_coord");
   Proc t1 = StartTeacher("tiny", "kill_t1", c.address());

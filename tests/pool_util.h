@@ -4,6 +4,7 @@
 #ifndef MKD_TESTS_POOL_UTIL_H_
 #define MKD_TESTS_POOL_UTIL_H_
 
+#include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -19,6 +20,7 @@
 #include "common/tensor_util.h"
 #include "common/vit.h"
 #include "common/vit_weights.h"
+#include "maskedkd/v1/coordinator.grpc.pb.h"
 #include "tests/process_util.h"
 
 namespace mkd::pool_test {
@@ -136,6 +138,16 @@ inline std::vector<nlohmann::json> TrainLines(const std::string& name) {
     auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
     if (j.is_object() && j["type"] == "train") out.push_back(j);
   }
+  return out;
+}
+
+inline ::maskedkd::v1::ListJobsResponse ListJobs(const Proc& coordinator) {
+  auto stub = ::maskedkd::v1::CoordinatorService::NewStub(
+      grpc::CreateChannel(coordinator.address(), grpc::InsecureChannelCredentials()));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  ::maskedkd::v1::ListJobsResponse out;
+  stub->ListJobs(&ctx, ::maskedkd::v1::ListJobsRequest(), &out);
   return out;
 }
 
