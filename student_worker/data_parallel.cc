@@ -2,19 +2,23 @@
 
 // c10d's backend headers are compiled in only where their macro is set;
 // Debian's LibTorch exports ProcessGroupGloo and TCPStore (with libgloo).
+// MKD_HAVE_GLOO: CMake found Gloo's headers (libgloo-dev, or the LibTorch's).
+// clang-format off
+#include <torch/version.h>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#ifdef MKD_HAVE_GLOO
 #ifndef USE_C10D_GLOO
 #define USE_C10D_GLOO 1
 #endif
-#include <torch/version.h>
-
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
-#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#endif
 #ifdef MKD_TORCH_NCCL
 #ifndef USE_C10D_NCCL
 #define USE_C10D_NCCL 1
 #endif
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
+// clang-format on
 
 #include <mutex>
 
@@ -155,12 +159,17 @@ absl::StatusOr<std::unique_ptr<DataParallel>> DataParallel::Connect(const DataPa
   }
   try {
     if (backend == "gloo") {
+#ifdef MKD_HAVE_GLOO
       auto go = c10d::ProcessGroupGloo::Options::create();
       go->timeout = Millis(o.timeout);
       // The interface that reaches the master: the one the store used.
       go->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(o.master_addr));
       impl->group =
           c10::make_intrusive<c10d::ProcessGroupGloo>(impl->store, o.rank, o.world_size, go);
+#else
+      return absl::InvalidArgumentError(
+          "config key 'dist.backend': this build has no Gloo (install libgloo-dev and rebuild)");
+#endif
     } else {
 #ifdef MKD_TORCH_NCCL
       auto no = c10d::ProcessGroupNCCL::Options::create();

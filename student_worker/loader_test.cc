@@ -86,10 +86,10 @@ TEST(LoaderTest, ResumesMidEpochExactly) {
   for (size_t i = 0; i < tail.size(); ++i) EXPECT_TRUE(torch::equal(tail[i], full[i + 5]));
 }
 
-TEST(LoaderTest, ShardsAreDisjointAndEqualSized) {
+TEST(LoaderTest, ShardsAreDisjointAndCoverTheSplit) {
+  // Evaluation: every example is seen by exactly one rank (103 = 35+34+34).
   FakeDataset data(103);
   std::set<int64_t> seen;
-  size_t per_rank = 0;
   for (int rank = 0; rank < 3; ++rank) {
     LoaderOptions o = Options(2);
     o.train = false;  // Eval: in order, no mixing; pixels tell the index.
@@ -98,9 +98,9 @@ TEST(LoaderTest, ShardsAreDisjointAndEqualSized) {
     o.batch_size = 10;
     auto loader = Loader::Create(&data, o);
     ASSERT_TRUE(loader.ok());
-    EXPECT_EQ((*loader)->samples_per_epoch(), 34);
+    EXPECT_EQ((*loader)->samples_per_epoch(), rank == 0 ? 35 : 34);
     (*loader)->StartEpoch(0);
-    size_t count = 0;
+    int64_t count = 0;
     while (auto batch = (*loader)->Next()) {
       ASSERT_TRUE(batch->ok());
       torch::Tensor idx =
@@ -110,10 +110,20 @@ TEST(LoaderTest, ShardsAreDisjointAndEqualSized) {
         ++count;
       }
     }
-    if (rank == 0) per_rank = count;
-    EXPECT_EQ(count, per_rank);
+    EXPECT_EQ(count, (*loader)->samples_per_epoch());
   }
-  EXPECT_EQ(seen.size(), 102u);
+  EXPECT_EQ(seen.size(), 103u);
+  // Training: ranks step in lockstep, so each gets 34 and one is dropped.
+  for (int rank = 0; rank < 3; ++rank) {
+    LoaderOptions o = Options(2);
+    o.rank = rank;
+    o.world_size = 3;
+    o.batch_size = 10;
+    auto loader = Loader::Create(&data, o);
+    ASSERT_TRUE(loader.ok());
+    EXPECT_EQ((*loader)->samples_per_epoch(), 34);
+    EXPECT_EQ((*loader)->batches_per_epoch(), 3);
+  }
 }
 
 TEST(LoaderTest, BadExamplesAreSkippedAndCounted) {
