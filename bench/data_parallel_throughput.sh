@@ -27,6 +27,10 @@ last_rate() { grep -o 'img/s [0-9.]*' "$1" | tail -n 1 | cut -d' ' -f2; }
 "$bin/mkd-student" train --config "$dir/student.yaml" --set run.out_dir="$dir/one" \
   --set run.threads="$cores" > "$dir/one.log"
 one=$(last_rate "$dir/one.log")
+# The same single rank on half the cores: what one rank's threads add.
+"$bin/mkd-student" train --config "$dir/student.yaml" --set run.out_dir="$dir/one_half" \
+  --set run.threads="$(( cores / 2 > 0 ? cores / 2 : 1 ))" > "$dir/one_half.log"
+one_half=$(last_rate "$dir/one_half.log")
 
 half=$(( cores / 2 > 0 ? cores / 2 : 1 ))
 for r in 1 0; do
@@ -38,5 +42,6 @@ wait
 two=$(last_rate "$dir/two.0.log")
 echo "ViT 6x192 on 28x28 (49 tokens), global batch 64, $steps steps, $cores cores:"
 echo "  1 rank  x 64, $cores threads:      $one img/s"
+echo "  1 rank  x 64, $half thread(s):      $one_half img/s"
 echo "  2 ranks x 32, $half thread(s) each: $two img/s (summed over ranks)"
 awk -v a="$one" -v b="$two" 'BEGIN { printf "  2 ranks / 1 rank: %.2f\n", b / a }'
