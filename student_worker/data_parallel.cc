@@ -62,8 +62,9 @@ struct DataParallel::Impl {
 
   std::mutex mu;  // Hooks may run on autograd's threads.
   bool armed = false;
-  size_t next_launch = 0;  // Buckets start strictly in this order.
-  std::string hook_error;  // A collective that failed to start in a hook.
+  size_t next_launch = 0;    // Buckets start strictly in this order.
+  size_t started_early = 0;  // By hooks, as the last AverageGradients found.
+  std::string hook_error;    // A collective that failed to start in a hook.
 
   absl::Status Failed(const std::string& what, const std::exception& e) const {
     return absl::AbortedError(absl::StrCat(
@@ -274,6 +275,7 @@ absl::Status DataParallel::AverageGradients() {
       std::fill(im.filled.begin(), im.filled.end(), false);
       im.next_launch = 0;
     }
+    im.started_early = im.next_launch;
     // Whatever the hooks did not see (no backward armed, or parameters the
     // backward did not reach) is copied in now, in bucket order.
     for (size_t i = 0; i < im.params.size(); ++i) {
@@ -299,6 +301,13 @@ absl::Status DataParallel::AverageGradients() {
     return im.Failed("all-reducing gradients", e);
   }
   return absl::OkStatus();
+}
+
+int DataParallel::buckets() const { return static_cast<int>(impl_->buckets.size()); }
+
+int DataParallel::buckets_started_in_backward() const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return static_cast<int>(impl_->started_early);
 }
 
 absl::StatusOr<std::vector<double>> DataParallel::SumOverRanks(const std::vector<double>& values,

@@ -71,6 +71,11 @@ class DataParallel {
   // without ArmHooks (then nothing overlaps).
   absl::Status AverageGradients();
 
+  // Gradient buckets, and how many of them the last AverageGradients found
+  // already started by the hooks (overlapping the backward).
+  int buckets() const;
+  int buckets_started_in_backward() const;
+
   // Element-wise sums over ranks (in float64), for step summaries and
   // evaluation counts. `what` names the use in errors.
   absl::StatusOr<std::vector<double>> SumOverRanks(const std::vector<double>& values,

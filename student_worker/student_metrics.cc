@@ -9,44 +9,48 @@ using prometheus::BuildCounter;
 using prometheus::BuildGauge;
 using prometheus::BuildHistogram;
 
-prometheus::Gauge& Gauge(prometheus::Registry& r, const char* name, const char* help) {
-  return BuildGauge().Name(name).Help(help).Register(r).Add({});
+using Labels = std::map<std::string, std::string>;
+
+prometheus::Gauge& Gauge(prometheus::Registry& r, const Labels& labels, const char* name,
+                         const char* help) {
+  return BuildGauge().Name(name).Help(help).Register(r).Add(labels);
 }
-prometheus::Counter& Counter(prometheus::Registry& r, const char* name, const char* help) {
-  return BuildCounter().Name(name).Help(help).Register(r).Add({});
+prometheus::Counter& Counter(prometheus::Registry& r, const Labels& labels, const char* name,
+                             const char* help) {
+  return BuildCounter().Name(name).Help(help).Register(r).Add(labels);
 }
 
 }  // namespace
 
-StudentMetrics::StudentMetrics()
+StudentMetrics::StudentMetrics(const std::map<std::string, std::string>& labels)
     : registry_(std::make_shared<prometheus::Registry>()),
-      step_(Gauge(*registry_, "mkd_student_step", "Optimisation steps completed.")),
-      images_per_s_(Gauge(*registry_, "mkd_student_images_per_second",
+      step_(Gauge(*registry_, labels, "mkd_student_step", "Optimisation steps completed.")),
+      images_per_s_(Gauge(*registry_, labels, "mkd_student_images_per_second",
                           "Training throughput over the last step.")),
-      loss_(Gauge(*registry_, "mkd_student_loss", "Training loss of the last step.")),
-      micro_batches_(
-          Gauge(*registry_, "mkd_student_micro_batches", "Micro-batches per step (m) in use.")),
+      loss_(Gauge(*registry_, labels, "mkd_student_loss", "Training loss of the last step.")),
+      micro_batches_(Gauge(*registry_, labels, "mkd_student_micro_batches",
+                           "Micro-batches per step (m) in use.")),
       step_seconds_(
-          Gauge(*registry_, "mkd_student_step_seconds", "Measured time of the last step.")),
+          Gauge(*registry_, labels, "mkd_student_step_seconds", "Measured time of the last step.")),
       predicted_step_seconds_(
-          Gauge(*registry_, "mkd_student_predicted_step_seconds",
+          Gauge(*registry_, labels, "mkd_student_predicted_step_seconds",
                 "The pool planner's predicted step time for this m (0: no plan).")),
-      bubble_(Gauge(*registry_, "mkd_student_bubble_fraction",
+      bubble_(Gauge(*registry_, labels, "mkd_student_bubble_fraction",
                     "Fraction of the last step spent waiting for teacher answers.")),
-      round_trip_(
-          BuildHistogram()
-              .Name("mkd_student_teacher_round_trip_seconds")
-              .Help("Per micro-batch: last send to the teacher's answer.")
-              .Register(*registry_)
-              .Add({}, prometheus::Histogram::BucketBoundaries{0.001, 0.002, 0.005, 0.01, 0.02,
-                                                               0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10})),
-      flops_(Counter(*registry_, "mkd_student_teacher_flops_total",
+      round_trip_(BuildHistogram()
+                      .Name("mkd_student_teacher_round_trip_seconds")
+                      .Help("Per micro-batch: last send to the teacher's answer.")
+                      .Register(*registry_)
+                      .Add(labels,
+                           prometheus::Histogram::BucketBoundaries{
+                               0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10})),
+      flops_(Counter(*registry_, labels, "mkd_student_teacher_flops_total",
                      "Teacher FLOPs this job's micro-batches cost (analytic).")),
-      flops_saved_(Counter(*registry_, "mkd_student_teacher_flops_saved_total",
+      flops_saved_(Counter(*registry_, labels, "mkd_student_teacher_flops_saved_total",
                            "Teacher FLOPs masking saved against the full image.")),
-      retries_(Counter(*registry_, "mkd_student_teacher_retries_total",
+      retries_(Counter(*registry_, labels, "mkd_student_teacher_retries_total",
                        "Micro-batches re-sent after a retryable answer.")),
-      failovers_(Counter(*registry_, "mkd_student_teacher_failovers_total",
+      failovers_(Counter(*registry_, labels, "mkd_student_teacher_failovers_total",
                          "Micro-batches moved off a broken or removed teacher.")) {}
 
 void StudentMetrics::Observe(const StepReport& r) {

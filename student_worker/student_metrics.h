@@ -5,6 +5,7 @@
 #ifndef MKD_STUDENT_WORKER_STUDENT_METRICS_H_
 #define MKD_STUDENT_WORKER_STUDENT_METRICS_H_
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -33,7 +34,8 @@ struct StepReport {
 
 class StudentMetrics {
  public:
-  StudentMetrics();
+  // `labels` go on every series (a data-parallel rank's {"rank": "r"}).
+  explicit StudentMetrics(const std::map<std::string, std::string>& labels = {});
   void Observe(const StepReport& r);
   std::string Serialize() const;
 

@@ -57,7 +57,9 @@ absl::Status Trainer::Train(bool resume) {
   }
   std::unique_ptr<MetricsHttpServer> http;
   if (!config_.run.metrics_listen.empty()) {
-    metrics_ = std::make_unique<StudentMetrics>();
+    std::map<std::string, std::string> labels;
+    if (world_size_ > 1) labels["rank"] = std::to_string(rank_);  // One series per rank.
+    metrics_ = std::make_unique<StudentMetrics>(labels);
     StudentMetrics* metrics = metrics_.get();
     http = std::make_unique<MetricsHttpServer>([metrics] { return metrics->Serialize(); });
     absl::StatusOr<int> port = http->Start(config_.run.metrics_listen);

@@ -230,7 +230,8 @@ TEST_F(DataParallelTest, ATwoRankJobDistilsFromThePoolAsOneJob) {
   std::filesystem::remove_all(Tmp("dp_pool_job"));
   const int port = FreePort();
   const std::vector<std::string> sets = {"distill.coordinator=" + c.address(),
-                                         "data.limit_train=2048", "distill.job_id=dp-job"};
+                                         "data.limit_train=2048", "distill.job_id=dp-job",
+                                         "run.metrics_listen=127.0.0.1:0"};
   auto r0 = StartRank("dp_pool_student", "dp_pool_job", 0, 2, port, sets);
   auto r1 = StartRank("dp_pool_student", "dp_pool_job", 1, 2, port, sets);
   ASSERT_TRUE(WaitFor([&] {
@@ -243,6 +244,13 @@ TEST_F(DataParallelTest, ATwoRankJobDistilsFromThePoolAsOneJob) {
   EXPECT_EQ(jobs.jobs(0).info().world_size(), 2);
   ASSERT_EQ(jobs.jobs(0).teachers_size(), 1);
   EXPECT_EQ(jobs.jobs(0).teachers(0), t.address());
+  // Each rank's /metrics carries its rank, and passes promtool.
+  auto line = r1->WaitForLine("metrics on port");
+  ASSERT_TRUE(line.has_value()) << r1->err();
+  ASSERT_TRUE(r1->WaitForLine("rank 1/2: epoch").has_value()) << r1->err();
+  const std::string metrics = Scrape(NumberAfter(*line, "on port "));
+  EXPECT_NE(metrics.find("mkd_student_step{rank=\"1\"}"), std::string::npos) << metrics;
+  EXPECT_EQ(Promtool(metrics, "dp_rank1"), "");
   ASSERT_EQ(r0->Wait(), 0) << r0->err();
   ASSERT_EQ(r1->Wait(), 0) << r1->err();
   // 2048 images over 2 ranks of 32: 32 steps, each logged once.

@@ -8,7 +8,6 @@
 // every /metrics endpoint tell the truth (promtool).
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
-#include <httplib.h>
 
 #include <cstring>
 
@@ -24,19 +23,6 @@ class PoolTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() { WriteTeacher("tiny", 2, 32, 11); }
 };
-
-std::string Promtool(const std::string& text, const std::string& name) {
-  std::ofstream(Tmp(name + ".prom")) << text;
-  const std::string cmd =
-      "promtool check metrics < " + Tmp(name + ".prom") + " > " + Tmp(name + ".promtool") + " 2>&1";
-  return std::system(cmd.c_str()) == 0 ? "" : testing::SlurpFile(Tmp(name + ".promtool"));
-}
-
-std::string Scrape(int port) {
-  httplib::Client http("127.0.0.1", port);
-  auto res = http.Get("/metrics");
-  return res ? res->body : "";
-}
 
 TEST_F(PoolTest, ATeacherKilledMidTrainingCostsNoStepAndNoAccuracy) {
   Proc c = StartCoordinator("kill_coord");

@@ -6,6 +6,7 @@
 
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+#include <httplib.h>
 #include <torch/torch.h>
 
 #include <filesystem>
@@ -149,6 +150,21 @@ inline ::maskedkd::v1::ListJobsResponse ListJobs(const Proc& coordinator) {
   ::maskedkd::v1::ListJobsResponse out;
   stub->ListJobs(&ctx, ::maskedkd::v1::ListJobsRequest(), &out);
   return out;
+}
+
+// promtool's complaints about a /metrics text ("": none).
+inline std::string Promtool(const std::string& text, const std::string& name) {
+  std::ofstream(Tmp(name + ".prom")) << text;
+  const std::string cmd =
+      "promtool check metrics < " + Tmp(name + ".prom") + " > " + Tmp(name + ".promtool") + " 2>&1";
+  return std::system(cmd.c_str()) == 0 ? "" : testing::SlurpFile(Tmp(name + ".promtool"));
+}
+
+// GET /metrics on loopback ("" if it fails).
+inline std::string Scrape(int port) {
+  httplib::Client http("127.0.0.1", port);
+  auto res = http.Get("/metrics");
+  return res ? res->body : "";
 }
 
 // Polls (every 50 ms, at most `seconds`) until `done`.
