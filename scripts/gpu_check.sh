@@ -74,6 +74,12 @@ if want test; then
       fi
     fi
   done
+  # Data parallel: a one-rank NCCL job trains (one GPU cannot host two
+  # NCCL ranks; an explicit dist.backend makes even one rank build its group).
+  timeout 180 build-gpu/bin/mkd-student train --config configs/fmnist_teacher.yaml \
+    --set run.device=cuda --set dist.world_size=1 --set dist.backend=nccl \
+    --set dist.master_port=29731 --set run.max_steps=20 --set run.log_every_steps=10 \
+    --set run.out_dir="$out/nccl_one_rank" 2>&1 | grep -E 'joined|step 20/|error' || status=1
   # The service binaries start and answer --help on this machine.
   for b in mkd mkd-teacher mkd-student; do build-gpu/bin/$b --help >/dev/null || { echo "$b --help failed"; status=1; }; done
 fi

@@ -92,8 +92,11 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainConfig& conf
   const Precision precision = config.run.precision;
   // Data parallel: meet the other ranks before anything registers with a
   // pool, so that a rank that cannot join fails alone and early.
+  // One rank builds a group too when dist.backend is named (a one-rank
+  // NCCL job on one GPU checks the NCCL path).
   std::unique_ptr<DataParallel> dp;
-  if (config.dist.world_size > 1) {
+  if (config.dist.world_size > 1 ||
+      (config.dist.world_size == 1 && config.dist.backend != "auto")) {
     DataParallelOptions o;
     o.rank = config.dist.rank;
     o.world_size = config.dist.world_size;

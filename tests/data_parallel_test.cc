@@ -131,6 +131,17 @@ TEST_F(DataParallelTest, TwoRanksOfBatchBMatchOneRankOfBatch2B) {
               1e-4);
 }
 
+// dist.backend named, one rank: the group is built and used (as a one-rank
+// NCCL job on one GPU would be), and the run is the run without it.
+TEST_F(DataParallelTest, OneRankWithANamedBackendTrainsAsWithout) {
+  RunJob("dp_train", "dp_solo", 1, {"data.batch_size=32", "run.max_steps=4"});
+  RunJob("dp_train", "dp_solo_gloo", 1,
+         {"data.batch_size=32", "run.max_steps=4", "dist.backend=gloo"});
+  EXPECT_NE(testing::SlurpFile(Tmp("dp_solo_gloo_rank0_log.out")).find("joined the job (gloo"),
+            std::string::npos);
+  EXPECT_EQ(MaxDifference(FinalWeights("dp_solo", 4), FinalWeights("dp_solo_gloo", 4)), 0.0);
+}
+
 TEST_F(DataParallelTest, MaskedDistillationMatchesToo) {
   // The in-process teacher: MaskedKD's selection is per image, so it does
   // not care how the batch is split either.
