@@ -89,13 +89,17 @@ struct DataParallel::Impl {
     }
   }
 
-  void CopyIn(size_t i, const torch::Tensor& grad) {
+  // Writes grad (+ `more`, if defined) into parameter i's bucket slot: one
+  // pass, no temporary.
+  void CopyIn(size_t i, const torch::Tensor& grad, const torch::Tensor& more = {}) {
     const auto [bi, pos] = slot[i];
     Bucket& b = buckets[bi];
     const int64_t n = params[i].numel();
     torch::Tensor dst = b.flat.narrow(0, b.offset[pos], n);
-    if (grad.defined()) {
-      dst.copy_(grad.reshape({-1}));
+    if (grad.defined() && more.defined()) {
+      torch::add_out(dst, grad.reshape({-1}), more.reshape({-1}));
+    } else if (grad.defined() || more.defined()) {
+      dst.copy_((grad.defined() ? grad : more).reshape({-1}));
     } else {
       dst.zero_();  // A parameter this step did not reach: it adds nothing.
     }
@@ -109,7 +113,7 @@ struct DataParallel::Impl {
     // The hook sees this backward's contribution before it is accumulated:
     // the step's gradient is what earlier micro-batches left plus it.
     const torch::Tensor& before = params[i].grad();
-    CopyIn(i, before.defined() ? before + incoming : incoming);
+    CopyIn(i, before, incoming);
     try {
       LaunchReady();
     } catch (const std::exception& e) {
