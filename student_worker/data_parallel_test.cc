@@ -4,30 +4,18 @@
 // micro-batch accumulation; broadcast; sums and gathers.
 #include "student_worker/data_parallel.h"
 
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <torch/torch.h>
-#include <unistd.h>
 
 #include <functional>
 #include <thread>
 
+#include "tests/process_util.h"
+
 namespace mkd::student {
 namespace {
 
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
+using ::mkd::testing::FreePort;
 
 // Runs `body(rank, dp)` on 2 ranks at once; `bucket_bytes` small enough to
 // make several buckets of the test's parameters.

@@ -5,11 +5,7 @@
 // dist.timeout_s; restarting the job resumes it exactly (the same bytes as
 // an uninterrupted run); ranks that resume from different checkpoints are
 // refused; a 2-rank job distils from a pool as one job.
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <csignal>
 
@@ -18,18 +14,7 @@
 namespace mkd::pool_test {
 namespace {
 
-// A port nothing listens on now, for a rendezvous (the kernel picks it).
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
+using testing::FreePort;
 
 // A tiny student in train mode on 512 Fashion-MNIST images, 16 steps of 32
 // (one rank) or 2 x 16: no mixing and no random crops, whose draws depend

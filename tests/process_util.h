@@ -4,9 +4,12 @@
 #ifndef MKD_TESTS_PROCESS_UTIL_H_
 #define MKD_TESTS_PROCESS_UTIL_H_
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -125,6 +128,20 @@ inline int NumberAfter(const std::string& line, const std::string& key) {
   size_t at = line.find(key);
   if (at == std::string::npos) return -1;
   return std::atoi(line.c_str() + at + key.size());
+}
+
+// A loopback port nothing listens on now (the kernel picks it), for a
+// server that must be told its port up front, like a c10d rendezvous.
+inline int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
 }
 
 }  // namespace mkd::testing
