@@ -20,6 +20,7 @@
 #endif
 // clang-format on
 
+#include <cstdlib>
 #include <mutex>
 
 #include "absl/strings/str_cat.h"
@@ -37,6 +38,23 @@ using Collectives = c10d::ProcessGroup;
 std::chrono::milliseconds Millis(absl::Duration d) {
   return std::chrono::milliseconds(absl::ToInt64Milliseconds(d));
 }
+
+#ifdef MKD_HAVE_GLOO
+// The local address Gloo binds this rank's connections to: the interface
+// $GLOO_SOCKET_IFNAME names (as PyTorch reads it); the loopback when the
+// master is on it (every rank on this machine); else the address this
+// machine's hostname resolves to (a pod's IP), loopback if it resolves to
+// none. Never MASTER_ADDR itself: on other ranks that is not a local address.
+std::shared_ptr<::gloo::transport::Device> GlooDevice(const std::string& master_addr) {
+  if (const char* ifname = std::getenv("GLOO_SOCKET_IFNAME"); ifname != nullptr && *ifname) {
+    return c10d::ProcessGroupGloo::createDeviceForInterface(ifname);
+  }
+  if (master_addr == "localhost" || master_addr.rfind("127.", 0) == 0 || master_addr == "::1") {
+    return c10d::ProcessGroupGloo::createDeviceForHostname(master_addr);
+  }
+  return c10d::ProcessGroupGloo::createDefaultDevice();
+}
+#endif
 
 }  // namespace
 
@@ -112,9 +130,8 @@ struct DataParallel::Impl {
     if (!armed || filled[i]) return;
     // The hook sees this backward's contribution before it is accumulated:
     // the step's gradient is what earlier micro-batches left plus it.
-    const torch::Tensor& before = params[i].grad();
-    CopyIn(i, before, incoming);
-    try {
+    try {  // Nothing may escape into autograd's engine from here.
+      CopyIn(i, params[i].grad(), incoming);
       LaunchReady();
     } catch (const std::exception& e) {
       hook_error = e.what();  // Reported by AverageGradients, on the caller's thread.
@@ -167,8 +184,7 @@ absl::StatusOr<std::unique_ptr<DataParallel>> DataParallel::Connect(const DataPa
 #ifdef MKD_HAVE_GLOO
       auto go = c10d::ProcessGroupGloo::Options::create();
       go->timeout = Millis(o.timeout);
-      // The interface that reaches the master: the one the store used.
-      go->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(o.master_addr));
+      go->devices.push_back(GlooDevice(o.master_addr));
       impl->group =
           c10::make_intrusive<c10d::ProcessGroupGloo>(impl->store, o.rank, o.world_size, go);
 #else
@@ -266,26 +282,30 @@ void DataParallel::ArmHooks() {
 
 absl::Status DataParallel::AverageGradients() {
   Impl& im = *impl_;
-  std::lock_guard<std::mutex> lock(im.mu);
-  const bool was_armed = im.armed;
-  im.armed = false;
-  if (!im.hook_error.empty()) {
-    return im.Failed("starting a gradient all-reduce", std::runtime_error(im.hook_error));
-  }
   try {
     torch::NoGradGuard no_grad;
-    if (!was_armed) {
-      for (Impl::Bucket& b : im.buckets) b.ready = 0;
-      std::fill(im.filled.begin(), im.filled.end(), false);
-      im.next_launch = 0;
+    {
+      // Disarmed, the hooks touch nothing more; the lock is not held while
+      // waiting on the collectives below.
+      std::lock_guard<std::mutex> lock(im.mu);
+      const bool was_armed = im.armed;
+      im.armed = false;
+      if (!im.hook_error.empty()) {
+        return im.Failed("starting a gradient all-reduce", std::runtime_error(im.hook_error));
+      }
+      if (!was_armed) {
+        for (Impl::Bucket& b : im.buckets) b.ready = 0;
+        std::fill(im.filled.begin(), im.filled.end(), false);
+        im.next_launch = 0;
+      }
+      im.started_early = im.next_launch;
+      // Whatever the hooks did not see (no backward armed, or parameters the
+      // backward did not reach) is copied in now, in bucket order.
+      for (size_t i = 0; i < im.params.size(); ++i) {
+        if (!im.filled[i]) im.CopyIn(i, im.params[i].grad());
+      }
+      im.LaunchReady();
     }
-    im.started_early = im.next_launch;
-    // Whatever the hooks did not see (no backward armed, or parameters the
-    // backward did not reach) is copied in now, in bucket order.
-    for (size_t i = 0; i < im.params.size(); ++i) {
-      if (!im.filled[i]) im.CopyIn(i, im.params[i].grad());
-    }
-    im.LaunchReady();
     const double scale = 1.0 / im.options.world_size;
     for (Impl::Bucket& b : im.buckets) {
       b.work->wait();

@@ -95,6 +95,10 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainConfig& conf
   std::unique_ptr<DataParallel> dp;
   if (config.dist.world_size > 1 ||
       (config.dist.world_size == 1 && config.dist.backend != "auto")) {
+    if (config.dist.rank < 0 || config.dist.master_port <= 0) {
+      return absl::InvalidArgumentError(
+          "config key 'dist': rank and master_port must be resolved first (ResolveDistEnv)");
+    }
     DataParallelOptions o;
     o.rank = config.dist.rank;
     o.world_size = config.dist.world_size;
