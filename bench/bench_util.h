@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "common/flags.h"
+#include "common/micro_batch_stages.h"
 
 namespace mkd::bench {
 
@@ -38,6 +39,37 @@ inline std::vector<double> TimeInterleaved(const std::vector<std::function<void(
   std::vector<double> medians;
   for (auto& t : times) medians.push_back(Median(t));
   return medians;
+}
+
+// The micro-batch stage table: one column per variant (the mean over its
+// micro-batches, in ms), one row per stage that some variant has, then the
+// sum of the stages. `stages[i]` are variant i's micro-batches.
+inline void PrintStageTable(const std::vector<std::string>& names,
+                            const std::vector<std::vector<StageSeconds>>& stages) {
+  std::vector<StageMeans> means;
+  for (const auto& s : stages) means.push_back(MeanOverMicroBatches(s));
+  std::printf("%-16s", "stage (ms/mb)");
+  for (const std::string& n : names) std::printf(" %14.14s", n.c_str());
+  std::printf("\n");
+  std::vector<double> total(names.size(), 0.0);
+  for (Stage st : AllStages()) {
+    bool any = false;
+    for (const StageMeans& m : means) any = any || m.mean.has(st);
+    if (!any) continue;
+    std::printf("%-16s", std::string(StageName(st)).c_str());
+    for (size_t i = 0; i < means.size(); ++i) {
+      if (means[i].mean.has(st)) {
+        std::printf(" %14.3f", 1e3 * means[i].mean.get(st));
+        total[i] += means[i].mean.get(st);
+      } else {
+        std::printf(" %14s", "-");
+      }
+    }
+    std::printf("\n");
+  }
+  std::printf("%-16s", "sum");
+  for (double t : total) std::printf(" %14.3f", 1e3 * t);
+  std::printf("\n");
 }
 
 // A benchmark's main(): parses `specs` from argv, runs `run`, and turns a

@@ -129,6 +129,7 @@ def separate_cores(weights, rounds=3):
                 ("MaskedKD 50% via the pool, planned m", ["distill.micro_batches=0"]),
                 ("MaskedKD 50% via the pool, m=4", ["distill.micro_batches=4"])]
     ips = {label: [] for label, _ in variants}
+    stages = {label: [] for label, _ in variants}  # Per-step stage means (metrics.jsonl).
     planned = []
     for r in range(rounds):
         for i, (label, sets) in enumerate(variants):
@@ -141,6 +142,7 @@ def separate_cores(weights, rounds=3):
                 planned.append(final)
                 lines = [j for j in lines[len(lines) // 2:] if j["micro_batches"] == final]
             ips[label].append(images_per_s(name, 128, lines))
+            stages[label] += [j["stages"] for j in lines[len(lines) // 10:] if "stages" in j]
     stop_all()
     plain = ips[variants[0][0]]
     for label, values in ips.items():
@@ -149,6 +151,30 @@ def separate_cores(weights, rounds=3):
         print(f"  {label:40s} {sorted(values)[len(values) // 2]:8.1f} img/s  "
               f"{ratios[len(ratios) // 2]:.2f}x (per round: "
               f"{', '.join(f'{x:.2f}' for x in ratios)}){extra}")
+    print_stages({label: v for label, v in stages.items() if v})
+
+
+def print_stages(stages):
+    """Mean ms per micro-batch of each stage (common/micro_batch_stages.h), per variant."""
+    order = ["student_forward", "selection", "teacher_forward", "device_to_host", "encode",
+             "send", "server_decode", "server_queue", "server_forward", "server_encode",
+             "transfer", "decode", "wait", "host_to_device", "loss_backward"]
+    labels = list(stages)
+    print(f"  {'stage (ms/mb)':16s}" + "".join(f" {l[-22:]:>22s}" for l in labels))
+    sums = [0.0] * len(labels)
+    for st in order:
+        row = []
+        for i, l in enumerate(labels):
+            vals = [s[st] for s in stages[l] if st in s]
+            if vals:
+                mean = 1e3 * sum(vals) / len(vals)
+                sums[i] += mean
+                row.append(f" {mean:22.3f}")
+            else:
+                row.append(f" {'-':>22s}")
+        if any(r.strip() != "-" for r in row):
+            print(f"  {st:16s}" + "".join(row))
+    print(f"  {'sum':16s}" + "".join(f" {x:22.3f}" for x in sums))
 
 
 def pool_throughput():

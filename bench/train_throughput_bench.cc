@@ -172,10 +172,17 @@ absl::Status Run(const ParsedFlags& f) {
   b.targets = torch::one_hot(b.labels, 10).to(torch::kFloat32);
   std::vector<std::function<void()>> runs;
   absl::Status failure;
-  for (auto& t : trainers) {
-    runs.push_back([&t, &b, &failure] {
-      auto r = t->Step(b);
+  // Each variant's micro-batch stages, over the timed rounds (the first
+  // call, the warm-up, is left out).
+  std::vector<std::vector<StageSeconds>> stages(trainers.size());
+  std::vector<int> calls(trainers.size(), 0);
+  for (size_t i = 0; i < trainers.size(); ++i) {
+    runs.push_back([&, i] {
+      auto r = trainers[i]->Step(b);
       if (!r.ok()) failure = r.status();
+      if (r.ok() && calls[i]++ > 0) {
+        stages[i].insert(stages[i].end(), r->stages.begin(), r->stages.end());
+      }
     });
   }
   std::vector<double> secs = TimeInterleaved(runs, static_cast<int>(rounds));
@@ -210,6 +217,17 @@ absl::Status Run(const ParsedFlags& f) {
     if (i == 3) continue;
     std::printf("%-14s %10.1f %15.2fx\n", i == 2 ? "in-process" : variants[i].name.c_str(),
                 batch / secs[i], secs[2] / secs[i]);
+  }
+  {
+    std::vector<std::string> names;
+    std::vector<std::vector<StageSeconds>> distilled;
+    for (size_t i = 1; i < variants.size(); ++i) {
+      names.push_back(variants[i].name);
+      distilled.push_back(stages[i]);
+    }
+    std::printf("\nper micro-batch stages (%s)\n",
+                device.is_cuda() ? "device stages by CUDA events" : "steady clock");
+    PrintStageTable(names, distilled);
   }
   if (device.is_cuda()) {
     // Peak memory of one step per variant, above what every trainer keeps

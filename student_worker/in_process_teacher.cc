@@ -11,17 +11,27 @@
 namespace mkd::student {
 
 PendingLogits Teacher::SubmitLogits(const torch::Tensor& images, const torch::Tensor& idx) {
-  std::promise<absl::StatusOr<torch::Tensor>> done;
-  done.set_value(Logits(images, idx));
+  std::promise<absl::StatusOr<TeacherAnswer>> done;
+  absl::StatusOr<torch::Tensor> logits = Logits(images, idx);
+  if (logits.ok()) {
+    done.set_value(TeacherAnswer{*std::move(logits), {}});
+  } else {
+    done.set_value(logits.status());
+  }
   return done.get_future().share();
 }
 
-absl::StatusOr<torch::Tensor> AwaitLogits(const PendingLogits& pending, absl::Duration timeout) {
+absl::StatusOr<TeacherAnswer> AwaitAnswer(const PendingLogits& pending, absl::Duration timeout) {
   if (pending.wait_for(absl::ToChronoNanoseconds(timeout)) != std::future_status::ready) {
     return absl::DeadlineExceededError(
         absl::StrCat("no teacher logits after ", absl::FormatDuration(timeout)));
   }
   return pending.get();
+}
+
+absl::StatusOr<torch::Tensor> AwaitLogits(const PendingLogits& pending, absl::Duration timeout) {
+  MKD_ASSIGN_OR_RETURN(TeacherAnswer answer, AwaitAnswer(pending, timeout));
+  return std::move(answer.logits);
 }
 
 namespace {

@@ -67,6 +67,7 @@ void RemoteTeacher::AddEndpoint(const std::string& address, std::shared_ptr<grpc
   cb.on_connected = [this, address] { OnConnected(address); };
   cb.on_answer = [this, address](const v1::DistillResponse& r) { OnAnswer(address, r); };
   cb.on_broken = [this, address](const absl::Status& why) { OnBroken(address, why); };
+  cb.on_written = [this, address](uint64_t id) { OnWritten(address, id); };
   auto stream = std::make_unique<TeacherStream>(address, std::move(channel), std::move(cb),
                                                 options_.job_token);
   std::unique_ptr<TeacherStream> loser;  // Destroyed outside mu_.
@@ -205,6 +206,7 @@ void RemoteTeacher::Route(uint64_t id, Fulfil* failed) {
   }
   p.endpoint = best_address;
   p.sent = absl::Now();
+  p.written = absl::InfinitePast();
   ++p.attempts;
   best->outstanding_tokens += p.tokens;
   best->stream->Send(p.request);
@@ -216,7 +218,7 @@ absl::StatusOr<torch::Tensor> RemoteTeacher::Logits(const torch::Tensor& images,
 }
 
 PendingLogits RemoteTeacher::SubmitLogits(const torch::Tensor& images, const torch::Tensor& idx) {
-  std::promise<absl::StatusOr<torch::Tensor>> promise;
+  std::promise<absl::StatusOr<TeacherAnswer>> promise;
   PendingLogits future = promise.get_future().share();
   absl::Status st = ValidateImages(config_, images);
   if (st.ok()) st = ValidateKeptIndices(idx, images.size(0), config_.num_patches());
@@ -263,9 +265,16 @@ PendingLogits RemoteTeacher::SubmitLogits(const torch::Tensor& images, const tor
   return future;
 }
 
+void RemoteTeacher::OnWritten(const std::string& address, uint64_t id) {
+  MutexLock lock(&mu_);
+  auto it = pending_.find(id);
+  if (it != pending_.end() && it->second.endpoint == address) it->second.written = absl::Now();
+}
+
 void RemoteTeacher::OnAnswer(const std::string& address, const v1::DistillResponse& r) {
-  std::promise<absl::StatusOr<torch::Tensor>> promise;
+  std::promise<absl::StatusOr<TeacherAnswer>> promise;
   int64_t batch = 0;
+  StageSeconds stages;
   {
     MutexLock lock(&mu_);
     auto it = pending_.find(r.micro_batch_id());
@@ -301,6 +310,15 @@ void RemoteTeacher::OnAnswer(const std::string& address, const v1::DistillRespon
                                             service);
       job_timings_.set_teacher_compute_s(job_timings_.teacher_compute_s() + service);
       ++job_round_trips_;
+      // The path of this answer's last send (common/micro_batch_stages.h).
+      const double send = p.written > p.sent ? absl::ToDoubleSeconds(p.written - p.sent) : 0;
+      stages.Set(Stage::kSend, send);
+      stages.Set(Stage::kServerDecode, r.decode_seconds());
+      stages.Set(Stage::kServerQueue, r.queue_seconds());
+      stages.Set(Stage::kServerForward, r.compute_seconds());
+      stages.Set(Stage::kServerEncode, r.encode_seconds());
+      stages.Set(Stage::kTransfer, rtt - send - r.decode_seconds() - r.queue_seconds() -
+                                       r.compute_seconds() - r.encode_seconds());
     }
     promise = std::move(p.promise);
     batch = p.request->batch();
@@ -311,6 +329,7 @@ void RemoteTeacher::OnAnswer(const std::string& address, const v1::DistillRespon
                                    absl::StrCat("teacher at ", address, ": ", r.message())));
     return;
   }
+  const absl::Time decoding = absl::Now();
   absl::StatusOr<torch::Tensor> logits = absl::InternalError("not decoded");
   try {  // No exception leaves the stream's reader thread.
     logits =
@@ -325,7 +344,12 @@ void RemoteTeacher::OnAnswer(const std::string& address, const v1::DistillRespon
   } catch (const std::exception& e) {
     logits = absl::InternalError(absl::StrCat("decoding teacher logits: ", e.what()));
   }
-  promise.set_value(std::move(logits));
+  if (!logits.ok()) {
+    promise.set_value(logits.status());
+    return;
+  }
+  stages.Set(Stage::kDecode, absl::ToDoubleSeconds(absl::Now() - decoding));
+  promise.set_value(TeacherAnswer{*std::move(logits), stages});
 }
 
 void RemoteTeacher::RetryLoop() {

@@ -54,6 +54,7 @@ class RemoteTeacher final : public Teacher {
   absl::StatusOr<torch::Tensor> Logits(const torch::Tensor& images,
                                        const torch::Tensor& idx) override;
   PendingLogits SubmitLogits(const torch::Tensor& images, const torch::Tensor& idx) override;
+  Stage SubmitStage() const override { return Stage::kDeviceToHost; }
   absl::StatusOr<torch::Tensor> Saliency(const torch::Tensor&) override;
   int PlannedMicroBatches() override { return planned_m_.load(); }
   double PredictedStepSeconds() override;
@@ -71,18 +72,20 @@ class RemoteTeacher final : public Teacher {
   };
   struct Pending {
     SharedRequest request;
-    std::promise<absl::StatusOr<torch::Tensor>> promise;
-    std::string endpoint;  // Where it was last sent; "" while unrouted.
-    int64_t tokens = 0;    // b * (k + 1)
-    int attempts = 0;      // Sends so far.
-    absl::Time sent;
+    std::promise<absl::StatusOr<TeacherAnswer>> promise;
+    std::string endpoint;                       // Where it was last sent; "" while unrouted.
+    int64_t tokens = 0;                         // b * (k + 1)
+    int attempts = 0;                           // Sends so far.
+    absl::Time sent;                            // Handed to the stream.
+    absl::Time written = absl::InfinitePast();  // Its write returned.
     absl::Status last_error = absl::UnavailableError("no teacher has answered yet");
     bool retry_scheduled = false;
   };
-  using Fulfil = std::vector<std::pair<std::promise<absl::StatusOr<torch::Tensor>>, absl::Status>>;
+  using Fulfil = std::vector<std::pair<std::promise<absl::StatusOr<TeacherAnswer>>, absl::Status>>;
 
   void OnConnected(const std::string& address);
   void OnAnswer(const std::string& address, const v1::DistillResponse& r);
+  void OnWritten(const std::string& address, uint64_t id);
   void OnBroken(const std::string& address, const absl::Status& why);
   // Sends pending `id` to the least loaded connected teacher, or leaves it
   // unrouted; fails it (into *failed) past max_attempts.

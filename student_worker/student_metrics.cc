@@ -51,7 +51,23 @@ StudentMetrics::StudentMetrics(const std::map<std::string, std::string>& labels)
       retries_(Counter(*registry_, labels, "mkd_student_teacher_retries_total",
                        "Micro-batches re-sent after a retryable answer.")),
       failovers_(Counter(*registry_, labels, "mkd_student_teacher_failovers_total",
-                         "Micro-batches moved off a broken or removed teacher.")) {}
+                         "Micro-batches moved off a broken or removed teacher.")) {
+  auto& stages = BuildHistogram()
+                     .Name("mkd_student_stage_seconds")
+                     .Help(
+                         "Per micro-batch: the time of one stage of its path, from the "
+                         "student's forward to its backward (stage names: "
+                         "common/micro_batch_stages.h); device stages are timed on the "
+                         "device.")
+                     .Register(*registry_);
+  for (Stage s : AllStages()) {
+    Labels with_stage = labels;
+    with_stage["stage"] = std::string(StageName(s));
+    prometheus::Histogram::BucketBoundaries b;
+    for (double v = 2e-5; b.size() < 15; v *= 2.5) b.push_back(v);  // 20 us .. 7.5 s
+    stage_seconds_.push_back(&stages.Add(with_stage, b));
+  }
+}
 
 void StudentMetrics::Observe(const StepReport& r) {
   step_.Set(static_cast<double>(r.step));
@@ -66,6 +82,11 @@ void StudentMetrics::Observe(const StepReport& r) {
   flops_saved_.Increment(r.teacher_flops_saved);
   retries_.Increment(static_cast<double>(r.retries));
   failovers_.Increment(static_cast<double>(r.failovers));
+  for (const StageSeconds& mb : r.stages) {
+    for (Stage s : AllStages()) {
+      if (mb.has(s)) stage_seconds_[static_cast<int>(s)]->Observe(mb.get(s));
+    }
+  }
 }
 
 std::string StudentMetrics::Serialize() const {

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "common/micro_batch_stages.h"
 #include "prometheus/counter.h"
 #include "prometheus/gauge.h"
 #include "prometheus/histogram.h"
@@ -30,6 +31,7 @@ struct StepReport {
   std::vector<double> round_trips_s;
   int64_t retries = 0;
   int64_t failovers = 0;
+  std::vector<StageSeconds> stages;  // Per micro-batch.
 };
 
 class StudentMetrics {
@@ -53,6 +55,7 @@ class StudentMetrics {
   prometheus::Counter& flops_saved_;
   prometheus::Counter& retries_;
   prometheus::Counter& failovers_;
+  std::vector<prometheus::Histogram*> stage_seconds_;  // By Stage.
 };
 
 }  // namespace mkd::student

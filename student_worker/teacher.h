@@ -14,15 +14,26 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "common/micro_batch_stages.h"
 #include "common/vit_config.h"
 
 namespace mkd::student {
 
-// Logits that may still be on their way (a remote teacher's answer).
-using PendingLogits = std::shared_future<absl::StatusOr<torch::Tensor>>;
+// A teacher's answer to one micro-batch: its logits, and the stages of its
+// path that the teacher client measured (a remote one: encode, send, the
+// server's stages, transfer, decode; see common/micro_batch_stages.h).
+struct TeacherAnswer {
+  torch::Tensor logits;
+  StageSeconds stages;
+};
+
+// An answer that may still be on its way (a remote teacher's).
+using PendingLogits = std::shared_future<absl::StatusOr<TeacherAnswer>>;
 
 // Waits up to `timeout` for `pending`; kDeadlineExceeded if it has not
 // arrived by then.
+absl::StatusOr<TeacherAnswer> AwaitAnswer(const PendingLogits& pending, absl::Duration timeout);
+// As AwaitAnswer, the logits alone.
 absl::StatusOr<torch::Tensor> AwaitLogits(const PendingLogits& pending, absl::Duration timeout);
 
 // What the trainer measured over one distill step, for the pool's planner
@@ -63,6 +74,10 @@ class Teacher {
   // go on with the next micro-batch (pipelining). The default computes
   // them first. The inputs are not referenced after the call returns.
   virtual PendingLogits SubmitLogits(const torch::Tensor& images, const torch::Tensor& idx);
+  // The stage that the SubmitLogits call itself is, on the caller's thread:
+  // the forward for a teacher in this process, the copy of the kept
+  // patches to the host for a remote one.
+  virtual Stage SubmitStage() const { return Stage::kTeacherForward; }
 
   // The teacher's own CLS saliency [B, N] from a full pass (criterion
   // teacher_topk).

@@ -66,7 +66,8 @@ void TeacherStream::WriteLoop() {
     mu_.Unlock();
     // May block on flow control; no lock is held, so answers keep flowing.
     // A failed write means the stream broke: the reader sees it too.
-    call->stream->Write(*request);
+    const bool written = call->stream->Write(*request);
+    if (written && callbacks_.on_written) callbacks_.on_written(request->micro_batch_id());
     mu_.Lock();
     --call->writing;
     wake_.SignalAll();

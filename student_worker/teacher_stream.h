@@ -9,8 +9,9 @@
 // re-send, told through on_broken; on_connected says a stream is open
 // (again) and on_answer carries each answer.
 //
-// Thread-safe. Callbacks run on the reader thread, one at a time, without
-// any lock of this class held; they may call Send.
+// Thread-safe. Callbacks run on the reader thread, one at a time (but
+// on_written, on the writer thread), without any lock of this class held;
+// they may call Send.
 #ifndef MKD_STUDENT_WORKER_TEACHER_STREAM_H_
 #define MKD_STUDENT_WORKER_TEACHER_STREAM_H_
 
@@ -34,6 +35,9 @@ struct TeacherStreamCallbacks {
   std::function<void()> on_connected;
   std::function<void(const maskedkd::v1::DistillResponse&)> on_answer;
   std::function<void(const absl::Status&)> on_broken;
+  // A request's write returned (it is in gRPC's hands); on the writer
+  // thread. Optional.
+  std::function<void(uint64_t micro_batch_id)> on_written;
 };
 
 class TeacherStream {

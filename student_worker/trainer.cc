@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/device_timer.h"
 #include "common/flops.h"
 #include "common/losses.h"
 #include "common/status_macros.h"
@@ -124,8 +125,13 @@ absl::StatusOr<Trainer::LossTerms> Trainer::DistillForwardBackward(const Batch& 
     int64_t start = 0, rows = 0;
     torch::Tensor logits;  // Student's, with its graph.
     PendingLogits teacher;
+    // DeviceTimer marks: forward, selection, submission; host-to-device,
+    // loss and backward.
+    int forward = 0, selected = 0, submitted = 0, answered = 0, on_device = 0, done = 0;
+    StageSeconds stages;
   };
   std::vector<Micro> micro(m);
+  timer_->Reset();
   // Phase 1: every micro-batch's student forward, then its teacher request
   // goes out; the teacher works on micro-batch i while the student runs i+1.
   for (int64_t i = 0, start = 0; i < m; ++i) {
@@ -135,17 +141,29 @@ absl::StatusOr<Trainer::LossTerms> Trainer::DistillForwardBackward(const Batch& 
     start += mb.rows;
     torch::Tensor images = batch.images.narrow(0, mb.start, mb.rows);
     ViTOutput out;
+    mb.forward = timer_->Mark();
     {
+      ProfileRange range("student_forward");
       AutocastGuard autocast(device_, precision_);
       out = model_->Forward(images, fo);
     }
     mb.logits = out.logits.to(torch::kFloat32);  // Losses in fp32 at any precision.
-    MKD_ASSIGN_OR_RETURN(torch::Tensor idx, SelectForTeacher(images, out.saliency, k, gen));
+    mb.selected = timer_->Mark();
+    torch::Tensor idx;
+    {
+      ProfileRange range("selection");
+      MKD_ASSIGN_OR_RETURN(idx, SelectForTeacher(images, out.saliency, k, gen));
+    }
     r->kept_tokens = idx.size(1);
-    mb.teacher = teacher_->SubmitLogits(images, idx);
+    mb.submitted = timer_->Mark();
+    {
+      ProfileRange range("submit");
+      mb.teacher = teacher_->SubmitLogits(images, idx);
+    }
     r->flops += mb.rows * ViTForwardFlops(t, r->kept_tokens);
     r->flops_full += mb.rows * ViTForwardFlops(t, t.num_patches());
   }
+  const int submitted_last = timer_->Mark();
   flops_spent_ += r->flops;
   flops_full_ += r->flops_full;
   const absl::Time phase2 = absl::Now();
@@ -160,19 +178,32 @@ absl::StatusOr<Trainer::LossTerms> Trainer::DistillForwardBackward(const Batch& 
   LossTerms terms_out;
   for (Micro& mb : micro) {
     const absl::Time waiting = absl::Now();
-    MKD_ASSIGN_OR_RETURN(torch::Tensor t_logits, AwaitLogits(mb.teacher, timeout * 2));
+    absl::StatusOr<TeacherAnswer> answer;
+    {
+      ProfileRange range("wait");
+      answer = AwaitAnswer(mb.teacher, timeout * 2);
+    }
+    if (!answer.ok()) return answer.status();
     const absl::Time answered = absl::Now();
     r->wait_s += absl::ToDoubleSeconds(answered - waiting);
+    mb.stages = std::move(answer->stages);
+    mb.stages.Set(mkd::Stage::kWait, absl::ToDoubleSeconds(answered - waiting));
     const double w = static_cast<double>(mb.rows) / total;
+    mb.answered = timer_->Mark();
+    // A remote teacher answers on the host; the loss runs on the device.
+    torch::Tensor t_logits = answer->logits.to(device_, torch::kFloat32);
+    mb.on_device = timer_->Mark();
     DistillLossTerms terms;
     {
-      AutocastGuard autocast(device_, precision_);
-      // A remote teacher answers on the host; the loss runs on the device.
-      terms = DistillLoss(mb.logits, t_logits.to(device_, torch::kFloat32),
-                          batch.targets.narrow(0, mb.start, mb.rows), lo);
+      ProfileRange range("loss_backward");
+      {
+        AutocastGuard autocast(device_, precision_);
+        terms = DistillLoss(mb.logits, t_logits, batch.targets.narrow(0, mb.start, mb.rows), lo);
+      }
+      if (dp_ && &mb == &micro.back()) dp_->ArmHooks();  // The step's last backward.
+      scaler_->Scale(terms.total * w).backward();
     }
-    if (dp_ && &mb == &micro.back()) dp_->ArmHooks();  // The step's last backward.
-    scaler_->Scale(terms.total * w).backward();
+    mb.done = timer_->Mark();
     terms_out.weights.push_back(w);
     terms_out.terms.push_back(
         torch::stack({terms.total.detach(), terms.ce.detach(), terms.kd.detach()}));
@@ -182,6 +213,22 @@ absl::StatusOr<Trainer::LossTerms> Trainer::DistillForwardBackward(const Batch& 
   r->timings.forward_s = absl::ToDoubleSeconds(phase2 - phase1) / m;
   r->timings.backward_s = backward_s / m;
   r->timings.predicted_step_s = teacher_->PredictedStepSeconds();
+  // The marks are read once the step's losses are on the host (the device
+  // has finished by then): see TrainStep.
+  stage_reader_ = [this, micro = std::move(micro), submitted_last](StepResult* res) {
+    const mkd::Stage submit = teacher_->SubmitStage();
+    for (size_t i = 0; i < micro.size(); ++i) {
+      const Micro& mb = micro[i];
+      const int submit_end = i + 1 < micro.size() ? micro[i + 1].forward : submitted_last;
+      StageSeconds st = mb.stages;
+      st.Set(mkd::Stage::kStudentForward, timer_->Seconds(mb.forward, mb.selected));
+      st.Set(mkd::Stage::kSelection, timer_->Seconds(mb.selected, mb.submitted));
+      st.Set(submit, timer_->Seconds(mb.submitted, submit_end));
+      st.Set(mkd::Stage::kHostToDevice, timer_->Seconds(mb.answered, mb.on_device));
+      st.Set(mkd::Stage::kLossBackward, timer_->Seconds(mb.on_device, mb.done));
+      res->stages.push_back(st);
+    }
+  };
   return terms_out;
 }
 
@@ -205,6 +252,7 @@ absl::StatusOr<StepResult> Trainer::TrainStep(const Batch& batch) {
         {config_.seed, static_cast<uint64_t>(step_), static_cast<uint64_t>(rank_), 0x72616e6b}));
   }
   absl::Status inner = absl::OkStatus();
+  stage_reader_ = nullptr;
   MKD_RETURN_IF_ERROR(CatchTorch("train step", [&] {
     optimizer_->ZeroGrad();
     LossTerms terms;
@@ -239,7 +287,9 @@ absl::StatusOr<StepResult> Trainer::TrainStep(const Batch& batch) {
       r.ce += terms.weights[i] * host[i][1].item<double>();
       r.kd += terms.weights[i] * host[i][2].item<double>();
     }
+    if (stage_reader_) stage_reader_(&r);  // The device is done: reading costs nothing.
   }));
+  stage_reader_ = nullptr;
   MKD_RETURN_IF_ERROR(inner);
   if (teacher_) {
     r.timings.step = step_ + 1;

@@ -11,12 +11,14 @@
 #include <torch/torch.h>
 
 #include <cstdio>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "common/device.h"
+#include "common/device_timer.h"
 #include "common/host_to_device.h"
 #include "common/masking.h"
 #include "common/vit.h"
@@ -47,6 +49,9 @@ struct StepResult {
   double wait_s = 0;      // Time spent waiting for teacher answers.
   double flops = 0;       // Teacher FLOPs this step spent ...
   double flops_full = 0;  // ... and what vanilla KD would have.
+  // Distill mode: each micro-batch's stages (common/micro_batch_stages.h),
+  // the trainer's own timed on the device.
+  std::vector<StageSeconds> stages;
 };
 
 class Trainer {
@@ -162,6 +167,10 @@ class Trainer {
   torch::Device device_{torch::kCPU};
   Precision precision_ = Precision::kFp32;
   std::unique_ptr<HostToDevice> h2d_;
+  std::unique_ptr<DeviceTimer> timer_;  // Times the micro-batches' stages.
+  // Set by DistillForwardBackward: fills a StepResult's stages once the
+  // step's device work has finished.
+  std::function<void(StepResult*)> stage_reader_;
   std::unique_ptr<GradScaler> scaler_;
   std::unique_ptr<Dataset> train_data_;
   std::unique_ptr<Dataset> eval_data_;

@@ -165,6 +165,7 @@ absl::Status Trainer::Init() {
     model_ = VisionTransformer(config_.model);
     model_->to(device_);
     h2d_ = std::make_unique<HostToDevice>(device_);
+    timer_ = std::make_unique<DeviceTimer>(device_);
   }));
   GradScalerOptions scaling;
   scaling.init_scale = config_.run.fp16_init_scale;

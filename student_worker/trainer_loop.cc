@@ -238,6 +238,7 @@ void Trainer::ObserveStep(const StepResult& r, int64_t images) {
   rep.bubble = r.timings.step_s > 0 ? r.wait_s / r.timings.step_s : 0;
   rep.teacher_flops = r.flops;
   rep.teacher_flops_saved = r.flops_full - r.flops;
+  rep.stages = r.stages;
   if (teacher_) {
     TeacherStats stats = teacher_->TakeStats();
     rep.round_trips_s = std::move(stats.round_trips_s);
@@ -381,6 +382,13 @@ void Trainer::LogStep(const StepResult& r, double images_per_s) {
     j["step_seconds"] = r.timings.step_s;
     j["predicted_step_seconds"] = r.timings.predicted_step_s;
     j["bubble"] = r.timings.step_s > 0 ? r.wait_s / r.timings.step_s : 0;
+    // This step's stages, means over its micro-batches (this rank's).
+    const StageMeans means = MeanOverMicroBatches(r.stages);
+    nlohmann::json stages = nlohmann::json::object();
+    for (mkd::Stage s : AllStages()) {
+      if (means.mean.has(s)) stages[std::string(StageName(s))] = means.mean.get(s);
+    }
+    j["stages"] = stages;
   }
   AppendJson(j.dump());
 }

@@ -143,6 +143,16 @@ Batcher::InFlight Batcher::Upload(std::vector<QueuedWork> batch) {
     f.tokens += p.item.idx.size(0) * (p.item.idx.size(1) + 1);
   }
   f.kept = idx[0].size(1);  // One bucket: every item has the same k.
+  struct Observe {          // Also when the upload fails.
+    TeacherMetrics* metrics;
+    absl::Time start = absl::Now();
+    ~Observe() {
+      if (metrics) {
+        metrics->ObserveStage(TeacherMetrics::ServerStage::kAssemble,
+                              absl::ToDoubleSeconds(absl::Now() - start));
+      }
+    }
+  } observe{metrics_};
   try {
     absl::StatusOr<EngineInput> in = engine_->Upload(patches, idx);
     if (in.ok()) {
@@ -159,22 +169,27 @@ Batcher::InFlight Batcher::Upload(std::vector<QueuedWork> batch) {
 
 Batcher::InFlight Batcher::Launch(InFlight f) {
   if (!f.uploaded) return f;  // Its upload failed; Complete answers the error.
+  const absl::Time start = absl::Now();
   try {
     f.output = engine_->Launch(std::move(f.input), f.features);
   } catch (const std::exception& e) {
     f.output = absl::InternalError(e.what());
   }
+  f.forward_seconds = absl::ToDoubleSeconds(absl::Now() - start);
   return f;
 }
 
 void Batcher::Complete(InFlight f) {
   absl::StatusOr<EngineOutput> out = std::move(f.output);
   if (out.ok()) {
+    const absl::Time start = absl::Now();
     try {
       out = engine_->Collect(std::move(*out));
     } catch (const std::exception& e) {
       out = absl::InternalError(e.what());
     }
+    f.forward_seconds += absl::ToDoubleSeconds(absl::Now() - start);
+    if (metrics_) metrics_->ObserveStage(TeacherMetrics::ServerStage::kForward, f.forward_seconds);
   }
   const double compute = absl::ToDoubleSeconds(absl::Now() - f.start);
   if (metrics_ && out.ok()) {

@@ -38,7 +38,7 @@ struct WorkResult {
   absl::Status status;  // kDeadlineExceeded if dropped, engine errors as is.
   EngineOutput output;  // This work's rows only.
   double queue_seconds = 0;
-  double compute_seconds = 0;
+  double compute_seconds = 0;  // The batch's assembly, forward and logits back.
   int batched_with = 0;
 };
 
@@ -80,6 +80,7 @@ class Batcher {
     // The launched output, or the error of whichever phase failed.
     absl::StatusOr<EngineOutput> output = absl::InternalError("not launched");
     absl::Time start;
+    double forward_seconds = 0;  // Launch and Collect.
     bool features = false;
     int64_t images = 0, tokens = 0, kept = 0;
   };

@@ -131,6 +131,22 @@ TeacherMetrics::TeacherMetrics()
     limit_refusals_.Add({{"limit", limit}});
   }
   for (const char* reason : {"missing", "wrong"}) auth_refusals_.Add({{"reason", reason}});
+  auto& stages = BuildHistogram()
+                     .Name("mkd_teacher_stage_seconds")
+                     .Help(
+                         "Time of one stage of the server's path: per micro-batch decode "
+                         "(validation, digest, decode) and encode (the answer); per forward "
+                         "pass assemble (the batch in memory, its copy started) and forward "
+                         "(the forward, logits back on the host).")
+                     .Register(*registry_);
+  const char* names[] = {"decode", "assemble", "forward", "encode"};
+  for (int i = 0; i < 4; ++i) {
+    stage_seconds_[i] = &stages.Add({{"stage", names[i]}}, Exponential(2e-5, 2.5, 15));
+  }
+}
+
+void TeacherMetrics::ObserveStage(ServerStage stage, double seconds) {
+  stage_seconds_[static_cast<int>(stage)]->Observe(seconds);
 }
 
 void TeacherMetrics::CountRequest(absl::StatusCode code) {

@@ -43,6 +43,14 @@ class TeacherMetrics {
   void ObserveBatch(double compute_seconds, int64_t images, int64_t tokens, double flops,
                     double flops_saved);
 
+  // The time of one stage of the server's path (mkd_teacher_stage_seconds):
+  // per micro-batch "decode" (validation, digest, decode) and "encode" (the
+  // answer); per batched forward pass "assemble" (the batch in pinned
+  // memory, its copy to the device started) and "forward" (the forward and
+  // the logits back on the host). Queueing is mkd_teacher_queue_seconds.
+  enum class ServerStage { kDecode, kAssemble, kForward, kEncode };
+  void ObserveStage(ServerStage stage, double seconds);
+
   void SetDeviceMemoryPeakBytes(int64_t bytes) {
     device_memory_peak_.Set(static_cast<double>(bytes));
   }
@@ -74,6 +82,7 @@ class TeacherMetrics {
   prometheus::Gauge& queued_;
   prometheus::Histogram& queue_seconds_;
   prometheus::Histogram& compute_seconds_;
+  prometheus::Histogram* stage_seconds_[4];  // By ServerStage.
   prometheus::Histogram& batch_images_;
   prometheus::Histogram& batch_tokens_;
   prometheus::Counter& flops_;

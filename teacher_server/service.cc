@@ -136,6 +136,7 @@ absl::Status TeacherServiceImpl::AuthorizeJob(const std::string& job,
 }
 
 void TeacherServiceImpl::Handle(const DistillRequest& request, AnswerFn answer) {
+  const absl::Time began = absl::Now();
   if (metrics_) metrics_->AddReceivedBytes(static_cast<int64_t>(request.ByteSizeLong()));
   const uint64_t id = request.micro_batch_id();
   absl::Status valid = ValidateDistillRequest(request, limits_);
@@ -165,16 +166,18 @@ void TeacherServiceImpl::Handle(const DistillRequest& request, AnswerFn answer) 
       break;
   }
   absl::StatusOr<WorkItem> item = Decode(request);
+  const double decode_s = absl::ToDoubleSeconds(absl::Now() - began);
+  if (metrics_) metrics_->ObserveStage(TeacherMetrics::ServerStage::kDecode, decode_s);
   absl::Status st = item.status();
   if (st.ok()) {
     if (metrics_) metrics_->AddInFlight(1);
-    st = batcher_->Submit(std::move(*item), [this, job, id](WorkResult r) {
+    st = batcher_->Submit(std::move(*item), [this, job, id, decode_s](WorkResult r) {
       if (metrics_) metrics_->AddInFlight(-1);
-      Finish(job, id, r.status, &r);
+      Finish(job, id, r.status, &r, decode_s);
     });
     if (!st.ok() && metrics_) metrics_->AddInFlight(-1);
   }
-  if (!st.ok()) Finish(job, id, st, nullptr);
+  if (!st.ok()) Finish(job, id, st, nullptr, decode_s);
 }
 
 absl::StatusOr<WorkItem> TeacherServiceImpl::Decode(const DistillRequest& request) const {
@@ -209,7 +212,7 @@ absl::StatusOr<WorkItem> TeacherServiceImpl::Decode(const DistillRequest& reques
 }
 
 void TeacherServiceImpl::Finish(const std::string& job, uint64_t id, const absl::Status& status,
-                                WorkResult* result) {
+                                WorkResult* result, double decode_seconds) {
   Answer answer;
   if (!status.ok()) {
     if (metrics_) metrics_->CountRequest(status.code());
@@ -218,6 +221,7 @@ void TeacherServiceImpl::Finish(const std::string& job, uint64_t id, const absl:
     answer = r;
   } else {
     auto r = std::make_shared<DistillResponse>();
+    const absl::Time encoding = absl::Now();
     // Encoding runs LibTorch on the batcher's thread: a throw here must
     // become this micro-batch's error answer, not escape into the batcher.
     absl::Status encoded = CatchTorch("encoding the answer", [&] {
@@ -238,6 +242,10 @@ void TeacherServiceImpl::Finish(const std::string& job, uint64_t id, const absl:
     r->set_queue_seconds(result->queue_seconds);
     r->set_compute_seconds(result->compute_seconds);
     r->set_batched_with(result->batched_with);
+    r->set_decode_seconds(decode_seconds);
+    const double encode_s = absl::ToDoubleSeconds(absl::Now() - encoding);
+    r->set_encode_seconds(encode_s);
+    if (metrics_) metrics_->ObserveStage(TeacherMetrics::ServerStage::kEncode, encode_s);
     answer = r;
   }
   cache_.Complete(job, id, std::move(answer));

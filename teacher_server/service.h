@@ -59,7 +59,9 @@ class TeacherServiceImpl final : public maskedkd::v1::TeacherService::CallbackSe
 
  private:
   absl::StatusOr<WorkItem> Decode(const maskedkd::v1::DistillRequest& request) const;
-  void Finish(const std::string& job, uint64_t id, const absl::Status& status, WorkResult* result);
+  // `decode_seconds`: what validating and decoding the request took.
+  void Finish(const std::string& job, uint64_t id, const absl::Status& status, WorkResult* result,
+              double decode_seconds);
   // Ends streams idle for limits.idle_stream_timeout_s.
   void SweepLoop() ABSL_LOCKS_EXCLUDED(streams_mu_);
 
