@@ -4,7 +4,9 @@
   A. "Separate machines" on one box: the demo student pinned to core 0
      (taskset), an mkd-teacher serving the demo teacher pinned to core 1,
      through mkd-coordinator. MaskedKD 50% through the pool against plain
-     training (no KD) of the same student on core 0 alone.
+     training (no KD) of the same student on core 0 alone; the pool's
+     data plane is shared memory (auto, same host), and once gRPC bytes
+     for comparison. Then each variant's micro-batch stages.
   B. Pool throughput with 1, 2 and 4 jobs on one teacher that is their
      bottleneck, against one job saturating it.
   C. Failover: time from a teacher's SIGKILL to the job's next completed step.
@@ -12,7 +14,8 @@
      for m = 1, 2, 4, 8 (measured while it explored them).
 
 Run from the repository root after building: /usr/bin/python3 bench/pool_bench.py
-Env: BIN (default build/bin), OUT (default runs/pool_bench), STEPS (default 300).
+Env: BIN (default build/bin), OUT (default runs/pool_bench), STEPS (default 300),
+ROUNDS (A's interleaved rounds, default 3).
 Throughputs come from the steps' wall-clock times in each run's metrics.jsonl
 (the first 10% of steps are warm-up and left out).
 """
@@ -120,14 +123,16 @@ def make_teacher_weights(name, model=None):
     return f"{out}/checkpoints/step_00000001.model.safetensors"
 
 
-def separate_cores(weights, rounds=3):
+def separate_cores(weights, rounds=int(os.environ.get("ROUNDS", "3"))):
     print(f"A. separate cores: student on core 0, teacher on core 1 (demo models, batch 128; "
           f"{rounds} interleaved rounds, medians)")
     coord = coordinator("a_coord")
     teacher("a_teacher", weights, coord)
     variants = [("no KD, core 0 alone", ["mode=train"]),
                 ("MaskedKD 50% via the pool, planned m", ["distill.micro_batches=0"]),
-                ("MaskedKD 50% via the pool, m=4", ["distill.micro_batches=4"])]
+                ("MaskedKD 50% via the pool, m=4", ["distill.micro_batches=4"]),
+                ("MaskedKD 50%, m=4, gRPC bytes", ["distill.micro_batches=4",
+                                                    "distill.data_plane=grpc"])]
     ips = {label: [] for label, _ in variants}
     stages = {label: [] for label, _ in variants}  # Per-step stage means (metrics.jsonl).
     planned = []

@@ -152,7 +152,12 @@ absl::Status ValidateKeptIndices(const torch::Tensor& idx, int64_t batch, int64_
     return absl::InvalidArgumentError(
         absl::StrCat("kept indices: k = ", k, " must be in [1, ", num_patches, "]"));
   }
-  torch::Tensor host = idx.to(torch::kCPU).contiguous();
+  // Values are checked where they already are on the host: reading them
+  // from a device would stop the caller until it caught up (every
+  // micro-batch, on the trainer's thread). Indices on a device come from
+  // the trainer's own selection, and a teacher server checks what it gets.
+  if (!idx.device().is_cpu()) return absl::OkStatus();
+  torch::Tensor host = idx.contiguous();
   const int64_t* p = host.data_ptr<int64_t>();
   std::vector<char> seen(static_cast<size_t>(num_patches));
   for (int64_t row = 0; row < batch; ++row) {

@@ -91,7 +91,9 @@ TORCH_MODULE(VisionTransformer);
 absl::Status ValidateImages(const ViTConfig& config, const torch::Tensor& images);
 
 // Checks kept indices: int64 [B, k], 1 <= k <= N, each in [0, N) and unique
-// within its row. kInvalidArgument names the first offending row.
+// within its row. kInvalidArgument names the first offending row. Indices
+// on a device get the dtype and shape checks only (reading their values
+// would wait for the device).
 absl::Status ValidateKeptIndices(const torch::Tensor& idx, int64_t batch, int64_t num_patches);
 
 }  // namespace mkd

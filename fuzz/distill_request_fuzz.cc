@@ -42,12 +42,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   limits.in_chans = kChans;
   limits.img_size = kImg;
   limits.max_images = 8;
+  limits.num_classes = 10;
   const absl::Status valid = mkd::teacher::ValidateDistillRequest(request, limits);
   if (!valid.ok()) {
     Require(valid.code() == absl::StatusCode::kInvalidArgument);
     return 0;
   }
-  (void)mkd::teacher::RequestDigest(request);
+  (void)mkd::teacher::RequestDigest(request, request.payload());
   const int64_t b = request.batch(), k = request.kept();
   absl::StatusOr<torch::Tensor> idx = mkd::proto::DecodeIndices(request.kept_indices(), b, k);
   Require(idx.ok());

@@ -10,9 +10,7 @@
 #include "proto/wire.h"
 
 namespace mkd::proto {
-namespace {
-
-torch::Dtype TorchDtype(int dtype) {
+torch::Dtype WireTorchDtype(int dtype) {
   switch (dtype) {
     case maskedkd::v1::DTYPE_F16:
       return torch::kFloat16;
@@ -23,12 +21,10 @@ torch::Dtype TorchDtype(int dtype) {
   }
 }
 
-}  // namespace
-
 std::string EncodeFloats(const torch::Tensor& t, maskedkd::v1::DType dtype) {
   // Converted on the tensor's own device, then copied once, straight into
   // the string's buffer (a GPU tensor of a micro-batch is tens of MB).
-  torch::Tensor c = t.detach().to(TorchDtype(dtype)).contiguous();
+  torch::Tensor c = t.detach().to(WireTorchDtype(dtype)).contiguous();
   std::string out(c.numel() * c.element_size(), '\0');
   torch::from_blob(out.data(), c.sizes(), torch::TensorOptions().dtype(c.scalar_type())).copy_(c);
   return out;
@@ -55,9 +51,25 @@ absl::StatusOr<torch::Tensor> DecodeWireFloats(absl::string_view bytes, int dtyp
                                                    ShapeString(shape), " ", WireDTypeName(dtype),
                                                    " needs ", n * size));
   }
-  torch::Tensor raw = torch::empty(shape, torch::TensorOptions().dtype(TorchDtype(dtype)));
+  torch::Tensor raw = torch::empty(shape, torch::TensorOptions().dtype(WireTorchDtype(dtype)));
   std::memcpy(raw.data_ptr(), bytes.data(), bytes.size());
   return raw;
+}
+
+absl::Status DecodeWireFloatsInto(absl::string_view bytes, int dtype, const torch::Tensor& dst,
+                                  absl::string_view field) {
+  if (WireDTypeSize(dtype) == 0 || dst.scalar_type() != WireTorchDtype(dtype) ||
+      !dst.is_contiguous() || !dst.device().is_cpu()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": dtype ", WireDTypeName(dtype), " does not match its buffer"));
+  }
+  if (static_cast<int64_t>(bytes.size()) != static_cast<int64_t>(dst.nbytes())) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": ", bytes.size(), " bytes, but ",
+                                                   ShapeString(dst.sizes().vec()), " ",
+                                                   WireDTypeName(dtype), " needs ", dst.nbytes()));
+  }
+  std::memcpy(dst.data_ptr(), bytes.data(), bytes.size());
+  return absl::OkStatus();
 }
 
 std::string EncodeIndices(const torch::Tensor& idx) {

@@ -31,6 +31,15 @@ absl::StatusOr<torch::Tensor> DecodeWireFloats(absl::string_view bytes, int dtyp
                                                const std::vector<int64_t>& shape,
                                                absl::string_view field);
 
+// Into `dst` (a contiguous CPU tensor of the wire's dtype, already of the
+// shape): one copy, no allocation. kInvalidArgument naming `field` when
+// the byte count or dtype does not match.
+absl::Status DecodeWireFloatsInto(absl::string_view bytes, int dtype, const torch::Tensor& dst,
+                                  absl::string_view field);
+
+// The LibTorch dtype of a wire dtype (f32 for unknown values).
+torch::Dtype WireTorchDtype(int dtype);
+
 // Kept indices [b, k] (any integer dtype) as int32 bytes, and back to int64
 // (sizes checked; ranges are the validator's job).
 std::string EncodeIndices(const torch::Tensor& idx);

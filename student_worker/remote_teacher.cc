@@ -8,7 +8,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/dtype.h"
+#include "common/host_identity.h"
 #include "common/masking.h"
+#include "common/status_macros.h"
+#include "common/tensor_util.h"
 #include "common/vit.h"
 #include "proto/tensor_codec.h"
 #include "proto/wire.h"
@@ -26,7 +29,11 @@ bool Retryable(int code) {
 
 RemoteTeacher::RemoteTeacher(const RemoteTeacherOptions& options, v1::DType wire,
                              const v1::ModelInfo& info)
-    : options_(options), wire_(wire), config_(ConfigFromInfo(info)) {
+    : options_(options),
+      wire_(wire),
+      config_(ConfigFromInfo(info)),
+      device_(options.device),
+      d2h_(device_) {
   // Ids are unique across restarts of this job (a resumed run must not
   // be answered from the server's cache of the previous run).
   std::random_device rd;
@@ -62,14 +69,27 @@ void RemoteTeacher::Deliver(Fulfil& failed) {
 }
 
 void RemoteTeacher::AddEndpoint(const std::string& address, std::shared_ptr<grpc::Channel> channel,
-                                int64_t max_request_bytes) {
+                                const v1::ModelInfo& info) {
+  const int64_t max_request_bytes = info.max_request_bytes();
   TeacherStreamCallbacks cb;
   cb.on_connected = [this, address] { OnConnected(address); };
   cb.on_answer = [this, address](const v1::DistillResponse& r) { OnAnswer(address, r); };
   cb.on_broken = [this, address](const absl::Status& why) { OnBroken(address, why); };
-  cb.on_written = [this, address](uint64_t id) { OnWritten(address, id); };
+  cb.on_written = [this, address](uint64_t id, double encode_s) {
+    OnWritten(address, id, encode_s);
+  };
+  // Shared memory needs the same host: auto offers it only then (and falls
+  // back to bytes if the teacher still cannot map it); shm insists.
+  TeacherStreamPlane plane;
+  plane.region_bytes = options_.shm_region_bytes;
+  const bool same_host = !info.host_id().empty() && info.host_id() == ThisHost().host_id;
+  if (options_.data_plane == DataPlaneKind::kShm ||
+      (options_.data_plane == DataPlaneKind::kAuto && same_host)) {
+    plane.kind = DataPlaneKind::kShm;
+    plane.fallback = options_.data_plane == DataPlaneKind::kAuto;
+  }
   auto stream = std::make_unique<TeacherStream>(address, std::move(channel), std::move(cb),
-                                                options_.job_token);
+                                                options_.job_token, plane);
   std::unique_ptr<TeacherStream> loser;  // Destroyed outside mu_.
   {
     MutexLock lock(&mu_);
@@ -190,7 +210,7 @@ void RemoteTeacher::Route(uint64_t id, Fulfil* failed) {
     pending_.erase(it);
     return;
   }
-  const int64_t bytes = static_cast<int64_t>(p.request->ByteSizeLong());
+  const int64_t bytes = p.mb->MessageBytes();
   Endpoint* best = nullptr;
   std::string best_address;
   for (auto& [address, e] : endpoints_) {
@@ -207,9 +227,10 @@ void RemoteTeacher::Route(uint64_t id, Fulfil* failed) {
   p.endpoint = best_address;
   p.sent = absl::Now();
   p.written = absl::InfinitePast();
+  p.encode_s = 0;
   ++p.attempts;
   best->outstanding_tokens += p.tokens;
-  best->stream->Send(p.request);
+  best->stream->Send(p.mb);
 }
 
 absl::StatusOr<torch::Tensor> RemoteTeacher::Logits(const torch::Tensor& images,
@@ -220,28 +241,45 @@ absl::StatusOr<torch::Tensor> RemoteTeacher::Logits(const torch::Tensor& images,
 PendingLogits RemoteTeacher::SubmitLogits(const torch::Tensor& images, const torch::Tensor& idx) {
   std::promise<absl::StatusOr<TeacherAnswer>> promise;
   PendingLogits future = promise.get_future().share();
+  // Shapes only: index values on a device would cost a wait for it, and
+  // the teacher checks them anyway.
   absl::Status st = ValidateImages(config_, images);
   if (st.ok()) st = ValidateKeptIndices(idx, images.size(0), config_.num_patches());
+  auto mb = std::make_shared<OutgoingMicroBatch>();
+  if (st.ok()) {
+    st = CatchTorch("copying kept patches to the host", [&] {
+      // Cut and converted on the images' device; copied to the host after
+      // the kernels producing them, without this thread waiting.
+      DeviceToHost::Transfer t =
+          d2h_.Start({CutPatches(images, idx, config_.patch_size).to(proto::WireTorchDtype(wire_)),
+                      idx.to(torch::kInt32)});
+      mb->payload = static_cast<const char*>(t.host[0].data_ptr());
+      mb->indices = static_cast<const char*>(t.host[1].data_ptr());
+      mb->payload_bytes = static_cast<int64_t>(t.host[0].nbytes());
+      mb->indices_bytes = static_cast<int64_t>(t.host[1].nbytes());
+      if (t.done) mb->wait_ready = [t] { t.Wait(); };
+      mb->keepalive = std::make_shared<DeviceToHost::Transfer>(std::move(t));
+    });
+  }
   if (!st.ok()) {
     promise.set_value(st);
     return future;
   }
-  auto request = std::make_shared<v1::DistillRequest>();
-  request->set_job_id(options_.job_id);
-  request->set_job_weight(options_.job_weight);
-  request->set_batch(static_cast<int32_t>(idx.size(0)));
-  request->set_kept(static_cast<int32_t>(idx.size(1)));
-  request->set_kept_indices(proto::EncodeIndices(idx));
-  request->set_payload_kind(v1::PAYLOAD_KIND_KEPT_PATCHES);
-  request->set_payload_dtype(wire_);
-  request->set_payload(proto::EncodeFloats(CutPatches(images, idx, config_.patch_size), wire_));
-  request->set_timeout_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(options_.timeout)));
+  v1::DistillRequest& h = mb->header;
+  h.set_job_id(options_.job_id);
+  h.set_job_weight(options_.job_weight);
+  h.set_batch(static_cast<int32_t>(idx.size(0)));
+  h.set_kept(static_cast<int32_t>(idx.size(1)));
+  h.set_payload_kind(v1::PAYLOAD_KIND_KEPT_PATCHES);
+  h.set_payload_dtype(wire_);
+  h.set_timeout_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(options_.timeout)));
+  mb->logits_bytes = idx.size(0) * config_.num_classes * 4;
   Fulfil failed;
   {
     MutexLock lock(&mu_);
     const uint64_t id = next_id_++;
-    request->set_micro_batch_id(id);
-    const int64_t bytes = static_cast<int64_t>(request->ByteSizeLong());
+    h.set_micro_batch_id(id);
+    const int64_t bytes = mb->MessageBytes();
     for (const auto& [address, e] : endpoints_) {
       if (e.max_request_bytes > 0 && bytes > e.max_request_bytes) {
         failed.emplace_back(
@@ -255,7 +293,7 @@ PendingLogits RemoteTeacher::SubmitLogits(const torch::Tensor& images, const tor
     }
     if (failed.empty()) {
       Pending& p = pending_[id];
-      p.request = std::move(request);
+      p.mb = std::move(mb);
       p.promise = std::move(promise);
       p.tokens = idx.size(0) * (idx.size(1) + 1);
       Route(id, &failed);
@@ -265,10 +303,33 @@ PendingLogits RemoteTeacher::SubmitLogits(const torch::Tensor& images, const tor
   return future;
 }
 
-void RemoteTeacher::OnWritten(const std::string& address, uint64_t id) {
+void RemoteTeacher::OnWritten(const std::string& address, uint64_t id, double encode_s) {
   MutexLock lock(&mu_);
   auto it = pending_.find(id);
-  if (it != pending_.end() && it->second.endpoint == address) it->second.written = absl::Now();
+  if (it != pending_.end() && it->second.endpoint == address) {
+    it->second.written = absl::Now();
+    it->second.encode_s = encode_s;
+  }
+}
+
+absl::StatusOr<torch::Tensor> RemoteTeacher::DecodeLogits(const std::string& address,
+                                                          const v1::DistillResponse& r,
+                                                          int64_t batch) const {
+  const std::vector<int64_t> shape(r.logits_shape().begin(), r.logits_shape().end());
+  if (shape.size() != 2 || shape[0] != batch || shape[1] != config_.num_classes) {
+    return absl::InternalError(absl::StrCat("teacher at ", address, " sent logits of shape ",
+                                            ShapeString(shape), " for ", batch, " images"));
+  }
+  if (r.logits_dtype() != v1::DTYPE_F32) {
+    return proto::DecodeFloats(r.logits(), r.logits_dtype(), shape, "teacher logits");
+  }
+  // Straight into (pinned, for a CUDA student) memory the trainer copies
+  // to its device without waiting.
+  torch::Tensor logits = torch::empty(
+      shape, torch::TensorOptions().dtype(torch::kFloat32).pinned_memory(device_.is_cuda()));
+  MKD_RETURN_IF_ERROR(
+      proto::DecodeWireFloatsInto(r.logits(), r.logits_dtype(), logits, "teacher logits"));
+  return logits;
 }
 
 void RemoteTeacher::OnAnswer(const std::string& address, const v1::DistillResponse& r) {
@@ -311,17 +372,19 @@ void RemoteTeacher::OnAnswer(const std::string& address, const v1::DistillRespon
       job_timings_.set_teacher_compute_s(job_timings_.teacher_compute_s() + service);
       ++job_round_trips_;
       // The path of this answer's last send (common/micro_batch_stages.h).
-      const double send = p.written > p.sent ? absl::ToDoubleSeconds(p.written - p.sent) : 0;
+      const double handed = p.written > p.sent ? absl::ToDoubleSeconds(p.written - p.sent) : 0;
+      const double send = handed - p.encode_s;
+      stages.Set(Stage::kEncode, p.encode_s);
       stages.Set(Stage::kSend, send);
       stages.Set(Stage::kServerDecode, r.decode_seconds());
       stages.Set(Stage::kServerQueue, r.queue_seconds());
       stages.Set(Stage::kServerForward, r.compute_seconds());
       stages.Set(Stage::kServerEncode, r.encode_seconds());
-      stages.Set(Stage::kTransfer, rtt - send - r.decode_seconds() - r.queue_seconds() -
+      stages.Set(Stage::kTransfer, rtt - handed - r.decode_seconds() - r.queue_seconds() -
                                        r.compute_seconds() - r.encode_seconds());
     }
     promise = std::move(p.promise);
-    batch = p.request->batch();
+    batch = p.mb->header.batch();
     pending_.erase(it);
   }
   if (r.code() != 0) {
@@ -332,15 +395,7 @@ void RemoteTeacher::OnAnswer(const std::string& address, const v1::DistillRespon
   const absl::Time decoding = absl::Now();
   absl::StatusOr<torch::Tensor> logits = absl::InternalError("not decoded");
   try {  // No exception leaves the stream's reader thread.
-    logits =
-        proto::DecodeFloats(r.logits(), r.logits_dtype(),
-                            {r.logits_shape().begin(), r.logits_shape().end()}, "teacher logits");
-    if (logits.ok() && (logits->dim() != 2 || logits->size(0) != batch ||
-                        logits->size(1) != config_.num_classes)) {
-      logits = absl::InternalError(absl::StrCat("teacher at ", address, " sent logits of shape ",
-                                                ShapeString(logits->sizes().vec()), " for ", batch,
-                                                " images"));
-    }
+    logits = DecodeLogits(address, r, batch);
   } catch (const std::exception& e) {
     logits = absl::InternalError(absl::StrCat("decoding teacher logits: ", e.what()));
   }

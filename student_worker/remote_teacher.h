@@ -7,8 +7,11 @@
 //     assigns it, following the assignment as teachers join, drain and die.
 //
 // Micro-batches go out as kept patches [b, k, C*p*p] in the wire dtype;
-// SubmitLogits returns at once. Each goes to the connected teacher with the
-// fewest kept tokens outstanding. Failure handling:
+// SubmitLogits returns at once, without waiting for the device: the
+// patches are cut on the device and copied to host memory on a side
+// stream, and each teacher stream's writer encodes them for its data
+// plane (gRPC bytes, or shared memory with a teacher on this host). Each goes to the connected
+// teacher with the fewest kept tokens outstanding. Failure handling:
 //   - an answer UNAVAILABLE, RESOURCE_EXHAUSTED or DEADLINE_EXCEEDED is
 //     sent again under the same id (the server computes an id once), after
 //     a short backoff, to whichever teacher is then least loaded;
@@ -33,6 +36,7 @@
 #include "absl/time/time.h"
 #include "common/dtype.h"
 #include "proto/transport_security.h"
+#include "student_worker/data_plane.h"
 #include "student_worker/teacher.h"
 
 namespace mkd::student {
@@ -64,6 +68,14 @@ struct RemoteTeacherOptions {
   TlsOptions tls;
   // Shown to teachers that require one (auth.job_secret_file); "": none.
   std::string job_token;
+  // How micro-batches reach each teacher (data_plane.h): auto takes
+  // shared memory for a teacher on this host (ModelInfo.host_id), gRPC
+  // bytes otherwise.
+  DataPlaneKind data_plane = DataPlaneKind::kAuto;
+  int64_t shm_region_bytes = 64 << 20;  // Per stream.
+  // The device the logits go to: on CUDA they are decoded into pinned
+  // memory, so their copy to the device need not wait.
+  std::string device = "cpu";
 };
 
 // Connects and reads the teacher's ModelInfo: with `address`, waiting up to

@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/device_to_host.h"
 #include "common/mutex.h"
 #include "maskedkd/v1/coordinator.pb.h"
 #include "maskedkd/v1/teacher.grpc.pb.h"
@@ -37,9 +38,10 @@ class RemoteTeacher final : public Teacher {
   RemoteTeacher(const RemoteTeacherOptions& options, v1::DType wire, const v1::ModelInfo& info);
   ~RemoteTeacher() override;
 
-  // Starts streaming to `address` (its ModelInfo checked by the caller).
+  // Starts streaming to `address` (its ModelInfo `info` checked by the
+  // caller), on the data plane options_ and the teacher's host give.
   void AddEndpoint(const std::string& address, std::shared_ptr<grpc::Channel> channel,
-                   int64_t max_request_bytes);
+                   const v1::ModelInfo& info);
   // Stops using every teacher not in `keep`; their unanswered micro-batches
   // move to the others.
   void KeepOnly(const std::set<std::string>& keep);
@@ -71,13 +73,14 @@ class RemoteTeacher final : public Teacher {
     int64_t outstanding_tokens = 0;
   };
   struct Pending {
-    SharedRequest request;
+    SharedMicroBatch mb;
     std::promise<absl::StatusOr<TeacherAnswer>> promise;
     std::string endpoint;                       // Where it was last sent; "" while unrouted.
     int64_t tokens = 0;                         // b * (k + 1)
     int attempts = 0;                           // Sends so far.
     absl::Time sent;                            // Handed to the stream.
-    absl::Time written = absl::InfinitePast();  // Its write returned.
+    absl::Time written = absl::InfinitePast();  // Its write returned ...
+    double encode_s = 0;                        // ... after this much encoding.
     absl::Status last_error = absl::UnavailableError("no teacher has answered yet");
     bool retry_scheduled = false;
   };
@@ -85,7 +88,10 @@ class RemoteTeacher final : public Teacher {
 
   void OnConnected(const std::string& address);
   void OnAnswer(const std::string& address, const v1::DistillResponse& r);
-  void OnWritten(const std::string& address, uint64_t id);
+  void OnWritten(const std::string& address, uint64_t id, double encode_s);
+  // The answer's logits, decoded (into pinned memory for a CUDA student).
+  absl::StatusOr<torch::Tensor> DecodeLogits(const std::string& address,
+                                             const v1::DistillResponse& r, int64_t batch) const;
   void OnBroken(const std::string& address, const absl::Status& why);
   // Sends pending `id` to the least loaded connected teacher, or leaves it
   // unrouted; fails it (into *failed) past max_attempts.
@@ -100,7 +106,10 @@ class RemoteTeacher final : public Teacher {
   const RemoteTeacherOptions options_;
   const v1::DType wire_;
   const ViTConfig config_;
-  std::unique_ptr<JobMembership> membership_;  // Set once, right after construction.
+  const torch::Device device_;
+  std::unique_ptr<JobMembership> membership_;
+  DeviceToHost
+      d2h_;  // The trainer's thread only (SubmitLogits).  // Set once, right after construction.
 
   Mutex assign_mu_;  // Serialises OnAssignment.
   uint64_t applied_version_ ABSL_GUARDED_BY(assign_mu_) = 0;

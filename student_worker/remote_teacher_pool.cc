@@ -120,7 +120,7 @@ void RemoteTeacher::OnAssignment(const v1::Assignment& a) {
     }
     std::printf("job %s: streaming to teacher %s\n", options_.job_id.c_str(), t.address().c_str());
     std::fflush(stdout);
-    AddEndpoint(t.address(), *channel, info->max_request_bytes());
+    AddEndpoint(t.address(), *channel, *info);
   }
   KeepOnly(keep);
 }
@@ -183,7 +183,7 @@ absl::StatusOr<std::unique_ptr<Teacher>> MakeRemoteTeacher(const RemoteTeacherOp
                                                         "', the job needs '", o.model_id, "'"));
     }
     auto teacher = std::make_unique<RemoteTeacher>(o, wire, info);
-    teacher->AddEndpoint(o.address, channel, info.max_request_bytes());
+    teacher->AddEndpoint(o.address, channel, info);
     return std::unique_ptr<Teacher>(std::move(teacher));
   }
   if (o.model_id.empty()) {

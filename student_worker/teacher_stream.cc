@@ -1,8 +1,13 @@
 #include "student_worker/teacher_stream.h"
 
+#include <cstdio>
+#include <exception>
+
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "proto/job_token.h"
+#include "proto/shared_memory.h"
 
 namespace mkd::student {
 
@@ -11,16 +16,19 @@ namespace v1 = ::maskedkd::v1;
 struct TeacherStream::Call {
   grpc::ClientContext ctx;
   std::unique_ptr<grpc::ClientReaderWriter<v1::DistillRequest, v1::DistillResponse>> stream;
+  std::unique_ptr<DataPlane> plane;
   int writing = 0;  // Writes in progress; guarded by TeacherStream::mu_.
 };
 
 TeacherStream::TeacherStream(std::string address, std::shared_ptr<grpc::Channel> channel,
-                             TeacherStreamCallbacks callbacks, std::string job_token)
+                             TeacherStreamCallbacks callbacks, std::string job_token,
+                             TeacherStreamPlane plane)
     : address_(std::move(address)),
       job_token_(std::move(job_token)),
       channel_(std::move(channel)),
       stub_(v1::TeacherService::NewStub(channel_)),
-      callbacks_(std::move(callbacks)) {}
+      callbacks_(std::move(callbacks)),
+      plane_(plane) {}
 
 void TeacherStream::Start() {
   reader_ = std::thread([this] { ReadLoop(); });
@@ -28,23 +36,26 @@ void TeacherStream::Start() {
 }
 
 TeacherStream::~TeacherStream() {
-  std::shared_ptr<Call> call;
+  std::shared_ptr<Call> call, opening;
   {
     MutexLock lock(&mu_);
     stop_ = true;
     call = call_;
+    opening = opening_;
   }
-  if (call) call->ctx.TryCancel();  // Unblocks the reader's Read and a stalled Write.
+  // Unblocks the reader's Read or handshake and a stalled Write.
+  if (call) call->ctx.TryCancel();
+  if (opening) opening->ctx.TryCancel();
   wake_.SignalAll();
   if (reader_.joinable()) reader_.join();
   if (writer_.joinable()) writer_.join();
 }
 
-void TeacherStream::Send(SharedRequest request) {
+void TeacherStream::Send(SharedMicroBatch mb) {
   {
     MutexLock lock(&mu_);
     if (stop_ || call_ == nullptr) return;
-    outbox_.push_back(std::move(request));
+    outbox_.push_back(std::move(mb));
   }
   wake_.SignalAll();
 }
@@ -54,24 +65,110 @@ bool TeacherStream::connected() {
   return call_ != nullptr;
 }
 
+DataPlaneKind TeacherStream::plane() {
+  MutexLock lock(&mu_);
+  return call_ ? call_->plane->kind() : DataPlaneKind::kGrpc;
+}
+
 void TeacherStream::WriteLoop() {
   MutexLock lock(&mu_);
   while (true) {
     while (!stop_ && (call_ == nullptr || outbox_.empty())) wake_.Wait(&mu_);
     if (stop_) return;
     std::shared_ptr<Call> call = call_;
-    SharedRequest request = std::move(outbox_.front());
+    SharedMicroBatch mb = std::move(outbox_.front());
     outbox_.pop_front();
     ++call->writing;
     mu_.Unlock();
-    // May block on flow control; no lock is held, so answers keep flowing.
-    // A failed write means the stream broke: the reader sees it too.
-    const bool written = call->stream->Write(*request);
-    if (written && callbacks_.on_written) callbacks_.on_written(request->micro_batch_id());
+    // Encoding (the copy into the message or the region) runs here, on
+    // the writer, not on the trainer's thread. A failed write means the
+    // stream broke: the reader sees it too.
+    const absl::Time encoding = absl::Now();
+    bool written = false;
+    try {
+      const v1::DistillRequest request = call->plane->Encode(*mb);
+      const double encode_s = absl::ToDoubleSeconds(absl::Now() - encoding);
+      // May block on flow control; no lock is held, so answers keep flowing.
+      written = call->stream->Write(request);
+      if (written && callbacks_.on_written)
+        callbacks_.on_written(mb->header.micro_batch_id(), encode_s);
+    } catch (const std::exception& e) {  // No exception leaves the thread.
+      std::fprintf(stderr, "teacher %s: encoding micro-batch %llu failed: %s\n", address_.c_str(),
+                   static_cast<unsigned long long>(mb->header.micro_batch_id()), e.what());
+    }
     mu_.Lock();
     --call->writing;
     wake_.SignalAll();
   }
+}
+
+std::shared_ptr<TeacherStream::Call> TeacherStream::Open() {
+  auto call = std::make_shared<Call>();
+  if (!job_token_.empty()) call->ctx.AddMetadata(kJobTokenMetadata, job_token_);
+  std::unique_ptr<ShmRegion> region;
+  std::string no_shm;  // Why this call carries bytes although shm was asked for.
+  if (plane_.kind == DataPlaneKind::kShm) {
+    absl::StatusOr<std::unique_ptr<ShmRegion>> made = ShmRegion::Create(plane_.region_bytes);
+    if (made.ok()) {
+      region = *std::move(made);
+      call->ctx.AddMetadata(kShmRegionKey, region->name());
+      call->ctx.AddMetadata(kShmBytesKey, std::to_string(region->size()));
+    } else {
+      no_shm = std::string(made.status().message());
+    }
+  }
+  {
+    MutexLock lock(&mu_);
+    if (stop_) return nullptr;
+    opening_ = call;
+  }
+  call->stream = stub_->Distill(&call->ctx);
+  if (region) {
+    // The teacher answers the offer in its initial metadata, before any
+    // micro-batch.
+    call->stream->WaitForInitialMetadata();
+    const auto& md = call->ctx.GetServerInitialMetadata();
+    auto it = md.find(kDataPlaneKey);
+    const std::string answer =
+        it == md.end() ? "" : std::string(it->second.data(), it->second.size());
+    region->Unlink();  // The teacher has it open, or never will.
+    if (answer == "shm") {
+      call->plane = MakeShmPlane(std::move(region));
+    } else {
+      no_shm = answer.empty() ? "the teacher did not take the shared-memory region"
+                              : absl::StrCat("the teacher answered '", answer, "'");
+    }
+  }
+  if (!no_shm.empty() && !plane_.fallback) {
+    call->ctx.TryCancel();
+    call->stream->Finish();
+    {
+      MutexLock lock(&mu_);
+      opening_ = nullptr;
+    }
+    if (callbacks_.on_broken) {
+      callbacks_.on_broken(absl::FailedPreconditionError(absl::StrCat(
+          "teacher ", address_, " cannot use shared memory (distill.data_plane: shm): ", no_shm,
+          "; use data_plane auto or grpc")));
+    }
+    return nullptr;
+  }
+  if (!call->plane) call->plane = MakeGrpcPlane();
+  MutexLock lock(&mu_);
+  if (!no_shm.empty() && !said_fallback_) {
+    said_fallback_ = true;  // Once per teacher, not per reconnect.
+    std::fprintf(stderr, "teacher %s: shared memory not possible (%s); sending bytes over gRPC\n",
+                 address_.c_str(), no_shm.c_str());
+  }
+  opening_ = nullptr;
+  if (stop_) {
+    call->ctx.TryCancel();
+    call->stream->Finish();
+    return nullptr;
+  }
+  call_ = call;
+  outbox_.clear();
+  return call;
 }
 
 void TeacherStream::ReadLoop() {
@@ -84,60 +181,52 @@ void TeacherStream::ReadLoop() {
     if (!channel_->WaitForConnected(absl::ToChronoTime(absl::Now() + absl::Milliseconds(200)))) {
       continue;  // gRPC's own reconnect backoff runs meanwhile.
     }
-    auto call = std::make_shared<Call>();
-    if (!job_token_.empty()) call->ctx.AddMetadata(kJobTokenMetadata, job_token_);
-    call->stream = stub_->Distill(&call->ctx);
-    {
-      MutexLock lock(&mu_);
-      if (stop_) {
-        call->ctx.TryCancel();
-        call->stream->Finish();
-        return;
-      }
-      call_ = call;
-      outbox_.clear();
-    }
-    wake_.SignalAll();
+    std::shared_ptr<Call> call = Open();
     const absl::Time opened = absl::Now();
-    if (callbacks_.on_connected) callbacks_.on_connected();
-    v1::DistillResponse response;
-    while (call->stream->Read(&response)) {
-      if (callbacks_.on_answer) callbacks_.on_answer(response);
-    }
-    bool cancel = false;
-    {
-      MutexLock lock(&mu_);
-      call_ = nullptr;
-      outbox_.clear();
-      // A write on a call that has ended returns by itself: give it a
-      // moment before cancelling, because a cancelled call reports
-      // CANCELLED instead of the server's status (PERMISSION_DENIED for a
-      // job token, say).
-      const absl::Time give_up = absl::Now() + absl::Milliseconds(500);
-      while (call->writing != 0 && wake_.WaitWithDeadline(&mu_, give_up)) {
+    if (call != nullptr) {
+      wake_.SignalAll();
+      if (callbacks_.on_connected) callbacks_.on_connected();
+      v1::DistillResponse response;
+      while (call->stream->Read(&response)) {
+        call->plane->Decode(&response);  // Logits from the region into the message.
+        if (callbacks_.on_answer) callbacks_.on_answer(response);
       }
-      cancel = call->writing != 0;
-    }
-    if (cancel) {
-      call->ctx.TryCancel();  // A writer still blocked in Write returns now.
-      MutexLock lock(&mu_);
-      while (call->writing != 0) wake_.Wait(&mu_);
-    }
-    const grpc::Status st = call->stream->Finish();
-    {
-      MutexLock lock(&mu_);
-      if (stop_) return;  // Our own cancel.
-    }
-    if (callbacks_.on_broken) {
-      // The server's code when it gave one (PERMISSION_DENIED for a job
-      // token, say), so a micro-batch that runs out of sends reports it.
-      const absl::StatusCode code =
-          st.ok() ? absl::StatusCode::kUnavailable : static_cast<absl::StatusCode>(st.error_code());
-      callbacks_.on_broken(absl::Status(
-          code, absl::StrCat("stream to teacher ", address_, " ended: ", st.error_message())));
+      bool cancel = false;
+      {
+        MutexLock lock(&mu_);
+        call_ = nullptr;
+        outbox_.clear();
+        // A write on a call that has ended returns by itself: give it a
+        // moment before cancelling, because a cancelled call reports
+        // CANCELLED instead of the server's status (PERMISSION_DENIED for a
+        // job token, say).
+        const absl::Time give_up = absl::Now() + absl::Milliseconds(500);
+        while (call->writing != 0 && wake_.WaitWithDeadline(&mu_, give_up)) {
+        }
+        cancel = call->writing != 0;
+      }
+      if (cancel) {
+        call->ctx.TryCancel();  // A writer still blocked in Write returns now.
+        MutexLock lock(&mu_);
+        while (call->writing != 0) wake_.Wait(&mu_);
+      }
+      const grpc::Status st = call->stream->Finish();
+      {
+        MutexLock lock(&mu_);
+        if (stop_) return;  // Our own cancel.
+      }
+      if (callbacks_.on_broken) {
+        // The server's code when it gave one (PERMISSION_DENIED for a job
+        // token, say), so a micro-batch that runs out of sends reports it.
+        const absl::StatusCode code = st.ok() ? absl::StatusCode::kUnavailable
+                                              : static_cast<absl::StatusCode>(st.error_code());
+        callbacks_.on_broken(absl::Status(
+            code, absl::StrCat("stream to teacher ", address_, " ended: ", st.error_message())));
+      }
     }
     // A stream that lived a while was healthy: start the backoff over.
-    if (absl::Now() - opened > absl::Seconds(1)) backoff = absl::Milliseconds(50);
+    if (call != nullptr && absl::Now() - opened > absl::Seconds(1))
+      backoff = absl::Milliseconds(50);
     const absl::Time retry_at = absl::Now() + backoff;
     {
       MutexLock lock(&mu_);

@@ -1,17 +1,24 @@
 // One student's connection to one mkd-teacher: a Distill stream kept open
-// (reopened with backoff when it breaks), a writer thread that sends queued
-// micro-batches and a reader thread that hands answers back. Callers never
-// block on the network: Send queues, and a stalled server holds up neither
-// the caller, nor the reader, nor the destructor (which cancels the call).
+// (reopened with backoff when it breaks), a writer thread that encodes and
+// sends queued micro-batches and a reader thread that hands answers back.
+// Callers never block on the network: Send queues, and a stalled server
+// holds up neither the caller, nor the reader, nor the destructor (which
+// cancels the call).
+//
+// Each call carries micro-batches on one data plane (data_plane.h): gRPC
+// bytes, or a shared-memory region made for the call and offered to the
+// teacher when it opens (auto falls back to bytes when the teacher cannot
+// map it; shm then fails the call, saying why).
 //
 // The stream knows nothing of retries or other teachers (RemoteTeacher
 // does): when the stream breaks, what was sent on it is the owner's to
 // re-send, told through on_broken; on_connected says a stream is open
-// (again) and on_answer carries each answer.
+// (again) and on_answer carries each answer, its logits in the message
+// whatever the plane.
 //
-// Thread-safe. Callbacks run on the reader thread, one at a time (but
-// on_written, on the writer thread), without any lock of this class held;
-// they may call Send.
+// Thread-safe. Callbacks run without any lock of this class held and may
+// call Send: on_connected, on_answer and on_broken on the reader thread,
+// one at a time; on_written on the writer thread.
 #ifndef MKD_STUDENT_WORKER_TEACHER_STREAM_H_
 #define MKD_STUDENT_WORKER_TEACHER_STREAM_H_
 
@@ -26,18 +33,26 @@
 #include "absl/status/status.h"
 #include "common/mutex.h"
 #include "maskedkd/v1/teacher.grpc.pb.h"
+#include "student_worker/data_plane.h"
 
 namespace mkd::student {
-
-using SharedRequest = std::shared_ptr<const maskedkd::v1::DistillRequest>;
 
 struct TeacherStreamCallbacks {
   std::function<void()> on_connected;
   std::function<void(const maskedkd::v1::DistillResponse&)> on_answer;
   std::function<void(const absl::Status&)> on_broken;
-  // A request's write returned (it is in gRPC's hands); on the writer
-  // thread. Optional.
-  std::function<void(uint64_t micro_batch_id)> on_written;
+  // A micro-batch's write returned (it is in gRPC's hands) after
+  // `encode_seconds` of encoding for its plane. Optional.
+  std::function<void(uint64_t micro_batch_id, double encode_seconds)> on_written;
+};
+
+struct TeacherStreamPlane {
+  // kGrpc, or kShm (a region per call). With kShm and `fallback`, a
+  // teacher that cannot use the region gets bytes (distill.data_plane:
+  // auto); without, the call ends with kFailedPrecondition.
+  DataPlaneKind kind = DataPlaneKind::kGrpc;
+  bool fallback = true;
+  int64_t region_bytes = 64 << 20;
 };
 
 class TeacherStream {
@@ -46,7 +61,8 @@ class TeacherStream {
   // `job_token` ("": none) goes with every call, as x-mkd-job-token.
   // Nothing happens until Start.
   TeacherStream(std::string address, std::shared_ptr<grpc::Channel> channel,
-                TeacherStreamCallbacks callbacks, std::string job_token = "");
+                TeacherStreamCallbacks callbacks, std::string job_token = "",
+                TeacherStreamPlane plane = {});
   // Starts connecting; callbacks may run from now on (so the owner calls
   // this once it can take them). Call once.
   void Start();
@@ -54,17 +70,22 @@ class TeacherStream {
 
   const std::string& address() const { return address_; }
 
-  // Queues `request` for the current stream. Dropped silently when no
-  // stream is open or it breaks before the write: the owner re-sends what
+  // Queues `mb` for the current stream. Dropped silently when no stream is
+  // open or it breaks before the write: the owner re-sends what
   // on_broken/on_connected tell it to.
-  void Send(SharedRequest request);
+  void Send(SharedMicroBatch mb);
 
   bool connected();
+  // The plane of the open call (kGrpc when none is open).
+  DataPlaneKind plane();
 
  private:
-  struct Call;  // One stream: its context, its writer side, in-flight writes.
+  struct Call;  // One stream: its context, its writer side, its plane.
   void ReadLoop();
   void WriteLoop();
+  // Opens a call with its plane; nullptr after reporting why not (through
+  // on_broken) or on stop.
+  std::shared_ptr<Call> Open();
 
   // Constant after construction.
   const std::string address_;
@@ -72,12 +93,15 @@ class TeacherStream {
   const std::shared_ptr<grpc::Channel> channel_;
   const std::unique_ptr<maskedkd::v1::TeacherService::Stub> stub_;
   const TeacherStreamCallbacks callbacks_;
+  const TeacherStreamPlane plane_;
 
   Mutex mu_;
   CondVar wake_;
-  std::shared_ptr<Call> call_ ABSL_GUARDED_BY(mu_);        // The open stream, if any.
-  std::deque<SharedRequest> outbox_ ABSL_GUARDED_BY(mu_);  // For call_.
+  std::shared_ptr<Call> opening_ ABSL_GUARDED_BY(mu_);        // Being opened (to cancel).
+  std::shared_ptr<Call> call_ ABSL_GUARDED_BY(mu_);           // The open stream, if any.
+  std::deque<SharedMicroBatch> outbox_ ABSL_GUARDED_BY(mu_);  // For call_.
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  bool said_fallback_ ABSL_GUARDED_BY(mu_) = false;
   std::thread reader_;
   std::thread writer_;
 };

@@ -94,6 +94,8 @@ const std::map<std::string, Setter>& Setters() {
         {"distill.max_teachers", MKD_FIELD(int, distill.max_teachers, "an integer")},
         {"distill.teacher_wait_s", MKD_FIELD(int64_t, distill.teacher_wait_s, "an integer")},
         {"distill.wire_dtype", MKD_ENUM(DType, distill.wire_dtype, ParseFloatTypeName)},
+        {"distill.data_plane", MKD_ENUM(DataPlaneKind, distill.data_plane, ParseDataPlaneKind)},
+        {"distill.shm_region_mb", MKD_FIELD(int64_t, distill.shm_region_mb, "an integer")},
         {"distill.teacher_timeout_ms",
          MKD_FIELD(int64_t, distill.teacher_timeout_ms, "an integer")},
         {"distill.job_id", MKD_FIELD(std::string, distill.job_id, "a string")},
@@ -235,6 +237,8 @@ absl::Status Validate(const TrainConfig& c) {
   }
   if (c.distill.teacher_timeout_ms < 1)
     return bad("distill.teacher_timeout_ms", "must be positive");
+  if (c.distill.shm_region_mb < 1 || c.distill.shm_region_mb > 65536)
+    return bad("distill.shm_region_mb", "must be in [1, 65536]");
   if (!(c.distill.keep_ratio > 0 && c.distill.keep_ratio <= 1))
     return bad("distill.keep_ratio", "must be in (0, 1]");
   if (c.distill.keep_ratio_end &&

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/data_plane_kind.h"
 #include "common/device.h"
 #include "common/dtype.h"
 #include "common/losses.h"
@@ -82,6 +83,12 @@ struct DistillConfig {
   // pool plans it (1 without a pool).
   int micro_batches = 0;
   DType wire_dtype = DType::kF16;  // Kept patches on the wire: fp32 | fp16 | bf16.
+  // How kept patches and logits travel (common/data_plane_kind.h): auto
+  // (shared memory with a teacher on this host, else gRPC bytes) | grpc |
+  // shm (shared memory or fail, saying why).
+  DataPlaneKind data_plane = DataPlaneKind::kAuto;
+  // Each shm stream's region, allocated in /dev/shm up front.
+  int64_t shm_region_mb = 64;
   // Per micro-batch answer, and how long an unreachable teacher is waited for.
   int64_t teacher_timeout_ms = 60000;
   std::string job_id;  // Server-side fair-share unit; "": run.out_dir's name.

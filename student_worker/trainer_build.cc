@@ -43,6 +43,9 @@ absl::StatusOr<std::unique_ptr<Teacher>> MakeRemote(const TrainConfig& config) {
   o.address = d.teacher_address;
   o.coordinator = d.coordinator;
   o.wire_dtype = d.wire_dtype;
+  o.data_plane = d.data_plane;
+  o.shm_region_bytes = d.shm_region_mb << 20;
+  o.device = config.run.device;
   o.timeout = absl::Milliseconds(d.teacher_timeout_ms);
   o.reconnect_timeout = o.timeout;
   o.teacher_wait = absl::Seconds(d.teacher_wait_s);

@@ -57,6 +57,14 @@ absl::Status Batcher::Submit(WorkItem item, WorkDone done) {
   return absl::OkStatus();
 }
 
+void Batcher::SetOpenStreams(int64_t n) {
+  {
+    MutexLock lock(&mu_);
+    queue_.set_open_streams(n);
+  }
+  wake_.Signal();  // Waiting work may be due now.
+}
+
 bool Batcher::accepting() {
   MutexLock lock(&mu_);
   return !stopping_;

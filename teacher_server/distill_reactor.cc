@@ -28,8 +28,12 @@ Answer ErrorAnswer(uint64_t id, const absl::Status& status) {
 }
 
 DistillReactor::DistillReactor(TeacherServiceImpl* service, std::string client,
-                               std::optional<std::string> token)
-    : service_(service), client_(std::move(client)), token_(std::move(token)) {
+                               std::optional<std::string> token,
+                               std::shared_ptr<SharedRegion> region)
+    : service_(service),
+      client_(std::move(client)),
+      token_(std::move(token)),
+      region_(std::move(region)) {
   const absl::Status open = service_->stream_limits().OpenStream(client_);
   opened_ = open.ok();
   service_->Register(this);
@@ -80,21 +84,39 @@ void DistillReactor::OnReadDone(bool ok) {
     }
   }
   ++unanswered_;
+  handoff_.push_back(Received{std::move(request), refused, admitted});
+  // One thread at a time hands this stream's micro-batches to the service,
+  // in the order they were read (otherwise a later one could take the last
+  // queue slot). The next read starts first, so it arrives while this one
+  // is decoded; held, so the stream cannot be deleted under the loop.
+  const bool drain = !handing_;
+  handing_ = true;
+  if (drain) ++holds_;
   mu_.Unlock();
-  if (!refused.ok()) {
-    if (service_->metrics()) service_->metrics()->CountRequest(refused.code());
-    OnAnswer(ErrorAnswer(request.micro_batch_id(), refused));
-  } else {
-    // Handled before the next read starts, so one stream's micro-batches
-    // reach the queue in the order the client sent them (otherwise two
-    // OnReadDone calls can run at once and a later one may take the last
-    // queue slot).
-    service_->Handle(request, [this, job = request.job_id(), admitted](Answer a) {
-      if (admitted) service_->stream_limits().Release(job);
-      OnAnswer(std::move(a));
-    });
-  }
   StartRead(&request_);
+  if (!drain) return;
+  for (;;) {
+    mu_.Lock();
+    if (handoff_.empty()) {
+      handing_ = false;
+      --holds_;
+      UnlockMaybeDelete();
+      return;
+    }
+    Received r = std::move(handoff_.front());
+    handoff_.pop_front();
+    mu_.Unlock();
+    if (!r.refused.ok()) {
+      if (service_->metrics()) service_->metrics()->CountRequest(r.refused.code());
+      OnAnswer(ErrorAnswer(r.request.micro_batch_id(), r.refused));
+      continue;
+    }
+    service_->Handle(r.request, region_,
+                     [this, job = r.request.job_id(), admitted = r.admitted](Answer a) {
+                       if (admitted) service_->stream_limits().Release(job);
+                       OnAnswer(std::move(a));
+                     });
+  }
 }
 
 void DistillReactor::OnWriteDone(bool ok) {

@@ -21,6 +21,7 @@
 #include "common/mutex.h"
 #include "maskedkd/v1/teacher.grpc.pb.h"
 #include "teacher_server/result_cache.h"
+#include "teacher_server/shared_region.h"
 
 namespace mkd::teacher {
 
@@ -36,7 +37,11 @@ class DistillReactor final
   // when the client holds its most streams.
   // `token`: the stream's job token metadata, if any; the first
   // micro-batch's job must be one it grants (TeacherServiceImpl::AuthorizeJob).
-  DistillReactor(TeacherServiceImpl* service, std::string client, std::optional<std::string> token);
+  // `region`: the shared-memory region the client offered and the service
+  // opened (proto/shared_memory.h), or null; its requests may name ranges
+  // of it, and it is closed when the stream and its answers are done.
+  DistillReactor(TeacherServiceImpl* service, std::string client, std::optional<std::string> token,
+                 std::shared_ptr<SharedRegion> region);
 
   void OnReadDone(bool ok) override;
   void OnWriteDone(bool ok) override;
@@ -63,14 +68,23 @@ class DistillReactor final
   TeacherServiceImpl* const service_;
   const std::string client_;
   const std::optional<std::string> token_;
+  const std::shared_ptr<SharedRegion> region_;
   bool opened_ = false;  // Counted in the client's streams (set once, in the constructor).
   maskedkd::v1::DistillRequest request_;  // Owned by the read in progress.
 
   Mutex mu_;
   std::string job_ ABSL_GUARDED_BY(mu_);  // The job of the first micro-batch; "" until then.
   std::deque<Answer> writes_ ABSL_GUARDED_BY(mu_);  // Front is being written.
+  // Read, not yet handed to the service; one OnReadDone at a time drains it.
+  struct Received {
+    maskedkd::v1::DistillRequest request;
+    absl::Status refused;   // Answered with this instead of handled.
+    bool admitted = false;  // Holds an in-flight slot of its job.
+  };
+  std::deque<Received> handoff_ ABSL_GUARDED_BY(mu_);
+  bool handing_ ABSL_GUARDED_BY(mu_) = false;
   int64_t unanswered_ ABSL_GUARDED_BY(mu_) = 0;
-  int holds_ ABSL_GUARDED_BY(mu_) = 0;  // Idle sweeps holding this.
+  int holds_ ABSL_GUARDED_BY(mu_) = 0;  // Idle sweeps (and the handoff loop) holding this.
   absl::Time last_read_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool reads_done_ ABSL_GUARDED_BY(mu_) = false;

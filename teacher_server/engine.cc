@@ -36,26 +36,33 @@ class TorchEngine final : public Engine {
   const std::string& model_id() const override { return model_id_; }
   std::string device() const override { return device_.str(); }
 
+  torch::Tensor HostEmpty(at::IntArrayRef sizes, torch::Dtype dtype) const override {
+    return h2d_.PinnedEmpty(sizes, dtype);
+  }
+
   absl::StatusOr<EngineInput> Upload(const std::vector<torch::Tensor>& patches,
                                      const std::vector<torch::Tensor>& idx) override {
     EngineInput in;
     MKD_RETURN_IF_ERROR(CatchTorch("teacher upload", [&] {
-      // The batch is assembled straight into (pinned, on CUDA) staging
-      // memory in the wire dtype: half the bytes of fp32 cross the bus for
-      // an fp16 wire, and the cast to the compute dtype runs on the device.
+      // The wire dtype crosses the bus (half the bytes of fp32 for an fp16
+      // wire); the cast to the compute dtype runs on the device. Mixed
+      // wire dtypes (rare) are widened on the host.
       torch::Dtype wire = patches[0].scalar_type();
-      int64_t rows = 0;
       for (const torch::Tensor& p : patches) {
-        if (p.scalar_type() != wire) wire = torch::kFloat32;  // Mixed: widen.
-        rows += p.size(0);
+        if (p.scalar_type() != wire) wire = torch::kFloat32;
       }
-      std::vector<torch::Tensor> same;
-      for (const torch::Tensor& p : patches) same.push_back(p.to(wire));
-      torch::Tensor batch = h2d_.PinnedEmpty({rows, patches[0].size(1), patches[0].size(2)}, wire);
-      torch::cat_out(batch, same, 0);
-      torch::Tensor kept = h2d_.PinnedEmpty({rows, idx[0].size(1)}, torch::kInt64);
-      torch::cat_out(kept, idx, 0);
-      in.transfer = h2d_.Start({batch, kept});
+      std::vector<torch::Tensor> pieces;
+      if (h2d_.device().is_cuda() || patches.size() == 1) {
+        // Each piece goes as it is (pinned by HostEmpty); on CUDA they are
+        // joined on the device, which is cheaper than a host copy.
+        for (const torch::Tensor& p : patches) pieces.push_back(p.to(wire));
+        for (const torch::Tensor& i : idx) pieces.push_back(i);
+      } else {
+        pieces.push_back(torch::cat(patches, 0).to(wire));
+        pieces.push_back(torch::cat(idx, 0));
+      }
+      in.pieces = static_cast<int>(pieces.size() / 2);
+      in.transfer = h2d_.Start(pieces);
     }));
     return in;
   }
@@ -65,7 +72,11 @@ class TorchEngine final : public Engine {
     MKD_RETURN_IF_ERROR(CatchTorch("teacher forward", [&] {
       torch::NoGradGuard no_grad;
       std::vector<torch::Tensor> t = h2d_.Finish(std::move(input.transfer));
-      ViTOutput o = model_->ForwardKeptPatches(t[0].to(dtype_), t[1]);
+      const std::vector<torch::Tensor> p(t.begin(), t.begin() + input.pieces);
+      const std::vector<torch::Tensor> i(t.begin() + input.pieces, t.end());
+      torch::Tensor patches = p.size() == 1 ? p[0] : torch::cat(p, 0);
+      torch::Tensor kept = i.size() == 1 ? i[0] : torch::cat(i, 0);
+      ViTOutput o = model_->ForwardKeptPatches(patches.to(dtype_), kept);
       out.logits = o.logits;
       if (features) out.features = o.cls_feature;
     }));

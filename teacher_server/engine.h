@@ -3,11 +3,13 @@
 // cut to kept patches before it is batched) and returning fp32 CPU logits.
 //
 // A forward pass has three phases so that the batcher can overlap them on a
-// GPU: Upload (the batch is assembled in pinned host memory and its copy to
-// the device starts on a side stream), Launch (the forward is queued on the
-// device; returns before it finishes) and Collect (waits, and brings the
-// logits back as fp32 on the host). While batch i computes, batch i+1 is
-// uploaded. On the CPU, Launch computes and the other phases are cheap.
+// GPU: Upload (each micro-batch's patches, decoded into pinned host memory
+// (HostEmpty), start their copy to the device on a side stream; no host
+// concatenation), Launch (the pieces are joined on the device and the
+// forward is queued; returns before it finishes) and Collect (waits, and
+// brings the logits back as fp32 on the host). While batch i computes,
+// batch i+1 is uploaded. On the CPU, Launch computes and the other phases
+// are cheap (one piece is used as it is; several are concatenated once).
 //
 // Thread-compatible: the Batcher's one thread makes the calls (a benchmark
 // may call Run from another thread when the batcher is idle).
@@ -33,9 +35,11 @@ struct EngineOutput {
   torch::Tensor features;  // [B, D]; only when asked.
 };
 
-// A batch on its way to the device: [patches, idx] in transfer.
+// A batch on its way to the device: the micro-batches' patches, then
+// their indices, in transfer.
 struct EngineInput {
   HostToDevice::Transfer transfer;
+  int pieces = 0;  // Micro-batches.
 };
 
 class Engine {
@@ -49,6 +53,10 @@ class Engine {
   virtual const ViTConfig& config() const = 0;
   virtual const std::string& model_id() const = 0;
   virtual std::string device() const = 0;
+
+  // An uninitialised host tensor for decoding a request into: pinned on
+  // CUDA, so Upload copies it to the device without staging it again.
+  virtual torch::Tensor HostEmpty(at::IntArrayRef sizes, torch::Dtype dtype) const = 0;
 
   // Phase 1. `patches`: micro-batches [b_i, k, C*p*p] of one k, in any
   // float dtype on the CPU (normalised as the model expects); `idx`:

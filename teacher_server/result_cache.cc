@@ -1,20 +1,19 @@
 #include "teacher_server/result_cache.h"
 
-#include <string_view>
+#define XXH_INLINE_ALL  // Header-only: nothing to link.
+#include <xxhash.h>
 
 namespace mkd::teacher {
 
-uint64_t RequestDigest(const maskedkd::v1::DistillRequest& r) {
-  // std::hash over bytes is libstdc++'s murmur: several GB/s, and a
-  // micro-batch's payload is megabytes.
-  const std::hash<std::string_view> h;
-  uint64_t d = h(r.payload());
-  auto mix = [&d](uint64_t v) { d ^= v + 0x9e3779b97f4a7c15ull + (d << 6) + (d >> 2); };
-  mix(h(r.kept_indices()));
-  mix(static_cast<uint64_t>(r.batch()) << 32 | static_cast<uint32_t>(r.kept()));
-  mix(static_cast<uint64_t>(r.payload_kind()) << 16 |
-      static_cast<uint64_t>(r.payload_dtype()) << 1 | (r.want_features() ? 1 : 0));
-  return d;
+uint64_t RequestDigest(const maskedkd::v1::DistillRequest& r, absl::string_view payload) {
+  // The payload is megabytes: XXH3 hashes it at memory speed; the rest
+  // seeds it.
+  const uint64_t shape[] = {
+      static_cast<uint64_t>(r.batch()) << 32 | static_cast<uint32_t>(r.kept()),
+      static_cast<uint64_t>(r.payload_kind()) << 16 |
+          static_cast<uint64_t>(r.payload_dtype()) << 1 | (r.want_features() ? 1 : 0),
+      XXH3_64bits(r.kept_indices().data(), r.kept_indices().size())};
+  return XXH3_64bits_withSeed(payload.data(), payload.size(), XXH3_64bits(shape, sizeof(shape)));
 }
 
 ResultCache::Lookup ResultCache::Begin(const std::string& job, uint64_t id, uint64_t digest,

@@ -18,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/mutex.h"
@@ -30,9 +31,11 @@ using AnswerFn = std::function<void(Answer)>;
 
 // A digest of everything that determines a request's answer (shape, dtype,
 // payload kind, indices, payload bytes, features flag); not its id, job,
-// weight or timeout. Fast rather than cryptographic: it tells an honest
-// client's re-send from a different request under a reused id.
-uint64_t RequestDigest(const maskedkd::v1::DistillRequest& request);
+// weight, timeout or data plane. `payload`: the payload's bytes, wherever
+// they came from (the message, or shared memory). XXH3: fast (tens of GB/s)
+// rather than cryptographic; it tells an honest client's re-send from a
+// different request under a reused id.
+uint64_t RequestDigest(const maskedkd::v1::DistillRequest& request, absl::string_view payload);
 
 class ResultCache {
  public:

@@ -60,6 +60,7 @@ const std::map<std::string, Setter>& Setters() {
          MKD_FIELD(int64_t, limits.max_in_flight_per_job, "an integer")},
         {"limits.idle_stream_timeout_s",
          MKD_FIELD(int64_t, limits.idle_stream_timeout_s, "an integer")},
+        {"limits.max_shm_region_mb", MKD_FIELD(int64_t, limits.max_shm_region_mb, "an integer")},
         {"auth.job_secret_file", MKD_FIELD(std::string, job_secret_file, "a path")},
     };
     AddTlsConfigKeys<TeacherServerConfig>(
@@ -127,6 +128,9 @@ absl::Status Validate(const TeacherServerConfig& c) {
                                {"limits.max_in_flight_per_job", c.limits.max_in_flight_per_job},
                                {"limits.idle_stream_timeout_s", c.limits.idle_stream_timeout_s}}) {
     if (v < 0) return bad(key, "must be >= 0 (0: no limit)");
+  }
+  if (c.limits.max_shm_region_mb < 0 || c.limits.max_shm_region_mb > (1 << 20)) {
+    return bad("limits.max_shm_region_mb", "must be in [0, 1048576] (0: no shared memory)");
   }
   return ValidateServerSecurity(c.tls, c.job_secret_file, kWhat);
 }

@@ -44,6 +44,10 @@ struct LimitsConfig {
   // A stream with nothing in flight that sends nothing for this long is
   // ended with DEADLINE_EXCEEDED (its client reconnects when it needs to).
   int64_t idle_stream_timeout_s = 600;
+  // The largest shared-memory region a student on this host may offer for
+  // a stream (the shm data plane); 0 turns the plane off here (students
+  // then send bytes over gRPC).
+  int64_t max_shm_region_mb = 1024;
 };
 
 struct TeacherServerConfig {

@@ -70,6 +70,9 @@ class GatedEngine final : public Engine {
   const ViTConfig& config() const override { return inner_->config(); }
   const std::string& model_id() const override { return inner_->model_id(); }
   std::string device() const override { return inner_->device(); }
+  torch::Tensor HostEmpty(at::IntArrayRef sizes, torch::Dtype dtype) const override {
+    return inner_->HostEmpty(sizes, dtype);
+  }
   absl::StatusOr<EngineInput> Upload(const std::vector<torch::Tensor>& p,
                                      const std::vector<torch::Tensor>& i) override {
     return inner_->Upload(p, i);

@@ -6,10 +6,12 @@
 #include <vector>
 
 #include "absl/time/clock.h"
+#include "common/host_identity.h"
 #include "common/masking.h"
 #include "common/status_macros.h"
 #include "common/tensor_util.h"
 #include "proto/job_token.h"
+#include "proto/shared_memory.h"
 #include "proto/tensor_codec.h"
 #include "proto/wire.h"
 #include "teacher_server/distill_reactor.h"
@@ -21,6 +23,23 @@ namespace {
 using maskedkd::v1::DistillRequest;
 using maskedkd::v1::DistillResponse;
 
+// `a` with its logits left out, and marked as written to shared memory.
+Answer WithoutLogits(const DistillResponse& a) {
+  auto r = std::make_shared<DistillResponse>();
+  r->set_micro_batch_id(a.micro_batch_id());
+  r->set_logits_dtype(a.logits_dtype());
+  *r->mutable_logits_shape() = a.logits_shape();
+  *r->mutable_features_shape() = a.features_shape();
+  r->set_features(a.features());
+  r->set_queue_seconds(a.queue_seconds());
+  r->set_compute_seconds(a.compute_seconds());
+  r->set_batched_with(a.batched_with());
+  r->set_decode_seconds(a.decode_seconds());
+  r->set_encode_seconds(a.encode_seconds());
+  r->set_logits_in_shm(true);
+  return r;
+}
+
 }  // namespace
 
 TeacherServiceImpl::TeacherServiceImpl(const TeacherServerConfig& config, Engine* engine,
@@ -29,6 +48,7 @@ TeacherServiceImpl::TeacherServiceImpl(const TeacherServerConfig& config, Engine
       batcher_(batcher),
       metrics_(metrics),
       idle_timeout_(absl::Seconds(config.limits.idle_stream_timeout_s)),
+      max_shm_region_bytes_(config.limits.max_shm_region_mb << 20),
       cache_(config.dedup_window, absl::Seconds(config.job_idle_s)),
       stream_limits_(config.limits, metrics) {
   if (!config.job_secret_file.empty()) {
@@ -44,6 +64,7 @@ TeacherServiceImpl::TeacherServiceImpl(const TeacherServerConfig& config, Engine
   limits_.in_chans = m.in_chans;
   limits_.img_size = m.img_size;
   limits_.max_images = config.max_micro_batch_images;
+  limits_.num_classes = m.num_classes;
 
   info_.set_model_id(engine->model_id());
   info_.set_architecture(absl::StrCat("vit ", m.name, ": depth ", m.depth, ", dim ", m.embed_dim,
@@ -64,6 +85,8 @@ TeacherServiceImpl::TeacherServiceImpl(const TeacherServerConfig& config, Engine
   info_.set_num_heads(m.num_heads);
   info_.set_mlp_ratio(m.mlp_ratio);
   info_.set_num_prefix_tokens(m.num_prefix_tokens());
+  info_.set_host(ThisHost().host);
+  info_.set_host_id(ThisHost().host_id);
   if (idle_timeout_ > absl::ZeroDuration()) sweeper_ = std::thread([this] { SweepLoop(); });
 }
 
@@ -79,11 +102,13 @@ TeacherServiceImpl::~TeacherServiceImpl() {
 void TeacherServiceImpl::Register(DistillReactor* stream) {
   MutexLock lock(&streams_mu_);
   streams_.insert(stream);
+  batcher_->SetOpenStreams(static_cast<int64_t>(streams_.size()));
 }
 
 void TeacherServiceImpl::Unregister(DistillReactor* stream) {
   MutexLock lock(&streams_mu_);
   streams_.erase(stream);
+  batcher_->SetOpenStreams(static_cast<int64_t>(streams_.size()));
 }
 
 void TeacherServiceImpl::SweepLoop() {
@@ -121,10 +146,45 @@ grpc::ServerUnaryReactor* TeacherServiceImpl::GetModelInfo(grpc::CallbackServerC
   return reactor;
 }
 
+std::shared_ptr<SharedRegion> TeacherServiceImpl::OpenOfferedRegion(
+    const grpc::CallbackServerContext& context, std::string* why) const {
+  const auto& md = context.client_metadata();
+  auto name = md.find(kShmRegionKey);
+  auto bytes = md.find(kShmBytesKey);
+  if (name == md.end()) return nullptr;
+  if (max_shm_region_bytes_ == 0) {
+    *why = "shared memory is off on this teacher (limits.max_shm_region_mb: 0)";
+    return nullptr;
+  }
+  int64_t size = 0;
+  if (bytes == md.end() ||
+      !absl::SimpleAtoi(absl::string_view(bytes->second.data(), bytes->second.size()), &size)) {
+    *why = absl::StrCat(kShmBytesKey, " is missing or not a number");
+    return nullptr;
+  }
+  absl::StatusOr<std::shared_ptr<SharedRegion>> region = SharedRegion::Open(
+      std::string(name->second.data(), name->second.size()), size, max_shm_region_bytes_);
+  if (!region.ok()) {
+    *why = std::string(region.status().message());
+    return nullptr;
+  }
+  return *std::move(region);
+}
+
 grpc::ServerBidiReactor<DistillRequest, DistillResponse>* TeacherServiceImpl::Distill(
     grpc::CallbackServerContext* context) {
-  return new DistillReactor(this, PeerHost(context->peer()),
-                            JobTokenOf(context->client_metadata()));
+  const bool offered = context->client_metadata().count(kShmRegionKey) > 0;
+  std::string why;
+  std::shared_ptr<SharedRegion> region = offered ? OpenOfferedRegion(*context, &why) : nullptr;
+  if (offered) {
+    // The student waits for this answer before sending its first
+    // micro-batch on the stream.
+    context->AddInitialMetadata(kDataPlaneKey, region ? "shm" : absl::StrCat("grpc; ", why));
+  }
+  auto* reactor = new DistillReactor(this, PeerHost(context->peer()),
+                                     JobTokenOf(context->client_metadata()), std::move(region));
+  if (offered) reactor->StartSendInitialMetadata();
+  return reactor;
 }
 
 absl::Status TeacherServiceImpl::AuthorizeJob(const std::string& job,
@@ -135,19 +195,51 @@ absl::Status TeacherServiceImpl::AuthorizeJob(const std::string& job,
   return st;
 }
 
-void TeacherServiceImpl::Handle(const DistillRequest& request, AnswerFn answer) {
+void TeacherServiceImpl::Handle(const DistillRequest& request, std::shared_ptr<SharedRegion> region,
+                                AnswerFn answer) {
   const absl::Time began = absl::Now();
   if (metrics_) metrics_->AddReceivedBytes(static_cast<int64_t>(request.ByteSizeLong()));
   const uint64_t id = request.micro_batch_id();
-  absl::Status valid = ValidateDistillRequest(request, limits_);
+  absl::Status valid = ValidateDistillRequest(request, limits_, region.get());
+  // Kept patches in shared memory are read first (a copy into memory of
+  // ours: what is digested and computed cannot change under us).
+  torch::Tensor from_region;
+  if (valid.ok() && request.has_payload_shm()) {
+    valid = CatchTorch("reading payload_shm", [&] {
+      from_region =
+          engine_->HostEmpty({request.batch(), request.kept(), engine_->config().patch_dim()},
+                             proto::WireTorchDtype(request.payload_dtype()));
+      valid =
+          region->Read(static_cast<int64_t>(request.payload_shm().offset()),
+                       static_cast<int64_t>(request.payload_shm().size()), from_region.data_ptr());
+    });
+    if (valid.ok() && !from_region.defined()) valid = absl::InternalError("payload_shm not read");
+  }
   if (!valid.ok()) {
     if (metrics_) metrics_->CountRequest(valid.code());
     answer(ErrorAnswer(id, valid));
     return;
   }
+  if (request.has_logits_shm()) {
+    // Every copy of the answer (this one, or the first computation's for a
+    // repeated id) is written to this request's own range.
+    answer = [region, range = request.logits_shm(), id, inner = std::move(answer)](Answer a) {
+      if (a->code() != 0) {
+        inner(std::move(a));
+        return;
+      }
+      absl::Status st = region->Write(static_cast<int64_t>(range.offset()), a->logits().data(),
+                                      static_cast<int64_t>(a->logits().size()));
+      inner(st.ok() ? WithoutLogits(*a) : ErrorAnswer(id, st));
+    };
+  }
+  const absl::string_view payload =
+      from_region.defined() ? absl::string_view(static_cast<const char*>(from_region.data_ptr()),
+                                                static_cast<size_t>(from_region.nbytes()))
+                            : absl::string_view(request.payload());
   const std::string& job = request.job_id();
   Answer cached;
-  switch (cache_.Begin(job, id, RequestDigest(request), answer, &cached)) {
+  switch (cache_.Begin(job, id, RequestDigest(request, payload), answer, &cached)) {
     case ResultCache::Lookup::kMismatch: {
       const absl::Status reused = absl::InvalidArgumentError(absl::StrCat(
           "micro_batch_id: ", id, " was already used by job '", job,
@@ -165,7 +257,7 @@ void TeacherServiceImpl::Handle(const DistillRequest& request, AnswerFn answer) 
     case ResultCache::Lookup::kNew:
       break;
   }
-  absl::StatusOr<WorkItem> item = Decode(request);
+  absl::StatusOr<WorkItem> item = Decode(request, from_region);
   const double decode_s = absl::ToDoubleSeconds(absl::Now() - began);
   if (metrics_) metrics_->ObserveStage(TeacherMetrics::ServerStage::kDecode, decode_s);
   absl::Status st = item.status();
@@ -180,7 +272,8 @@ void TeacherServiceImpl::Handle(const DistillRequest& request, AnswerFn answer) 
   if (!st.ok()) Finish(job, id, st, nullptr, decode_s);
 }
 
-absl::StatusOr<WorkItem> TeacherServiceImpl::Decode(const DistillRequest& request) const {
+absl::StatusOr<WorkItem> TeacherServiceImpl::Decode(const DistillRequest& request,
+                                                    torch::Tensor payload) const {
   // Whole images are cut to their kept patches here, so the batcher and
   // the engine only ever see [b, k, C*p*p].
   const ViTConfig& m = engine_->config();
@@ -196,18 +289,25 @@ absl::StatusOr<WorkItem> TeacherServiceImpl::Decode(const DistillRequest& reques
   std::vector<int64_t> shape =
       images ? std::vector<int64_t>{request.batch(), m.in_chans, m.img_size, m.img_size}
              : std::vector<int64_t>{request.batch(), request.kept(), m.patch_dim()};
+  if (payload.defined()) {  // Read from shared memory already.
+    item.patches = std::move(payload);
+    return item;
+  }
   if (!images) {
-    // Kept patches stay in the wire dtype until the engine's device.
-    MKD_ASSIGN_OR_RETURN(
-        item.patches,
-        proto::DecodeWireFloats(request.payload(), request.payload_dtype(), shape, "payload"));
+    // Kept patches stay in the wire dtype until the engine's device, in
+    // memory it copies from without staging (pinned on CUDA).
+    MKD_RETURN_IF_ERROR(CatchTorch("decoding the payload", [&] {
+      item.patches = engine_->HostEmpty(shape, proto::WireTorchDtype(request.payload_dtype()));
+    }));
+    MKD_RETURN_IF_ERROR(proto::DecodeWireFloatsInto(request.payload(), request.payload_dtype(),
+                                                    item.patches, "payload"));
     return item;
   }
   MKD_ASSIGN_OR_RETURN(
-      torch::Tensor payload,
+      torch::Tensor whole,
       proto::DecodeFloats(request.payload(), request.payload_dtype(), shape, "payload"));
   MKD_RETURN_IF_ERROR(CatchTorch(
-      "cutting patches", [&] { item.patches = CutPatches(payload, item.idx, m.patch_size); }));
+      "cutting patches", [&] { item.patches = CutPatches(whole, item.idx, m.patch_size); }));
   return item;
 }
 

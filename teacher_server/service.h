@@ -18,6 +18,7 @@
 #include "teacher_server/metrics.h"
 #include "teacher_server/result_cache.h"
 #include "teacher_server/server_config.h"
+#include "teacher_server/shared_region.h"
 #include "teacher_server/stream_limits.h"
 #include "teacher_server/validation.h"
 
@@ -40,8 +41,11 @@ class TeacherServiceImpl final : public maskedkd::v1::TeacherService::CallbackSe
 
   // One micro-batch, from any stream: validate, deduplicate, decode, queue.
   // `answer` is called exactly once (maybe inline, maybe on the batcher's
-  // thread) with the response for `request`.
-  void Handle(const maskedkd::v1::DistillRequest& request, AnswerFn answer);
+  // thread) with the response for `request`. `region`: the stream's
+  // shared-memory region (null: none), where the request's payload_shm
+  // and logits_shm ranges are.
+  void Handle(const maskedkd::v1::DistillRequest& request, std::shared_ptr<SharedRegion> region,
+              AnswerFn answer);
 
   const maskedkd::v1::ModelInfo& info() const { return info_; }
   StreamLimits& stream_limits() { return stream_limits_; }
@@ -58,7 +62,14 @@ class TeacherServiceImpl final : public maskedkd::v1::TeacherService::CallbackSe
   void Unregister(DistillReactor* stream) ABSL_LOCKS_EXCLUDED(streams_mu_);
 
  private:
-  absl::StatusOr<WorkItem> Decode(const maskedkd::v1::DistillRequest& request) const;
+  // `payload`: the request's payload bytes already read from shared
+  // memory into a host tensor of the wire dtype (undefined: in the message).
+  absl::StatusOr<WorkItem> Decode(const maskedkd::v1::DistillRequest& request,
+                                  torch::Tensor payload) const;
+  // The stream's offer of a shared-memory region (client metadata), opened;
+  // null with `*why` when there is none or it cannot be used.
+  std::shared_ptr<SharedRegion> OpenOfferedRegion(const grpc::CallbackServerContext& context,
+                                                  std::string* why) const;
   // `decode_seconds`: what validating and decoding the request took.
   void Finish(const std::string& job, uint64_t id, const absl::Status& status, WorkResult* result,
               double decode_seconds);
@@ -73,7 +84,8 @@ class TeacherServiceImpl final : public maskedkd::v1::TeacherService::CallbackSe
   maskedkd::v1::ModelInfo info_;
   std::optional<std::string> job_secret_;  // auth.job_secret_file's bytes.
 
-  const absl::Duration idle_timeout_;  // Zero: streams never time out.
+  const absl::Duration idle_timeout_;   // Zero: streams never time out.
+  const int64_t max_shm_region_bytes_;  // Zero: no shared-memory plane.
 
   ResultCache cache_;
   StreamLimits stream_limits_;

@@ -43,7 +43,8 @@ absl::Status CheckIndices(const DistillRequest& r, int64_t num_patches) {
 
 }  // namespace
 
-absl::Status ValidateDistillRequest(const DistillRequest& r, const RequestLimits& limits) {
+absl::Status ValidateDistillRequest(const DistillRequest& r, const RequestLimits& limits,
+                                    const SharedRegion* region) {
   if (r.job_id().empty()) return Bad("job_id", "is empty");
   if (static_cast<int64_t>(r.job_id().size()) > limits.max_job_id_bytes) {
     return Bad("job_id",
@@ -66,24 +67,50 @@ absl::Status ValidateDistillRequest(const DistillRequest& r, const RequestLimits
     return Bad("payload_dtype",
                absl::StrCat(proto::WireDTypeName(r.payload_dtype()), " is not F32, F16 or BF16"));
   }
-  int64_t elements = 0;
   switch (r.payload_kind()) {
     case maskedkd::v1::PAYLOAD_KIND_UNSPECIFIED:
     case maskedkd::v1::PAYLOAD_KIND_KEPT_PATCHES:
-      elements = int64_t{r.batch()} * r.kept() * limits.patch_dim;
-      break;
     case maskedkd::v1::PAYLOAD_KIND_IMAGES:
-      elements = int64_t{r.batch()} * limits.in_chans * limits.img_size * limits.img_size;
       break;
     default:
       return Bad("payload_kind", absl::StrCat("unknown value ", r.payload_kind()));
   }
-  if (static_cast<int64_t>(r.payload().size()) != elements * elem) {
-    return Bad("payload", absl::StrCat(r.payload().size(), " bytes, but ", elements, " ",
-                                       proto::WireDTypeName(r.payload_dtype()), " values need ",
-                                       elements * elem));
+  const int64_t bytes = PayloadBytes(r, limits);
+  if ((r.has_payload_shm() || r.has_logits_shm()) && region == nullptr) {
+    return Bad(r.has_payload_shm() ? "payload_shm" : "logits_shm",
+               "this stream has no shared-memory region (offer one when opening the stream)");
+  }
+  if (r.has_payload_shm()) {
+    if (r.payload_kind() == maskedkd::v1::PAYLOAD_KIND_IMAGES) {
+      return Bad("payload_shm", "carries kept patches only (payload_kind KEPT_PATCHES)");
+    }
+    if (!r.payload().empty()) {
+      return Bad("payload", "must be empty when payload_shm holds the payload");
+    }
+    st = region->CheckRange(r.payload_shm(), bytes, "payload_shm");
+    if (!st.ok()) return st;
+  } else if (static_cast<int64_t>(r.payload().size()) != bytes) {
+    return Bad("payload",
+               absl::StrCat(r.payload().size(), " bytes, but ", bytes / elem, " ",
+                            proto::WireDTypeName(r.payload_dtype()), " values need ", bytes));
+  }
+  if (r.has_logits_shm()) {
+    st = region->CheckRange(r.logits_shm(), int64_t{r.batch()} * limits.num_classes * 4,
+                            "logits_shm");
+    if (!st.ok()) return st;
+    if (r.has_payload_shm() && r.logits_shm().offset() < r.payload_shm().offset() + bytes &&
+        r.payload_shm().offset() < r.logits_shm().offset() + r.logits_shm().size()) {
+      return Bad("logits_shm", "overlaps payload_shm");
+    }
   }
   return absl::OkStatus();
+}
+
+int64_t PayloadBytes(const maskedkd::v1::DistillRequest& r, const RequestLimits& limits) {
+  const int64_t per_image = r.payload_kind() == maskedkd::v1::PAYLOAD_KIND_IMAGES
+                                ? limits.in_chans * limits.img_size * limits.img_size
+                                : int64_t{r.kept()} * limits.patch_dim;
+  return int64_t{r.batch()} * per_image * proto::WireDTypeSize(r.payload_dtype());
 }
 
 }  // namespace mkd::teacher

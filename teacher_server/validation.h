@@ -8,6 +8,7 @@
 
 #include "absl/status/status.h"
 #include "maskedkd/v1/teacher.pb.h"
+#include "teacher_server/shared_region.h"
 
 namespace mkd::teacher {
 
@@ -18,6 +19,7 @@ struct RequestLimits {
   int64_t in_chans = 0;
   int64_t img_size = 0;
   int64_t max_images = 0;  // b per request
+  int64_t num_classes = 0;
   int64_t max_job_id_bytes = 128;
 };
 
@@ -26,8 +28,17 @@ struct RequestLimits {
 // batch outside [1, max_images]; kept outside [1, N]; kept_indices not
 // b*k int32 values, an index outside [0, N) or repeated within a row;
 // unknown payload kind or dtype; payload size not the shape's.
+// Shared memory: payload_shm or logits_shm without a `region` (the
+// stream's, if it has one), a range that is not the region's, not inside
+// it, or not the size the shapes need; payload_shm with a non-empty
+// payload or a kind other than kept patches; overlapping ranges.
 absl::Status ValidateDistillRequest(const maskedkd::v1::DistillRequest& request,
-                                    const RequestLimits& limits);
+                                    const RequestLimits& limits,
+                                    const SharedRegion* region = nullptr);
+
+// The payload's size in bytes as the request's shape and dtype say.
+// REQUIRES: ValidateDistillRequest passed.
+int64_t PayloadBytes(const maskedkd::v1::DistillRequest& request, const RequestLimits& limits);
 
 }  // namespace mkd::teacher
 
