@@ -147,6 +147,16 @@ AutocastGuard::~AutocastGuard() {
   SetAutocastDtype(type_, old_dtype_);
 }
 
+CastCacheScope::CastCacheScope(Precision precision) : on_(precision != Precision::kFp32) {
+  // Autocast clears its cache when the outermost region ends: counting
+  // this scope as a region keeps the inner ones from being outermost.
+  if (on_) at::autocast::increment_nesting();
+}
+
+CastCacheScope::~CastCacheScope() {
+  if (on_ && at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+}
+
 at::Generator MakeGenerator(const torch::Device& device, uint64_t seed) {
   if (device.is_cpu()) {
     // Made fresh: cloning the default CPU generator leaks the clone in

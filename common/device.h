@@ -45,7 +45,8 @@ torch::Dtype PrecisionDtype(Precision p);
 // lifetime (forward passes and losses; backward runs after it, as in
 // PyTorch's recipe). kFp32 does nothing. On CPU only bf16 exists; callers
 // validate that. Restores the previous state and clears the cast cache on
-// exit. Not thread-safe across threads (autocast state is thread-local).
+// exit, unless a CastCacheScope is open. Not thread-safe across threads
+// (autocast state is thread-local).
 class AutocastGuard {
  public:
   AutocastGuard(const torch::Device& device, Precision precision);
@@ -58,6 +59,23 @@ class AutocastGuard {
   const bool on_;
   bool was_enabled_ = false;
   c10::ScalarType old_dtype_ = c10::ScalarType::Float;
+};
+
+// Keeps autocast's cast cache (the weights cast to the reduced dtype) alive
+// across every AutocastGuard opened inside it, and clears it when it ends.
+// A training step opens one around its micro-batches: otherwise each
+// micro-batch's forward and loss would cast every weight again (m times a
+// step). Open it where the weights do not change (not around the
+// optimizer's step). kFp32 does nothing. Thread-local, like autocast.
+class CastCacheScope {
+ public:
+  explicit CastCacheScope(Precision precision);
+  ~CastCacheScope();
+  CastCacheScope(const CastCacheScope&) = delete;
+  CastCacheScope& operator=(const CastCacheScope&) = delete;
+
+ private:
+  const bool on_;
 };
 
 // A fresh random generator on `device` seeded with `seed` (independent of

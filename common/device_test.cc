@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <optional>
+
 #include "common/host_to_device.h"
 
 namespace mkd {
@@ -38,6 +40,35 @@ TEST(DeviceTest, ParsesPrecision) {
   auto bad = ParsePrecision("fp8", "run.precision");
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("run.precision"), std::string::npos);
+}
+
+// Micro-batches inside one CastCacheScope share the weights' cast, and
+// backpropagating each one separately through the shared cast still gives
+// every gradient: the same as casting afresh for each.
+TEST(DeviceTest, CastCacheScopeSharesCastsAcrossMicroBatches) {
+  torch::manual_seed(0);
+  torch::nn::Linear layer(8, 4);
+  torch::Tensor x = torch::randn({6, 8});
+  auto grads = [&](bool scoped) {
+    layer->zero_grad();
+    std::optional<CastCacheScope> scope;
+    if (scoped) scope.emplace(Precision::kBf16);
+    for (int i = 0; i < 3; ++i) {
+      torch::Tensor y;
+      {
+        AutocastGuard bf16(torch::kCPU, Precision::kBf16);
+        y = layer(x.narrow(0, 2 * i, 2));
+        EXPECT_EQ(y.scalar_type(), torch::kBFloat16);
+      }
+      y.to(torch::kFloat32).pow(2).sum().backward();  // Each micro-batch on its own.
+    }
+    return std::make_pair(layer->weight.grad().clone(), layer->bias.grad().clone());
+  };
+  auto [w_each, b_each] = grads(false);
+  auto [w_once, b_once] = grads(true);
+  EXPECT_TRUE(torch::equal(w_each, w_once));
+  EXPECT_TRUE(torch::equal(b_each, b_once));
+  EXPECT_GT(w_once.abs().sum().item<float>(), 0);
 }
 
 TEST(DeviceTest, AutocastGuardCastsMatmulsAndRestores) {

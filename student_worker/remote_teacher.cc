@@ -172,8 +172,11 @@ void RemoteTeacher::OnBroken(const std::string& address, const absl::Status& why
     it->second.connected = false;
     std::fprintf(stderr, "remote teacher %s: %s; reconnecting\n", address.c_str(),
                  std::string(why.message()).c_str());
+    // What was sent there, and what waits for any teacher, now has this
+    // as the reason it is not answered (a stream that cannot open says
+    // why here, every time it tries).
     for (auto& [id, p] : pending_) {
-      if (p.endpoint == address) p.last_error = why;
+      if (p.endpoint == address || (p.endpoint.empty() && !p.retry_scheduled)) p.last_error = why;
     }
     // With other teachers connected this is a failover; with one teacher,
     // its micro-batches wait for it to come back.

@@ -256,13 +256,18 @@ absl::StatusOr<StepResult> Trainer::TrainStep(const Batch& batch) {
   MKD_RETURN_IF_ERROR(CatchTorch("train step", [&] {
     optimizer_->ZeroGrad();
     LossTerms terms;
-    if (teacher_) {
-      absl::StatusOr<LossTerms> d = DistillForwardBackward(batch, &r);
-      inner = d.status();
-      if (!inner.ok()) return;
-      terms = std::move(*d);
-    } else {
-      terms = TrainForwardBackward(batch);
+    {
+      // The weights are cast to the reduced dtype once per step, not once
+      // per micro-batch and loss; the cache goes before the optimizer step.
+      CastCacheScope cast_once(precision_);
+      if (teacher_) {
+        absl::StatusOr<LossTerms> d = DistillForwardBackward(batch, &r);
+        inner = d.status();
+        if (!inner.ok()) return;
+        terms = std::move(*d);
+      } else {
+        terms = TrainForwardBackward(batch);
+      }
     }
     if (dp_) {  // Every rank's gradients become their mean.
       inner = dp_->AverageGradients();

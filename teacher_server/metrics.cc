@@ -120,6 +120,16 @@ TeacherMetrics::TeacherMetrics()
                         .Help("Distill streams open now.")
                         .Register(*registry_)
                         .Add({})),
+      streams_(BuildCounter()
+                   .Name("mkd_teacher_streams_total")
+                   .Help("Distill streams opened, by the data plane they carry bytes on: grpc "
+                         "(in the messages) or shm (a student's shared-memory region).")
+                   .Register(*registry_)),
+      shm_regions_(BuildGauge()
+                       .Name("mkd_teacher_shm_regions")
+                       .Help("Students' shared-memory regions this teacher holds open now.")
+                       .Register(*registry_)
+                       .Add({})),
       auth_refusals_(BuildCounter()
                          .Name("mkd_teacher_auth_refusals_total")
                          .Help("Distill streams refused for their job token (config "
@@ -131,6 +141,7 @@ TeacherMetrics::TeacherMetrics()
     limit_refusals_.Add({{"limit", limit}});
   }
   for (const char* reason : {"missing", "wrong"}) auth_refusals_.Add({{"reason", reason}});
+  for (const char* plane : {"grpc", "shm"}) streams_.Add({{"data_plane", plane}});
   auto& stages = BuildHistogram()
                      .Name("mkd_teacher_stage_seconds")
                      .Help(
@@ -143,6 +154,16 @@ TeacherMetrics::TeacherMetrics()
   for (int i = 0; i < 4; ++i) {
     stage_seconds_[i] = &stages.Add({{"stage", names[i]}}, Exponential(2e-5, 2.5, 15));
   }
+}
+
+void TeacherMetrics::CountStream(absl::string_view data_plane) {
+  MutexLock lock(&mu_);
+  streams_.Add({{"data_plane", std::string(data_plane)}}).Increment();
+}
+
+int64_t TeacherMetrics::streams(absl::string_view data_plane) {
+  MutexLock lock(&mu_);
+  return static_cast<int64_t>(streams_.Add({{"data_plane", std::string(data_plane)}}).Value());
 }
 
 void TeacherMetrics::ObserveStage(ServerStage stage, double seconds) {

@@ -63,6 +63,12 @@ class TeacherMetrics {
   void CountLimitRefusal(absl::string_view limit);
   int64_t limit_refusals(absl::string_view limit);
   void SetOpenStreams(int64_t n) { open_streams_.Set(static_cast<double>(n)); }
+  // A Distill stream opened on `data_plane` ("grpc" or "shm"), and the
+  // shared-memory regions held now (the streams' and their answers').
+  void CountStream(absl::string_view data_plane);
+  int64_t streams(absl::string_view data_plane);
+  void AddShmRegions(int delta) { shm_regions_.Increment(delta); }
+  int64_t shm_regions() const { return static_cast<int64_t>(shm_regions_.Value()); }
   // A stream refused for its job token (auth.job_secret_file): "missing"
   // (UNAUTHENTICATED) or "wrong" (PERMISSION_DENIED).
   void CountAuthRefusal(absl::string_view reason);
@@ -92,6 +98,8 @@ class TeacherMetrics {
   prometheus::Gauge& batch_token_budget_;
   prometheus::Family<prometheus::Counter>& limit_refusals_;
   prometheus::Gauge& open_streams_;
+  prometheus::Family<prometheus::Counter>& streams_;
+  prometheus::Gauge& shm_regions_;
   prometheus::Family<prometheus::Counter>& auth_refusals_;
   std::atomic<int64_t> tokens_served_{0};
 };

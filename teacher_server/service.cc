@@ -162,13 +162,19 @@ std::shared_ptr<SharedRegion> TeacherServiceImpl::OpenOfferedRegion(
     *why = absl::StrCat(kShmBytesKey, " is missing or not a number");
     return nullptr;
   }
-  absl::StatusOr<std::shared_ptr<SharedRegion>> region = SharedRegion::Open(
+  absl::StatusOr<std::unique_ptr<SharedRegion>> region = SharedRegion::Open(
       std::string(name->second.data(), name->second.size()), size, max_shm_region_bytes_);
   if (!region.ok()) {
     *why = std::string(region.status().message());
     return nullptr;
   }
-  return *std::move(region);
+  // Counted while held: by the stream, and by answers still to be written.
+  TeacherMetrics* metrics = metrics_;
+  if (metrics) metrics->AddShmRegions(1);
+  return std::shared_ptr<SharedRegion>(region->release(), [metrics](SharedRegion* r) {
+    delete r;
+    if (metrics) metrics->AddShmRegions(-1);
+  });
 }
 
 grpc::ServerBidiReactor<DistillRequest, DistillResponse>* TeacherServiceImpl::Distill(
@@ -181,6 +187,7 @@ grpc::ServerBidiReactor<DistillRequest, DistillResponse>* TeacherServiceImpl::Di
     // micro-batch on the stream.
     context->AddInitialMetadata(kDataPlaneKey, region ? "shm" : absl::StrCat("grpc; ", why));
   }
+  if (metrics_) metrics_->CountStream(region ? "shm" : "grpc");
   auto* reactor = new DistillReactor(this, PeerHost(context->peer()),
                                      JobTokenOf(context->client_metadata()), std::move(region));
   if (offered) reactor->StartSendInitialMetadata();

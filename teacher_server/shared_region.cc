@@ -13,7 +13,7 @@
 
 namespace mkd::teacher {
 
-absl::StatusOr<std::shared_ptr<SharedRegion>> SharedRegion::Open(const std::string& name,
+absl::StatusOr<std::unique_ptr<SharedRegion>> SharedRegion::Open(const std::string& name,
                                                                  int64_t announced_bytes,
                                                                  int64_t max_bytes) {
   if (absl::Status st = ValidateShmRegionName(name); !st.ok()) return st;
@@ -54,7 +54,7 @@ absl::StatusOr<std::shared_ptr<SharedRegion>> SharedRegion::Open(const std::stri
     close(fd);
     return bad;
   }
-  return std::shared_ptr<SharedRegion>(new SharedRegion(name, fd, announced_bytes));
+  return std::unique_ptr<SharedRegion>(new SharedRegion(name, fd, announced_bytes));
 }
 
 SharedRegion::~SharedRegion() { close(fd_); }

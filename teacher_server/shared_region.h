@@ -31,7 +31,7 @@ class SharedRegion {
   // object that is not a regular one of this user's, owner-only, of the
   // announced size; kNotFound when there is none (another host, or
   // another /dev/shm). Messages do not echo the name.
-  static absl::StatusOr<std::shared_ptr<SharedRegion>> Open(const std::string& name,
+  static absl::StatusOr<std::unique_ptr<SharedRegion>> Open(const std::string& name,
                                                             int64_t announced_bytes,
                                                             int64_t max_bytes);
   ~SharedRegion();

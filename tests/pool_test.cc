@@ -11,6 +11,7 @@
 
 #include <cstring>
 
+#include "absl/strings/str_cat.h"
 #include "maskedkd/v1/coordinator.grpc.pb.h"
 #include "tests/pool_util.h"
 
@@ -36,6 +37,11 @@ TEST_F(PoolTest, ATeacherKilledMidTrainingCostsNoStepAndNoAccuracy) {
   auto ref = StartStudent("tiny", "kill_ref", {});
   auto ctl = StartStudent("tiny", "kill_ctl", {"distill.teacher_address=" + t2.address()});
   ASSERT_TRUE(WaitFor([] { return TrainLines("kill_a").size() >= 60; })) << a->err();
+  // Same host: the jobs reach the teacher being killed through shared
+  // memory (distill.data_plane auto), so this is the shm plane's failover.
+  const std::string before = Scrape(t1.metrics_port);
+  EXPECT_GE(MetricValue(before, "mkd_teacher_streams_total{data_plane=\"shm\"}"), 2) << before;
+  EXPECT_EQ(MetricValue(before, "mkd_teacher_streams_total{data_plane=\"grpc\"}"), 0) << before;
   t1.process->Signal(SIGKILL);
   ASSERT_EQ(a->Wait(), 0) << a->err();
   ASSERT_EQ(b->Wait(), 0) << b->err();
@@ -274,8 +280,25 @@ TEST_F(PoolTest, StatusAndEveryMetricsEndpointTellTheTruth) {
   const std::string student = Scrape(student_port);
   EXPECT_NE(student.find("mkd_student_step "), std::string::npos) << student;
   EXPECT_NE(student.find("mkd_student_teacher_round_trip_seconds_count"), std::string::npos);
+  // The micro-batch stages: the student's own and the server's, per stage.
+  for (const char* stage : {"student_forward", "encode", "server_queue", "server_forward",
+                            "transfer", "wait", "loss_backward"}) {
+    EXPECT_GT(MetricValue(student,
+                          absl::StrCat("mkd_student_stage_seconds_count{stage=\"", stage, "\"}")),
+              0)
+        << stage;
+  }
+  EXPECT_EQ(MetricValue(student, "mkd_student_stage_seconds_count{stage=\"teacher_forward\"}"), 0)
+      << "no in-process teacher here";
   EXPECT_EQ(Promtool(student, "student"), "");
-  EXPECT_EQ(Promtool(Scrape(t.metrics_port), "teacher"), "");
+  const std::string teacher = Scrape(t.metrics_port);
+  for (const char* stage : {"decode", "assemble", "forward", "encode"}) {
+    EXPECT_GT(MetricValue(teacher,
+                          absl::StrCat("mkd_teacher_stage_seconds_count{stage=\"", stage, "\"}")),
+              0)
+        << stage;
+  }
+  EXPECT_EQ(Promtool(teacher, "teacher"), "");
   ASSERT_EQ(a->Wait(), 0) << a->err();
   // Unpinned, the job explored m = 1, 2, 4, 8 (in that order) before the
   // planner's choice.

@@ -167,6 +167,17 @@ inline std::string Scrape(int port) {
   return res ? res->body : "";
 }
 
+// The value of the series `series` (name and labels exactly as exposed,
+// say `mkd_teacher_shm_regions` or `x_total{k="v"}`) in a /metrics text;
+// -1 when absent.
+inline double MetricValue(const std::string& text, const std::string& series) {
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind(series + " ", 0) == 0) return std::atof(line.c_str() + series.size() + 1);
+  }
+  return -1;
+}
+
 // Polls (every 50 ms, at most `seconds`) until `done`.
 inline bool WaitFor(const std::function<bool()>& done, double seconds = 60) {
   for (int i = 0; i < seconds * 20 && !done(); ++i) {

@@ -101,6 +101,7 @@ class ChildProcess {
   }
 
   void Signal(int sig) { kill(pid_, sig); }
+  pid_t pid() const { return pid_; }
 
   // Reaps the process; its exit code (128 + signal if killed).
   int Wait() {
