@@ -6,8 +6,13 @@
 //   train_throughput_bench --device cuda --precision bf16 --batch 256 \
 //     --student deit_small_patch16_224 --teacher deit_base_patch16_224 --remote process
 // --remote in-process runs the server in this process (same cores);
-// process starts a separate mkd-teacher (on the same GPU), as a pool would;
-// none skips the remote variants. Variants are interleaved per round so
+// process starts a separate mkd-teacher (on the same GPU), as a pool would,
+// and a second one with `engine: echo` (canned logits at once: the data
+// path and the student alone, as with a teacher on hardware of its own);
+// none skips the remote variants. Remote variants use shared memory (the
+// server is on this host) except "remote grpc", which sends bytes.
+// Then every variant's micro-batch stage table, and the pool economics
+// (teacher img/s at keep 50% over the student's no-KD img/s). Variants are interleaved per round so
 // machine noise hits all alike; each step ends with a device sync.
 //
 // Usage: train_throughput_bench [--student S] [--teacher T] [--batch 16] [--rounds 3]
@@ -30,6 +35,7 @@
 #include "common/status_macros.h"
 #include "common/vit_weights.h"
 #include "student_worker/trainer.h"
+#include "teacher_client/job_teacher.h"
 #include "teacher_server/server.h"
 #include "tests/process_util.h"
 
@@ -39,8 +45,9 @@ namespace {
 struct Variant {
   std::string name, mode, criterion;
   double keep;
-  bool remote = false;
+  std::string address;  // "": the in-process teacher.
   int micro_batches = 1;
+  std::string data_plane = "auto";
 };
 
 // The teacher server the remote variants talk to: in this process, or a
@@ -54,7 +61,8 @@ struct RemoteTeacher {
 
 absl::StatusOr<RemoteTeacher> StartTeacher(const std::string& how, const std::string& dir,
                                            const ViTConfig& tcfg, const std::string& device,
-                                           const std::string& dtype) {
+                                           const std::string& dtype,
+                                           const std::string& engine = "torch") {
   RemoteTeacher r;
   if (how == "in-process") {
     teacher::TeacherServerConfig c;
@@ -69,12 +77,14 @@ absl::StatusOr<RemoteTeacher> StartTeacher(const std::string& how, const std::st
     r.address = absl::StrCat("127.0.0.1:", r.in_process->port());
     return r;
   }
-  std::ofstream(dir + "/server.yaml")
-      << "model: " << dir << "/teacher.yaml\nweights: " << dir << "/teacher.safetensors\n"
-      << "device: " << device << "\ndtype: " << dtype
-      << "\nlisten: 127.0.0.1:0\nmetrics_listen: 127.0.0.1:0\ntls: {insecure: true}\n";
+  const std::string yaml = dir + "/server_" + engine + ".yaml";
+  std::ofstream(yaml) << "model: " << dir << "/teacher.yaml\nweights: " << dir
+                      << "/teacher.safetensors\n"
+                      << "device: " << device << "\ndtype: " << dtype << "\nengine: " << engine
+                      << "\nlisten: 127.0.0.1:0\nmetrics_listen: 127.0.0.1:0\n"
+                      << "tls: {insecure: true}\n";
   r.process = std::make_unique<testing::ChildProcess>(
-      "mkd-teacher", std::vector<std::string>{"--config", dir + "/server.yaml"}, dir + "/teacher");
+      "mkd-teacher", std::vector<std::string>{"--config", yaml}, dir + "/teacher_" + engine);
   std::optional<std::string> line = r.process->WaitForLine("serving", std::chrono::seconds(120));
   if (!line) return absl::UnavailableError("mkd-teacher did not start: " + r.process->err());
   r.address = absl::StrCat("127.0.0.1:", testing::NumberAfter(*line, "on port "));
@@ -137,15 +147,28 @@ absl::Status Run(const ParsedFlags& f) {
       {"MaskedKD 50%", "distill", "student_topk", 0.5},
       {"MaskedKD 25%", "distill", "student_topk", 0.25},
   };
-  variants.push_back({"in-process m=4", "distill", "student_topk", 0.5, false, 4});
-  RemoteTeacher server;
+  variants.push_back({"in-process m=4", "distill", "student_topk", 0.5, "", 4});
+  RemoteTeacher server, echo;
   if (remote != "none") {
     // The server computes in the student's precision, as an in-process
     // teacher on that device does.
     const std::string dtype = device.is_cuda() ? precision : "fp32";
     MKD_ASSIGN_OR_RETURN(server, StartTeacher(remote, dir, tcfg, device_name, dtype));
+    // Same host: shared memory (data_plane auto), then gRPC bytes at m = 1.
     for (int m : micro) {
-      variants.push_back({absl::StrCat("remote m=", m), "distill", "student_topk", 0.5, true, m});
+      variants.push_back(
+          {absl::StrCat("remote m=", m), "distill", "student_topk", 0.5, server.address, m});
+    }
+    variants.push_back(
+        {"remote grpc m=1", "distill", "student_topk", 0.5, server.address, 1, "grpc"});
+    if (remote == "process") {
+      // A teacher that answers at once from another process: what is left
+      // is the data path and the student (a teacher on hardware of its own).
+      MKD_ASSIGN_OR_RETURN(echo, StartTeacher(remote, dir, tcfg, device_name, dtype, "echo"));
+      for (int m : {1, 4}) {
+        variants.push_back(
+            {absl::StrCat("echo m=", m), "distill", "student_topk", 0.5, echo.address, m});
+      }
     }
   }
   std::vector<std::unique_ptr<student::Trainer>> trainers;
@@ -158,11 +181,12 @@ absl::Status Run(const ParsedFlags& f) {
              "distill.teacher_model=" + dir + "/teacher.yaml",
              "distill.teacher_weights=" + dir + "/teacher.safetensors",
              "distill.criterion=" + v.criterion, absl::StrCat("distill.keep_ratio=", v.keep),
-             "distill.teacher_address=" + (v.remote ? server.address : "\"\""),
+             "distill.teacher_address=" + (v.address.empty() ? "\"\"" : v.address),
              absl::StrCat("distill.micro_batches=", v.micro_batches), "distill.job_id=" + v.name,
-             "run.device=" + device_name, "run.precision=" + precision,
-             "run.out_dir=" + dir + "/run", "tls.insecure=true"}));
-    MKD_ASSIGN_OR_RETURN(auto trainer, student::Trainer::Create(c));
+             "distill.data_plane=" + v.data_plane, "run.device=" + device_name,
+             "run.precision=" + precision, "run.out_dir=" + dir + "/run", "tls.insecure=true"}));
+    MKD_ASSIGN_OR_RETURN(auto trainer,
+                         student::Trainer::Create(c, nullptr, client::MakeJobTeacher));
     trainers.push_back(std::move(trainer));
   }
   // The batch waits on the device, as the trainer's prefetch leaves it.
@@ -209,14 +233,26 @@ absl::Status Run(const ParsedFlags& f) {
                 cost[i] / 1e9, secs[1] / secs[i], cost[1] / cost[i]);
   }
   std::printf(
-      "\nMaskedKD 50%%, teacher over gRPC on loopback (fp16 kept patches; server %s)\n"
-      "%-14s %10s %16s\n",
+      "\nMaskedKD 50%%, teacher behind a server on this host (fp16 kept patches; shared memory "
+      "unless named grpc; server %s)\n"
+      "%-16s %10s %16s %16s\n",
       remote == "process" ? "a separate mkd-teacher process" : "in this process", "variant",
-      "img/s", "vs in-process");
+      "img/s", "vs in-process", "vs no KD");
   for (size_t i = 2; i < variants.size(); ++i) {
     if (i == 3) continue;
-    std::printf("%-14s %10.1f %15.2fx\n", i == 2 ? "in-process" : variants[i].name.c_str(),
-                batch / secs[i], secs[2] / secs[i]);
+    std::printf("%-16s %10.1f %15.2fx %15.2fx\n", i == 2 ? "in-process" : variants[i].name.c_str(),
+                batch / secs[i], secs[2] / secs[i], secs[0] / secs[i]);
+  }
+  // Pool economics: how many such students one teacher keeps fed at keep
+  // 50%: the teacher's forward throughput (the in-process MaskedKD 50%
+  // run's teacher stage, batch B) over the student's plain training.
+  const StageMeans masked = MeanOverMicroBatches(stages[2]);
+  if (masked.mean.has(Stage::kTeacherForward) && masked.mean.get(Stage::kTeacherForward) > 0) {
+    const double teacher_ips = batch / masked.mean.get(Stage::kTeacherForward);
+    std::printf(
+        "\npool economics at keep 50%%: teacher %.1f img/s, student (no KD) %.1f img/s: one "
+        "teacher feeds %.2f students\n",
+        teacher_ips, batch / secs[0], teacher_ips / (batch / secs[0]));
   }
   {
     std::vector<std::string> names;
@@ -247,9 +283,11 @@ absl::Status Run(const ParsedFlags& f) {
     }
   }
   trainers.clear();
-  if (server.process) {
-    server.process->Signal(SIGTERM);
-    server.process->Wait();
+  for (RemoteTeacher* t : {&server, &echo}) {
+    if (t->process) {
+      t->process->Signal(SIGTERM);
+      t->process->Wait();
+    }
   }
   return absl::OkStatus();
 }

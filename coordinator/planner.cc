@@ -30,11 +30,41 @@ Cost Fit(const std::vector<std::pair<double, double>>& points) {
   return c;
 }
 
+// One device for student and teacher. The forwards are queued back to back
+// and run first; a request arrives after them (half the latency), so the
+// teacher's services follow; each backward waits for its answer and for
+// the device. Nothing the teacher computes overlaps the student.
+StepPrediction PredictSharedStep(const StepModel& model, const std::vector<double>& rows) {
+  const size_t m = rows.size();
+  double device = 0, busy = 0;
+  std::vector<double> arrive(m), answer(m);
+  for (size_t i = 0; i < m; ++i) {
+    const double f = model.forward.At(rows[i]);
+    device += f;
+    busy += f;
+    arrive[i] = device + model.latency / 2;
+  }
+  for (size_t i = 0; i < m; ++i) {
+    device = std::max(device, arrive[i]) + model.service.At(rows[i]);
+    answer[i] = device + model.latency / 2;
+  }
+  for (size_t i = 0; i < m; ++i) {
+    const double g = model.backward.At(rows[i]);
+    device = std::max(device, answer[i]) + g;
+    busy += g;
+  }
+  StepPrediction p;
+  p.step_s = device;
+  p.bubble = device > 0 ? std::max(0.0, (device - busy) / device) : 0;
+  return p;
+}
+
 }  // namespace
 
 StepPrediction PredictStep(const StepModel& model, int64_t batch, int m) {
   std::vector<double> rows(m);
   for (int i = 0; i < m; ++i) rows[i] = static_cast<double>(batch / m + (i < batch % m ? 1 : 0));
+  if (model.shared_device) return PredictSharedStep(model, rows);
   // Phase 1: forwards back to back; each request travels half the latency,
   // waits for the server (which serves this job first in, first out), and
   // its answer travels back.

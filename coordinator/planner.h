@@ -29,6 +29,10 @@ struct StepModel {
   Cost backward;       // Student loss and backward.
   Cost service;        // Teacher: queueing + compute, as the server reports it.
   double latency = 0;  // Round trip beyond the service: network, decoding.
+  // The teachers compute on the student's own device (one GPU): their work
+  // and the student's take turns instead of overlapping, so pipelining
+  // hides only the latency, never the teacher's compute.
+  bool shared_device = false;
 };
 
 struct StepPrediction {
@@ -38,7 +42,10 @@ struct StepPrediction {
 };
 
 // The step time of `batch` images in `m` micro-batches (the trainer's split:
-// batch / m rows each, the first batch % m one more). REQUIRES: 1 <= m <= batch.
+// batch / m rows each, the first batch % m one more). With a shared device,
+// one timeline runs everything in the order it becomes ready: the
+// forwards, each teacher service once its request arrives, each backward
+// once its answer is in. REQUIRES: 1 <= m <= batch.
 StepPrediction PredictStep(const StepModel& model, int64_t batch, int m);
 
 // What a job measured while running with m micro-batches (means per

@@ -51,6 +51,31 @@ TEST(Planner, FixedCostsBoundTheBestM) {
   EXPECT_EQ(BestPlan(model, 3, 16).m <= 3, true);  // Never more micro-batches than images.
 }
 
+TEST(Planner, OnASharedDevicePipeliningHidesNoTeacherCompute) {
+  // B = 8, forward 1, backward 2, teacher 1 per image, no latency: one
+  // device runs all of it, 8 + 8 + 16 = 32, whatever m.
+  StepModel shared = Model(1, 2, 1, 0);
+  shared.shared_device = true;
+  EXPECT_DOUBLE_EQ(PredictStep(shared, 8, 1).step_s, 32);
+  EXPECT_DOUBLE_EQ(PredictStep(shared, 8, 4).step_s, 32);
+  // The same costs on separate hardware: the teacher hides behind the
+  // student from m = 2 on (forwards end at 4 and 8, answers at 8 and 12,
+  // backwards 8-16 and 16-24).
+  StepModel apart = shared;
+  apart.shared_device = false;
+  EXPECT_DOUBLE_EQ(PredictStep(apart, 8, 2).step_s, 24);
+  // With fixed costs per micro-batch, splitting only costs on one device;
+  // apart, it pays.
+  shared.forward.fixed = apart.forward.fixed = 0.5;
+  shared.backward.fixed = apart.backward.fixed = 0.5;
+  EXPECT_EQ(BestPlan(shared, 64, 16).m, 1);
+  EXPECT_GT(BestPlan(apart, 64, 16).m, 1);
+  // Latency still waits: the request and the answer each travel half the
+  // round trip (forward 8.5, there 2, service 8, back 2, backward 16.5).
+  shared.latency = 4;
+  EXPECT_DOUBLE_EQ(PredictStep(shared, 8, 1).step_s, 8.5 + 2 + 8 + 2 + 16.5);
+}
+
 TEST(Planner, FitRecoversTheModelFromSamplesAtSeveralSizes) {
   StepModel truth = Model(0.01, 0.02, 0.005, 0.003);
   truth.forward.fixed = 0.004;

@@ -128,14 +128,29 @@ void Pool::UpsertJob(const v1::JobInfo& info, const v1::JobTimings* timings) {
   Notify(changed);
 }
 
+StepModel Pool::ModelOf(const Job& job) const {
+  std::vector<TimingSample> samples;
+  for (const auto& [m, s] : job.samples) samples.push_back(s);
+  StepModel model = FitStepModel(samples);
+  // A GPU is one device: teachers on the job's own GPU (same host id and
+  // device name) take turns with it. CPU cores are many, and whether two
+  // processes share them is the OS's (or taskset's) business, so a CPU
+  // teacher on the same host is planned as separate hardware.
+  const std::string& device = job.info.device();
+  bool shared = !job.teachers.empty() && device.rfind("cuda", 0) == 0;
+  for (const std::string& address : job.teachers) {
+    auto it = teachers_.find(address);
+    shared = shared && it != teachers_.end() && it->second.info.host_id() == job.info.host_id() &&
+             it->second.info.device() == device;
+  }
+  model.shared_device = shared;
+  return model;
+}
+
 void Pool::Replan(Job& job) {
   const v1::JobInfo& info = job.info;
   const int64_t batch = std::max(1, info.batch());
-  const StepModel model = FitStepModel([&] {
-    std::vector<TimingSample> v;
-    for (const auto& [m, s] : job.samples) v.push_back(s);
-    return v;
-  }());
+  const StepModel model = ModelOf(job);
   if (info.pinned_micro_batches() > 0) {
     job.plan.m = info.pinned_micro_batches();
     job.plan.prediction =
@@ -243,6 +258,8 @@ v1::Assignment Pool::ToAssignment(const std::string& id, const Job& job) const {
     if (it != teachers_.end()) {
       e->set_model_id(it->second.info.model_id());
       e->set_max_request_bytes(it->second.info.max_request_bytes());
+      e->set_host_id(it->second.info.host_id());
+      e->set_device(it->second.info.device());
     }
   }
   a.set_micro_batches(job.plan.m);
@@ -299,9 +316,7 @@ v1::ListJobsResponse Pool::ListJobs() {
     s->set_last_heartbeat_age_s(absl::ToDoubleSeconds(now - job.last_seen));
     s->set_ranks(static_cast<int32_t>(job.ranks.size()));
     if (!job.samples.empty()) {
-      std::vector<TimingSample> samples;
-      for (const auto& [m, sample] : job.samples) samples.push_back(sample);
-      const StepModel model = FitStepModel(samples);
+      const StepModel model = ModelOf(job);
       const int64_t batch = std::max(1, job.info.batch());
       const int top = static_cast<int>(std::min<int64_t>(MaxMicroBatches(job.info), batch));
       for (int m = 1; m <= top; ++m)

@@ -110,6 +110,9 @@ class Pool {
   // assignment changed.
   std::vector<std::string> Recompute() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Replan(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The job's fitted step model, knowing whether its teachers share its
+  // device.
+  StepModel ModelOf(const Job& job) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::Assignment ToAssignment(const std::string& id, const Job& job) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool Settling(absl::Time now) const { return now < started_ + options_.settle; }

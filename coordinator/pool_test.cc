@@ -192,6 +192,54 @@ TEST_F(PoolTest, PlansExploreThenPickTheFastestM) {
   EXPECT_EQ(pool_.AssignmentFor("pinned")->micro_batches(), 3);
 }
 
+TEST_F(PoolTest, ATeacherOnTheJobsOwnGpuIsPlannedAsSharedHardware) {
+  // Two jobs with the same timings; one's teacher is on its own GPU (same
+  // host id, same device), the other's on another GPU of that host.
+  v1::TeacherInfo same = Teacher("t1:1", "same-gpu");
+  same.set_host_id("host-a");
+  same.set_device("cuda:0");
+  v1::TeacherInfo other = Teacher("t2:1", "other-gpu");
+  other.set_host_id("host-a");
+  other.set_device("cuda:1");
+  v1::JobInfo a = Job("a", "same-gpu", /*pinned=*/4), b = Job("b", "other-gpu", /*pinned=*/4);
+  for (v1::JobInfo* j : {&a, &b}) {
+    j->set_host_id("host-a");
+    j->set_device("cuda:0");
+  }
+  v1::TeacherLoad load;
+  pool_.UpsertTeacher(same, &load);
+  pool_.UpsertTeacher(other, &load);
+  pool_.UpsertJob(a, nullptr);
+  pool_.UpsertJob(b, nullptr);
+  now_ += absl::Seconds(2);
+  pool_.Tick();
+  ASSERT_EQ(pool_.AssignmentFor("a")->teachers(0).address(), "t1:1");
+  EXPECT_EQ(pool_.AssignmentFor("a")->teachers(0).host_id(), "host-a");
+  EXPECT_EQ(pool_.AssignmentFor("a")->teachers(0).device(), "cuda:0");
+  v1::JobTimings t;
+  t.set_micro_batches(4);
+  t.set_steps(2);
+  t.set_student_forward_s(0.016);
+  t.set_student_backward_s(0.032);
+  t.set_teacher_compute_s(0.016);
+  t.set_teacher_round_trip_s(0.016);
+  pool_.UpsertJob(a, &t);
+  pool_.UpsertJob(b, &t);
+  StepModel model;
+  model.forward.per_image = 0.001;
+  model.backward.per_image = 0.002;
+  model.service.per_image = 0.001;
+  StepModel shared = model;
+  shared.shared_device = true;
+  // Pinned m = 4 (b = 16): the prediction is the shared device's for "a"
+  // (64 * (1 + 1 + 2) ms) and the pipelined one for "b".
+  EXPECT_NEAR(pool_.AssignmentFor("a")->predicted_step_s(), PredictStep(shared, 64, 4).step_s,
+              1e-9);
+  EXPECT_NEAR(pool_.AssignmentFor("a")->predicted_step_s(), 0.256, 1e-9);
+  EXPECT_NEAR(pool_.AssignmentFor("b")->predicted_step_s(), PredictStep(model, 64, 4).step_s, 1e-9);
+  EXPECT_LT(pool_.AssignmentFor("b")->predicted_step_s(), 0.256);
+}
+
 TEST_F(PoolTest, SilentJobsAreDropped) {
   pool_.UpsertTeacher(Teacher("t1:1"), nullptr);
   pool_.UpsertJob(Job("a"), nullptr);

@@ -7,8 +7,8 @@
 #       short run of each fuzzer (label "fuzz").
 #   scripts/sanitize.sh tsan [ctest args]
 #       TSan build (build-tsan/) of the concurrent parts: the teacher
-#       server, the remote teacher client and the coordinator, and their
-#       tests.
+#       server, the remote teacher client and its data planes, and the
+#       coordinator, and their tests.
 # Only our code is instrumented: Debian's LibTorch, gRPC and protobuf are
 # not. scripts/sanitizers/*.supp name what is theirs, each with the reason.
 # Every build is also compiled with clang's -Wthread-safety as an error.
@@ -37,7 +37,7 @@ case "$mode" in
     ;;
   tsan)
     tests=(teacher_core_test teacher_server_test remote_teacher_test coordinator_core_test
-      coordinator_service_test)
+      coordinator_service_test data_plane_test)
     # gRPC's and protobuf's inline code is left uninstrumented (the ignore
     # list says why); ignore_noninstrumented_modules does the same for
     # libc calls made from inside Debian's libraries.

@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/check_format.sh  # Seconds, and before the build: drift fails fast.
-bash scripts/check_nccl_compiles.sh  # The data-parallel NCCL path, against CUDA headers (~20 s).
+bash scripts/check_cuda_compiles.sh  # The CUDA-only code (NCCL, data path), against CUDA headers.
 export CCACHE_DIR="${CCACHE_DIR:-$PWD/.cache/ccache}"
 jobs="${MKD_JOBS:-$(nproc)}"
 if [[ "${1:-}" == --plain ]]; then

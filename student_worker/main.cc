@@ -10,6 +10,7 @@
 #include "common/status_macros.h"
 #include "student_worker/dist_env.h"
 #include "student_worker/trainer.h"
+#include "teacher_client/job_teacher.h"
 
 namespace {
 
@@ -52,7 +53,8 @@ absl::Status Run(const std::string& command, const mkd::ParsedFlags& flags) {
   MKD_ASSIGN_OR_RETURN(config.dist,
                        mkd::student::ResolveDistEnv(config.dist, mkd::student::ProcessEnv()));
   config.run.device = mkd::student::DeviceForRank(config.run.device, config.dist);
-  MKD_ASSIGN_OR_RETURN(auto trainer, mkd::student::Trainer::Create(config));
+  MKD_ASSIGN_OR_RETURN(auto trainer,
+                       mkd::student::Trainer::Create(config, nullptr, mkd::client::MakeJobTeacher));
   MKD_RETURN_IF_ERROR(trainer->Train(flags.Has("resume")));
   std::optional<mkd::student::EvalResult> final_eval = trainer->final_eval();
   if (!final_eval) {

@@ -16,9 +16,9 @@
 #include "common/dtype.h"
 #include "common/losses.h"
 #include "common/masking.h"
+#include "common/tls_options.h"
 #include "common/vit_config.h"
 #include "common/vit_layers.h"
-#include "proto/transport_security.h"
 #include "student_worker/transforms.h"
 
 namespace mkd::student {

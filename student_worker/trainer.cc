@@ -124,7 +124,7 @@ absl::StatusOr<Trainer::LossTerms> Trainer::DistillForwardBackward(const Batch& 
   struct Micro {
     int64_t start = 0, rows = 0;
     torch::Tensor logits;  // Student's, with its graph.
-    PendingLogits teacher;
+    client::PendingLogits teacher;
     // DeviceTimer marks: forward, selection, submission; host-to-device,
     // loss and backward.
     int forward = 0, selected = 0, submitted = 0, answered = 0, on_device = 0, done = 0;
@@ -178,10 +178,10 @@ absl::StatusOr<Trainer::LossTerms> Trainer::DistillForwardBackward(const Batch& 
   LossTerms terms_out;
   for (Micro& mb : micro) {
     const absl::Time waiting = absl::Now();
-    absl::StatusOr<TeacherAnswer> answer;
+    absl::StatusOr<client::TeacherAnswer> answer;
     {
       ProfileRange range("wait");
-      answer = AwaitAnswer(mb.teacher, timeout * 2);
+      answer = client::AwaitAnswer(mb.teacher, timeout * 2);
     }
     if (!answer.ok()) return answer.status();
     const absl::Time answered = absl::Now();
@@ -212,7 +212,7 @@ absl::StatusOr<Trainer::LossTerms> Trainer::DistillForwardBackward(const Batch& 
   r->timings.micro_batches = static_cast<int>(m);
   r->timings.forward_s = absl::ToDoubleSeconds(phase2 - phase1) / m;
   r->timings.backward_s = backward_s / m;
-  r->timings.predicted_step_s = teacher_->PredictedStepSeconds();
+  r->timings.predicted_step_s = session_ ? session_->PredictedStepSeconds() : 0;
   // The marks are read once the step's losses are on the host (the device
   // has finished by then): see TrainStep.
   stage_reader_ = [this, micro = std::move(micro), submitted_last](StepResult* res) {
@@ -234,7 +234,7 @@ absl::StatusOr<Trainer::LossTerms> Trainer::DistillForwardBackward(const Batch& 
 
 int64_t Trainer::MicroBatchesNow(int64_t rows) const {
   int64_t m = config_.distill.micro_batches;
-  if (m <= 0) m = teacher_->PlannedMicroBatches();
+  if (m <= 0 && session_) m = session_->PlannedMicroBatches();
   return std::clamp<int64_t>(m, 1, rows);
 }
 
@@ -300,7 +300,7 @@ absl::StatusOr<StepResult> Trainer::TrainStep(const Batch& batch) {
     r.timings.step = step_ + 1;
     r.timings.step_s = absl::ToDoubleSeconds(absl::Now() - started);
     r.timings.images_per_s = batch.images.size(0) / std::max(r.timings.step_s, 1e-9);
-    teacher_->ReportStep(r.timings);  // For the pool's planner.
+    if (session_) session_->ReportStep(r.timings);  // For the pool's planner.
   }
   if (!std::isfinite(r.loss)) {
     return absl::FailedPreconditionError(absl::StrCat(

@@ -4,7 +4,8 @@
 //            teacher's kept patches, teacher logits on those only, loss
 //            (1-alpha)*CE + alpha*KD, backward through the student.
 // Owns the model, optimizer, loaders, teacher, checkpoints and logs.
-// Not thread-safe: one trainer per process/thread.
+// Not thread-safe: one trainer per process/thread. Links no gRPC: a
+// remote teacher comes from teacher_client/ through the Teacher interface.
 #ifndef MKD_STUDENT_WORKER_TRAINER_H_
 #define MKD_STUDENT_WORKER_TRAINER_H_
 
@@ -27,8 +28,8 @@
 #include "student_worker/loader.h"
 #include "student_worker/optimizer.h"
 #include "student_worker/student_metrics.h"
-#include "student_worker/teacher.h"
 #include "student_worker/train_config.h"
+#include "teacher_client/teacher.h"
 
 namespace mkd::student {
 
@@ -45,7 +46,7 @@ struct StepResult {
   bool skipped = false;     // fp16: gradients overflowed; no update was made.
   // Distill mode: how the step went (per micro-batch means; wall clock,
   // so on a GPU forward/backward include only what the host waited for).
-  StepTimings timings;
+  client::StepTimings timings;
   double wait_s = 0;      // Time spent waiting for teacher answers.
   double flops = 0;       // Teacher FLOPs this step spent ...
   double flops_full = 0;  // ... and what vanilla KD would have.
@@ -64,8 +65,15 @@ class Trainer {
   // Then data.batch_size is per rank (the step's batch is world_size times
   // it, and the learning rate scales with that); rank 0 alone writes
   // checkpoints and metrics.jsonl, and every rank resumes from them.
+  // `remote` builds the teacher when the config names a remote one
+  // (teacher_client::MakeJobTeacher in mkd-student); called after a
+  // data-parallel rank has met the others. Without it such a config is an
+  // error.
+  using RemoteTeacherFactory =
+      std::function<absl::StatusOr<std::unique_ptr<client::Teacher>>(const TrainConfig&)>;
   static absl::StatusOr<std::unique_ptr<Trainer>> Create(
-      const TrainConfig& config, std::unique_ptr<Teacher> teacher = nullptr);
+      const TrainConfig& config, std::unique_ptr<client::Teacher> teacher = nullptr,
+      const RemoteTeacherFactory& remote = nullptr);
   ~Trainer();
 
   // Trains until the configured epochs (or run.max_steps) are done,
@@ -99,7 +107,7 @@ class Trainer {
 
  private:
   Trainer(const TrainConfig& config, std::unique_ptr<Dataset> train_data,
-          std::unique_ptr<Dataset> eval_data, std::unique_ptr<Teacher> teacher);
+          std::unique_ptr<Dataset> eval_data, std::unique_ptr<client::Teacher> teacher);
   // A batch whose copy to the device is under way (Train() starts the next
   // batch's copy before computing the current step, so they overlap).
   struct StagedBatch {
@@ -174,7 +182,8 @@ class Trainer {
   std::unique_ptr<GradScaler> scaler_;
   std::unique_ptr<Dataset> train_data_;
   std::unique_ptr<Dataset> eval_data_;
-  std::unique_ptr<Teacher> teacher_;
+  std::unique_ptr<client::Teacher> teacher_;
+  client::PoolSession* session_ = nullptr;  // The teacher's, if it has one.
   VisionTransformer model_{nullptr};
   std::unique_ptr<AdamW> optimizer_;
   std::unique_ptr<Loader> train_loader_;

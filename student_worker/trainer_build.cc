@@ -8,8 +8,6 @@
 #include "common/file_util.h"
 #include "common/status_macros.h"
 #include "common/tensor_util.h"
-#include "proto/job_token.h"
-#include "student_worker/remote_teacher.h"
 #include "student_worker/trainer.h"
 
 namespace mkd::student {
@@ -36,49 +34,11 @@ absl::StatusOr<std::unique_ptr<Dataset>> OpenSplit(const DataConfig& d, const st
   return data;
 }
 
-// The remote teacher (one address, or a pool) for a distill config.
-absl::StatusOr<std::unique_ptr<Teacher>> MakeRemote(const TrainConfig& config) {
-  const DistillConfig& d = config.distill;
-  RemoteTeacherOptions o;
-  o.address = d.teacher_address;
-  o.coordinator = d.coordinator;
-  o.wire_dtype = d.wire_dtype;
-  o.data_plane = d.data_plane;
-  o.shm_region_bytes = d.shm_region_mb << 20;
-  o.device = config.run.device;
-  o.timeout = absl::Milliseconds(d.teacher_timeout_ms);
-  o.reconnect_timeout = o.timeout;
-  o.teacher_wait = absl::Seconds(d.teacher_wait_s);
-  o.job_id =
-      d.job_id.empty() ? std::filesystem::path(config.run.out_dir).filename().string() : d.job_id;
-  if (o.job_id.empty()) o.job_id = "default";
-  o.job_weight = d.job_weight;
-  o.model_id = d.teacher_model_id;
-  if (o.model_id.empty() && !d.teacher_weights.empty() && !d.coordinator.empty()) {
-    // The id mkd-teacher reports for the same file.
-    absl::StatusOr<std::string> bytes = ReadFile(d.teacher_weights);
-    if (!bytes.ok()) return Annotate(bytes.status(), "config key 'distill.teacher_weights'");
-    o.model_id = ModelIdOfWeights(d.teacher_weights, *bytes);
-  }
-  o.batch = static_cast<int>(config.data.batch_size);
-  MKD_ASSIGN_OR_RETURN(int64_t kept, KeepCount(d.keep_ratio, config.model.num_patches()));
-  o.kept = static_cast<int>(kept);
-  o.max_teachers = d.max_teachers;
-  o.pinned_micro_batches = d.micro_batches;
-  o.rank = std::max(0, config.dist.rank);
-  o.world_size = std::max(1, config.dist.world_size);
-  o.tls = config.tls;
-  if (!d.job_token_file.empty()) {
-    MKD_ASSIGN_OR_RETURN(o.job_token, LoadJobToken(d.job_token_file, "distill.job_token_file"));
-  }
-  WarnIfInsecure(o.tls, "mkd-student");
-  return MakeRemoteTeacher(o);
-}
-
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainConfig& config,
-                                                         std::unique_ptr<Teacher> teacher) {
+                                                         std::unique_ptr<client::Teacher> teacher,
+                                                         const RemoteTeacherFactory& remote) {
   MKD_ASSIGN_OR_RETURN(auto train,
                        OpenSplit(config.data, config.data.train_split, config.data.limit_train));
   MKD_ASSIGN_OR_RETURN(auto eval,
@@ -122,11 +82,15 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainConfig& conf
       // never trains); on the CPU it stays fp32, as before bf16 existed.
       const torch::Dtype teacher_dtype =
           device.is_cuda() ? PrecisionDtype(precision) : torch::kFloat32;
-      MKD_ASSIGN_OR_RETURN(
-          teacher, MakeInProcessTeacher(config.distill.teacher_model,
-                                        config.distill.teacher_weights, device, teacher_dtype));
+      MKD_ASSIGN_OR_RETURN(teacher, client::MakeInProcessTeacher(config.distill.teacher_model,
+                                                                 config.distill.teacher_weights,
+                                                                 device, teacher_dtype));
+    } else if (remote) {
+      MKD_ASSIGN_OR_RETURN(teacher, remote(config));
     } else {
-      MKD_ASSIGN_OR_RETURN(teacher, MakeRemote(config));
+      return absl::InvalidArgumentError(
+          "config keys 'distill.teacher_address'/'distill.coordinator': a remote teacher needs "
+          "the teacher client (teacher_client/job_teacher.h), which this program does not pass");
     }
   }
   std::unique_ptr<Trainer> trainer(
@@ -150,11 +114,12 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainConfig& conf
 }
 
 Trainer::Trainer(const TrainConfig& config, std::unique_ptr<Dataset> train_data,
-                 std::unique_ptr<Dataset> eval_data, std::unique_ptr<Teacher> teacher)
+                 std::unique_ptr<Dataset> eval_data, std::unique_ptr<client::Teacher> teacher)
     : config_(config),
       train_data_(std::move(train_data)),
       eval_data_(std::move(eval_data)),
-      teacher_(std::move(teacher)) {}
+      teacher_(std::move(teacher)),
+      session_(teacher_ ? teacher_->session() : nullptr) {}
 
 Trainer::~Trainer() {
   if (jsonl_ != nullptr) std::fclose(jsonl_);

@@ -239,8 +239,8 @@ void Trainer::ObserveStep(const StepResult& r, int64_t images) {
   rep.teacher_flops = r.flops;
   rep.teacher_flops_saved = r.flops_full - r.flops;
   rep.stages = r.stages;
-  if (teacher_) {
-    TeacherStats stats = teacher_->TakeStats();
+  if (session_) {
+    client::TeacherStats stats = session_->TakeStats();
     rep.round_trips_s = std::move(stats.round_trips_s);
     rep.retries = stats.retries;
     rep.failovers = stats.failovers;

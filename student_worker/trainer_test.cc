@@ -39,9 +39,9 @@ run: {log_every_steps: 1, threads: 1}
 }
 
 // A real in-process teacher that records what it was asked.
-class RecordingTeacher final : public Teacher {
+class RecordingTeacher final : public client::Teacher {
  public:
-  explicit RecordingTeacher(std::unique_ptr<Teacher> inner) : inner_(std::move(inner)) {}
+  explicit RecordingTeacher(std::unique_ptr<client::Teacher> inner) : inner_(std::move(inner)) {}
   const ViTConfig& config() const override { return inner_->config(); }
   absl::StatusOr<torch::Tensor> Logits(const torch::Tensor& images,
                                        const torch::Tensor& idx) override {
@@ -56,7 +56,7 @@ class RecordingTeacher final : public Teacher {
   int64_t max_index = -1;
 
  private:
-  std::unique_ptr<Teacher> inner_;
+  std::unique_ptr<client::Teacher> inner_;
 };
 
 // A distill run of `c` whose in-process teacher is wrapped in a recorder.
@@ -66,7 +66,7 @@ struct Recorded {
 };
 
 void TrainRecorded(const TrainConfig& c, Recorded* out) {
-  auto inner = MakeInProcessTeacher(c.distill.teacher_model, c.distill.teacher_weights);
+  auto inner = client::MakeInProcessTeacher(c.distill.teacher_model, c.distill.teacher_weights);
   ASSERT_TRUE(inner.ok()) << inner.status();
   auto recording = std::make_unique<RecordingTeacher>(std::move(*inner));
   out->rec = recording.get();

@@ -104,6 +104,45 @@ class TorchEngine final : public Engine {
   HostToDevice h2d_;
 };
 
+// engine: echo. Answers every batch with zero logits at once, so a
+// benchmark measures the data path and the student alone, as with a
+// teacher on hardware of its own that keeps up.
+class EchoEngine final : public Engine {
+ public:
+  EchoEngine(ViTConfig config, torch::Device device)
+      : config_(std::move(config)), device_(device), h2d_(device) {}
+
+  const ViTConfig& config() const override { return config_; }
+  const std::string& model_id() const override { return id_; }
+  std::string device() const override { return device_.str(); }
+  torch::Tensor HostEmpty(at::IntArrayRef sizes, torch::Dtype dtype) const override {
+    return h2d_.PinnedEmpty(sizes, dtype);
+  }
+  absl::StatusOr<EngineInput> Upload(const std::vector<torch::Tensor>& patches,
+                                     const std::vector<torch::Tensor>&) override {
+    EngineInput in;
+    in.pieces = 0;
+    for (const torch::Tensor& p : patches) in.pieces += static_cast<int>(p.size(0));  // Rows.
+    return in;
+  }
+  absl::StatusOr<EngineOutput> Launch(EngineInput input, bool features) override {
+    EngineOutput out;
+    MKD_RETURN_IF_ERROR(CatchTorch("echo", [&] {
+      out.logits = torch::zeros({input.pieces, config_.num_classes});
+      if (features) out.features = torch::zeros({input.pieces, config_.embed_dim});
+    }));
+    return out;
+  }
+  absl::StatusOr<EngineOutput> Collect(EngineOutput launched) override { return launched; }
+  std::optional<int64_t> PeakMemoryBytes() const override { return std::nullopt; }
+
+ private:
+  const ViTConfig config_;
+  const torch::Device device_;
+  const std::string id_ = "echo";
+  HostToDevice h2d_;
+};
+
 }  // namespace
 
 absl::StatusOr<EngineOutput> Engine::Run(const torch::Tensor& patches, const torch::Tensor& idx,
@@ -114,6 +153,11 @@ absl::StatusOr<EngineOutput> Engine::Run(const torch::Tensor& patches, const tor
 }
 
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(const TeacherServerConfig& config) {
+  if (config.engine == "echo") {
+    MKD_ASSIGN_OR_RETURN(torch::Device device,
+                         ResolveDevice(config.device, "teacher config key 'device'"));
+    return std::unique_ptr<Engine>(new EchoEngine(config.model, device));
+  }
   ViTConfig model_config = config.model;
   model_config.drop_path_rate = 0.0;
   VisionTransformer model{nullptr};

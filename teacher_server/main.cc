@@ -38,6 +38,8 @@ absl::StatusOr<std::unique_ptr<mkd::teacher::PoolMember>> JoinPool(
   info.set_address(server.AdvertisedAddress(config));
   info.set_model_id(server.service().info().model_id());
   info.set_device(server.service().info().device());
+  info.set_host(server.service().info().host());
+  info.set_host_id(server.service().info().host_id());
   info.set_dtype(std::string(mkd::FloatTypeName(config.dtype)));
   info.set_capacity_tokens_per_s(capacity);
   info.set_max_request_bytes(config.max_message_bytes);

@@ -30,6 +30,7 @@ const std::map<std::string, Setter>& Setters() {
         {"weights", MKD_FIELD(std::string, weights, "a path")},
         {"model_id", MKD_FIELD(std::string, model_id, "a string")},
         {"device", MKD_FIELD(std::string, device, "cpu, cuda or cuda:N")},
+        {"engine", MKD_FIELD(std::string, engine, "torch or echo")},
         {"dtype",
          ConfigEnumField<TeacherServerConfig, DType>(
              [](TeacherServerConfig& c) -> DType& { return c.dtype; }, kWhat, ParseFloatTypeName)},
@@ -87,6 +88,9 @@ absl::Status Validate(const TeacherServerConfig& c) {
   if (c.weights.empty()) return bad("weights", "is required (a .safetensors file)");
   if (c.device != "cpu" && c.device != "cuda" && !absl::StartsWith(c.device, "cuda:")) {
     return bad("device", absl::StrCat("must be cpu, cuda or cuda:N, got '", c.device, "'"));
+    if (c.engine != "torch" && c.engine != "echo") {
+      return bad("engine", "must be torch or echo (echo: benchmarks only, zero logits)");
+    }
   }
   if (c.threads < 0) return bad("threads", "must be >= 0");
   if (!IsHostPort(c.listen))

@@ -52,13 +52,17 @@ struct LimitsConfig {
 
 struct TeacherServerConfig {
   ViTConfig model;
-  std::string model_spec;                // `model:` as given (preset, YAML path, "inline").
-  std::string weights;                   // safetensors (required).
-  std::string model_id;                  // Reported in ModelInfo; default: spec + weights hash.
-  std::string device = "cpu";            // cpu | cuda | cuda:N
-  DType dtype = DType::kF32;             // fp32 | bf16 | fp16 (compute dtype)
-  int threads = 0;                       // Intra-op threads; 0: one per core.
-  std::string listen = "0.0.0.0:50051";  // gRPC; port 0 picks a free one.
+  std::string model_spec;      // `model:` as given (preset, YAML path, "inline").
+  std::string weights;         // safetensors (required).
+  std::string model_id;        // Reported in ModelInfo; default: spec + weights hash.
+  std::string device = "cpu";  // cpu | cuda | cuda:N
+  // torch (the model) | echo: canned zero logits at once, no forward pass
+  // (for benchmarks of the data path only: a stand-in for a teacher on
+  // hardware of its own; never for training).
+  std::string engine = "torch";
+  DType dtype = DType::kF32;                    // fp32 | bf16 | fp16 (compute dtype)
+  int threads = 0;                              // Intra-op threads; 0: one per core.
+  std::string listen = "0.0.0.0:50051";         // gRPC; port 0 picks a free one.
   std::string metrics_listen = "0.0.0.0:9464";  // /metrics; "" turns it off.
   int64_t max_micro_batch_images = 256;         // b per request.
   int64_t max_message_bytes = 64 << 20;         // gRPC receive limit.

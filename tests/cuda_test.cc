@@ -16,8 +16,8 @@
 #include "common/device.h"
 #include "common/masking.h"
 #include "common/vit_weights.h"
-#include "student_worker/remote_teacher.h"
 #include "student_worker/trainer.h"
+#include "teacher_client/remote_teacher.h"
 #include "teacher_server/server.h"
 
 namespace mkd {
@@ -274,15 +274,15 @@ TEST(CudaTeacherServer, AnswersConcurrentStreams) {
   std::vector<double> worst(kClients, 1e9);
   for (int c = 0; c < kClients; ++c) {
     clients.emplace_back([&, c] {
-      student::RemoteTeacherOptions o;
+      client::RemoteTeacherOptions o;
       o.tls.insecure = true;
       o.address = "127.0.0.1:" + std::to_string((*server)->port());
       o.job_id = "job" + std::to_string(c % 2);
       o.wire_dtype = DType::kF32;  // The reference sees exactly the same pixels.
-      auto teacher = student::MakeRemoteTeacher(o);
+      auto teacher = client::MakeRemoteTeacher(o);
       if (!teacher.ok()) return;
       std::vector<torch::Tensor> images, idx;
-      std::vector<student::PendingLogits> pending;
+      std::vector<client::PendingLogits> pending;
       at::Generator gen = MakeGenerator(torch::kCPU, 50 + c);
       for (int i = 0; i < kMicroBatches; ++i) {
         images.push_back(torch::randn({8, 3, 32, 32}, gen));
@@ -292,7 +292,7 @@ TEST(CudaTeacherServer, AnswersConcurrentStreams) {
       }
       double w = 0;
       for (int i = 0; i < kMicroBatches; ++i) {
-        auto logits = student::AwaitLogits(pending[i], absl::Seconds(60));
+        auto logits = client::AwaitLogits(pending[i], absl::Seconds(60));
         if (!logits.ok()) return;
         torch::NoGradGuard no_grad;
         w = std::max(w, MaxDiff(*logits, reference->ForwardKept(images[i], idx[i]).logits));

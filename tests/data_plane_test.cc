@@ -18,16 +18,16 @@
 #include "maskedkd/v1/teacher.grpc.pb.h"
 #include "proto/shared_memory.h"
 #include "proto/tensor_codec.h"
-#include "student_worker/remote_teacher.h"
-#include "student_worker/shm_region.h"
+#include "teacher_client/remote_teacher.h"
+#include "teacher_client/shm_region.h"
 #include "tests/pool_util.h"
 
 namespace mkd::pool_test {
 namespace {
 
 namespace v1 = ::maskedkd::v1;
-using student::MakeRemoteTeacher;
-using student::RemoteTeacherOptions;
+using client::MakeRemoteTeacher;
+using client::RemoteTeacherOptions;
 
 constexpr int kClasses = 10;
 
@@ -49,8 +49,8 @@ class DataPlaneTest : public ::testing::Test {
     return p;
   }
 
-  static std::unique_ptr<student::Teacher> Client(const Proc& t, DataPlaneKind plane,
-                                                  const std::string& job) {
+  static std::unique_ptr<client::Teacher> Client(const Proc& t, DataPlaneKind plane,
+                                                 const std::string& job) {
     RemoteTeacherOptions o;
     o.address = t.address();
     o.tls.insecure = true;
@@ -82,8 +82,8 @@ TEST_F(DataPlaneTest, SharedMemoryAnswersTheSameLogitsAsBytesBitForBit) {
   for (uint64_t i = 0; i < 6; ++i) {
     auto [images, idx] = MicroBatch(3 + i, 100 + i);
     // One at a time, so each is a forward pass of its own on both planes.
-    auto a = student::AwaitLogits(bytes->SubmitLogits(images, idx), absl::Seconds(30));
-    auto b = student::AwaitLogits(shm->SubmitLogits(images, idx), absl::Seconds(30));
+    auto a = client::AwaitLogits(bytes->SubmitLogits(images, idx), absl::Seconds(30));
+    auto b = client::AwaitLogits(shm->SubmitLogits(images, idx), absl::Seconds(30));
     ASSERT_TRUE(a.ok()) << a.status();
     ASSERT_TRUE(b.ok()) << b.status();
     ASSERT_EQ(a->sizes(), (std::vector<int64_t>{3 + static_cast<int64_t>(i), kClasses}));
@@ -107,7 +107,7 @@ class RawStream {
     channel_ = grpc::CreateChannel(t.address(), grpc::InsecureChannelCredentials());
     stub_ = v1::TeacherService::NewStub(channel_);
     if (offer_region) {
-      auto r = student::ShmRegion::Create(1 << 16);
+      auto r = client::ShmRegion::Create(1 << 16);
       EXPECT_TRUE(r.ok()) << r.status();
       region_ = *std::move(r);
       ctx_.AddMetadata(kShmRegionKey, region_->name());
@@ -126,7 +126,7 @@ class RawStream {
     stream_->Finish();
   }
   const std::string& plane() const { return plane_; }
-  student::ShmRegion& region() { return *region_; }
+  client::ShmRegion& region() { return *region_; }
   v1::DistillResponse Send(const v1::DistillRequest& r) {
     v1::DistillResponse out;
     EXPECT_TRUE(stream_->Write(r));
@@ -138,7 +138,7 @@ class RawStream {
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::TeacherService::Stub> stub_;
   grpc::ClientContext ctx_;
-  std::unique_ptr<student::ShmRegion> region_;
+  std::unique_ptr<client::ShmRegion> region_;
   std::unique_ptr<grpc::ClientReaderWriter<v1::DistillRequest, v1::DistillResponse>> stream_;
   std::string plane_;
 };
@@ -147,7 +147,9 @@ TEST_F(DataPlaneTest, BadRegionsOffsetsAndSizesAreRefusedAndTheStreamCarriesOn) 
   Proc t = StartStandalone("bad_t");
   RawStream s(t, /*offer_region=*/true);
   ASSERT_EQ(s.plane(), "shm");
-  auto [images, idx] = MicroBatch(2, 7);
+  // Named tensors, not a structured binding: the lambdas below use them.
+  const auto made = MicroBatch(2, 7);
+  const torch::Tensor images = made.first, idx = made.second;
   const std::string payload = proto::EncodeFloats(CutPatches(images, idx, 7), v1::DTYPE_F32);
   const uint64_t logits_at = 4096, logits_bytes = 2 * kClasses * 4;
   std::memcpy(s.region().data(), payload.data(), payload.size());
@@ -231,7 +233,7 @@ TEST_F(DataPlaneTest, ATeacherWithoutSharedMemoryIsRefusedUnderShmAndUsedUnderAu
   o.timeout = o.reconnect_timeout = absl::Seconds(2);
   auto insists = MakeRemoteTeacher(o);
   ASSERT_TRUE(insists.ok()) << insists.status();
-  auto refused = student::AwaitLogits((*insists)->SubmitLogits(images, idx), absl::Seconds(30));
+  auto refused = client::AwaitLogits((*insists)->SubmitLogits(images, idx), absl::Seconds(30));
   ASSERT_FALSE(refused.ok());
   EXPECT_NE(refused.status().message().find("cannot use shared memory"), std::string::npos)
       << refused.status();
@@ -239,7 +241,7 @@ TEST_F(DataPlaneTest, ATeacherWithoutSharedMemoryIsRefusedUnderShmAndUsedUnderAu
       << refused.status();
   auto flexible = Client(t, DataPlaneKind::kAuto, "flexible");
   ASSERT_NE(flexible, nullptr);
-  auto logits = student::AwaitLogits(flexible->SubmitLogits(images, idx), absl::Seconds(30));
+  auto logits = client::AwaitLogits(flexible->SubmitLogits(images, idx), absl::Seconds(30));
   EXPECT_TRUE(logits.ok()) << logits.status();
   const std::string metrics = Scrape(t.metrics_port);
   EXPECT_EQ(MetricValue(metrics, "mkd_teacher_streams_total{data_plane=\"shm\"}"), 0);

@@ -323,5 +323,18 @@ TEST(CoordinatorBinary, LinksNoLibTorch) {
   EXPECT_EQ(libs.find("libc10"), std::string::npos) << libs;
 }
 
+// student_worker/ is training only: the trainer links no gRPC (a remote
+// teacher comes in through teacher_client/'s interface); mkd-student does.
+TEST(StudentLibrary, TheTrainerLinksNoGrpc) {
+  const std::string trainer_test = testing::BinDir() + "/../tests/trainer_test";
+  const std::string cmd = "ldd " + trainer_test + " > " + Tmp("ldd_trainer.txt") + " 2>&1 && ldd " +
+                          testing::BinDir() + "/mkd-student > " + Tmp("ldd_student.txt") + " 2>&1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  const std::string trainer = testing::SlurpFile(Tmp("ldd_trainer.txt"));
+  EXPECT_NE(trainer.find("libtorch"), std::string::npos) << trainer;
+  EXPECT_EQ(trainer.find("libgrpc"), std::string::npos) << trainer;
+  EXPECT_NE(testing::SlurpFile(Tmp("ldd_student.txt")).find("libgrpc++"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace mkd::pool_test

@@ -3,7 +3,7 @@
 // gate): a busy server's RESOURCE_EXHAUSTED answers are retried under the
 // same id until every micro-batch is answered, and retries stop at
 // max_attempts with the server's reason.
-#include "student_worker/remote_teacher.h"
+#include "teacher_client/remote_teacher.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -14,7 +14,7 @@
 #include "proto/job_token.h"
 #include "teacher_server/server_test_util.h"
 
-namespace mkd::student {
+namespace mkd::client {
 namespace {
 
 namespace tu = teacher::test_util;
@@ -153,4 +153,4 @@ TEST(RemoteTeacher, AJobTokenIsShownToTheTeacherAndAWrongOneIsAClearError) {
 }
 
 }  // namespace
-}  // namespace mkd::student
+}  // namespace mkd::client

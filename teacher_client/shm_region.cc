@@ -1,4 +1,4 @@
-#include "student_worker/shm_region.h"
+#include "teacher_client/shm_region.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -13,7 +13,7 @@
 #include "absl/strings/str_format.h"
 #include "proto/shared_memory.h"
 
-namespace mkd::student {
+namespace mkd::client {
 
 absl::StatusOr<std::unique_ptr<ShmRegion>> ShmRegion::Create(int64_t bytes) {
   if (bytes <= 0) return absl::InvalidArgumentError("a shared-memory region needs bytes > 0");
@@ -104,4 +104,4 @@ void RangeAllocator::Free(int64_t offset) {
   free_[start] = length;
 }
 
-}  // namespace mkd::student
+}  // namespace mkd::client

@@ -1,4 +1,4 @@
-#include "student_worker/teacher_stream.h"
+#include "teacher_client/teacher_stream.h"
 
 #include <cstdio>
 #include <exception>
@@ -9,7 +9,7 @@
 #include "proto/job_token.h"
 #include "proto/shared_memory.h"
 
-namespace mkd::student {
+namespace mkd::client {
 
 namespace v1 = ::maskedkd::v1;
 
@@ -237,4 +237,4 @@ void TeacherStream::ReadLoop() {
   }
 }
 
-}  // namespace mkd::student
+}  // namespace mkd::client

@@ -5,8 +5,8 @@
 //         (the message names ranges of it).
 // Either way the control plane (ids, codes, deadlines, retries, failover)
 // is the same gRPC stream.
-#ifndef MKD_STUDENT_WORKER_DATA_PLANE_H_
-#define MKD_STUDENT_WORKER_DATA_PLANE_H_
+#ifndef MKD_TEACHER_CLIENT_DATA_PLANE_H_
+#define MKD_TEACHER_CLIENT_DATA_PLANE_H_
 
 #include <cstdint>
 #include <functional>
@@ -19,9 +19,9 @@
 #include "common/data_plane_kind.h"
 #include "common/mutex.h"
 #include "maskedkd/v1/teacher.pb.h"
-#include "student_worker/shm_region.h"
+#include "teacher_client/shm_region.h"
 
-namespace mkd::student {
+namespace mkd::client {
 
 // One micro-batch, ready for any teacher on any plane; shared, immutable,
 // by the sends (retries, failovers) of its id.
@@ -62,6 +62,6 @@ std::unique_ptr<DataPlane> MakeGrpcPlane();
 // `region`: the stream's, already accepted by the teacher.
 std::unique_ptr<DataPlane> MakeShmPlane(std::unique_ptr<ShmRegion> region);
 
-}  // namespace mkd::student
+}  // namespace mkd::client
 
-#endif  // MKD_STUDENT_WORKER_DATA_PLANE_H_
+#endif  // MKD_TEACHER_CLIENT_DATA_PLANE_H_

@@ -26,8 +26,8 @@
 //     (kInvalidArgument) before it is sent.
 // A teacher whose ModelInfo names another model than the job asked for is
 // refused with a log line and never used.
-#ifndef MKD_STUDENT_WORKER_REMOTE_TEACHER_H_
-#define MKD_STUDENT_WORKER_REMOTE_TEACHER_H_
+#ifndef MKD_TEACHER_CLIENT_REMOTE_TEACHER_H_
+#define MKD_TEACHER_CLIENT_REMOTE_TEACHER_H_
 
 #include <memory>
 #include <string>
@@ -36,10 +36,10 @@
 #include "absl/time/time.h"
 #include "common/dtype.h"
 #include "proto/transport_security.h"
-#include "student_worker/data_plane.h"
-#include "student_worker/teacher.h"
+#include "teacher_client/data_plane.h"
+#include "teacher_client/teacher.h"
 
-namespace mkd::student {
+namespace mkd::client {
 
 struct RemoteTeacherOptions {
   std::string address;             // host:port of one mkd-teacher, or
@@ -85,6 +85,6 @@ struct RemoteTeacherOptions {
 // kFailedPrecondition when the fixed teacher serves another model.
 absl::StatusOr<std::unique_ptr<Teacher>> MakeRemoteTeacher(const RemoteTeacherOptions& options);
 
-}  // namespace mkd::student
+}  // namespace mkd::client
 
-#endif  // MKD_STUDENT_WORKER_REMOTE_TEACHER_H_
+#endif  // MKD_TEACHER_CLIENT_REMOTE_TEACHER_H_

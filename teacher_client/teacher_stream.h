@@ -19,8 +19,8 @@
 // Thread-safe. Callbacks run without any lock of this class held and may
 // call Send: on_connected, on_answer and on_broken on the reader thread,
 // one at a time; on_written on the writer thread.
-#ifndef MKD_STUDENT_WORKER_TEACHER_STREAM_H_
-#define MKD_STUDENT_WORKER_TEACHER_STREAM_H_
+#ifndef MKD_TEACHER_CLIENT_TEACHER_STREAM_H_
+#define MKD_TEACHER_CLIENT_TEACHER_STREAM_H_
 
 #include <grpcpp/grpcpp.h>
 
@@ -33,9 +33,9 @@
 #include "absl/status/status.h"
 #include "common/mutex.h"
 #include "maskedkd/v1/teacher.grpc.pb.h"
-#include "student_worker/data_plane.h"
+#include "teacher_client/data_plane.h"
 
-namespace mkd::student {
+namespace mkd::client {
 
 struct TeacherStreamCallbacks {
   std::function<void()> on_connected;
@@ -106,6 +106,6 @@ class TeacherStream {
   std::thread writer_;
 };
 
-}  // namespace mkd::student
+}  // namespace mkd::client
 
-#endif  // MKD_STUDENT_WORKER_TEACHER_STREAM_H_
+#endif  // MKD_TEACHER_CLIENT_TEACHER_STREAM_H_

@@ -15,9 +15,9 @@
 #include "common/vit.h"
 #include "proto/tensor_codec.h"
 #include "proto/wire.h"
-#include "student_worker/remote_teacher_impl.h"
+#include "teacher_client/remote_teacher_impl.h"
 
-namespace mkd::student {
+namespace mkd::client {
 namespace {
 
 bool Retryable(int code) {
@@ -465,4 +465,4 @@ absl::StatusOr<torch::Tensor> RemoteTeacher::Saliency(const torch::Tensor&) {
       "does not send; use an in-process teacher (distill.teacher_address: \"\")");
 }
 
-}  // namespace mkd::student
+}  // namespace mkd::client

@@ -1,7 +1,7 @@
 // The student's side of the shared-memory data plane (proto/shared_memory.h):
 // one region per Distill stream, and the allocator of its ranges.
-#ifndef MKD_STUDENT_WORKER_SHM_REGION_H_
-#define MKD_STUDENT_WORKER_SHM_REGION_H_
+#ifndef MKD_TEACHER_CLIENT_SHM_REGION_H_
+#define MKD_TEACHER_CLIENT_SHM_REGION_H_
 
 #include <cstdint>
 #include <map>
@@ -11,7 +11,7 @@
 
 #include "absl/status/statusor.h"
 
-namespace mkd::student {
+namespace mkd::client {
 
 // A POSIX shared-memory object of this process: created owner-only (0600)
 // under a fresh random name, allocated in full (posix_fallocate, so a
@@ -63,6 +63,6 @@ class RangeAllocator {
   int64_t free_bytes_ = 0;
 };
 
-}  // namespace mkd::student
+}  // namespace mkd::client
 
-#endif  // MKD_STUDENT_WORKER_SHM_REGION_H_
+#endif  // MKD_TEACHER_CLIENT_SHM_REGION_H_

@@ -7,8 +7,8 @@
 //
 // Thread-safe; owns two threads. Callbacks run on them, without locks of
 // this class held.
-#ifndef MKD_STUDENT_WORKER_JOB_MEMBERSHIP_H_
-#define MKD_STUDENT_WORKER_JOB_MEMBERSHIP_H_
+#ifndef MKD_TEACHER_CLIENT_JOB_MEMBERSHIP_H_
+#define MKD_TEACHER_CLIENT_JOB_MEMBERSHIP_H_
 
 #include <functional>
 #include <string>
@@ -18,7 +18,7 @@
 #include "common/mutex.h"
 #include "maskedkd/v1/coordinator.grpc.pb.h"
 
-namespace mkd::student {
+namespace mkd::client {
 
 class JobMembership {
  public:
@@ -53,6 +53,6 @@ class JobMembership {
   std::thread watch_thread_;
 };
 
-}  // namespace mkd::student
+}  // namespace mkd::client
 
-#endif  // MKD_STUDENT_WORKER_JOB_MEMBERSHIP_H_
+#endif  // MKD_TEACHER_CLIENT_JOB_MEMBERSHIP_H_

@@ -2,8 +2,8 @@
 // remote_teacher.cc (routing, retries, failover) and
 // remote_teacher_pool.cc (channels, ModelInfo checks, the coordinator).
 // Internal to student_worker/.
-#ifndef MKD_STUDENT_WORKER_REMOTE_TEACHER_IMPL_H_
-#define MKD_STUDENT_WORKER_REMOTE_TEACHER_IMPL_H_
+#ifndef MKD_TEACHER_CLIENT_REMOTE_TEACHER_IMPL_H_
+#define MKD_TEACHER_CLIENT_REMOTE_TEACHER_IMPL_H_
 
 #include <atomic>
 #include <map>
@@ -17,11 +17,11 @@
 #include "common/mutex.h"
 #include "maskedkd/v1/coordinator.pb.h"
 #include "maskedkd/v1/teacher.grpc.pb.h"
-#include "student_worker/job_membership.h"
-#include "student_worker/remote_teacher.h"
-#include "student_worker/teacher_stream.h"
+#include "teacher_client/job_membership.h"
+#include "teacher_client/remote_teacher.h"
+#include "teacher_client/teacher_stream.h"
 
-namespace mkd::student {
+namespace mkd::client {
 
 namespace v1 = ::maskedkd::v1;
 
@@ -33,7 +33,7 @@ ViTConfig ConfigFromInfo(const v1::ModelInfo& info);
 
 // Thread-safe: the trainer submits, stream readers answer, the retry
 // thread re-sends, the membership thread changes the teachers.
-class RemoteTeacher final : public Teacher {
+class RemoteTeacher final : public Teacher, public PoolSession {
  public:
   RemoteTeacher(const RemoteTeacherOptions& options, v1::DType wire, const v1::ModelInfo& info);
   ~RemoteTeacher() override;
@@ -58,6 +58,7 @@ class RemoteTeacher final : public Teacher {
   PendingLogits SubmitLogits(const torch::Tensor& images, const torch::Tensor& idx) override;
   Stage SubmitStage() const override { return Stage::kDeviceToHost; }
   absl::StatusOr<torch::Tensor> Saliency(const torch::Tensor&) override;
+  PoolSession* session() override { return this; }
   int PlannedMicroBatches() override { return planned_m_.load(); }
   double PredictedStepSeconds() override;
   void ReportStep(const StepTimings& t) override;
@@ -131,6 +132,6 @@ class RemoteTeacher final : public Teacher {
   std::thread retrier_;
 };
 
-}  // namespace mkd::student
+}  // namespace mkd::client
 
-#endif  // MKD_STUDENT_WORKER_REMOTE_TEACHER_IMPL_H_
+#endif  // MKD_TEACHER_CLIENT_REMOTE_TEACHER_IMPL_H_

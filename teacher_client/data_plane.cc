@@ -1,11 +1,11 @@
-#include "student_worker/data_plane.h"
+#include "teacher_client/data_plane.h"
 
 #include <atomic>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
 
-namespace mkd::student {
+namespace mkd::client {
 namespace {
 
 namespace v1 = ::maskedkd::v1;
@@ -108,4 +108,4 @@ std::unique_ptr<DataPlane> MakeShmPlane(std::unique_ptr<ShmRegion> region) {
   return std::make_unique<ShmPlane>(std::move(region));
 }
 
-}  // namespace mkd::student
+}  // namespace mkd::client

@@ -1,9 +1,10 @@
-// The trainer's view of a teacher: logits for kept tokens. The embedded
-// default runs the teacher in the student's process; issue "Teacher server"
-// adds a gRPC implementation behind the same interface, so the training
-// loop does not change.
-#ifndef MKD_STUDENT_WORKER_TEACHER_H_
-#define MKD_STUDENT_WORKER_TEACHER_H_
+// The trainer's view of a teacher: logits for kept tokens, now or later.
+// The embedded default runs the teacher in the student's process
+// (MakeInProcessTeacher, here); remote_teacher.h reaches mkd-teacher
+// servers over gRPC behind the same interface, so the training loop does
+// not change. A pool's plan and telemetry are a PoolSession's.
+#ifndef MKD_TEACHER_CLIENT_TEACHER_H_
+#define MKD_TEACHER_CLIENT_TEACHER_H_
 
 #include <torch/types.h>
 
@@ -16,8 +17,9 @@
 #include "absl/time/time.h"
 #include "common/micro_batch_stages.h"
 #include "common/vit_config.h"
+#include "teacher_client/pool_session.h"
 
-namespace mkd::student {
+namespace mkd::client {
 
 // A teacher's answer to one micro-batch: its logits, and the stages of its
 // path that the teacher client measured (a remote one: encode, send, the
@@ -35,26 +37,6 @@ using PendingLogits = std::shared_future<absl::StatusOr<TeacherAnswer>>;
 absl::StatusOr<TeacherAnswer> AwaitAnswer(const PendingLogits& pending, absl::Duration timeout);
 // As AwaitAnswer, the logits alone.
 absl::StatusOr<torch::Tensor> AwaitLogits(const PendingLogits& pending, absl::Duration timeout);
-
-// What the trainer measured over one distill step, for the pool's planner
-// (per micro-batch means, seconds).
-struct StepTimings {
-  int64_t step = 0;
-  int micro_batches = 1;
-  double forward_s = 0;   // Student forward, selection and submission.
-  double backward_s = 0;  // Loss and backward, after the answer arrived.
-  double step_s = 0;
-  double images_per_s = 0;
-  double predicted_step_s = 0;  // The plan's prediction for this m (0: none).
-};
-
-// What a remote teacher saw since the last TakeStats.
-struct TeacherStats {
-  std::vector<double> round_trips_s;  // Per answered micro-batch: last send to answer.
-  double service_s = 0;               // Sum of server queue + compute over them.
-  int64_t retries = 0;                // Re-sends after a retryable answer.
-  int64_t failovers = 0;              // Micro-batches moved off a broken or removed teacher.
-};
 
 // Thread-compatible: the trainer's thread makes every call.
 class Teacher {
@@ -83,14 +65,10 @@ class Teacher {
   // teacher_topk).
   virtual absl::StatusOr<torch::Tensor> Saliency(const torch::Tensor& images) = 0;
 
-  // The pool's plan for this job: micro-batches per step and the step time
-  // it predicts (0: no plan; the trainer keeps its own m).
-  virtual int PlannedMicroBatches() { return 0; }
-  virtual double PredictedStepSeconds() { return 0; }
-  // Hands one step's timings to the pool's planner (no-op in-process).
-  virtual void ReportStep(const StepTimings&) {}
-  // Round trips and failure handling since the last call (empty in-process).
-  virtual TeacherStats TakeStats() { return {}; }
+  // The teacher's pool session (a remote teacher in a pool, or one fixed
+  // remote teacher, which reports its round trips): null in-process.
+  // Owned by the teacher.
+  virtual PoolSession* session() { return nullptr; }
 };
 
 // Loads `weights` (safetensors) into the model given by `model_spec`
@@ -103,6 +81,6 @@ absl::StatusOr<std::unique_ptr<Teacher>> MakeInProcessTeacher(const std::string&
                                                               torch::Device device = torch::kCPU,
                                                               torch::Dtype dtype = torch::kFloat32);
 
-}  // namespace mkd::student
+}  // namespace mkd::client
 
-#endif  // MKD_STUDENT_WORKER_TEACHER_H_
+#endif  // MKD_TEACHER_CLIENT_TEACHER_H_

@@ -6,9 +6,9 @@
 #include "common/tensor_util.h"
 #include "common/vit.h"
 #include "common/vit_weights.h"
-#include "student_worker/teacher.h"
+#include "teacher_client/teacher.h"
 
-namespace mkd::student {
+namespace mkd::client {
 
 PendingLogits Teacher::SubmitLogits(const torch::Tensor& images, const torch::Tensor& idx) {
   std::promise<absl::StatusOr<TeacherAnswer>> done;
@@ -97,4 +97,4 @@ absl::StatusOr<std::unique_ptr<Teacher>> MakeInProcessTeacher(const std::string&
   return std::unique_ptr<Teacher>(new InProcessTeacher(std::move(model), device, dtype));
 }
 
-}  // namespace mkd::student
+}  // namespace mkd::client

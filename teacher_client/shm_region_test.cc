@@ -1,5 +1,5 @@
 // ShmRegion (a real POSIX shared-memory object) and RangeAllocator.
-#include "student_worker/shm_region.h"
+#include "teacher_client/shm_region.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -9,7 +9,7 @@
 
 #include "proto/shared_memory.h"
 
-namespace mkd::student {
+namespace mkd::client {
 namespace {
 
 TEST(ShmRegionTest, OwnerOnlyAllocatedAndGoneAfterwards) {
@@ -88,4 +88,4 @@ TEST(RangeAllocatorTest, RandomAllocateFreeKeepsRangesDisjoint) {
 }
 
 }  // namespace
-}  // namespace mkd::student
+}  // namespace mkd::client

@@ -5,11 +5,12 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "common/host_identity.h"
 #include "common/status_macros.h"
 #include "proto/wire.h"
-#include "student_worker/remote_teacher_impl.h"
+#include "teacher_client/remote_teacher_impl.h"
 
-namespace mkd::student {
+namespace mkd::client {
 namespace {
 
 absl::StatusOr<v1::ModelInfo> ReadModelInfo(const std::shared_ptr<grpc::Channel>& channel,
@@ -209,6 +210,9 @@ absl::StatusOr<std::unique_ptr<Teacher>> MakeRemoteTeacher(const RemoteTeacherOp
   job.set_max_teachers(o.max_teachers);
   job.set_pinned_micro_batches(o.pinned_micro_batches);
   job.set_max_micro_batches(o.max_micro_batches);
+  job.set_host(ThisHost().host);
+  job.set_host_id(ThisHost().host_id);
+  job.set_device(o.device);
   MKD_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> coordinator,
                        MakeChannel(o.coordinator, o.tls, nullptr));
   auto membership = std::make_unique<JobMembership>(
@@ -282,4 +286,4 @@ absl::StatusOr<std::unique_ptr<Teacher>> MakeRemoteTeacher(const RemoteTeacherOp
       absl::FormatDuration(o.teacher_wait), " (config key distill.teacher_wait_s)"));
 }
 
-}  // namespace mkd::student
+}  // namespace mkd::client

@@ -1,4 +1,4 @@
-#include "student_worker/job_membership.h"
+#include "teacher_client/job_membership.h"
 
 #include <grpcpp/grpcpp.h>
 
@@ -7,7 +7,7 @@
 #include "absl/time/clock.h"
 #include "proto/job_token.h"
 
-namespace mkd::student {
+namespace mkd::client {
 
 namespace v1 = ::maskedkd::v1;
 
@@ -106,4 +106,4 @@ void JobMembership::WatchLoop() {
   }
 }
 
-}  // namespace mkd::student
+}  // namespace mkd::client
