@@ -21,7 +21,7 @@ mkdir -p "$root/include" "$root/$ma/cmake" "$root/share/cmake" "$root/bin"
 # Headers.
 for h in absl yaml-cpp nlohmann grpc grpcpp grpc++ google prometheus openssl re2 gtest gmock \
     brotli httplib.h turbojpeg.h zlib.h zconf.h png.h pngconf.h pnglibconf.h ares.h ares_build.h \
-    ares_dns.h ares_nameser.h ares_rules.h ares_version.h; do
+    ares_dns.h ares_nameser.h ares_rules.h ares_version.h xxhash.h xxh3.h; do
   cp -rL "/usr/include/$h" "$root/include/"
 done
 # OpenSSL keeps its configuration headers in the multiarch directory.

@@ -105,7 +105,7 @@ std::vector<QueuedWork> BatchQueue::TakeBatch(absl::Time now, bool drain, absl::
       for (const auto& w : q) earliest_deadline = std::min(earliest_deadline, w.deadline);
     }
     const bool urgent = earliest_deadline <= oldest + options_.max_queue_delay;
-    const bool alone = open_streams_ <= 1;
+    const bool alone = active_streams_ <= 1;
     if (drain || full || waited || urgent || alone) {
       if (oldest < chosen_oldest) {
         chosen = it;

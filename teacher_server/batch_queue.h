@@ -75,11 +75,12 @@ class BatchQueue {
   // empty). With `drain`, any waiting work is dispatched at once.
   std::vector<QueuedWork> TakeBatch(absl::Time now, bool drain, absl::Time* wake_at);
 
-  // Distill streams open on the server. With at most one, no company can
-  // come from anyone else, so waiting max_queue_delay would only add
-  // latency: work is due at once (what queues behind a running batch is
-  // still batched).
-  void set_open_streams(int64_t n) { open_streams_ = n; }
+  // Distill streams with work in flight on the server. With at most one,
+  // no company is coming from anyone else, so waiting max_queue_delay
+  // would only add latency: work is due at once (what queues behind a
+  // running batch is still batched). An idle stream (a job between steps)
+  // does not count: its next micro-batch joins the next batch.
+  void set_active_streams(int64_t n) { active_streams_ = n; }
 
   int64_t size() const { return total_; }
   // Tokens (sum of b*(k+1)) served per job so far, divided by the job's
@@ -103,7 +104,7 @@ class BatchQueue {
   std::map<std::string, absl::Time> last_push_;
   std::map<std::string, absl::Time> emptied_;  // When the job's queue last ran empty.
   int64_t total_ = 0;
-  int64_t open_streams_ = 2;  // Until told: assume company may come.
+  int64_t active_streams_ = 2;  // Until told: assume company may come.
   uint64_t next_ticket_ = 1;
 };
 

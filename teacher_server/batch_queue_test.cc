@@ -36,6 +36,21 @@ TEST(BatchQueue, WaitsForCompanyUntilTheDelay) {
   EXPECT_EQ(q.size(), 0);
 }
 
+TEST(BatchQueue, WithOneActiveStreamNothingWaitsForCompany) {
+  BatchQueue q(Options());
+  q.set_active_streams(1);  // Nobody else has work in flight.
+  ASSERT_TRUE(q.Push(Work("a", 2, 9, kT0)).ok());
+  absl::Time wake;
+  EXPECT_EQ(q.TakeBatch(kT0, false, &wake).size(), 1u);
+  // A second stream with work in flight: waiting for company pays again.
+  q.set_active_streams(2);
+  ASSERT_TRUE(q.Push(Work("a", 2, 9, kT0)).ok());
+  EXPECT_TRUE(q.TakeBatch(kT0 + absl::Milliseconds(1), false, &wake).empty());
+  EXPECT_EQ(wake, kT0 + absl::Milliseconds(5));
+  q.set_active_streams(0);  // It was answered meanwhile.
+  EXPECT_EQ(q.TakeBatch(kT0 + absl::Milliseconds(1), false, &wake).size(), 1u);
+}
+
 TEST(BatchQueue, DispatchesAtOnceWhenTheBudgetFillsAndNeverMixesK) {
   BatchQueue q(Options());
   for (int i = 0; i < 3; ++i) ASSERT_TRUE(q.Push(Work("a", 4, 9, kT0)).ok());  // 40 tokens each.

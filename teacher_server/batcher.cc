@@ -57,10 +57,10 @@ absl::Status Batcher::Submit(WorkItem item, WorkDone done) {
   return absl::OkStatus();
 }
 
-void Batcher::SetOpenStreams(int64_t n) {
+void Batcher::SetActiveStreams(int64_t n) {
   {
     MutexLock lock(&mu_);
-    queue_.set_open_streams(n);
+    queue_.set_active_streams(n);
   }
   wake_.Signal();  // Waiting work may be due now.
 }

@@ -66,8 +66,9 @@ class Batcher {
   // False once Shutdown began.
   bool accepting();
 
-  // The server's open Distill streams (BatchQueue::set_open_streams).
-  void SetOpenStreams(int64_t n);
+  // Distill streams with micro-batches in flight
+  // (BatchQueue::set_active_streams).
+  void SetActiveStreams(int64_t n);
 
  private:
   struct Pending {

@@ -83,7 +83,9 @@ void DistillReactor::OnReadDone(bool ok) {
       admitted = refused.ok();
     }
   }
-  ++unanswered_;
+  // Counted active before the service sees it, so the batcher knows
+  // whether anyone else could join this micro-batch's batch.
+  if (++unanswered_ == 1) service_->AddActiveStreams(1);
   handoff_.push_back(Received{std::move(request), refused, admitted});
   // One thread at a time hands this stream's micro-batches to the service,
   // in the order they were read (otherwise a later one could take the last
@@ -148,7 +150,7 @@ void DistillReactor::OnDone() {
 
 void DistillReactor::OnAnswer(Answer answer) {
   mu_.Lock();
-  --unanswered_;
+  if (--unanswered_ == 0) service_->AddActiveStreams(-1);
   if (done_) {  // Nobody to tell; free ourselves if this was the last.
     UnlockMaybeDelete();
     return;

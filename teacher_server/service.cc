@@ -102,13 +102,17 @@ TeacherServiceImpl::~TeacherServiceImpl() {
 void TeacherServiceImpl::Register(DistillReactor* stream) {
   MutexLock lock(&streams_mu_);
   streams_.insert(stream);
-  batcher_->SetOpenStreams(static_cast<int64_t>(streams_.size()));
 }
 
 void TeacherServiceImpl::Unregister(DistillReactor* stream) {
   MutexLock lock(&streams_mu_);
   streams_.erase(stream);
-  batcher_->SetOpenStreams(static_cast<int64_t>(streams_.size()));
+}
+
+void TeacherServiceImpl::AddActiveStreams(int delta) {
+  MutexLock lock(&active_mu_);  // Told to the batcher in the order counted.
+  active_streams_ += delta;
+  batcher_->SetActiveStreams(active_streams_);
 }
 
 void TeacherServiceImpl::SweepLoop() {

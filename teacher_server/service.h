@@ -57,6 +57,11 @@ class TeacherServiceImpl final : public maskedkd::v1::TeacherService::CallbackSe
   // nothing of the secret or of other jobs.
   absl::Status AuthorizeJob(const std::string& job, const std::optional<std::string>& token);
 
+  // Streams with micro-batches in flight (a DistillReactor adds itself
+  // when its first is read and leaves when its last is answered), for the
+  // batcher's queue delay.
+  void AddActiveStreams(int delta) ABSL_LOCKS_EXCLUDED(active_mu_);
+
   // Open streams, for the idle sweep (DistillReactor registers itself).
   void Register(DistillReactor* stream) ABSL_LOCKS_EXCLUDED(streams_mu_);
   void Unregister(DistillReactor* stream) ABSL_LOCKS_EXCLUDED(streams_mu_);
@@ -89,6 +94,9 @@ class TeacherServiceImpl final : public maskedkd::v1::TeacherService::CallbackSe
 
   ResultCache cache_;
   StreamLimits stream_limits_;
+
+  Mutex active_mu_ ABSL_ACQUIRED_BEFORE(streams_mu_);
+  int64_t active_streams_ ABSL_GUARDED_BY(active_mu_) = 0;
 
   Mutex streams_mu_;
   CondVar sweep_wake_;
