@@ -6,9 +6,12 @@
 // is insisted on, and used over bytes under auto; a SIGKILLed student
 // leaves nothing in /dev/shm and the teacher lets its region go.
 // (A SIGKILLed shm teacher failing over: pool_test.)
+#include <fcntl.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+#include <sys/mman.h>
 #include <torch/torch.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <filesystem>
@@ -19,7 +22,6 @@
 #include "proto/shared_memory.h"
 #include "proto/tensor_codec.h"
 #include "teacher_client/remote_teacher.h"
-#include "teacher_client/shm_region.h"
 #include "tests/pool_util.h"
 
 namespace mkd::pool_test {
@@ -100,18 +102,26 @@ TEST_F(DataPlaneTest, SharedMemoryAnswersTheSameLogitsAsBytesBitForBit) {
       WaitFor([&] { return MetricValue(Scrape(t.metrics_port), "mkd_teacher_shm_regions") == 0; }));
 }
 
-// A raw stream offering its own region, sending hand-made requests.
+// A raw stream offering a region of its own making (it keeps the
+// descriptor, so a test can shrink the region under the teacher), sending
+// hand-made requests.
 class RawStream {
  public:
+  static constexpr int64_t kRegionBytes = 1 << 16;
+
   RawStream(const Proc& t, bool offer_region) {
     channel_ = grpc::CreateChannel(t.address(), grpc::InsecureChannelCredentials());
     stub_ = v1::TeacherService::NewStub(channel_);
     if (offer_region) {
-      auto r = client::ShmRegion::Create(1 << 16);
-      EXPECT_TRUE(r.ok()) << r.status();
-      region_ = *std::move(r);
-      ctx_.AddMetadata(kShmRegionKey, region_->name());
-      ctx_.AddMetadata(kShmBytesKey, std::to_string(region_->size()));
+      name_ = absl::StrCat(kShmRegionPrefix, "raw-", getpid(), "-", counter_++);
+      fd_ = shm_open(name_.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
+      EXPECT_GE(fd_, 0) << std::strerror(errno);
+      EXPECT_EQ(ftruncate(fd_, kRegionBytes), 0);
+      data_ = static_cast<char*>(
+          mmap(nullptr, kRegionBytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0));
+      EXPECT_NE(data_, MAP_FAILED);
+      ctx_.AddMetadata(kShmRegionKey, name_);
+      ctx_.AddMetadata(kShmBytesKey, std::to_string(kRegionBytes));
     }
     stream_ = stub_->Distill(&ctx_);
     if (offer_region) {
@@ -124,9 +134,17 @@ class RawStream {
   ~RawStream() {
     stream_->WritesDone();
     stream_->Finish();
+    if (fd_ >= 0) {
+      munmap(data_, kRegionBytes);
+      close(fd_);
+      shm_unlink(name_.c_str());  // Normally gone already: the teacher unlinked it.
+    }
   }
   const std::string& plane() const { return plane_; }
-  client::ShmRegion& region() { return *region_; }
+  const std::string& name() const { return name_; }
+  char* data() { return data_; }
+  // Shrinks the region (as a misbehaving student could).
+  void Shrink(int64_t bytes) { EXPECT_EQ(ftruncate(fd_, bytes), 0); }
   v1::DistillResponse Send(const v1::DistillRequest& r) {
     v1::DistillResponse out;
     EXPECT_TRUE(stream_->Write(r));
@@ -135,10 +153,13 @@ class RawStream {
   }
 
  private:
+  static inline int counter_ = 0;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::TeacherService::Stub> stub_;
   grpc::ClientContext ctx_;
-  std::unique_ptr<client::ShmRegion> region_;
+  std::string name_;
+  int fd_ = -1;
+  char* data_ = nullptr;
   std::unique_ptr<grpc::ClientReaderWriter<v1::DistillRequest, v1::DistillResponse>> stream_;
   std::string plane_;
 };
@@ -152,7 +173,7 @@ TEST_F(DataPlaneTest, BadRegionsOffsetsAndSizesAreRefusedAndTheStreamCarriesOn) 
   const torch::Tensor images = made.first, idx = made.second;
   const std::string payload = proto::EncodeFloats(CutPatches(images, idx, 7), v1::DTYPE_F32);
   const uint64_t logits_at = 4096, logits_bytes = 2 * kClasses * 4;
-  std::memcpy(s.region().data(), payload.data(), payload.size());
+  std::memcpy(s.data(), payload.data(), payload.size());
   uint64_t id = 1;
   auto request = [&](uint64_t offset, uint64_t size) {
     v1::DistillRequest r;
@@ -162,10 +183,10 @@ TEST_F(DataPlaneTest, BadRegionsOffsetsAndSizesAreRefusedAndTheStreamCarriesOn) 
     r.set_kept(8);
     r.set_kept_indices(proto::EncodeIndices(idx));
     r.set_payload_dtype(v1::DTYPE_F32);
-    r.mutable_payload_shm()->set_region(s.region().name());
+    r.mutable_payload_shm()->set_region(s.name());
     r.mutable_payload_shm()->set_offset(offset);
     r.mutable_payload_shm()->set_size(size);
-    r.mutable_logits_shm()->set_region(s.region().name());
+    r.mutable_logits_shm()->set_region(s.name());
     r.mutable_logits_shm()->set_offset(logits_at);
     r.mutable_logits_shm()->set_size(logits_bytes);
     return r;
@@ -176,8 +197,9 @@ TEST_F(DataPlaneTest, BadRegionsOffsetsAndSizesAreRefusedAndTheStreamCarriesOn) 
     EXPECT_NE(a.message().find(says), std::string::npos) << a.message();
   };
   const uint64_t size = payload.size();
-  expect_refused(request(1 << 16, size), "payload_shm: [65536, +");  // Past the end.
-  expect_refused(request((1 << 16) - size / 2, size), "outside the region");
+  expect_refused(request(RawStream::kRegionBytes, size),
+                 "payload_shm: [65536, +");  // Past the end.
+  expect_refused(request(RawStream::kRegionBytes - size / 2, size), "outside the region");
   expect_refused(request(~uint64_t{0} - 8, size), "outside the region");  // Wraps 2^64.
   expect_refused(request(0, size - 4), "the shapes need");
   v1::DistillRequest other = request(0, size);
@@ -199,7 +221,7 @@ TEST_F(DataPlaneTest, BadRegionsOffsetsAndSizesAreRefusedAndTheStreamCarriesOn) 
   EXPECT_TRUE(good.logits_in_shm());
   EXPECT_TRUE(good.logits().empty());
   torch::Tensor from_region = torch::empty({2, kClasses});
-  std::memcpy(from_region.data_ptr(), s.region().data() + logits_at, logits_bytes);
+  std::memcpy(from_region.data_ptr(), s.data() + logits_at, logits_bytes);
   RawStream plain(t, /*offer_region=*/false);
   v1::DistillRequest as_bytes = request(0, size);
   as_bytes.set_job_id("raw-bytes");
@@ -212,6 +234,17 @@ TEST_F(DataPlaneTest, BadRegionsOffsetsAndSizesAreRefusedAndTheStreamCarriesOn) 
                                       {2, kClasses}, "logits");
   ASSERT_TRUE(expected.ok());
   EXPECT_TRUE(torch::equal(from_region, *expected));
+  // A region shrunk under the teacher: the range it announced no longer
+  // holds the payload. An error for that micro-batch, no crash (the server
+  // never maps the region); what is still there is served.
+  s.Shrink(3200);  // The payload at 0 (3136 bytes) still fits; the logits at 4096 do not.
+  v1::DistillResponse shrunk = s.Send(request(4096 + 1024, size));
+  EXPECT_EQ(shrunk.code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(shrunk.message().find("did it shrink"), std::string::npos) << shrunk.message();
+  // A new id: computed afresh (the cache answers repeated ids only).
+  v1::DistillResponse unwritable = s.Send(request(0, size));
+  EXPECT_EQ(unwritable.code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(unwritable.message().find("logits_shm"), std::string::npos) << unwritable.message();
   // A stream that offered no region cannot name one.
   v1::DistillRequest no_region = request(0, size);
   no_region.set_job_id("raw-bytes");
