@@ -23,6 +23,13 @@ absl::Status CheckName(absl::string_view field, const std::string& v, size_t max
 
 bool FiniteNonNegative(double v) { return std::isfinite(v) && v >= 0; }
 
+// Where a member runs (informational; compared, never dialled): bounded.
+absl::Status CheckWhere(const std::string& host, const std::string& host_id) {
+  if (host.size() > 253) return Bad("info.host", "is at most 253 bytes");
+  if (host_id.size() > 128) return Bad("info.host_id", "is at most 128 bytes");
+  return absl::OkStatus();
+}
+
 grpc::Status ToGrpc(const absl::Status& s) {
   return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
 }
@@ -73,7 +80,7 @@ absl::Status ValidateTeacherInfo(const v1::TeacherInfo& info) {
     return Bad("info.device", "device and dtype are at most 64 bytes");
   }
   if (info.max_request_bytes() < 0) return Bad("info.max_request_bytes", "must be >= 0");
-  return absl::OkStatus();
+  return CheckWhere(info.host(), info.host_id());
 }
 
 absl::Status ValidateJobInfo(const v1::JobInfo& info) {
@@ -96,7 +103,8 @@ absl::Status ValidateJobInfo(const v1::JobInfo& info) {
     return Bad("info.rank", absl::StrCat(info.rank(), " is not in [0, world_size ",
                                          std::max(1, info.world_size()), ")"));
   }
-  return absl::OkStatus();
+  if (info.device().size() > 64) return Bad("info.device", "is at most 64 bytes");
+  return CheckWhere(info.host(), info.host_id());
 }
 
 // One WatchAssignment stream. Holds at most one write in flight and the

@@ -131,6 +131,24 @@ TEST_F(CoordinatorServiceTest, RejectsBadInputNamingTheField) {
     expect(stub_->RegisterJob(&ctx, req, &resp), grpc::StatusCode::INVALID_ARGUMENT,
            "info.rank: 2 is not in [0, world_size 2)");
   }
+  {  // Where a member runs is bounded too.
+    grpc::ClientContext ctx;
+    v1::RegisterJobRequest req;
+    *req.mutable_info() = Job("j");
+    req.mutable_info()->set_host_id(std::string(4096, 'h'));
+    v1::RegisterJobResponse resp;
+    expect(stub_->RegisterJob(&ctx, req, &resp), grpc::StatusCode::INVALID_ARGUMENT,
+           "info.host_id: is at most 128 bytes");
+  }
+  {
+    grpc::ClientContext ctx;
+    v1::RegisterTeacherRequest req;
+    *req.mutable_info() = Teacher("127.0.0.1:5000");
+    req.mutable_info()->set_host(std::string(300, 'h'));
+    v1::RegisterTeacherResponse resp;
+    expect(stub_->RegisterTeacher(&ctx, req, &resp), grpc::StatusCode::INVALID_ARGUMENT,
+           "info.host: is at most 253 bytes");
+  }
   {
     grpc::ClientContext ctx;
     v1::JobHeartbeatRequest req;

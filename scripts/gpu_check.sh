@@ -5,12 +5,16 @@
 # runs the CUDA tests, then the benchmarks:
 #   1. train_throughput_bench, the paper's Table 2 setting: DeiT-S student <-
 #      DeiT-B teacher at 224, bf16, batch 256: no KD, vanilla KD, MaskedKD
-#      50% and 25%; then MaskedKD 50% with the teacher in a separate
-#      mkd-teacher process on the same GPU, m = 1, 4, 8;
+#      50% and 25%, in-process m = 4; then MaskedKD 50% with the teacher in
+#      a separate mkd-teacher process on the same GPU over shared memory
+#      (m = 1, 4, 8) and over gRPC bytes (m = 1), and with an echo teacher
+#      (m = 1, 4: the data path alone, vs no KD); the per micro-batch stage
+#      table (CUDA events) and the pool economics;
 #   2. teacher_server_bench: mkd-teacher on CUDA vs its bare engine at keep
 #      100/50/25%, and its peak GPU memory;
 #   3. train_throughput_bench with a DeiT-III Huge/14 teacher (where the
-#      teacher dominates the step, as in the paper's large-teacher rows).
+#      teacher dominates the step, as in the paper's large-teacher rows);
+#   4. data_plane_bench: shared memory vs gRPC bytes to an echo teacher.
 # Everything it prints also goes to $OUT/gpu_check.log (or build-gpu/).
 # Meant to finish in under 8 minutes on an H100/H200 with 16 cores.
 #
@@ -47,7 +51,7 @@ if want build; then
     >build-gpu.log 2>&1 || { tail -40 build-gpu.log; exit 1; }
   grep "maskedkd:" build-gpu.log
   # GPU_TARGETS: build only these (bench/fidelity_gpu.sh needs two).
-  read -r -a targets <<<"${GPU_TARGETS:-mkd mkd-teacher mkd-student cuda_test train_throughput_bench teacher_server_bench masked_forward_bench}"
+  read -r -a targets <<<"${GPU_TARGETS:-mkd mkd-teacher mkd-student cuda_test train_throughput_bench teacher_server_bench masked_forward_bench data_plane_bench}"
   cmake --build build-gpu -j "$(nproc)" --target "${targets[@]}" >>build-gpu.log 2>&1 \
     || { grep -E 'error|Error' -B2 -A6 build-gpu.log | head -80; exit 1; }
   # Protobuf twice in one process is only safe if LibTorch hides its copy.
@@ -96,6 +100,8 @@ if want bench; then
   timeout 150 build-gpu/bench/train_throughput_bench --device cuda --precision bf16 --batch 128 \
     --student deit_small_patch16_224 --teacher deit3_huge_patch14_224 --remote none \
     --rounds 5 || status=1
+  stamp bench: data planes
+  timeout 60 build-gpu/bench/data_plane_bench --bin-dir build-gpu/bin --rounds 5 || status=1
 fi
 stamp done, status $status
 exit $status
