@@ -1,6 +1,8 @@
 #include "common/config_yaml.h"
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "common/yaml_util.h"
 
 namespace mkd {
@@ -108,6 +110,44 @@ bool IsHostPort(const std::string& s) {
     if (s[i] < '0' || s[i] > '9') return false;
   }
   return std::stol(s.substr(colon + 1)) <= 65535;
+}
+
+std::string QuoteForError(absl::string_view s, size_t max) {
+  std::string out = "'";
+  for (size_t i = 0; i < s.size() && i < max; ++i) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c < 0x7f && c != '\\' && c != '\'') {
+      out += static_cast<char>(c);
+    } else {
+      out += absl::StrFormat("\\x%02x", c);
+    }
+  }
+  out += "'";
+  if (s.size() > max) absl::StrAppend(&out, "... (", s.size(), " bytes)");
+  return out;
+}
+
+absl::Status CheckDialAddress(absl::string_view s, absl::string_view field) {
+  auto bad = [&](absl::string_view why) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": ", QuoteForError(s), " is not host:port (", why, ")"));
+  };
+  const size_t colon = s.rfind(':');
+  if (colon == absl::string_view::npos) return bad("no port");
+  const absl::string_view host = s.substr(0, colon), port = s.substr(colon + 1);
+  if (host.empty()) return bad("empty host");
+  if (host.size() > 253) return bad("the host is over 253 bytes");
+  for (char c : host) {
+    if (static_cast<unsigned char>(c) <= 0x20 || static_cast<unsigned char>(c) >= 0x7f) {
+      return bad("the host holds whitespace, a control or a non-ASCII character");
+    }
+  }
+  int value = 0;
+  if (port.empty() || port.size() > 5 || !absl::SimpleAtoi(port, &value) || value < 1 ||
+      value > 65535 || port.find_first_not_of("0123456789") != absl::string_view::npos) {
+    return bad("the port must be 1 to 65535");
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace mkd

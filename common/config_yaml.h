@@ -38,6 +38,17 @@ absl::StatusOr<ViTConfig> ModelFromConfigNode(const YAML::Node& node, const std:
 // checked: gRPC and the OS judge it when binding or connecting).
 bool IsHostPort(const std::string& s);
 
+// An address other processes dial (a teacher's, as the pool hands it out):
+// "host:port" with a host of 1 to 253 printable bytes, no whitespace or
+// control characters ("[...]" for IPv6), and a port in 1..65535.
+// kInvalidArgument naming `field` and quoting at most 64 bytes of `s`.
+absl::Status CheckDialAddress(absl::string_view s, absl::string_view field);
+
+// `s` for an error message: its first `max` bytes, control characters
+// escaped, and how long it was when cut. Clients' strings are quoted
+// through this, so a huge or multi-line value cannot blow up a message.
+std::string QuoteForError(absl::string_view s, size_t max = 64);
+
 // Sets one typed field of a Config from a YAML node; errors name the key.
 template <typename Config>
 using ConfigSetter =

@@ -26,6 +26,7 @@ class CoordinatorMetrics {
   void Update(const PoolStats& stats);
   // One RPC rejected for bad input.
   void CountInvalidRequest() { invalid_requests_.Increment(); }
+  double invalid_requests() const { return invalid_requests_.Value(); }
 
   // The exposition text of every metric (text format 0.0.4).
   std::string Serialize() const;

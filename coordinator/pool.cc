@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "common/config_yaml.h"
 #include "coordinator/assignment.h"
 
 namespace mkd::coordinator {
@@ -67,7 +68,8 @@ absl::StatusOr<v1::TeacherState> Pool::Drain(const std::string& address) {
     MutexLock lock(&mu_);
     auto it = teachers_.find(address);
     if (it == teachers_.end()) {
-      return absl::NotFoundError(absl::StrCat("no teacher at '", address, "' in the pool"));
+      return absl::NotFoundError(
+          absl::StrCat("no teacher at ", QuoteForError(address), " in the pool"));
     }
     if (it->second.state == v1::TEACHER_STATE_SERVING) {
       it->second.state = v1::TEACHER_STATE_DRAINING;
@@ -266,8 +268,8 @@ v1::Assignment Pool::ToAssignment(const std::string& id, const Job& job) const {
   a.set_predicted_step_s(job.plan.prediction.step_s);
   a.set_predicted_bubble(job.plan.prediction.bubble);
   if (job.teachers.empty()) {
-    a.set_waiting_reason(
-        absl::StrCat("no serving teacher in the pool has model '", job.info.model_id(), "'"));
+    a.set_waiting_reason(absl::StrCat("no serving teacher in the pool has model ",
+                                      QuoteForError(job.info.model_id())));
   }
   return a;
 }

@@ -69,9 +69,7 @@ absl::Status ValidateTeacherLoad(const v1::TeacherLoad& load) {
 }
 
 absl::Status ValidateTeacherInfo(const v1::TeacherInfo& info) {
-  if (!IsHostPort(info.address())) {
-    return Bad("info.address", absl::StrCat("expected host:port, got '", info.address(), "'"));
-  }
+  if (absl::Status s = CheckDialAddress(info.address(), "info.address"); !s.ok()) return s;
   if (absl::Status s = CheckName("info.model_id", info.model_id(), 256); !s.ok()) return s;
   if (!FiniteNonNegative(info.capacity_tokens_per_s()) || info.capacity_tokens_per_s() > kMaxRate) {
     return Bad("info.capacity_tokens_per_s", "must be finite, >= 0 and at most 1e12");
@@ -286,6 +284,7 @@ grpc::ServerWriteReactor<v1::Assignment>* CoordinatorServiceImpl::WatchAssignmen
     grpc::CallbackServerContext* ctx, const v1::WatchAssignmentRequest* request) {
   auto* watcher = new Watcher(this, request->job_id());
   if (request->job_id().empty() || request->job_id().size() > 128) {
+    if (metrics_) metrics_->CountInvalidRequest();
     watcher->Close(
         grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "job_id: must be 1 to 128 bytes"));
     return watcher;
@@ -353,7 +352,9 @@ grpc::ServerUnaryReactor* CoordinatorServiceImpl::ListJobs(grpc::CallbackServerC
 grpc::ServerUnaryReactor* CoordinatorServiceImpl::Drain(grpc::CallbackServerContext* ctx,
                                                         const v1::DrainRequest* request,
                                                         v1::DrainResponse* response) {
-  if (request->address().empty()) return Reply(ctx, Bad("address", "is empty"));
+  if (absl::Status s = CheckDialAddress(request->address(), "address"); !s.ok()) {
+    return Reply(ctx, s);
+  }
   absl::StatusOr<v1::TeacherState> state = pool_->Drain(request->address());
   if (state.ok()) response->set_state(*state);
   return Reply(ctx, state.status());

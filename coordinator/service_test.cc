@@ -192,6 +192,7 @@ TEST_F(CoordinatorServiceTest, RejectsBadInputNamingTheField) {
     v1::DrainResponse resp;
     expect(stub_->Drain(&ctx, req, &resp), grpc::StatusCode::NOT_FOUND, "no teacher at");
   }
+  const double invalid_before = server_->metrics().invalid_requests();
   {
     grpc::ClientContext ctx;
     v1::WatchAssignmentRequest req;
@@ -199,6 +200,41 @@ TEST_F(CoordinatorServiceTest, RejectsBadInputNamingTheField) {
     v1::Assignment a;
     EXPECT_FALSE(reader->Read(&a));
     expect(reader->Finish(), grpc::StatusCode::INVALID_ARGUMENT, "job_id");
+  }
+  EXPECT_EQ(server_->metrics().invalid_requests(), invalid_before + 1)
+      << "WatchAssignment's refusal counts";
+  // Hosts a teacher could register and jobs would dial: refused, each for
+  // its reason, quoting at most 64 bytes of what was sent (a 1 MiB address
+  // must not come back in the error, past gRPC's metadata limits).
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {":5000", "empty host"},
+      {"evil\nhost:5000", "control"},
+      {"a host:5000", "whitespace"},
+      {std::string(100 << 10, 'h') + ":5000", "over 253 bytes"},
+      {std::string(1 << 20, 'h') + ":5000", "over 253 bytes"},
+      {"10.0.0.1:0", "port must be 1 to 65535"},
+      {"10.0.0.1:70000", "port must be 1 to 65535"},
+      {"10.0.0.1:+80", "port must be 1 to 65535"},
+  };
+  for (const auto& [address, why] : bad) {
+    for (int rpc = 0; rpc < 2; ++rpc) {
+      grpc::ClientContext ctx;
+      grpc::Status st;
+      if (rpc == 0) {
+        v1::RegisterTeacherRequest req;
+        *req.mutable_info() = Teacher(address);
+        v1::RegisterTeacherResponse resp;
+        st = stub_->RegisterTeacher(&ctx, req, &resp);
+      } else {
+        v1::DrainRequest req;
+        req.set_address(address);
+        v1::DrainResponse resp;
+        st = stub_->Drain(&ctx, req, &resp);
+      }
+      expect(st, grpc::StatusCode::INVALID_ARGUMENT, why);
+      EXPECT_LT(st.error_message().size(), 200u) << "rpc " << rpc << ": " << st.error_message();
+      EXPECT_EQ(st.error_message().find('\n'), std::string::npos) << st.error_message();
+    }
   }
 }
 

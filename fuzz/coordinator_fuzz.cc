@@ -17,6 +17,7 @@
 #include <set>
 #include <string>
 
+#include "common/config_yaml.h"
 #include "coordinator/pool.h"
 #include "coordinator/service.h"
 #include "fuzz/fuzz_check.h"
@@ -31,6 +32,8 @@ void CheckAssignments(Pool& pool, const std::set<std::string>& jobs,
   std::set<std::string> known;
   const v1::ListTeachersResponse teachers = pool.ListTeachers();  // Outlives the loop.
   for (const v1::TeacherStatus& t : teachers.teachers()) {
+    // Only addresses the service would accept are ever handed to a job.
+    Require(mkd::CheckDialAddress(t.info().address(), "address").ok());
     known.insert(t.info().address());
   }
   for (const std::string& job : jobs) {
@@ -103,9 +106,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         }
         break;
       }
-      case 4:
-        (void)pool.Drain(std::string(static_cast<const char*>(body), n));
+      case 4: {
+        const std::string address(static_cast<const char*>(body), n);
+        const absl::Status checked = mkd::CheckDialAddress(address, "address");
+        // The refusal quotes at most 64 bytes of the address, on one line.
+        Require(checked.message().size() < 200 &&
+                checked.message().find('\n') == absl::string_view::npos);
+        if (checked.ok()) (void)pool.Drain(address);
         break;
+      }
       default:
         now += absl::Milliseconds(100) * static_cast<int64_t>(n);
         pool.Tick();

@@ -143,6 +143,14 @@ def make_coordinator(pb):
     write("coordinator_fuzz", "join_and_plan", seq)
     write("coordinator_fuzz", "drain", seq + rec(4, b"10.0.0.1:50051") + rec(5, bytes(60)))
     write("coordinator_fuzz", "lease_expiry", seq + rec(5, bytes(255)) + rec(5, bytes(255)))
+    # Addresses the service refuses: empty host, a newline or a space in the
+    # host, a long host, ports out of range or signed; Drain of the same.
+    bad = [":5000", "evil\nhost:5000", "a b:5000", "h" * 200 + ":1", "h:0", "h:70000",
+           "h:+80", "h:", "nohost"]
+    refused = b"".join(rec(0, pb.RegisterTeacherRequest(info=pb.TeacherInfo(
+        address=a, model_id="m", device="cpu", capacity_tokens_per_s=1.0))) for a in bad[:4])
+    write("coordinator_fuzz", "bad_addresses", seq + refused +
+          b"".join(rec(4, a.encode()) for a in bad))
 
 
 def main():
