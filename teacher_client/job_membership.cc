@@ -4,6 +4,7 @@
 
 #include <cstdio>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "proto/job_token.h"
 
@@ -14,12 +15,14 @@ namespace v1 = ::maskedkd::v1;
 JobMembership::JobMembership(std::string coordinator, std::shared_ptr<grpc::Channel> channel,
                              v1::JobInfo info, std::function<v1::JobTimings()> take_timings,
                              std::function<void(const v1::Assignment&)> on_assignment,
+                             std::function<void(const absl::Status&)> on_refused,
                              std::string job_token)
     : coordinator_(std::move(coordinator)),
       info_(std::move(info)),
       job_token_(std::move(job_token)),
       take_timings_(std::move(take_timings)),
       on_assignment_(std::move(on_assignment)),
+      on_refused_(std::move(on_refused)),
       stub_(v1::CoordinatorService::NewStub(channel)) {
   heartbeat_ = std::thread([this] { HeartbeatLoop(); });
   watch_thread_ = std::thread([this] { WatchLoop(); });
@@ -42,6 +45,26 @@ bool JobMembership::Sleep(absl::Duration d) {
   while (!stop_ && wake_.WaitWithDeadline(&mu_, deadline)) {
   }
   return !stop_;
+}
+
+bool JobMembership::Refused(const grpc::Status& st) {
+  const grpc::StatusCode code = st.error_code();
+  if (code != grpc::StatusCode::INVALID_ARGUMENT && code != grpc::StatusCode::UNAUTHENTICATED &&
+      code != grpc::StatusCode::PERMISSION_DENIED) {
+    return false;
+  }
+  {
+    MutexLock lock(&mu_);
+    stop_ = true;
+    if (watch_ != nullptr) watch_->TryCancel();
+    if (refused_) return true;
+    refused_ = true;
+  }
+  wake_.SignalAll();
+  on_refused_(absl::Status(static_cast<absl::StatusCode>(code),
+                           absl::StrCat("coordinator ", coordinator_, " refused job ",
+                                        info_.job_id(), ": ", st.error_message())));
+  return true;
 }
 
 void JobMembership::HeartbeatLoop() {
@@ -68,13 +91,13 @@ void JobMembership::HeartbeatLoop() {
       v1::JobHeartbeatResponse resp;
       st = stub_->JobHeartbeat(&ctx, req, &resp);
     }
+    if (Refused(st)) return;  // Ours to fix: retrying would send the same.
     if (!st.ok() && !warned) {
       std::fprintf(stderr, "job %s: coordinator %s: %s; retrying (training goes on)\n",
                    info_.job_id().c_str(), coordinator_.c_str(), st.error_message().c_str());
       warned = true;
     }
     if (st.ok()) warned = false;
-    if (!st.ok() && st.error_code() == grpc::StatusCode::INVALID_ARGUMENT) return;  // Ours to fix.
   } while (Sleep(registered ? interval : absl::Milliseconds(200)));
 }
 
@@ -96,7 +119,8 @@ void JobMembership::WatchLoop() {
       backoff = absl::Milliseconds(100);
       on_assignment_(a);
     }
-    reader->Finish();
+    const grpc::Status st = reader->Finish();
+    if (Refused(st)) return;
     {
       MutexLock lock(&mu_);
       watch_ = nullptr;

@@ -2,6 +2,7 @@
 // assignment), checking what they serve, and reporting the job's timings.
 #include <cstdio>
 #include <map>
+#include <optional>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -197,6 +198,7 @@ absl::StatusOr<std::unique_ptr<Teacher>> MakeRemoteTeacher(const RemoteTeacherOp
     CondVar cv;
     std::optional<v1::Assignment> assignment ABSL_GUARDED_BY(mu);
     RemoteTeacher* teacher ABSL_GUARDED_BY(mu) = nullptr;
+    std::optional<absl::Status> refused ABSL_GUARDED_BY(mu);
   };
   auto first = std::make_shared<First>();
   v1::JobInfo job;
@@ -235,6 +237,18 @@ absl::StatusOr<std::unique_ptr<Teacher>> MakeRemoteTeacher(const RemoteTeacherOp
         // membership before anything else.
         if (teacher != nullptr) teacher->OnAssignment(a);
       },
+      [first](const absl::Status& refused) {
+        MutexLock lock(&first->mu);
+        if (first->teacher == nullptr) {
+          first->refused = refused;  // Ends the wait below at once.
+          first->cv.SignalAll();
+        } else {
+          // Serving never depends on the coordinator: the teachers check the
+          // job's token themselves and end the job if they refuse it too.
+          std::fprintf(stderr, "%s; the job keeps its teachers\n",
+                       std::string(refused.message()).c_str());
+        }
+      },
       o.job_token);
   const absl::Time give_up = absl::Now() + o.teacher_wait;
   first->mu.Lock();
@@ -242,6 +256,7 @@ absl::StatusOr<std::unique_ptr<Teacher>> MakeRemoteTeacher(const RemoteTeacherOp
   std::map<std::string, std::string> failures;  // Teacher address -> last error said.
   while (absl::Now() < give_up) {
     first->cv.WaitWithTimeout(&first->mu, absl::Milliseconds(200));
+    if (first->refused) break;
     if (!first->assignment) continue;
     const v1::Assignment a = *first->assignment;
     if (a.teachers_size() == 0 && !said) {
@@ -279,8 +294,10 @@ absl::StatusOr<std::unique_ptr<Teacher>> MakeRemoteTeacher(const RemoteTeacherOp
       return std::unique_ptr<Teacher>(std::move(teacher));
     }
   }
+  const std::optional<absl::Status> refused = first->refused;
   first->mu.Unlock();  // The membership's threads may be waiting for it.
   membership.reset();
+  if (refused) return *refused;  // A token or description retrying cannot mend.
   return absl::UnavailableError(absl::StrCat(
       "no teacher in the pool at ", o.coordinator, " serves model '", o.model_id, "' after ",
       absl::FormatDuration(o.teacher_wait), " (config key distill.teacher_wait_s)"));

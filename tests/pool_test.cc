@@ -182,13 +182,17 @@ TEST_F(PoolTest, APoolWithJobTokensServesOnlyJobsWithTheirToken) {
       StartStudent("tiny", "token_a",
                    {"distill.coordinator=" + c.address(), "data.limit_train=512",
                     "distill.job_id=token_a", "distill.job_token_file=" + Tmp("token_a.token")});
-  auto b = StartStudent(
-      "tiny", "token_b",
-      {"distill.coordinator=" + c.address(), "distill.job_id=token_b", "distill.teacher_wait_s=3"});
+  auto b = StartStudent("tiny", "token_b",
+                        {"distill.coordinator=" + c.address(), "distill.job_id=token_b",
+                         "distill.teacher_wait_s=120"});
   ASSERT_EQ(a->Wait(), 0) << a->err();
   ExpectEveryStepOnce("token_a", 512 / 32);
+  // The refusal ends job b at once with the coordinator's reason; waiting
+  // out teacher_wait_s would end it with "no teacher ... after 2m".
   EXPECT_EQ(b->Wait(), 1);
-  EXPECT_NE(b->err().find("a job token is required"), std::string::npos) << b->err();
+  EXPECT_NE(b->err().find("refused job token_b: a job token is required"), std::string::npos)
+      << b->err();
+  EXPECT_EQ(b->err().find("teacher_wait_s"), std::string::npos) << b->err();
 }
 
 TEST_F(PoolTest, ADrainedTeacherFinishesItsWorkAndLeavesWhileTheJobCarriesOn) {
