@@ -1,22 +1,23 @@
 // `mkd`: the maskedkd command-line tool. Thin: flags -> options -> Run.
-#include <functional>
+// It links no LibTorch, so the operator's commands start at once; predict
+// and mask run a ViT and exec `mkd-model`, installed next to `mkd`.
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <iostream>
 #include <string>
 #include <vector>
 
-#include "absl/status/statusor.h"
-#include "cli/mask.h"
-#include "cli/predict.h"
+#include "cli/dispatch.h"
 #ifdef MKD_WITH_POOL_CLI
 #include "cli/pool.h"
 #endif
 
 namespace {
 
-constexpr int kUsageError = 2;
-
 int Usage(std::ostream& os) {
-  os << "usage: mkd <command> [flags]\n\ncommands:\n"
+  os << "usage: mkd <command> [flags]; mkd <command> --help for its flags\n\ncommands:\n"
         "  predict   run a ViT on a .npy batch (full or kept tokens)\n"
         "  mask      pick the teacher's kept patches from a student saliency\n"
 #ifdef MKD_WITH_POOL_CLI
@@ -25,39 +26,33 @@ int Usage(std::ostream& os) {
         "  health    grpc.health.v1 check of mkd-teacher or mkd-coordinator\n"
         "  job-token a job's token for teachers that require one\n"
 #endif
-        "\n"
-     << mkd::cli::PredictUsage() << "\n"
-     << mkd::cli::MaskUsage();
-  return kUsageError;
+      ;
+  return mkd::cli::kUsageError;
 }
 
-// Parses, runs and reports one subcommand; no exception leaves it.
-template <typename Options>
-int Dispatch(const std::string& command, const std::vector<std::string>& args,
-             const std::string& usage,
-             const std::function<absl::StatusOr<Options>(const std::vector<std::string>&)>& parse,
-             const std::function<absl::StatusOr<std::string>(const Options&)>& run) {
-  if (!args.empty() && args[0] == "--help") {
-    std::cout << usage;
-    return 0;
-  }
-  auto options = parse(args);
-  if (!options.ok()) {
-    std::cerr << "mkd " << command << ": error: " << options.status().message() << "\n";
-    return kUsageError;
-  }
-  absl::StatusOr<std::string> result;
-  try {
-    result = run(*options);
-  } catch (const std::exception& e) {
-    result = absl::InternalError(e.what());
-  }
-  if (!result.ok()) {
-    std::cerr << "mkd " << command << ": error: " << result.status().message() << "\n";
-    return 1;
-  }
-  if (!result->empty()) std::cout << *result << "\n";
-  return 0;
+// The directory this binary was started from (its siblings live there).
+std::string OwnDirectory() {
+  char path[4096];
+  const ssize_t n = readlink("/proc/self/exe", path, sizeof(path) - 1);
+  if (n <= 0) return ".";
+  const std::string exe(path, static_cast<size_t>(n));
+  const size_t slash = exe.rfind('/');
+  return slash == std::string::npos ? "." : exe.substr(0, slash);
+}
+
+// Replaces this process with `mkd-model <command> <args...>`; returns only
+// when that fails.
+int ExecModelTool(const std::string& command, const std::vector<std::string>& args) {
+  const std::string tool = OwnDirectory() + "/mkd-model";
+  std::vector<std::string> owned = {tool, command};
+  owned.insert(owned.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (std::string& a : owned) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  execv(tool.c_str(), argv.data());
+  std::cerr << "mkd " << command << ": error: cannot run " << tool << " (" << std::strerror(errno)
+            << "): `mkd " << command << "` needs mkd-model next to mkd (build target mkd-model)\n";
+  return 1;
 }
 
 }  // namespace
@@ -66,24 +61,13 @@ int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty() || args[0] == "--help" || args[0] == "help") {
     Usage(args.empty() ? std::cerr : std::cout);
-    return args.empty() ? kUsageError : 0;
+    return args.empty() ? mkd::cli::kUsageError : 0;
   }
   const std::string command = args[0];
   args.erase(args.begin());
-  if (command == "predict") {
-    return Dispatch<mkd::cli::PredictOptions>(
-        command, args, mkd::cli::PredictUsage(), mkd::cli::ParsePredictFlags,
-        [](const mkd::cli::PredictOptions& o) -> absl::StatusOr<std::string> {
-          absl::Status st = mkd::cli::RunPredict(o);
-          if (!st.ok()) return st;
-          return std::string();
-        });
-  }
-  if (command == "mask") {
-    return Dispatch<mkd::cli::MaskOptions>(command, args, mkd::cli::MaskUsage(),
-                                           mkd::cli::ParseMaskFlags, mkd::cli::RunMask);
-  }
+  if (command == "predict" || command == "mask") return ExecModelTool(command, args);
 #ifdef MKD_WITH_POOL_CLI
+  using mkd::cli::Dispatch;
   if (command == "status") {
     return Dispatch<mkd::cli::PoolOptions>(command, args, mkd::cli::StatusUsage(),
                                            mkd::cli::ParseStatusFlags, mkd::cli::RunStatus);

@@ -38,9 +38,9 @@ if ((prebuilt)); then
   from="${MKD_BUILD_DIR:-build}"
   export CCACHE_DIR="${CCACHE_DIR:-$PWD/.cache/ccache}"
   [[ -f "$from/build.ninja" ]] || cmake -S . -B "$from" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-  cmake --build "$from" -j "$(nproc)" --target mkd mkd-teacher mkd-student mkd-coordinator mkd-health
+  cmake --build "$from" -j "$(nproc)" --target mkd mkd-model mkd-teacher mkd-student mkd-coordinator mkd-health
   mkdir -p build/docker-bin
-  for b in mkd mkd-teacher mkd-student mkd-coordinator mkd-health; do
+  for b in mkd mkd-model mkd-teacher mkd-student mkd-coordinator mkd-health; do
     strip -o "build/docker-bin/$b" "$from/bin/$b"
   done
   args+=(--build-arg PREBUILT=1)

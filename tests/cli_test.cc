@@ -191,5 +191,30 @@ TEST(PredictCliTest, UsageAndUnknownCommand) {
   EXPECT_EQ(RunMkd("predict --help").exit_code, 0);
 }
 
+// The operator's commands must not pay LibTorch's load: `mkd` links none and
+// execs mkd-model for the commands that run a ViT.
+TEST(CliSplitTest, MkdLinksNoLibTorchAndRunsModelCommandsThroughMkdModel) {
+  auto slurp = [](const std::string& path) {
+    absl::StatusOr<std::string> text = ReadFile(path);
+    return text.ok() ? *text : std::string();
+  };
+  const std::string dir = Bin().substr(0, Bin().rfind('/'));
+  const std::string ldd = Tmp("ldd.txt");
+  ASSERT_EQ(std::system(("ldd " + Bin() + " >" + ldd + " 2>&1").c_str()), 0);
+  std::string mkd = slurp(ldd);
+  EXPECT_EQ(mkd.find("libtorch"), std::string::npos) << mkd;
+  EXPECT_EQ(mkd.find("libc10"), std::string::npos) << mkd;
+  ASSERT_EQ(std::system(("ldd " + dir + "/mkd-model >" + ldd + " 2>&1").c_str()), 0);
+  EXPECT_NE(slurp(ldd).find("libtorch"), std::string::npos);
+
+  // Without mkd-model beside it, `mkd predict` says what is missing.
+  const std::string lone = Tmp("lone");
+  ASSERT_EQ(std::system(("mkdir -p " + lone + " && cp " + Bin() + " " + lone + "/mkd").c_str()), 0);
+  const std::string err = Tmp("lone_err.txt");
+  const int raw = std::system((lone + "/mkd predict --help 2>" + err + " >/dev/null").c_str());
+  EXPECT_EQ(WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, 1);
+  EXPECT_NE(slurp(err).find("needs mkd-model next to mkd"), std::string::npos) << slurp(err);
+}
+
 }  // namespace
 }  // namespace mkd
