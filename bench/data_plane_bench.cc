@@ -55,7 +55,8 @@ absl::Status Run(const ParsedFlags& f) {
   std::ofstream(dir + "/server.yaml")
       << "model: " << model << "\nweights: unused-by-echo\nengine: echo\n"
       << "listen: 127.0.0.1:0\nmetrics_listen: \"\"\nmax_micro_batch_images: " << images
-      << "\nmax_message_bytes: " << (256 << 20) << "\ntls: {insecure: true}\n";
+      << "\nmax_message_bytes: " << (256 << 20)
+      << "\ntls: {insecure: true}\nauth: {insecure: true}\n";
   testing::ChildProcess server("mkd-teacher", {"--config", dir + "/server.yaml"}, dir + "/teacher");
   std::optional<std::string> line = server.WaitForLine("serving", std::chrono::seconds(60));
   if (!line) return absl::UnavailableError("mkd-teacher did not start: " + server.err());

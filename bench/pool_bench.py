@@ -57,7 +57,7 @@ def coordinator(name, explore_steps=3):
     start(name, [f"{BIN}/mkd-coordinator", "--set", "listen=127.0.0.1:0", "--set",
                  "metrics_listen=\"\"", "--set", "heartbeat_s=0.2", "--set", "lease_s=1",
                  "--set", "settle_s=0.4", "--set", f"explore_steps={explore_steps}",
-                 "--set", "tls.insecure=true"], core=1)
+                 "--set", "tls.insecure=true", "--set", "auth.insecure=true"], core=1)
     return "127.0.0.1:" + wait_line(name, r"on port (\d+)").group(1)
 
 
@@ -65,7 +65,8 @@ def teacher(name, weights, coord, model="configs/fmnist_teacher_model.yaml", cor
     p = start(name, [f"{BIN}/mkd-teacher", "--config", "configs/fmnist_teacher_server.yaml",
                      "--set", f"model={model}", "--set", f"weights={weights}", "--set",
                      "threads=1", "--set", "listen=127.0.0.1:0", "--set", "metrics_listen=\"\"",
-                     "--set", f"coordinator={coord}"], core=core)
+                     "--set", f"coordinator={coord}", "--set", "auth.pool_secret_file=",
+                     "--set", "auth.insecure=true"], core=core)
     port = wait_line(name, r" on port (\d+)").group(1)
     wait_line(name, "joined the pool")
     return p, "127.0.0.1:" + port

@@ -126,7 +126,9 @@ def main():
     teacher = subprocess.Popen(
         [os.path.join(args.bin, "mkd-teacher"), "--config", "configs/fmnist_teacher_server.yaml",
          "--set", "weights=assets/fmnist_teacher.safetensors", "--set", f"listen=127.0.0.1:{port}",
-         "--set", "metrics_listen=", "--set", "threads=1"],
+         "--set", "metrics_listen=", "--set", "threads=1",
+         # Open on loopback, said by name: the soak measures serving, not auth.
+         "--set", "auth.pool_secret_file=", "--set", "auth.insecure=true"],
         cwd=ROOT, stdout=open(os.path.join(args.out, "teacher.log"), "w"), stderr=subprocess.STDOUT)
     jobs = [f"soak-{j}" for j in range(4)]
     logs = {j: os.path.join(args.out, f"{j}.jsonl") for j in jobs}

@@ -100,6 +100,7 @@ absl::Status Run(const ParsedFlags& f) {
   std::filesystem::create_directories(dir);
   teacher::TeacherServerConfig config;
   config.tls.insecure = true;
+  config.auth.insecure = true;
   MKD_ASSIGN_OR_RETURN(config.model, ResolveViTConfig(teacher));
   config.weights = dir + "/teacher.safetensors";
   {

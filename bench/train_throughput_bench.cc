@@ -67,6 +67,7 @@ absl::StatusOr<RemoteTeacher> StartTeacher(const std::string& how, const std::st
   if (how == "in-process") {
     teacher::TeacherServerConfig c;
     c.tls.insecure = true;
+    c.auth.insecure = true;
     c.model = tcfg;
     c.weights = dir + "/teacher.safetensors";
     c.device = device;
@@ -82,7 +83,7 @@ absl::StatusOr<RemoteTeacher> StartTeacher(const std::string& how, const std::st
                       << "/teacher.safetensors\n"
                       << "device: " << device << "\ndtype: " << dtype << "\nengine: " << engine
                       << "\nlisten: 127.0.0.1:0\nmetrics_listen: 127.0.0.1:0\n"
-                      << "tls: {insecure: true}\n";
+                      << "tls: {insecure: true}\nauth: {insecure: true}\n";
   r.process = std::make_unique<testing::ChildProcess>(
       "mkd-teacher", std::vector<std::string>{"--config", yaml}, dir + "/teacher_" + engine);
   std::optional<std::string> line = r.process->WaitForLine("serving", std::chrono::seconds(120));

@@ -24,7 +24,8 @@ int Usage(std::ostream& os) {
         "  status    the teacher pool and its jobs, from mkd-coordinator\n"
         "  drain     take a teacher out of the pool (it finishes its work first)\n"
         "  health    grpc.health.v1 check of mkd-teacher or mkd-coordinator\n"
-        "  job-token a job's token for teachers that require one\n"
+        "  token     a pool token for a teacher, a job or an operator\n"
+        "  job-token a job token of the old kind (mkd token --role job replaces it)\n"
 #endif
       ;
   return mkd::cli::kUsageError;
@@ -75,6 +76,10 @@ int main(int argc, char** argv) {
   if (command == "drain") {
     return Dispatch<mkd::cli::PoolOptions>(command, args, mkd::cli::DrainUsage(),
                                            mkd::cli::ParseDrainFlags, mkd::cli::RunDrain);
+  }
+  if (command == "token") {
+    return Dispatch<mkd::cli::TokenOptions>(command, args, mkd::cli::TokenUsage(),
+                                            mkd::cli::ParseTokenFlags, mkd::cli::RunToken);
   }
   if (command == "job-token") {
     return Dispatch<mkd::cli::JobTokenOptions>(command, args, mkd::cli::JobTokenUsage(),

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -14,6 +15,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "maskedkd/v1/coordinator.grpc.pb.h"
 #include "proto/job_token.h"
+#include "proto/pool_auth.h"
 #include "proto/transport_security.h"
 #include "proto/wire.h"
 
@@ -42,6 +44,7 @@ const std::vector<FlagSpec>& Specs() {
         {"coordinator", true, "host:port of mkd-coordinator"},
         {"timeout-s", true, "seconds to wait for the coordinator (default 5)"},
         {"json", false, "status: print the coordinator's answers as JSON"},
+        {"token-file", true, "an operator's pool token (mkd token --role operator)"},
     };
     AddTlsSpecs(s);
     return s;
@@ -88,6 +91,9 @@ absl::StatusOr<PoolOptions> Parse(const std::vector<std::string>& args, size_t p
   MKD_ASSIGN_OR_RETURN(o.timeout, Timeout(f));
   MKD_ASSIGN_OR_RETURN(o.tls, Tls(f));
   o.json = f.Has("json");
+  if (auto file = f.Get("token-file")) {
+    MKD_ASSIGN_OR_RETURN(o.token, LoadJobToken(*file, "--token-file"));
+  }
   if (f.positional().size() != positionals) {
     return absl::InvalidArgumentError(positionals == 0 ? "unexpected argument"
                                                        : "expected one teacher address");
@@ -101,7 +107,9 @@ absl::StatusOr<std::unique_ptr<v1::CoordinatorService::Stub>> Stub(const PoolOpt
   return v1::CoordinatorService::NewStub(channel);
 }
 
-void Deadline(grpc::ClientContext* ctx, const PoolOptions& o) {
+// Every call: wait for the coordinator up to the timeout, show the token.
+void PrepareCall(grpc::ClientContext* ctx, const PoolOptions& o) {
+  AddTokenMetadata(ctx, o.token);
   ctx->set_wait_for_ready(true);
   ctx->set_deadline(absl::ToChronoTime(absl::Now() + o.timeout));
 }
@@ -154,13 +162,13 @@ absl::StatusOr<std::string> RunStatus(const PoolOptions& o) {
   v1::ListJobsResponse jobs;
   {
     grpc::ClientContext ctx;
-    Deadline(&ctx, o);
+    PrepareCall(&ctx, o);
     MKD_RETURN_IF_ERROR(
         FromGrpc(stub->ListTeachers(&ctx, v1::ListTeachersRequest(), &teachers), o));
   }
   {
     grpc::ClientContext ctx;
-    Deadline(&ctx, o);
+    PrepareCall(&ctx, o);
     MKD_RETURN_IF_ERROR(FromGrpc(stub->ListJobs(&ctx, v1::ListJobsRequest(), &jobs), o));
   }
   if (o.json) {
@@ -204,7 +212,7 @@ absl::StatusOr<std::string> RunStatus(const PoolOptions& o) {
 absl::StatusOr<std::string> RunDrain(const PoolOptions& o) {
   MKD_ASSIGN_OR_RETURN(auto stub, Stub(o));
   grpc::ClientContext ctx;
-  Deadline(&ctx, o);
+  PrepareCall(&ctx, o);
   v1::DrainRequest req;
   req.set_address(o.teacher);
   v1::DrainResponse resp;
@@ -230,6 +238,69 @@ absl::StatusOr<std::string> RunHealth(const PoolOptions& o) {
     return absl::FailedPreconditionError(absl::StrCat(o.teacher, ": ", name));
   }
   return absl::StrCat(o.teacher, ": ", name);
+}
+
+namespace {
+
+const std::vector<FlagSpec>& TokenSpecs() {
+  static const auto* specs = new std::vector<FlagSpec>{
+      {"secret-file", true, "the pool's secret (auth.pool_secret_file)"},
+      {"role", true, "teacher, job or operator"},
+      {"id", true,
+       "job: the job id; teacher: the address it registers (host:port, host for any port, "
+       "* for any); operator: a name for logs"},
+      {"ttl", true, "how long it is valid: N followed by s, m, h or d (default 30d)"},
+  };
+  return *specs;
+}
+
+absl::StatusOr<absl::Duration> ParseTtl(const std::string& text) {
+  int64_t n = 0;
+  const char unit = text.empty() ? ' ' : text.back();
+  const absl::Duration per = unit == 's'   ? absl::Seconds(1)
+                             : unit == 'm' ? absl::Minutes(1)
+                             : unit == 'h' ? absl::Hours(1)
+                             : unit == 'd' ? absl::Hours(24)
+                                           : absl::ZeroDuration();
+  if (per == absl::ZeroDuration() || !absl::SimpleAtoi(text.substr(0, text.size() - 1), &n) ||
+      n < 1 || n > 3650 * 24 * 3600) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--ttl: expected N followed by s, m, h or d (e.g. 30d), got '", text, "'"));
+  }
+  return per * n;
+}
+
+}  // namespace
+
+absl::StatusOr<TokenOptions> ParseTokenFlags(const std::vector<std::string>& args) {
+  MKD_ASSIGN_OR_RETURN(ParsedFlags f, ParseFlags(args, TokenSpecs()));
+  TokenOptions o;
+  MKD_ASSIGN_OR_RETURN(o.secret_file, f.Required("secret-file"));
+  MKD_ASSIGN_OR_RETURN(std::string role, f.Required("role"));
+  std::optional<Role> r = ParseRole(role);
+  if (!r) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--role: expected teacher, job or operator, got '", role, "'"));
+  }
+  o.role = *r;
+  MKD_ASSIGN_OR_RETURN(o.id, f.Required("id"));
+  if (o.id.empty() || o.id.size() > 253) {
+    return absl::InvalidArgumentError("--id: must be 1 to 253 bytes");
+  }
+  MKD_ASSIGN_OR_RETURN(o.ttl, ParseTtl(f.Get("ttl").value_or("30d")));
+  if (!f.positional().empty()) return absl::InvalidArgumentError("unexpected argument");
+  return o;
+}
+
+std::string TokenUsage() {
+  return "usage: mkd token --secret-file FILE --role teacher|job|operator --id ID [--ttl 30d] "
+         "> role.token\n" +
+         FlagsUsage(TokenSpecs());
+}
+
+absl::StatusOr<std::string> RunToken(const TokenOptions& o) {
+  MKD_ASSIGN_OR_RETURN(std::string secret, LoadJobSecret(o.secret_file, "--secret-file"));
+  return MakePoolToken(secret, o.role, o.id, absl::Now() + o.ttl);
 }
 
 const std::vector<FlagSpec>& JobTokenSpecs() {

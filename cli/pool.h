@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "proto/pool_auth.h"
 #include "proto/transport_security.h"
 
 namespace mkd::cli {
@@ -20,6 +21,7 @@ struct PoolOptions {
   absl::Duration timeout = absl::Seconds(5);
   bool json = false;  // status: the coordinator's answers as JSON.
   TlsOptions tls;     // --tls-* or --insecure.
+  std::string token;  // --token-file's pool token ("": none).
 };
 
 absl::StatusOr<PoolOptions> ParseStatusFlags(const std::vector<std::string>& args);
@@ -41,6 +43,17 @@ absl::StatusOr<std::string> RunDrain(const PoolOptions& options);
 // draining teacher says NOT_SERVING) or does not answer in time. For
 // Docker HEALTHCHECKs and scripts.
 absl::StatusOr<std::string> RunHealth(const PoolOptions& options);
+
+// `mkd token --secret-file FILE --role ROLE --id ID [--ttl 30d]`: a pool
+// token (proto/pool_auth.h) for a teacher, a job or an operator.
+struct TokenOptions {
+  std::string secret_file, id;
+  Role role = Role::kJob;
+  absl::Duration ttl = absl::Hours(24 * 30);
+};
+absl::StatusOr<TokenOptions> ParseTokenFlags(const std::vector<std::string>& args);
+std::string TokenUsage();
+absl::StatusOr<std::string> RunToken(const TokenOptions& options);
 
 // `mkd job-token --secret-file FILE --job ID`: the job's token under the
 // teachers' auth.job_secret_file (proto/job_token.h), for the job's

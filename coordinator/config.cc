@@ -6,7 +6,7 @@
 #include "common/config_yaml.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
-#include "proto/job_token.h"
+#include "proto/pool_auth.h"
 
 namespace mkd::coordinator {
 namespace {
@@ -27,10 +27,11 @@ const std::map<std::string, ConfigSetter<CoordinatorConfig>>& Setters() {
         {"settle_s", MKD_FIELD(double, settle_s, "a number")},
         {"forget_gone_s", MKD_FIELD(double, forget_gone_s, "a number")},
         {"explore_steps", MKD_FIELD(int, explore_steps, "an integer")},
-        {"auth.job_secret_file", MKD_FIELD(std::string, job_secret_file, "a path")},
     };
     AddTlsConfigKeys<CoordinatorConfig>([](CoordinatorConfig& c) -> TlsOptions& { return c.tls; },
                                         kWhat, /*server=*/true, s);
+    AddAuthConfigKeys<CoordinatorConfig>(
+        [](CoordinatorConfig& c) -> AuthOptions& { return c.auth; }, kWhat, s);
     return s;
   }();
   return *setters;
@@ -53,7 +54,7 @@ absl::Status Validate(CoordinatorConfig& c) {
   if (c.settle_s < 0) c.settle_s = c.lease_s;
   if (c.forget_gone_s < 0) return bad("forget_gone_s", "must be >= 0");
   if (c.explore_steps < 1) return bad("explore_steps", "must be >= 1");
-  return ValidateServerSecurity(c.tls, c.job_secret_file, kWhat);
+  return ValidateServerSecurity(c.tls, c.auth, kWhat);
 }
 
 }  // namespace

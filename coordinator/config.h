@@ -8,7 +8,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "proto/transport_security.h"
+#include "common/auth_options.h"
+#include "common/tls_options.h"
 
 namespace mkd::coordinator {
 
@@ -25,9 +26,9 @@ struct CoordinatorConfig {
   double forget_gone_s = 300;  // Gone teachers stay listed this long.
   int explore_steps = 3;       // Steps measured per candidate m before planning.
   TlsOptions tls;              // tls.*: mutual TLS, or tls.insecure explicitly.
-  // auth.job_secret_file: with it, RegisterJob, JobHeartbeat and
-  // WatchAssignment need the job's token (proto/job_token.h), as teachers do.
-  std::string job_secret_file;
+  // auth.*: the pool secret that tokens of every role are signed with, or
+  // auth.insecure. Who may call what: coordinator/README.md, docs/security.md.
+  AuthOptions auth;
 };
 
 absl::StatusOr<CoordinatorConfig> ParseCoordinatorConfig(const std::string& yaml_text,

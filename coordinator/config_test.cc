@@ -6,8 +6,8 @@ namespace mkd::coordinator {
 namespace {
 
 TEST(CoordinatorConfig, DefaultsAndOverrides) {
-  auto c = ParseCoordinatorConfig("lease_s: 3\n",
-                                  {"heartbeat_s=0.5", "listen=127.0.0.1:0", "tls.insecure=true"});
+  auto c = ParseCoordinatorConfig("lease_s: 3\n", {"heartbeat_s=0.5", "listen=127.0.0.1:0",
+                                                   "tls.insecure=true", "auth.insecure=true"});
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->lease_s, 3);
   EXPECT_EQ(c->heartbeat_s, 0.5);

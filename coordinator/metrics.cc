@@ -1,6 +1,7 @@
 #include "coordinator/metrics.h"
 
 #include "prometheus/text_serializer.h"
+#include "proto/pool_auth.h"
 #include "proto/wire.h"
 
 namespace mkd::coordinator {
@@ -60,10 +61,27 @@ CoordinatorMetrics::CoordinatorMetrics()
                             .Help("RPCs rejected with INVALID_ARGUMENT.")
                             .Register(*registry_)
                             .Add({})),
+      auth_refusals_(BuildCounter()
+                         .Name("mkd_coordinator_auth_refusals_total")
+                         .Help("RPCs refused by the pool's checks, by reason: missing, invalid or "
+                               "expired credentials, the wrong role, another name, or another "
+                               "instance of a live member.")
+                         .Register(*registry_)),
       planned_(BuildGauge()
                    .Name("mkd_coordinator_planned_micro_batches")
                    .Help("The micro-batch count m planned for each job.")
-                   .Register(*registry_)) {}
+                   .Register(*registry_)) {
+  for (const char* reason : kAuthRefusalReasons) auth_refusals_.Add({{"reason", reason}});
+}
+
+// prometheus::Family::Add is thread-safe and returns the existing series.
+void CoordinatorMetrics::CountAuthRefusal(const std::string& reason) {
+  auth_refusals_.Add({{"reason", reason}}).Increment();
+}
+
+double CoordinatorMetrics::auth_refusals(const std::string& reason) {
+  return auth_refusals_.Add({{"reason", reason}}).Value();
+}
 
 void CoordinatorMetrics::Update(const PoolStats& stats) {
   MutexLock lock(&mu_);

@@ -27,6 +27,9 @@ class CoordinatorMetrics {
   // One RPC rejected for bad input.
   void CountInvalidRequest() { invalid_requests_.Increment(); }
   double invalid_requests() const { return invalid_requests_.Value(); }
+  // One RPC refused by the pool's checks (proto/pool_auth.h's reasons).
+  void CountAuthRefusal(const std::string& reason);
+  double auth_refusals(const std::string& reason);
 
   // The exposition text of every metric (text format 0.0.4).
   std::string Serialize() const;
@@ -42,6 +45,7 @@ class CoordinatorMetrics {
   prometheus::Counter& reassignments_;
   prometheus::Counter& missed_heartbeats_;
   prometheus::Counter& invalid_requests_;
+  prometheus::Family<prometheus::Counter>& auth_refusals_;
   prometheus::Family<prometheus::Gauge>& planned_;
 
   Mutex mu_;

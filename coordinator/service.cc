@@ -6,7 +6,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/config_yaml.h"
-#include "proto/job_token.h"
 
 namespace mkd::coordinator {
 namespace {
@@ -205,19 +204,31 @@ class CoordinatorServiceImpl::Watcher final : public grpc::ServerWriteReactor<v1
 
 CoordinatorServiceImpl::CoordinatorServiceImpl(const CoordinatorConfig& config, Pool* pool,
                                                CoordinatorMetrics* metrics)
-    : config_(config), pool_(pool), metrics_(metrics) {
-  if (!config.job_secret_file.empty()) {
-    // Validated with the config; a file gone since refuses every job.
-    absl::StatusOr<std::string> secret =
-        LoadJobSecret(config.job_secret_file, "auth.job_secret_file");
-    job_secret_ = secret.ok() ? *secret : std::string();
-  }
+    : config_(config),
+      auth_(MakeServerAuthorizer(config.auth, config.tls)),
+      pool_(pool),
+      metrics_(metrics) {}
+
+absl::Status CoordinatorServiceImpl::Authorize(grpc::CallbackServerContext* ctx, Role role,
+                                               absl::string_view name) {
+  if (auth_.open()) return absl::OkStatus();
+  std::string reason;
+  absl::Status st = auth_.Check(CredentialsOf(*ctx), role, name, &reason);
+  if (!st.ok() && metrics_) metrics_->CountAuthRefusal(reason);
+  return st;
 }
 
-absl::Status CoordinatorServiceImpl::AuthorizeJob(grpc::CallbackServerContext* ctx,
-                                                  const std::string& job) const {
-  if (!job_secret_) return absl::OkStatus();
-  return CheckJobToken(*job_secret_, job, JobTokenOf(ctx->client_metadata()));
+absl::StatusOr<Principal> CoordinatorServiceImpl::AuthorizeListing(
+    grpc::CallbackServerContext* ctx) {
+  if (auth_.open()) return Principal{Role::kOperator, ""};
+  std::string reason;
+  absl::StatusOr<Principal> p = auth_.Identify(CredentialsOf(*ctx), &reason);
+  if (p.ok() && p->role == Role::kTeacher) {
+    reason = "role";
+    p = absl::PermissionDeniedError("a teacher may not list the pool");
+  }
+  if (!p.ok() && metrics_) metrics_->CountAuthRefusal(reason);
+  return p;
 }
 
 grpc::ServerUnaryReactor* CoordinatorServiceImpl::Reply(grpc::CallbackServerContext* ctx,
@@ -234,6 +245,7 @@ grpc::ServerUnaryReactor* CoordinatorServiceImpl::RegisterTeacher(
     grpc::CallbackServerContext* ctx, const v1::RegisterTeacherRequest* request,
     v1::RegisterTeacherResponse* response) {
   absl::Status st = ValidateTeacherInfo(request->info());
+  if (st.ok()) st = Authorize(ctx, Role::kTeacher, request->info().address());
   if (st.ok()) {
     pool_->UpsertTeacher(request->info(), nullptr);
     response->set_lease_s(config_.lease_s);
@@ -247,6 +259,7 @@ grpc::ServerUnaryReactor* CoordinatorServiceImpl::TeacherHeartbeat(
     v1::TeacherHeartbeatResponse* response) {
   absl::Status st = ValidateTeacherInfo(request->info());
   if (st.ok()) st = ValidateTeacherLoad(request->load());
+  if (st.ok()) st = Authorize(ctx, Role::kTeacher, request->info().address());
   if (st.ok()) {
     response->set_state(pool_->UpsertTeacher(request->info(), &request->load()));
     response->set_lease_s(config_.lease_s);
@@ -258,7 +271,7 @@ grpc::ServerUnaryReactor* CoordinatorServiceImpl::RegisterJob(grpc::CallbackServ
                                                               const v1::RegisterJobRequest* request,
                                                               v1::RegisterJobResponse* response) {
   absl::Status st = ValidateJobInfo(request->info());
-  if (st.ok()) st = AuthorizeJob(ctx, request->info().job_id());
+  if (st.ok()) st = Authorize(ctx, Role::kJob, request->info().job_id());
   if (st.ok()) {
     pool_->UpsertJob(request->info(), nullptr);
     response->set_lease_s(config_.lease_s);
@@ -271,7 +284,7 @@ grpc::ServerUnaryReactor* CoordinatorServiceImpl::JobHeartbeat(
     grpc::CallbackServerContext* ctx, const v1::JobHeartbeatRequest* request,
     v1::JobHeartbeatResponse* response) {
   absl::Status st = ValidateJobInfo(request->info());
-  if (st.ok()) st = AuthorizeJob(ctx, request->info().job_id());
+  if (st.ok()) st = Authorize(ctx, Role::kJob, request->info().job_id());
   if (st.ok()) st = ValidateJobTimings(request->timings());
   if (st.ok()) {
     pool_->UpsertJob(request->info(), request->has_timings() ? &request->timings() : nullptr);
@@ -289,7 +302,7 @@ grpc::ServerWriteReactor<v1::Assignment>* CoordinatorServiceImpl::WatchAssignmen
         grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "job_id: must be 1 to 128 bytes"));
     return watcher;
   }
-  if (absl::Status auth = AuthorizeJob(ctx, request->job_id()); !auth.ok()) {
+  if (absl::Status auth = Authorize(ctx, Role::kJob, request->job_id()); !auth.ok()) {
     watcher->Close(
         grpc::Status(static_cast<grpc::StatusCode>(auth.code()), std::string(auth.message())));
     return watcher;
@@ -338,14 +351,36 @@ void CoordinatorServiceImpl::CloseWatches() {
 grpc::ServerUnaryReactor* CoordinatorServiceImpl::ListTeachers(grpc::CallbackServerContext* ctx,
                                                                const v1::ListTeachersRequest*,
                                                                v1::ListTeachersResponse* response) {
+  absl::StatusOr<Principal> caller = AuthorizeListing(ctx);
+  if (!caller.ok()) return Reply(ctx, caller.status());
   *response = pool_->ListTeachers();
+  if (caller->role == Role::kJob) {
+    // A job sees the teachers serving it, and no other job's name.
+    v1::ListTeachersResponse mine;
+    for (v1::TeacherStatus& t : *response->mutable_teachers()) {
+      if (std::find(t.jobs().begin(), t.jobs().end(), caller->name) == t.jobs().end()) continue;
+      t.clear_jobs();
+      t.add_jobs(caller->name);
+      *mine.add_teachers() = std::move(t);
+    }
+    *response = std::move(mine);
+  }
   return Reply(ctx, absl::OkStatus());
 }
 
 grpc::ServerUnaryReactor* CoordinatorServiceImpl::ListJobs(grpc::CallbackServerContext* ctx,
                                                            const v1::ListJobsRequest*,
                                                            v1::ListJobsResponse* response) {
+  absl::StatusOr<Principal> caller = AuthorizeListing(ctx);
+  if (!caller.ok()) return Reply(ctx, caller.status());
   *response = pool_->ListJobs();
+  if (caller->role == Role::kJob) {
+    v1::ListJobsResponse mine;  // A job sees only itself.
+    for (v1::JobStatus& j : *response->mutable_jobs()) {
+      if (j.info().job_id() == caller->name) *mine.add_jobs() = std::move(j);
+    }
+    *response = std::move(mine);
+  }
   return Reply(ctx, absl::OkStatus());
 }
 
@@ -355,6 +390,7 @@ grpc::ServerUnaryReactor* CoordinatorServiceImpl::Drain(grpc::CallbackServerCont
   if (absl::Status s = CheckDialAddress(request->address(), "address"); !s.ok()) {
     return Reply(ctx, s);
   }
+  if (absl::Status s = Authorize(ctx, Role::kOperator, ""); !s.ok()) return Reply(ctx, s);
   absl::StatusOr<v1::TeacherState> state = pool_->Drain(request->address());
   if (state.ok()) response->set_state(*state);
   return Reply(ctx, state.status());

@@ -20,6 +20,7 @@
 #include "coordinator/metrics.h"
 #include "coordinator/pool.h"
 #include "maskedkd/v1/coordinator.grpc.pb.h"
+#include "proto/pool_auth.h"
 
 namespace mkd::coordinator {
 
@@ -69,13 +70,15 @@ class CoordinatorServiceImpl final : public v1::CoordinatorService::CallbackServ
   grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* ctx, const absl::Status& status);
   void Forget(Watcher* watcher);
 
-  // OK without auth.job_secret_file; otherwise the refusal (if any) of a
-  // call for `job` by its x-mkd-job-token metadata.
-  absl::Status AuthorizeJob(grpc::CallbackServerContext* ctx, const std::string& job) const;
+  // OK when the call may act as `role` for `name` (proto/pool_auth.h);
+  // otherwise the refusal, counted by reason.
+  absl::Status Authorize(grpc::CallbackServerContext* ctx, Role role, absl::string_view name);
+  // The caller of a listing: an operator (sees all) or a job (itself only).
+  absl::StatusOr<Principal> AuthorizeListing(grpc::CallbackServerContext* ctx);
 
   // Constant after construction.
   const CoordinatorConfig config_;
-  std::optional<std::string> job_secret_;  // auth.job_secret_file's bytes.
+  const PoolAuthorizer auth_;
   Pool* const pool_;
   CoordinatorMetrics* const metrics_;
 

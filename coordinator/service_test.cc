@@ -10,7 +10,6 @@
 #include <thread>
 
 #include "coordinator/server.h"
-#include "proto/job_token.h"
 
 namespace mkd::coordinator {
 namespace {
@@ -24,7 +23,8 @@ class CoordinatorServiceTest : public ::testing::Test {
     c.heartbeat_s = 0.05;
     c.lease_s = 0.5;
     c.settle_s = 0.1;
-    c.tls.insecure = true;  // Plaintext on loopback; tests/tls_test.cc covers TLS.
+    c.tls.insecure = true;   // Plaintext on loopback; tests/tls_test.cc covers TLS.
+    c.auth.insecure = true;  // Open; the auth tests below set a pool secret.
     auto s = CoordinatorServer::Start(c);
     ASSERT_TRUE(s.ok()) << s.status();
     server_ = std::move(*s);
@@ -325,48 +325,6 @@ TEST_F(CoordinatorServiceTest, ListsThePoolAndExportsMetrics) {
   EXPECT_NE(body.find("mkd_coordinator_assignments 1"), std::string::npos) << body;
   EXPECT_NE(body.find("mkd_coordinator_planned_micro_batches{job=\"job\"} 1"), std::string::npos)
       << body;
-}
-
-// With auth.job_secret_file, a job's calls need its token, as on the
-// teachers: none is UNAUTHENTICATED, another job's PERMISSION_DENIED (fixed
-// messages), its own is served; a watch without one ends the same way.
-TEST_F(CoordinatorServiceTest, WithAJobSecretAJobsCallsNeedItsToken) {
-  const std::string secret = "coordinator-test-secret-of-32-bytes-or-more";
-  const std::string file = ::testing::TempDir() + "/coord_job_secret";
-  std::ofstream(file) << secret;
-  CoordinatorConfig c;
-  c.listen = "127.0.0.1:0";
-  c.metrics_listen = "";
-  c.tls.insecure = true;
-  c.job_secret_file = file;
-  auto server = CoordinatorServer::Start(c);
-  ASSERT_TRUE(server.ok()) << server.status();
-  auto stub = v1::CoordinatorService::NewStub(grpc::CreateChannel(
-      "127.0.0.1:" + std::to_string((*server)->port()), grpc::InsecureChannelCredentials()));
-  auto register_job = [&](const std::string& token) {
-    grpc::ClientContext ctx;
-    if (!token.empty()) ctx.AddMetadata(kJobTokenMetadata, token);
-    v1::RegisterJobRequest req;
-    *req.mutable_info() = Job("job-a");
-    v1::RegisterJobResponse resp;
-    return stub->RegisterJob(&ctx, req, &resp);
-  };
-  grpc::Status none = register_job("");
-  EXPECT_EQ(none.error_code(), grpc::StatusCode::UNAUTHENTICATED);
-  EXPECT_EQ(none.error_message(), "a job token is required");
-  grpc::Status wrong = register_job(MakeJobToken(secret, "job-b"));
-  EXPECT_EQ(wrong.error_code(), grpc::StatusCode::PERMISSION_DENIED);
-  EXPECT_EQ(wrong.error_message(), "the job token does not grant this job");
-  EXPECT_TRUE(register_job(MakeJobToken(secret, "job-a")).ok());
-
-  grpc::ClientContext ctx;
-  v1::WatchAssignmentRequest watch;
-  watch.set_job_id("job-a");
-  auto reader = stub->WatchAssignment(&ctx, watch);
-  v1::Assignment a;
-  EXPECT_FALSE(reader->Read(&a));
-  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::UNAUTHENTICATED);
-  (*server)->Shutdown();
 }
 
 }  // namespace

@@ -30,7 +30,7 @@ absl::StatusOr<std::string> LoadJobSecret(const std::string& path, absl::string_
   if (secret.size() < 32 || secret.size() > 4096) {
     return absl::InvalidArgumentError(absl::StrCat(
         key, ": '", path, "' holds ", secret.size(),
-        " bytes; a job secret needs 32 to 4096 (e.g. `head -c 48 /dev/urandom | base64`)"));
+        " bytes; a pool secret needs 32 to 4096 (e.g. `head -c 48 /dev/urandom | base64`)"));
   }
   return secret;
 }
@@ -68,16 +68,6 @@ std::optional<std::string> JobTokenOf(
   return std::string(it->second.data(), it->second.size());
 }
 
-absl::Status ValidateServerSecurity(const TlsOptions& tls, const std::string& job_secret_file,
-                                    absl::string_view what) {
-  absl::Status st = ValidateTls(tls, TlsRole::kServer, "tls.");
-  if (st.ok() && !job_secret_file.empty()) {
-    st = LoadJobSecret(job_secret_file, "auth.job_secret_file").status();
-  }
-  if (st.ok()) return st;
-  return absl::InvalidArgumentError(absl::StrCat(what, ": ", st.message()));
-}
-
 absl::StatusOr<std::string> LoadJobToken(const std::string& path, absl::string_view key) {
   absl::StatusOr<std::string> bytes = ReadFile(path, 1 << 12);
   if (!bytes.ok()) {
@@ -85,9 +75,9 @@ absl::StatusOr<std::string> LoadJobToken(const std::string& path, absl::string_v
         absl::StrCat(key, ": cannot read '", path, "': ", bytes.status().message()));
   }
   std::string token(absl::StripAsciiWhitespace(*bytes));
-  if (!absl::StartsWith(token, kPrefix)) {
+  if (!absl::StartsWith(token, kPrefix) && !absl::StartsWith(token, "mkdt2.")) {
     return absl::InvalidArgumentError(
-        absl::StrCat(key, ": '", path, "' holds no job token (mint one with `mkd job-token`)"));
+        absl::StrCat(key, ": '", path, "' holds no token (mint one with `mkd token --role job`)"));
   }
   return token;
 }

@@ -18,7 +18,6 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "proto/transport_security.h"
 
 namespace mkd {
 
@@ -46,12 +45,6 @@ absl::Status CheckJobToken(absl::string_view secret, absl::string_view job,
 // The token in a call's metadata (kJobTokenMetadata), if it carries one.
 std::optional<std::string> JobTokenOf(
     const std::multimap<grpc::string_ref, grpc::string_ref>& metadata);
-
-// A server config's security keys, checked when it loads: `tls` for a
-// server and, if set, the job secret file (auth.job_secret_file); errors
-// start with `what` ("teacher config") and name the key.
-absl::Status ValidateServerSecurity(const TlsOptions& tls, const std::string& job_secret_file,
-                                    absl::string_view what);
 
 // A token file's contents, whitespace trimmed; errors name `key`.
 absl::StatusOr<std::string> LoadJobToken(const std::string& path, absl::string_view key);

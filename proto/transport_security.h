@@ -11,10 +11,12 @@
 #define MKD_PROTO_TRANSPORT_SECURITY_H_
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
 #include "common/tls_options.h"
+#include "proto/pool_auth.h"
 
 namespace grpc {
 class Channel;
@@ -29,9 +31,12 @@ namespace mkd {
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(const TlsOptions& o);
 
 // A channel to `target` with `o`'s credentials and `args` (may be null).
-absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const std::string& target,
-                                                           const TlsOptions& o,
-                                                           const grpc::ChannelArguments* args);
+// Under TLS with `peer_role` set, the server's certificate must also carry
+// that pool role (a URI SAN spiffe://<td>/maskedkd/<role>/<name>,
+// proto/pool_auth.h): a student dials only teachers.
+absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(
+    const std::string& target, const TlsOptions& o, const grpc::ChannelArguments* args,
+    std::optional<Role> peer_role = std::nullopt);
 
 }  // namespace mkd
 

@@ -16,10 +16,13 @@ source scripts/docker_env.sh
 compose=(docker-compose -p maskedkd -f deploy/compose/docker-compose.yml)
 prom=http://127.0.0.1:9099
 marker="${TMPDIR:-/tmp}/maskedkd-cluster-started-dockerd"  # up started the engine
+# The pool secret and tokens (scripts/pool_secrets.sh); compose mounts them.
+export MKD_SECRETS="$PWD/runs/cluster-secrets"
 
 mkd_status() {  # The pool as the coordinator sees it, through `mkd status`.
   if [[ -x build/bin/mkd ]]; then
-    build/bin/mkd status --coordinator 127.0.0.1:50050 --timeout-s 3 --insecure || true
+    build/bin/mkd status --coordinator 127.0.0.1:50050 --timeout-s 3 --insecure \
+      --token-file "$MKD_SECRETS/operator.token" || true
   else
     echo "(build/bin/mkd not built: docker-compose logs coordinator shows the pool)"
   fi
@@ -38,6 +41,9 @@ case "${1:-}" in
         maskedkd-prometheus:latest >/dev/null 2>&1; then
       bash scripts/docker_images.sh
     fi
+    # Minted in the image, so `up` needs no host build.
+    bash scripts/pool_secrets.sh "$MKD_SECRETS" \
+      "docker run --rm -i --network none maskedkd:latest mkd" job-a job-b
     up_start=$(date +%s)
     "${compose[@]}" up -d
     # Ready when Prometheus scrapes all five targets successfully.
@@ -57,7 +63,7 @@ case "${1:-}" in
     echo "cluster: up in $((now - up_start)) s ($((now - start)) s with images)"
     cat <<MSG
   Prometheus     $prom  (targets: $prom/targets, alerts: $prom/alerts)
-  the pool       build/bin/mkd status --coordinator 127.0.0.1:50050 --insecure
+  the pool       build/bin/mkd status --coordinator 127.0.0.1:50050 --insecure --token-file $MKD_SECRETS/operator.token
   logs           docker-compose -p maskedkd -f deploy/compose/docker-compose.yml logs -f job-a
   stop           scripts/cluster.sh down
 MSG

@@ -109,17 +109,23 @@ port_of() {  # Waits (at most 60 s) for "<what> port N" in a log; prints N.
   done
   echo "demo: no '$2 port' in $1" >&2; cat "$1" >&2; return 1
 }
-# Plaintext on loopback, said by name (each binary warns); docs/security.md
-# shows the same pool over mutual TLS.
+# Plaintext on loopback, said by name (each binary warns), secured by a
+# pool secret made now: the teacher signs its own token with it, each job
+# and the operator show one minted from it (docs/security.md; the same pool
+# over mutual TLS is shown there too).
+secrets=runs/demo-secrets
+bash scripts/pool_secrets.sh "$secrets" build/bin/mkd logit-kd maskedkd-50
 build/bin/mkd-coordinator --set listen=127.0.0.1:0 --set metrics_listen=\"\" \
-  --set heartbeat_s=0.5 --set lease_s=3 --set tls.insecure=true > runs/coordinator.log 2>&1 &
+  --set heartbeat_s=0.5 --set lease_s=3 --set tls.insecure=true \
+  --set auth.pool_secret_file="$secrets/pool.secret" > runs/coordinator.log 2>&1 &
 pids+=($!)
 coordinator="127.0.0.1:$(port_of runs/coordinator.log 'listening on')"
 # One thread each: on 2 cores the teacher and the student run side by side.
 build/bin/mkd-teacher --config configs/fmnist_teacher_server.yaml --set model="$teacher_model" \
   --set weights="$teacher" \
   --set listen=127.0.0.1:0 --set metrics_listen=\"\" --set threads=1 \
-  --set coordinator="$coordinator" > runs/teacher_server.log 2>&1 &
+  --set coordinator="$coordinator" --set auth.pool_secret_file="$secrets/pool.secret" \
+  > runs/teacher_server.log 2>&1 &
 pids+=($!)
 port_of runs/teacher_server.log 'serving .* on' >/dev/null
 echo "== service: coordinator $coordinator, teacher $(grep -o 'serving [^ ]*' runs/teacher_server.log)"
@@ -127,9 +133,9 @@ echo "== service: coordinator $coordinator, teacher $(grep -o 'serving [^ ]*' ru
 # The same student twice, one after the other, from the same teacher in the
 # same pool: logit KD (the teacher sees every patch), then MaskedKD (it
 # sees the 50% the student attends to). Same seed, data order and steps.
-run_student() {  # run_student <name> <label> [--set ...]: trains, prints its log.
-  local name=$1 label=$2
-  shift 2
+run_student() {  # run_student <name> <label> <job id> [--set ...]: trains, prints its log.
+  local name=$1 label=$2 job=$3
+  shift 3
   echo "== student: $label, a job of the pool"
   rm -rf "runs/$name"
   : >"runs/$name.log"  # Before tail -f below opens it (the student's redirect may come later).
@@ -138,6 +144,7 @@ run_student() {  # run_student <name> <label> [--set ...]: trains, prints its lo
   build/bin/mkd-student train --config "$student_config" \
     --set distill.teacher_weights="$teacher" --set distill.coordinator="$coordinator" \
     --set run.threads=1 --set run.out_dir="runs/$name" --set tls.insecure=true \
+    --set distill.job_id="$job" --set distill.job_token_file="$secrets/$job.token" \
     ${epochs[@]+"${epochs[@]}"} "$@" \
     > "runs/$name.log" 2>&1 &
   local student=$!
@@ -149,14 +156,15 @@ run_student() {  # run_student <name> <label> [--set ...]: trains, prints its lo
     sleep 0.5
   done
   echo "== mkd status --coordinator $coordinator"
-  build/bin/mkd status --coordinator "$coordinator" --insecure || true
+  build/bin/mkd status --coordinator "$coordinator" --insecure \
+    --token-file "$secrets/operator.token" || true
   wait "$student"
   echo "$(( $(date +%s) - t0 ))" > "runs/$name.seconds"
 }
-run_student "${sname}_logitkd" "logit KD (teacher sees 100% of its patches)" \
-  --set distill.criterion=all --set distill.keep_ratio=1 --set distill.job_id=logit-kd
+run_student "${sname}_logitkd" "logit KD (teacher sees 100% of its patches)" logit-kd \
+  --set distill.criterion=all --set distill.keep_ratio=1
 run_student "$sname" "MaskedKD (teacher sees the 50% of patches the student attends to)" \
-  --set distill.job_id=maskedkd-50
+  maskedkd-50
 
 teacher_top1=$(sed -n 's/.*top1 \([0-9.]*\)%.*/\1/p' <<<"$teacher_eval")
 row() {  # row <name> <label>: one line of the table from the run's summary.

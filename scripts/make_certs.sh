@@ -6,6 +6,10 @@
 #   scripts/make_certs.sh DIR cert NAME [CN]     DIR/NAME.pem, DIR/NAME.key,
 #       signed by DIR/ca, valid 30 days, for the names localhost,
 #       maskedkd.pool and 127.0.0.1 (server and client use)
+#   scripts/make_certs.sh DIR role ROLE NAME     DIR/NAME.pem, DIR/NAME.key as
+#       `cert`, carrying the pool role ROLE (teacher, job, operator) as the
+#       URI SAN spiffe://$MKD_TRUST_DOMAIN/maskedkd/ROLE/NAME (trust domain
+#       maskedkd.pool by default); a job's NAME is its job id
 #   scripts/make_certs.sh DIR expired NAME       the same, valid only in 2020
 # Keys are EC P-256: fast to make, accepted by gRPC's TLS.
 set -euo pipefail
@@ -14,6 +18,15 @@ what="$2"
 mkdir -p "$dir"
 cd "$dir"
 san="subjectAltName=DNS:localhost,DNS:maskedkd.pool,IP:127.0.0.1"
+if [[ "$what" == role ]]; then
+  case "${3:-}" in
+    teacher | job | operator) ;;
+    *) echo "make_certs.sh: role must be teacher, job or operator, got '${3:-}'" >&2; exit 2 ;;
+  esac
+  san="$san,URI:spiffe://${MKD_TRUST_DOMAIN:-maskedkd.pool}/maskedkd/$3/$4"
+  what=cert
+  set -- "$1" cert "$4"
+fi
 ext="keyUsage=critical,digitalSignature,keyEncipherment
 extendedKeyUsage=serverAuth,clientAuth
 basicConstraints=critical,CA:FALSE
@@ -70,7 +83,7 @@ EOF
     rm -rf ca_db "$name.csr"
     ;;
   *)
-    echo "usage: scripts/make_certs.sh DIR ca | cert NAME [CN] | expired NAME" >&2
+    echo "usage: scripts/make_certs.sh DIR ca | cert NAME [CN] | role ROLE NAME | expired NAME" >&2
     exit 2
     ;;
 esac

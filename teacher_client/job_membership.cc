@@ -6,7 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "proto/job_token.h"
+#include "proto/pool_auth.h"
 
 namespace mkd::client {
 
@@ -73,7 +73,7 @@ void JobMembership::HeartbeatLoop() {
   do {
     grpc::ClientContext ctx;
     ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
-    if (!job_token_.empty()) ctx.AddMetadata(kJobTokenMetadata, job_token_);
+    AddTokenMetadata(&ctx, job_token_);
     grpc::Status st;
     if (!registered) {
       v1::RegisterJobRequest req;
@@ -105,7 +105,7 @@ void JobMembership::WatchLoop() {
   absl::Duration backoff = absl::Milliseconds(100);
   while (true) {
     grpc::ClientContext ctx;
-    if (!job_token_.empty()) ctx.AddMetadata(kJobTokenMetadata, job_token_);
+    AddTokenMetadata(&ctx, job_token_);
     {
       MutexLock lock(&mu_);
       if (stop_) return;

@@ -57,7 +57,7 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeTeacherChannel(const std::str
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  return MakeChannel(address, tls, &args);
+  return MakeChannel(address, tls, &args, Role::kTeacher);  // Only a teacher may answer.
 }
 
 ViTConfig ConfigFromInfo(const v1::ModelInfo& info) {

@@ -6,7 +6,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "proto/job_token.h"
+#include "proto/pool_auth.h"
 #include "proto/shared_memory.h"
 
 namespace mkd::client {
@@ -104,7 +104,7 @@ void TeacherStream::WriteLoop() {
 
 std::shared_ptr<TeacherStream::Call> TeacherStream::Open() {
   auto call = std::make_shared<Call>();
-  if (!job_token_.empty()) call->ctx.AddMetadata(kJobTokenMetadata, job_token_);
+  AddTokenMetadata(&call->ctx, job_token_);
   std::unique_ptr<ShmRegion> region;
   std::string no_shm;  // Why this call carries bytes although shm was asked for.
   if (plane_.kind == DataPlaneKind::kShm) {

@@ -28,11 +28,10 @@ Answer ErrorAnswer(uint64_t id, const absl::Status& status) {
 }
 
 DistillReactor::DistillReactor(TeacherServiceImpl* service, std::string client,
-                               std::optional<std::string> token,
-                               std::shared_ptr<SharedRegion> region)
+                               CallCredentials credentials, std::shared_ptr<SharedRegion> region)
     : service_(service),
       client_(std::move(client)),
-      token_(std::move(token)),
+      credentials_(std::move(credentials)),
       region_(std::move(region)) {
   const absl::Status open = service_->stream_limits().OpenStream(client_);
   opened_ = open.ok();
@@ -65,7 +64,7 @@ void DistillReactor::OnReadDone(bool ok) {
   if (!job.empty()) {  // An empty job_id is the validator's to answer.
     if (job_.empty()) {
       // The token decides first: an unauthorised stream takes no job slot.
-      absl::Status bound = service_->AuthorizeJob(job, token_);
+      absl::Status bound = service_->AuthorizeJob(job, credentials_);
       if (bound.ok()) bound = service_->stream_limits().BindJob(job);
       if (!bound.ok()) {  // Ends the stream once its answers are out.
         reads_done_ = true;

@@ -20,6 +20,7 @@
 #include "absl/time/time.h"
 #include "common/mutex.h"
 #include "maskedkd/v1/teacher.grpc.pb.h"
+#include "proto/pool_auth.h"
 #include "teacher_server/result_cache.h"
 #include "teacher_server/shared_region.h"
 
@@ -35,12 +36,13 @@ class DistillReactor final
  public:
   // `client`: the peer's host (PeerHost). Ends at once, RESOURCE_EXHAUSTED,
   // when the client holds its most streams.
-  // `token`: the stream's job token metadata, if any; the first
-  // micro-batch's job must be one it grants (TeacherServiceImpl::AuthorizeJob).
+  // `credentials`: what the stream's call showed (token, certificate); the
+  // first micro-batch's job must be one they grant
+  // (TeacherServiceImpl::AuthorizeJob).
   // `region`: the shared-memory region the client offered and the service
   // opened (proto/shared_memory.h), or null; its requests may name ranges
   // of it, and it is closed when the stream and its answers are done.
-  DistillReactor(TeacherServiceImpl* service, std::string client, std::optional<std::string> token,
+  DistillReactor(TeacherServiceImpl* service, std::string client, CallCredentials credentials,
                  std::shared_ptr<SharedRegion> region);
 
   void OnReadDone(bool ok) override;
@@ -67,7 +69,7 @@ class DistillReactor final
 
   TeacherServiceImpl* const service_;
   const std::string client_;
-  const std::optional<std::string> token_;
+  const CallCredentials credentials_;
   const std::shared_ptr<SharedRegion> region_;
   bool opened_ = false;  // Counted in the client's streams (set once, in the constructor).
   maskedkd::v1::DistillRequest request_;  // Owned by the read in progress.

@@ -14,6 +14,8 @@
 #include "common/flags.h"
 #include "common/runtime.h"
 #include "common/status_macros.h"
+#include "proto/job_token.h"
+#include "proto/pool_auth.h"
 #include "proto/transport_security.h"
 #include "teacher_server/pool_member.h"
 #include "teacher_server/server.h"
@@ -59,11 +61,22 @@ absl::StatusOr<std::unique_ptr<mkd::teacher::PoolMember>> JoinPool(
     l.set_healthy(true);
     return l;
   };
+  // With the pool secret, the teacher signs its own teacher token for the
+  // address it registers, fresh for every call (an HMAC: cheap).
+  std::function<std::string()> token = [] { return std::string(); };
+  if (!config.auth.pool_secret_file.empty()) {
+    MKD_ASSIGN_OR_RETURN(std::string secret,
+                         mkd::LoadJobSecret(config.auth.pool_secret_file, "auth.pool_secret_file"));
+    token = [secret, address = info.address()] {
+      return mkd::MakePoolToken(secret, mkd::Role::kTeacher, address,
+                                absl::Now() + absl::Minutes(10));
+    };
+  }
   return std::make_unique<mkd::teacher::PoolMember>(
       config.coordinator, std::move(channel), info, load,
       // Thread-directed: the main thread's sigwait takes it (a process-wide
       // signal could land on a library's thread that never blocked it).
-      [main = pthread_self()] { pthread_kill(main, SIGUSR1); });
+      [main = pthread_self()] { pthread_kill(main, SIGUSR1); }, std::move(token));
 }
 
 absl::Status Run(const mkd::ParsedFlags& flags) {
@@ -80,6 +93,7 @@ absl::Status Run(const mkd::ParsedFlags& flags) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   mkd::WarnIfInsecure(config.tls, "mkd-teacher");
+  mkd::WarnIfOpen(config.auth, "mkd-teacher");
   mkd::ConfigureRuntime(config.threads);
   MKD_ASSIGN_OR_RETURN(auto server, mkd::teacher::TeacherServer::Start(config));
   double capacity = config.capacity_tokens_per_s;

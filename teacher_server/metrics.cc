@@ -1,6 +1,7 @@
 #include "teacher_server/metrics.h"
 
 #include "prometheus/text_serializer.h"
+#include "proto/pool_auth.h"
 
 namespace mkd::teacher {
 namespace {
@@ -132,15 +133,16 @@ TeacherMetrics::TeacherMetrics()
                        .Add({})),
       auth_refusals_(BuildCounter()
                          .Name("mkd_teacher_auth_refusals_total")
-                         .Help("Distill streams refused for their job token (config "
-                               "auth.job_secret_file): missing, or wrong for the job.")
+                         .Help("Distill streams refused by the pool's checks, by reason: "
+                               "missing, invalid or expired credentials, the wrong role, or "
+                               "another job's.")
                          .Register(*registry_)) {
   // Every label up front, so each series exists (at 0) from the start.
   for (const char* limit :
        {"streams_per_client", "streams_per_job", "in_flight_per_job", "idle_stream"}) {
     limit_refusals_.Add({{"limit", limit}});
   }
-  for (const char* reason : {"missing", "wrong"}) auth_refusals_.Add({{"reason", reason}});
+  for (const char* reason : kAuthRefusalReasons) auth_refusals_.Add({{"reason", reason}});
   for (const char* plane : {"grpc", "shm"}) streams_.Add({{"data_plane", plane}});
   auto& stages = BuildHistogram()
                      .Name("mkd_teacher_stage_seconds")

@@ -69,8 +69,7 @@ class TeacherMetrics {
   int64_t streams(absl::string_view data_plane);
   void AddShmRegions(int delta) { shm_regions_.Increment(delta); }
   int64_t shm_regions() const { return static_cast<int64_t>(shm_regions_.Value()); }
-  // A stream refused for its job token (auth.job_secret_file): "missing"
-  // (UNAUTHENTICATED) or "wrong" (PERMISSION_DENIED).
+  // A stream refused by the pool's checks, by reason (kAuthRefusalReasons).
   void CountAuthRefusal(absl::string_view reason);
   int64_t auth_refusals(absl::string_view reason);
 

@@ -4,18 +4,21 @@
 
 #include <cstdio>
 
+#include "proto/pool_auth.h"
+
 namespace mkd::teacher {
 
 namespace v1 = ::maskedkd::v1;
 
 PoolMember::PoolMember(std::string coordinator, std::shared_ptr<grpc::Channel> channel,
                        v1::TeacherInfo info, std::function<v1::TeacherLoad()> load,
-                       std::function<void()> on_drain)
+                       std::function<void()> on_drain, std::function<std::string()> token)
     : coordinator_(std::move(coordinator)),
       channel_(std::move(channel)),
       info_(std::move(info)),
       load_(std::move(load)),
       on_drain_(std::move(on_drain)),
+      token_(std::move(token)),
       thread_([this] { Loop(); }) {}
 
 PoolMember::~PoolMember() {
@@ -43,6 +46,7 @@ void PoolMember::Loop() {
     }
     grpc::ClientContext ctx;
     ctx.set_deadline(absl::ToChronoTime(absl::Now() + std::max(interval, absl::Seconds(1))));
+    if (const std::string token = token_(); !token.empty()) ctx.AddMetadata(kTokenMetadata, token);
     grpc::Status st;
     if (!registered) {
       v1::RegisterTeacherRequest req;

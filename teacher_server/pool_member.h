@@ -22,11 +22,12 @@ namespace mkd::teacher {
 
 class PoolMember {
  public:
-  // `load` is called on the member's thread before each heartbeat.
+  // `load` is called on the member's thread before each heartbeat;
+  // `token` before each call, for its x-mkd-token ("": none).
   // `channel` leads to `coordinator` (named in logs), with its credentials.
   PoolMember(std::string coordinator, std::shared_ptr<grpc::Channel> channel,
              maskedkd::v1::TeacherInfo info, std::function<maskedkd::v1::TeacherLoad()> load,
-             std::function<void()> on_drain);
+             std::function<void()> on_drain, std::function<std::string()> token);
   ~PoolMember();  // Stops the thread (no deregistration: the lease ends it).
 
   // True once a heartbeat has been answered (tests wait on it).
@@ -41,6 +42,7 @@ class PoolMember {
   const maskedkd::v1::TeacherInfo info_;
   const std::function<maskedkd::v1::TeacherLoad()> load_;
   const std::function<void()> on_drain_;
+  const std::function<std::string()> token_;
 
   Mutex mu_;
   CondVar wake_;

@@ -1,13 +1,17 @@
-// Per-job tokens over real gRPC on loopback (auth.job_secret_file): a
-// stream without a token is UNAUTHENTICATED, one whose token is another
-// job's (or garbage) PERMISSION_DENIED, with messages that name neither the
-// secret nor any job; each refusal is counted. A job with its own token is
-// served, and cannot reach another job's answers under the same ids.
+// The teacher's checks over real gRPC on loopback (auth.pool_secret_file):
+// a stream without a token is UNAUTHENTICATED, one whose token is another
+// job's (or garbage) PERMISSION_DENIED, another role's refused, an expired
+// one UNAUTHENTICATED, with messages that name neither the secret nor any
+// job; each refusal is counted by reason. A job with its own token (a pool
+// token or today's job token) is served, and cannot reach another job's
+// answers under the same ids. Without a secret or mutual TLS, the config
+// must say auth.insecure by name.
 #include <gtest/gtest.h>
 
 #include <fstream>
 
 #include "proto/job_token.h"
+#include "proto/pool_auth.h"
 #include "teacher_server/server_config.h"
 #include "teacher_server/server_test_util.h"
 
@@ -24,7 +28,8 @@ std::string SecretFile() {
 
 TeacherServerConfig AuthConfig() {
   TeacherServerConfig c = Config();
-  c.job_secret_file = SecretFile();
+  c.auth.insecure = false;
+  c.auth.pool_secret_file = SecretFile();
   return c;
 }
 
@@ -52,10 +57,38 @@ TEST(TeacherAuth, AnotherJobsTokenOrGarbageIsPermissionDenied) {
     ExpectRefused(stream.AwaitEnd(), grpc::StatusCode::PERMISSION_DENIED,
                   "the job token does not grant this job");
   }
-  EXPECT_EQ(s.server->metrics().auth_refusals("wrong"), 3);
+  EXPECT_EQ(s.server->metrics().auth_refusals("identity"), 3);
   EXPECT_EQ(s.engine->runs(), 0);
   // Refused streams hold no job slot.
   EXPECT_TRUE(WaitUntil([&] { return s.server->service().stream_limits().open_streams() == 0; }));
+}
+
+TEST(TeacherAuth, OtherRolesAndExpiredTokensAreRefused) {
+  Started s = Start(AuthConfig());
+  const absl::Time later = absl::Now() + absl::Hours(1);
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {MakePoolToken(kSecret, Role::kTeacher, "*", later), "a teacher may not act as job"},
+      {MakePoolToken(kSecret, Role::kOperator, "ops", later), "an operator may not act as job"},
+      {MakePoolToken(kSecret, Role::kJob, "job-a", absl::Now() - absl::Seconds(1)),
+       "the token has expired"},
+      {MakePoolToken(kSecret, Role::kJob, "job-b", later), "the job token does not grant this job"},
+  };
+  for (const auto& [token, message] : cases) {
+    Stream stream(s.stub.get(), token);
+    ASSERT_TRUE(stream.Write(Request("job-a", 1, MakeMicroBatch(1, 4, 1))));
+    const grpc::Status st = stream.AwaitEnd();
+    EXPECT_EQ(st.error_message(), message);
+  }
+  EXPECT_EQ(s.server->metrics().auth_refusals("role"), 2);
+  EXPECT_EQ(s.server->metrics().auth_refusals("expired"), 1);
+  EXPECT_EQ(s.server->metrics().auth_refusals("identity"), 1);
+  EXPECT_EQ(s.engine->runs(), 0);
+  Stream ok(s.stub.get(), MakePoolToken(kSecret, Role::kJob, "job-a", later));
+  ASSERT_TRUE(ok.Write(Request("job-a", 1, MakeMicroBatch(1, 4, 1))));
+  auto got = ok.Read(1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got.at(1).code(), 0) << got.at(1).message();
+  EXPECT_TRUE(ok.Close().ok());
 }
 
 TEST(TeacherAuth, EachJobIsServedWithItsOwnTokenAndSeesOnlyItsOwnAnswers) {
@@ -83,7 +116,7 @@ TEST(TeacherAuth, EachJobIsServedWithItsOwnTokenAndSeesOnlyItsOwnAnswers) {
   EXPECT_TRUE(sa.Close().ok());
   EXPECT_TRUE(sb.Close().ok());
   EXPECT_EQ(s.server->metrics().auth_refusals("missing"), 0);
-  EXPECT_EQ(s.server->metrics().auth_refusals("wrong"), 0);
+  EXPECT_EQ(s.server->metrics().auth_refusals("identity"), 0);
 }
 
 TEST(TeacherAuth, TheSecretFileIsCheckedWithTheConfig) {
@@ -92,16 +125,35 @@ TEST(TeacherAuth, TheSecretFileIsCheckedWithTheConfig) {
   auto c = ParseTeacherServerConfig("model: deit_tiny_patch16_224\nweights: w\n",
                                     {"tls.insecure=true", "auth.job_secret_file=" + short_secret});
   ASSERT_FALSE(c.ok());
-  EXPECT_NE(c.status().message().find("auth.job_secret_file: '" + short_secret + "' holds 9 bytes"),
-            std::string::npos)
+  // auth.job_secret_file is the old name of auth.pool_secret_file.
+  EXPECT_NE(
+      c.status().message().find("auth.pool_secret_file: '" + short_secret + "' holds 9 bytes"),
+      std::string::npos)
       << c.status();
   EXPECT_EQ(c.status().message().find("too short"), std::string::npos) << "no secret bytes";
   auto missing = ParseTeacherServerConfig("model: deit_tiny_patch16_224\nweights: w\n",
-                                          {"tls.insecure=true", "auth.job_secret_file=/nope"});
+                                          {"tls.insecure=true", "auth.pool_secret_file=/nope"});
   ASSERT_FALSE(missing.ok());
-  EXPECT_NE(missing.status().message().find("auth.job_secret_file: cannot read '/nope'"),
+  EXPECT_NE(missing.status().message().find("auth.pool_secret_file: cannot read '/nope'"),
             std::string::npos)
       << missing.status();
+}
+
+TEST(TeacherAuth, APlaintextServerWithoutASecretMustSayAuthInsecure) {
+  auto open =
+      ParseTeacherServerConfig("model: deit_tiny_patch16_224\nweights: w\n", {"tls.insecure=true"});
+  ASSERT_FALSE(open.ok());
+  EXPECT_NE(open.status().message().find("neither auth.pool_secret_file nor mutual TLS"),
+            std::string::npos)
+      << open.status();
+  EXPECT_NE(open.status().message().find("auth.insecure: true"), std::string::npos);
+  EXPECT_TRUE(ParseTeacherServerConfig("model: deit_tiny_patch16_224\nweights: w\n",
+                                       {"tls.insecure=true", "auth.insecure=true"})
+                  .ok());
+  EXPECT_TRUE(
+      ParseTeacherServerConfig("model: deit_tiny_patch16_224\nweights: w\n",
+                               {"tls.insecure=true", "auth.pool_secret_file=" + SecretFile()})
+          .ok());
 }
 
 TEST(JobToken, IsBoundToTheJobAndTheSecret) {

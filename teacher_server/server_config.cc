@@ -11,7 +11,7 @@
 #include "common/file_util.h"
 #include "common/status_macros.h"
 #include "common/yaml_util.h"
-#include "proto/job_token.h"
+#include "proto/pool_auth.h"
 
 namespace mkd::teacher {
 namespace {
@@ -62,10 +62,11 @@ const std::map<std::string, Setter>& Setters() {
         {"limits.idle_stream_timeout_s",
          MKD_FIELD(int64_t, limits.idle_stream_timeout_s, "an integer")},
         {"limits.max_shm_region_mb", MKD_FIELD(int64_t, limits.max_shm_region_mb, "an integer")},
-        {"auth.job_secret_file", MKD_FIELD(std::string, job_secret_file, "a path")},
     };
     AddTlsConfigKeys<TeacherServerConfig>(
         [](TeacherServerConfig& c) -> TlsOptions& { return c.tls; }, kWhat, /*server=*/true, s);
+    AddAuthConfigKeys<TeacherServerConfig>(
+        [](TeacherServerConfig& c) -> AuthOptions& { return c.auth; }, kWhat, s);
     return s;
   }();
   return *setters;
@@ -136,7 +137,7 @@ absl::Status Validate(const TeacherServerConfig& c) {
   if (c.limits.max_shm_region_mb < 0 || c.limits.max_shm_region_mb > (1 << 20)) {
     return bad("limits.max_shm_region_mb", "must be in [0, 1048576] (0: no shared memory)");
   }
-  return ValidateServerSecurity(c.tls, c.job_secret_file, kWhat);
+  return ValidateServerSecurity(c.tls, c.auth, kWhat);
 }
 
 }  // namespace

@@ -9,9 +9,10 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/auth_options.h"
 #include "common/dtype.h"
+#include "common/tls_options.h"
 #include "common/vit_config.h"
-#include "proto/transport_security.h"
 
 namespace mkd::teacher {
 
@@ -86,9 +87,9 @@ struct TeacherServerConfig {
   // tls.*: for the server and for the coordinator's channel; mutual TLS,
   // or tls.insecure explicitly.
   TlsOptions tls;
-  // auth.job_secret_file: with it, a Distill stream needs the job token of
-  // its job (proto/job_token.h; `mkd job-token` mints them). "": no tokens.
-  std::string job_secret_file;
+  // auth.*: the pool secret (a Distill stream then needs its job's token,
+  // and the teacher signs its own to join the pool), or auth.insecure.
+  AuthOptions auth;
 };
 
 // `c` with its device-dependent defaults (0 / -1 above) filled in.

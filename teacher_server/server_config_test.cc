@@ -9,7 +9,8 @@ TEST(ServerConfig, ParsesKeysAndOverrides) {
   auto c = ParseTeacherServerConfig(
       "model: deit_tiny_patch16_224\nweights: t.safetensors\nbatcher:\n  max_queue_delay_us: 500\n",
       {"listen=127.0.0.1:0", "model.num_classes=10", "dtype=bf16", "job_idle_s=30",
-       "limits.max_streams_per_job=3", "limits.idle_stream_timeout_s=0", "tls.insecure=true"});
+       "limits.max_streams_per_job=3", "limits.idle_stream_timeout_s=0", "tls.insecure=true",
+       "auth.insecure=true"});
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->model.embed_dim, 192);
   EXPECT_EQ(c->model.num_classes, 10);

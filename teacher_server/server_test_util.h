@@ -17,6 +17,7 @@
 #include "common/masking.h"
 #include "common/vit.h"
 #include "common/vit_weights.h"
+#include "proto/pool_auth.h"
 #include "proto/tensor_codec.h"
 #include "teacher_server/server.h"
 
@@ -58,7 +59,8 @@ inline TeacherServerConfig Config() {
   c.metrics_listen = "127.0.0.1:0";
   c.max_micro_batch_images = 16;
   c.batcher.max_queue_delay_us = 200;
-  c.tls.insecure = true;  // Plaintext on loopback; tests/tls_test.cc covers TLS.
+  c.tls.insecure = true;   // Plaintext on loopback; tests/tls_test.cc covers TLS.
+  c.auth.insecure = true;  // Open; server_auth_test and pool_auth_test cover the checks.
   return c;
 }
 
@@ -203,10 +205,11 @@ inline torch::Tensor Logits(const v1::DistillResponse& r) {
 // test instead of hanging it.
 class Stream {
  public:
-  // `job_token` ("": none) is sent as the stream's x-mkd-job-token.
+  // `job_token` ("": none) is sent as the stream's x-mkd-token (a pool
+  // token) or x-mkd-job-token (today's job token).
   explicit Stream(v1::TeacherService::Stub* stub, const std::string& job_token = "") {
     ctx_.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
-    if (!job_token.empty()) ctx_.AddMetadata("x-mkd-job-token", job_token);
+    AddTokenMetadata(&ctx_, job_token);
     rw_ = stub->Distill(&ctx_);
   }
   bool Write(const v1::DistillRequest& r) { return rw_->Write(r); }

@@ -10,7 +10,6 @@
 #include "common/masking.h"
 #include "common/status_macros.h"
 #include "common/tensor_util.h"
-#include "proto/job_token.h"
 #include "proto/shared_memory.h"
 #include "proto/tensor_codec.h"
 #include "proto/wire.h"
@@ -50,14 +49,10 @@ TeacherServiceImpl::TeacherServiceImpl(const TeacherServerConfig& config, Engine
       idle_timeout_(absl::Seconds(config.limits.idle_stream_timeout_s)),
       max_shm_region_bytes_(config.limits.max_shm_region_mb << 20),
       cache_(config.dedup_window, absl::Seconds(config.job_idle_s)),
-      stream_limits_(config.limits, metrics) {
-  if (!config.job_secret_file.empty()) {
-    // Validated with the config; a file gone since is a refusal of every
-    // stream (fail closed), never an open server.
-    absl::StatusOr<std::string> secret =
-        LoadJobSecret(config.job_secret_file, "auth.job_secret_file");
-    job_secret_ = secret.ok() ? *secret : std::string();
-  }
+      stream_limits_(config.limits, metrics),
+      // A secret file gone since the config was checked is a refusal of
+      // every stream (fail closed), never an open server.
+      auth_(MakeServerAuthorizer(config.auth, config.tls)) {
   const ViTConfig& m = engine->config();
   limits_.num_patches = m.num_patches();
   limits_.patch_dim = m.patch_dim();
@@ -192,17 +187,18 @@ grpc::ServerBidiReactor<DistillRequest, DistillResponse>* TeacherServiceImpl::Di
     context->AddInitialMetadata(kDataPlaneKey, region ? "shm" : absl::StrCat("grpc; ", why));
   }
   if (metrics_) metrics_->CountStream(region ? "shm" : "grpc");
-  auto* reactor = new DistillReactor(this, PeerHost(context->peer()),
-                                     JobTokenOf(context->client_metadata()), std::move(region));
+  auto* reactor = new DistillReactor(this, PeerHost(context->peer()), CredentialsOf(*context),
+                                     std::move(region));
   if (offered) reactor->StartSendInitialMetadata();
   return reactor;
 }
 
 absl::Status TeacherServiceImpl::AuthorizeJob(const std::string& job,
-                                              const std::optional<std::string>& token) {
-  if (!job_secret_) return absl::OkStatus();
-  absl::Status st = CheckJobToken(*job_secret_, job, token);
-  if (!st.ok() && metrics_) metrics_->CountAuthRefusal(token ? "wrong" : "missing");
+                                              const CallCredentials& credentials) {
+  if (auth_.open()) return absl::OkStatus();
+  std::string reason;
+  absl::Status st = auth_.Check(credentials, Role::kJob, job, &reason);
+  if (!st.ok() && metrics_) metrics_->CountAuthRefusal(reason);
   return st;
 }
 

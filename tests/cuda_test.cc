@@ -257,6 +257,7 @@ TEST(CudaTeacherServer, AnswersConcurrentStreams) {
   fs::create_directories(dir);
   teacher::TeacherServerConfig config;
   config.tls.insecure = true;
+  config.auth.insecure = true;
   config.model = SmallViT();
   config.weights = dir + "/teacher.safetensors";
   torch::manual_seed(5);
@@ -315,6 +316,7 @@ TEST_F(CudaTrainer, AskingForCudaWithoutOneIsAClearError) {
   EXPECT_NE(t.status().message().find("run.device"), std::string::npos) << t.status();
   teacher::TeacherServerConfig config;
   config.tls.insecure = true;
+  config.auth.insecure = true;
   config.model = SmallViT();
   config.weights = dir_ + "/teacher.safetensors";
   config.model.depth = 4;

@@ -168,22 +168,31 @@ class LiveMetricNames(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="mkd_live_")
+        # The shipped configs, secured as shipped: the pool secret and the
+        # job's token where the Secrets would be mounted, moved by --set.
+        secrets = os.path.join(cls.tmp, "secrets")
+        mkd = os.path.join(BIN, "mkd")
+        subprocess.run(["bash", "scripts/pool_secrets.sh", secrets, mkd, "live"], cwd=ROOT, check=True)
+        secret = f"auth.pool_secret_file={secrets}/pool.secret"
         procs = []
         try:
-            c = Process(cls.tmp, "coordinator", ["mkd-coordinator", "--set", "listen=127.0.0.1:0",
-                                                 "--set", "metrics_listen=127.0.0.1:0",
-                                                 "--set", "tls.insecure=true"])
+            c = Process(cls.tmp, "coordinator", ["mkd-coordinator", "--config",
+                                                 "deploy/k8s/base/config/coordinator.yaml",
+                                                 "--set", "listen=127.0.0.1:0",
+                                                 "--set", "metrics_listen=127.0.0.1:0", "--set", secret])
             procs.append(c)
             m = c.wait_for(r"listening on port (\d+) \(metrics port (\d+)\)")
             coord, coord_metrics = m.group(1), int(m.group(2))
             t = Process(cls.tmp, "teacher", ["mkd-teacher", "--config", "deploy/k8s/base/config/teacher.yaml",
                                              "--set", f"coordinator=127.0.0.1:{coord}", "--set", "threads=1",
-                                             "--set", "listen=127.0.0.1:0", "--set", "metrics_listen=127.0.0.1:0"])
+                                             "--set", "listen=127.0.0.1:0", "--set", "metrics_listen=127.0.0.1:0",
+                                             "--set", secret])
             procs.append(t)
             teacher_metrics = int(t.wait_for(r"metrics port (\d+)").group(1))
             s = Process(cls.tmp, "student", [
                 "mkd-student", "train", "--config", "deploy/k8s/base/config/student.yaml",
                 "--set", f"distill.coordinator=127.0.0.1:{coord}", "--set", f"run.out_dir={cls.tmp}/run",
+                "--set", "distill.job_id=live", "--set", f"distill.job_token_file={secrets}/live.token",
                 "--set", "run.metrics_listen=127.0.0.1:0", "--set", "run.log_every_steps=1",
                 "--set", "data.limit_train=8192", "--set", "data.limit_eval=256", "--set", "optim.epochs=1"])
             procs.append(s)

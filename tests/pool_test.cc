@@ -114,14 +114,15 @@ TEST_F(PoolTest, AJobStartedBeforeAnyTeacherWaitsThenTrains) {
 }
 
 // Every connection over mutual TLS, each process with its own certificate
-// (made by openssl now): the teacher joins, the job trains through the
-// pool, and `mkd status` reads it with a client certificate. A student whose
-// certificate another CA signed is refused, and says why.
+// carrying its pool role (made by openssl now): the teacher joins, the job
+// trains through the pool, and `mkd status` reads it with an operator's
+// certificate. A student whose certificate another CA signed is refused,
+// and says why; so is a "teacher" whose certificate carries a job's role.
 TEST_F(PoolTest, APoolRunsOverMutualTls) {
   const std::string dir = Tmp("certs");
   std::filesystem::remove_all(dir);
-  for (const std::string what :
-       {"ca", "cert coordinator", "cert teacher", "cert student", "cert admin"}) {
+  for (const std::string what : {"ca", "cert coordinator", "role teacher teacher", "role job tls-a",
+                                 "role operator admin", "role job impostor"}) {
     ASSERT_EQ(std::system(("scripts/make_certs.sh " + dir + " " + what).c_str()), 0) << what;
   }
   ASSERT_EQ(std::system(("scripts/make_certs.sh " + dir + "/other ca && scripts/make_certs.sh " +
@@ -137,8 +138,9 @@ TEST_F(PoolTest, APoolRunsOverMutualTls) {
   ASSERT_GT(c.port, 0);
   Proc t = StartTeacher("tiny", "tls_t", c.address(), tls("teacher", dir));
   ASSERT_GT(t.port, 0);
-  std::vector<std::string> sets = tls("student", dir);
-  sets.insert(sets.end(), {"distill.coordinator=" + c.address(), "data.limit_train=1024"});
+  std::vector<std::string> sets = tls("tls-a", dir);
+  sets.insert(sets.end(), {"distill.coordinator=" + c.address(), "distill.job_id=tls-a",
+                           "data.limit_train=1024"});
   auto a = StartStudent("tiny", "tls_a", sets);
   ASSERT_EQ(a->Wait(), 0) << a->err();
   ExpectEveryStepOnce("tls_a", 1024 / 32);
@@ -150,6 +152,30 @@ TEST_F(PoolTest, APoolRunsOverMutualTls) {
                       Tmp("tls_status"));
   ASSERT_EQ(status.Wait(), 0) << status.err();
   EXPECT_NE(status.out().find(t.address()), std::string::npos) << status.out();
+
+  // A teacher server whose certificate names a job: the student will not
+  // send it a single image.
+  std::vector<std::string> impostor_sets = tls("impostor", dir);
+  impostor_sets.push_back("coordinator=");
+  ChildProcess impostor(
+      "mkd-teacher",
+      [&] {
+        std::vector<std::string> args = {"--config", Tmp("tiny_server.yaml")};
+        for (const auto& s : impostor_sets) args.insert(args.end(), {"--set", s});
+        return args;
+      }(),
+      Tmp("tls_impostor"));
+  auto line = impostor.WaitForLine("mkd-teacher: serving");
+  ASSERT_TRUE(line.has_value()) << impostor.err();
+  const std::string impostor_address =
+      "127.0.0.1:" + std::to_string(NumberAfter(*line, " on port "));
+  sets = tls("tls-a", dir);
+  sets.insert(sets.end(), {"distill.teacher_address=" + impostor_address,
+                           "distill.teacher_timeout_ms=2000", "distill.job_id=tls-a"});
+  auto fooled = StartStudent("tiny", "tls_fooled", sets);
+  EXPECT_EQ(fooled->Wait(), 1);
+  EXPECT_NE(fooled->err().find("carries no maskedkd teacher role"), std::string::npos)
+      << fooled->err();
 
   // The stranger reaches no one: the teacher's answer is the handshake error.
   sets = tls("stranger", dir + "/other");

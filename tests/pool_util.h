@@ -50,7 +50,7 @@ inline void WriteTeacher(const std::string& tag, int depth, int dim, int seed,
       << "model: " << Tmp(tag + "_model.yaml") << "\nweights: " << Tmp(tag + ".safetensors")
       << "\nlisten: 127.0.0.1:0\nmetrics_listen: 127.0.0.1:0\nthreads: 1\n"
       << "capacity_tokens_per_s: 100000\nbatcher: " << batcher << "\n"
-      << "tls: {insecure: true}\n";
+      << "tls: {insecure: true}\nauth: {insecure: true}\n";
   std::ofstream(Tmp(tag + "_student.yaml"))
       << "mode: distill\nseed: 3\n"
       << "model: {img_size: 28, patch_size: 7, in_chans: 1, embed_dim: 16, depth: 1, "
@@ -70,9 +70,9 @@ struct Proc {
   std::string address() const { return "127.0.0.1:" + std::to_string(port); }
 };
 
-// Plaintext on loopback, as asked for by name; tests/tls_test.cc and
-// pool_test's mutual-TLS pool pass `tls` sets instead.
-inline const std::vector<std::string> kInsecure = {"tls.insecure=true"};
+// Plaintext and open on loopback, as asked for by name; tests/tls_test.cc,
+// pool_test's mutual-TLS pool and pool_auth_test pass their own sets.
+inline const std::vector<std::string> kInsecure = {"tls.insecure=true", "auth.insecure=true"};
 
 // mkd-coordinator with short leases (heartbeat 0.1 s, lease 0.6 s), on
 // `port` (0: any), with `tls` (config sets).

@@ -44,7 +44,7 @@ void WriteFiles() {
   std::ofstream(Tmp("server.yaml"))
       << "model: " << Tmp("teacher_model.yaml") << "\nweights: " << Tmp("teacher.safetensors")
       << "\nlisten: 127.0.0.1:0\nmetrics_listen: 127.0.0.1:0\nthreads: 1\n"
-      << "batcher: {max_queue_delay_us: 500}\ntls: {insecure: true}\n";
+      << "batcher: {max_queue_delay_us: 500}\ntls: {insecure: true}\nauth: {insecure: true}\n";
   std::ofstream(Tmp("student.yaml"))
       << "mode: distill\n"
       << "model: {img_size: 28, patch_size: 7, in_chans: 1, embed_dim: 16, depth: 1, "

@@ -122,7 +122,8 @@ TEST(RemoteTeacher, AJobTokenIsShownToTheTeacherAndAWrongOneIsAClearError) {
   const std::string secret = "a-secret-of-at-least-thirty-two-bytes!!";
   std::ofstream(secret_file) << secret;
   teacher::TeacherServerConfig config = tu::Config();
-  config.job_secret_file = secret_file;
+  config.auth.insecure = false;
+  config.auth.pool_secret_file = secret_file;
   tu::Started s = tu::Start(config);
   auto connect = [&](const std::string& token_job) {
     RemoteTeacherOptions o;

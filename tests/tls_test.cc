@@ -71,6 +71,7 @@ class TlsTest : public ::testing::Test {
     c.listen = "127.0.0.1:0";
     c.metrics_listen = "";
     c.tls = tls;
+    c.auth.insecure = true;  // The handshake is under test here; roles: pool_auth_test.
     auto s = coordinator::CoordinatorServer::Start(c);
     ASSERT_TRUE(s.ok()) << s.status();
     server_ = std::move(*s);
@@ -192,7 +193,13 @@ TEST_F(TlsTest, PlaintextOnlyWhenAskedForByName) {
   auto none = coordinator::ParseCoordinatorConfig("", {});
   ASSERT_FALSE(none.ok());
   EXPECT_NE(none.status().message().find("no TLS configured"), std::string::npos) << none.status();
-  EXPECT_TRUE(coordinator::ParseCoordinatorConfig("", {"tls.insecure=true"}).ok());
+  // Plaintext also needs a pool secret, or auth.insecure by name.
+  auto open = coordinator::ParseCoordinatorConfig("", {"tls.insecure=true"});
+  ASSERT_FALSE(open.ok());
+  EXPECT_NE(open.status().message().find("auth.insecure: true"), std::string::npos)
+      << open.status();
+  EXPECT_TRUE(
+      coordinator::ParseCoordinatorConfig("", {"tls.insecure=true", "auth.insecure=true"}).ok());
   auto both = coordinator::ParseCoordinatorConfig("", {"tls.insecure=true", "tls.ca=" + Pem("ca")});
   ASSERT_FALSE(both.ok());
   EXPECT_NE(both.status().message().find("tls.insecure is set but tls.ca is too"),
