@@ -59,6 +59,22 @@ absl::StatusOr<std::string> ReadFile(const std::string& path, size_t max_bytes) 
   if (S_ISDIR(st.st_mode)) {
     return absl::InvalidArgumentError(absl::StrCat("'", path, "' is a directory"));
   }
+  if (!S_ISREG(st.st_mode)) {
+    // A pipe, a terminal, /dev/stdin, /proc: no size to trust; read to EOF.
+    std::string out;
+    char buf[1 << 16];
+    while (true) {
+      const ssize_t n = ::read(fd, buf, sizeof(buf));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) return ErrnoError("cannot read", path);
+      if (n == 0) return out;
+      if (out.size() + static_cast<size_t>(n) > max_bytes) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("'", path, "' is over the limit of ", max_bytes, " bytes"));
+      }
+      out.append(buf, static_cast<size_t>(n));
+    }
+  }
   if (static_cast<uint64_t>(st.st_size) > max_bytes) {
     return absl::InvalidArgumentError(
         absl::StrCat("'", path, "' is ", st.st_size, " bytes, over the limit of ", max_bytes));

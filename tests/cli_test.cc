@@ -216,5 +216,22 @@ TEST(CliSplitTest, MkdLinksNoLibTorchAndRunsModelCommandsThroughMkdModel) {
   EXPECT_NE(slurp(err).find("needs mkd-model next to mkd"), std::string::npos) << slurp(err);
 }
 
+// `mkd token` mints a pool token; its secret may come through a pipe (a
+// container's stdin: scripts/pool_secrets.sh), whose size stat cannot tell.
+TEST(TokenCliTest, MintsFromASecretPipedIn) {
+  const std::string out = Tmp("token.txt");
+  const std::string cmd = "head -c 48 /dev/zero | tr '\\0' x | " + Bin() +
+                          " token --secret-file /dev/stdin --role job --id job-a --ttl 2h >" + out;
+  ASSERT_EQ(std::system(cmd.c_str()), 0);
+  absl::StatusOr<std::string> token = ReadFile(out);
+  ASSERT_TRUE(token.ok());
+  EXPECT_EQ(token->rfind("mkdt2.job." + std::string("6a6f622d61") + ".", 0), 0u) << *token;
+  Result bad = RunMkd("token --secret-file /dev/null --role job --id j");
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.err.find("holds 0 bytes; a pool secret needs 32 to 4096"), std::string::npos)
+      << bad.err;
+  EXPECT_EQ(RunMkd("token --secret-file /dev/null --role root --id j").exit_code, 2);
+}
+
 }  // namespace
 }  // namespace mkd
