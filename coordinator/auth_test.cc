@@ -73,11 +73,13 @@ class CoordinatorAuthTest : public ::testing::Test {
     v1::TeacherHeartbeatResponse resp;
     return stub_->TeacherHeartbeat(&ctx, req, &resp);
   }
-  grpc::Status RegisterJob(const std::string& job, const std::string& token) {
+  grpc::Status RegisterJob(const std::string& job, const std::string& token,
+                           uint64_t instance = 0) {
     grpc::ClientContext ctx;
     AddTokenMetadata(&ctx, token);
     v1::RegisterJobRequest req;
     *req.mutable_info() = Job(job);
+    req.mutable_info()->set_instance(instance);
     v1::RegisterJobResponse resp;
     return stub_->RegisterJob(&ctx, req, &resp);
   }
@@ -207,6 +209,17 @@ TEST_F(CoordinatorAuthTest, AJobActsOnlyAsItselfAndSeesOnlyItself) {
                 "a token or a role certificate is required");
   ExpectRefused(ListJobs(MakeJobToken(kSecret, "job-a"), &jobs),
                 grpc::StatusCode::PERMISSION_DENIED, "this call needs a pool token (mkd token)");
+}
+
+// The rightful token in a second process does not take over a live job:
+// refused until the first's lease ends, and counted.
+TEST_F(CoordinatorAuthTest, AJobsTokenInAnotherProcessDoesNotTakeOverItsLiveLease) {
+  const std::string token = Token(Role::kJob, "job-a");
+  ASSERT_TRUE(RegisterJob("job-a", token, /*instance=*/11).ok());
+  ExpectRefused(RegisterJob("job-a", token, /*instance=*/12), grpc::StatusCode::FAILED_PRECONDITION,
+                Pool::kTakenMessage);
+  EXPECT_TRUE(RegisterJob("job-a", token, /*instance=*/11).ok());
+  EXPECT_EQ(Refusals("instance"), 1);
 }
 
 TEST_F(CoordinatorAuthTest, ForgedAndExpiredTokensAreRefused) {

@@ -36,13 +36,18 @@ void Pool::Notify(const std::vector<std::string>& changed) {
   if (fn) fn(changed);
 }
 
-v1::TeacherState Pool::UpsertTeacher(const v1::TeacherInfo& info, const v1::TeacherLoad* load) {
+absl::StatusOr<v1::TeacherState> Pool::UpsertTeacher(const v1::TeacherInfo& info,
+                                                     const v1::TeacherLoad* load) {
   std::vector<std::string> changed;
   v1::TeacherState state;
   {
     MutexLock lock(&mu_);
     auto [it, inserted] = teachers_.try_emplace(info.address());
     Teacher& t = it->second;
+    if (!inserted && t.state != v1::TEACHER_STATE_GONE && t.info.instance() != info.instance() &&
+        clock_() < t.last_seen + options_.lease) {
+      return absl::FailedPreconditionError(kTakenMessage);
+    }
     // A new process at a known address (another instance) starts afresh:
     // a teacher drained before its restart serves again.
     const bool reborn =
@@ -81,12 +86,20 @@ absl::StatusOr<v1::TeacherState> Pool::Drain(const std::string& address) {
   return state;
 }
 
-void Pool::UpsertJob(const v1::JobInfo& info, const v1::JobTimings* timings) {
+absl::Status Pool::UpsertJob(const v1::JobInfo& info, const v1::JobTimings* timings) {
   std::vector<std::string> changed;
   {
     MutexLock lock(&mu_);
     auto [it, inserted] = jobs_.try_emplace(info.job_id());
     Job& job = it->second;
+    auto rank = job.ranks.find(info.rank());
+    auto held = job.instances.find(info.rank());
+    if (rank != job.ranks.end() && held != job.instances.end() && held->second != 0 &&
+        info.instance() != 0 && held->second != info.instance() &&
+        clock_() < rank->second + options_.lease) {
+      return absl::FailedPreconditionError(kTakenMessage);
+    }
+    job.instances[info.rank()] = info.instance();
     const bool relevant_change =
         !inserted &&
         (job.info.model_id() != info.model_id() || job.info.weight() != info.weight() ||
@@ -100,6 +113,7 @@ void Pool::UpsertJob(const v1::JobInfo& info, const v1::JobTimings* timings) {
     job.ranks[info.rank()] = job.last_seen;
     // A job restarted with fewer ranks: those beyond it are gone.
     job.ranks.erase(job.ranks.lower_bound(world), job.ranks.end());
+    job.instances.erase(job.instances.lower_bound(world), job.instances.end());
     // Ranks step in lockstep: one rank's timings stand for all (the
     // teachers' share of the others' work is in the service time they
     // measure), and rank 0's step counts are the job's.
@@ -128,6 +142,7 @@ void Pool::UpsertJob(const v1::JobInfo& info, const v1::JobTimings* timings) {
     }
   }
   Notify(changed);
+  return absl::OkStatus();
 }
 
 StepModel Pool::ModelOf(const Job& job) const {

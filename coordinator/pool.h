@@ -63,8 +63,12 @@ class Pool {
 
   // Registration (load null) or heartbeat of a teacher; adds it if unknown
   // (a restarted coordinator learns it here). Returns its state: DRAINING
-  // tells it to stop taking work. REQUIRES: info validated.
-  v1::TeacherState UpsertTeacher(const v1::TeacherInfo& info, const v1::TeacherLoad* load);
+  // tells it to stop taking work. kFailedPrecondition (kTakenMessage) while
+  // another process instance holds a live lease on the address: it cannot
+  // be taken over, only succeeded once that lease ends. REQUIRES: info
+  // validated.
+  absl::StatusOr<v1::TeacherState> UpsertTeacher(const v1::TeacherInfo& info,
+                                                 const v1::TeacherLoad* load);
 
   // Marks a teacher draining: it gets no more jobs, and its jobs move to
   // other teachers now. kNotFound for an unknown address.
@@ -72,8 +76,15 @@ class Pool {
 
   // Registration (timings null) or heartbeat of a job, or of one rank of a
   // data-parallel job: its ranks share one entry (weight, assignment,
-  // plan), which lives while any rank heartbeats. REQUIRES: validated.
-  void UpsertJob(const v1::JobInfo& info, const v1::JobTimings* timings);
+  // plan), which lives while any rank heartbeats. kFailedPrecondition
+  // (kTakenMessage) while another process instance holds a live lease on
+  // the rank. REQUIRES: validated.
+  absl::Status UpsertJob(const v1::JobInfo& info, const v1::JobTimings* timings);
+
+  // The refusal of a second process for a live member (fixed: it names
+  // neither the member nor the instances).
+  static constexpr char kTakenMessage[] =
+      "another process holds this member's lease; retry once it ends";
 
   // Expires leases (teachers become GONE, jobs are dropped), forgets
   // teachers gone for `forget_gone`, and ends the settling period.
@@ -96,8 +107,9 @@ class Pool {
   struct Job {
     v1::JobInfo info;
     v1::JobTimings timings;
-    absl::Time last_seen;             // Of any rank.
-    std::map<int, absl::Time> ranks;  // Rank -> its last heartbeat.
+    absl::Time last_seen;               // Of any rank.
+    std::map<int, absl::Time> ranks;    // Rank -> its last heartbeat.
+    std::map<int, uint64_t> instances;  // Rank -> the process holding it.
     std::vector<std::string> teachers;
     uint64_t version = 0;
     Plan plan;

@@ -51,8 +51,8 @@ class PoolTest : public ::testing::Test {
                const std::vector<std::string>& jobs = {}) {
     now_ += d;
     v1::TeacherLoad load;
-    for (const auto& t : teachers) pool_.UpsertTeacher(Teacher(t), &load);
-    for (const auto& j : jobs) pool_.UpsertJob(Job(j), nullptr);
+    for (const auto& t : teachers) EXPECT_TRUE(pool_.UpsertTeacher(Teacher(t), &load).ok());
+    for (const auto& j : jobs) EXPECT_TRUE(pool_.UpsertJob(Job(j), nullptr).ok());
     pool_.Tick();
   }
 
@@ -71,8 +71,8 @@ class PoolTest : public ::testing::Test {
 };
 
 TEST_F(PoolTest, SettlesBeforeHandingOutAssignments) {
-  pool_.UpsertTeacher(Teacher("t1:1"), nullptr);
-  pool_.UpsertJob(Job("a"), nullptr);
+  EXPECT_TRUE(pool_.UpsertTeacher(Teacher("t1:1"), nullptr).ok());
+  EXPECT_TRUE(pool_.UpsertJob(Job("a"), nullptr).ok());
   EXPECT_FALSE(pool_.AssignmentFor("a").has_value()) << "still settling";
   EXPECT_EQ(changes_["a"], 0);
   Advance(absl::Seconds(2), {"t1:1"}, {"a"});
@@ -82,9 +82,9 @@ TEST_F(PoolTest, SettlesBeforeHandingOutAssignments) {
 }
 
 TEST_F(PoolTest, ASilentTeacherIsGoneAfterItsLeaseAndItsJobsWait) {
-  pool_.UpsertTeacher(Teacher("t1:1"), nullptr);
-  pool_.UpsertTeacher(Teacher("t2:1"), nullptr);
-  pool_.UpsertJob(Job("a"), nullptr);
+  EXPECT_TRUE(pool_.UpsertTeacher(Teacher("t1:1"), nullptr).ok());
+  EXPECT_TRUE(pool_.UpsertTeacher(Teacher("t2:1"), nullptr).ok());
+  EXPECT_TRUE(pool_.UpsertJob(Job("a"), nullptr).ok());
   Advance(absl::Seconds(2), {"t1:1", "t2:1"}, {"a"});
   const uint64_t v1 = pool_.AssignmentFor("a")->version();
   // t2 stops heartbeating; 3 s later (the lease) it is gone.
@@ -117,35 +117,63 @@ TEST_F(PoolTest, ASilentTeacherIsGoneAfterItsLeaseAndItsJobsWait) {
 }
 
 TEST_F(PoolTest, DrainMovesJobsAwayAndTellsTheTeacher) {
-  pool_.UpsertTeacher(Teacher("t1:1"), nullptr);
-  pool_.UpsertTeacher(Teacher("t2:1"), nullptr);
-  pool_.UpsertJob(Job("a"), nullptr);
+  EXPECT_TRUE(pool_.UpsertTeacher(Teacher("t1:1"), nullptr).ok());
+  EXPECT_TRUE(pool_.UpsertTeacher(Teacher("t2:1"), nullptr).ok());
+  EXPECT_TRUE(pool_.UpsertJob(Job("a"), nullptr).ok());
   Advance(absl::Seconds(2), {"t1:1", "t2:1"}, {"a"});
   auto st = pool_.Drain("t1:1");
   ASSERT_TRUE(st.ok());
   EXPECT_EQ(*st, v1::TEACHER_STATE_DRAINING);
   EXPECT_EQ(TeachersOf("a"), (std::vector<std::string>{"t2:1"}));
   v1::TeacherLoad load;
-  EXPECT_EQ(pool_.UpsertTeacher(Teacher("t1:1"), &load), v1::TEACHER_STATE_DRAINING);
-  // A restarted process at that address (another instance) serves again.
-  EXPECT_EQ(pool_.UpsertTeacher(Teacher("t1:1", "m", 2), &load), v1::TEACHER_STATE_SERVING);
+  EXPECT_EQ(*pool_.UpsertTeacher(Teacher("t1:1"), &load), v1::TEACHER_STATE_DRAINING);
+  // Another process at that address cannot take it over while the drained
+  // one's lease lives...
+  EXPECT_EQ(pool_.UpsertTeacher(Teacher("t1:1", "m", 2), &load).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  // ...and, restarted once that lease has ended, serves again.
+  Advance(absl::Seconds(6), {"t2:1"}, {"a"});
+  EXPECT_EQ(*pool_.UpsertTeacher(Teacher("t1:1", "m", 2), &load), v1::TEACHER_STATE_SERVING);
   EXPECT_EQ(pool_.Drain("t9:9").status().code(), absl::StatusCode::kNotFound);
 }
 
+TEST_F(PoolTest, ALiveJobRankCannotBeTakenOverByAnotherProcess) {
+  v1::JobInfo first = Job("a"), second = Job("a");
+  first.set_instance(5);
+  second.set_instance(6);
+  second.set_weight(100);  // What a hijacker would want.
+  EXPECT_TRUE(pool_.UpsertJob(first, nullptr).ok());
+  const absl::Status taken = pool_.UpsertJob(second, nullptr);
+  EXPECT_EQ(taken.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(taken.message(), Pool::kTakenMessage);
+  EXPECT_EQ(pool_.ListJobs().jobs(0).info().weight(), 1);
+  // Another rank of the same job is another member.
+  second.set_rank(1);
+  second.set_world_size(2);
+  first.set_world_size(2);
+  EXPECT_TRUE(pool_.UpsertJob(first, nullptr).ok());
+  EXPECT_TRUE(pool_.UpsertJob(second, nullptr).ok());
+  // Once rank 0's lease has ended (its process died), a new one takes it.
+  v1::JobInfo restarted = first;
+  restarted.set_instance(7);
+  now_ += absl::Seconds(6);
+  EXPECT_TRUE(pool_.UpsertJob(restarted, nullptr).ok());
+}
+
 TEST_F(PoolTest, ARestartedCoordinatorRebuildsFromHeartbeats) {
-  pool_.UpsertTeacher(Teacher("t1:1"), nullptr);
-  pool_.UpsertJob(Job("a"), nullptr);
+  EXPECT_TRUE(pool_.UpsertTeacher(Teacher("t1:1"), nullptr).ok());
+  EXPECT_TRUE(pool_.UpsertJob(Job("a"), nullptr).ok());
   Advance(absl::Seconds(2), {"t1:1"}, {"a"});
   const auto before = TeachersOf("a");
   Pool fresh(Options(), [this] { return now_; });
   v1::TeacherLoad load;
   // The job heartbeats first: while settling, nobody is told "no teachers".
-  fresh.UpsertJob(Job("a"), nullptr);
+  EXPECT_TRUE(fresh.UpsertJob(Job("a"), nullptr).ok());
   EXPECT_FALSE(fresh.AssignmentFor("a").has_value());
   now_ += absl::Seconds(1);
-  fresh.UpsertTeacher(Teacher("t1:1"), &load);
+  EXPECT_TRUE(fresh.UpsertTeacher(Teacher("t1:1"), &load).ok());
   now_ += absl::Seconds(1);
-  fresh.UpsertJob(Job("a"), nullptr);
+  EXPECT_TRUE(fresh.UpsertJob(Job("a"), nullptr).ok());
   fresh.Tick();
   auto a = fresh.AssignmentFor("a");
   ASSERT_TRUE(a.has_value());
@@ -153,8 +181,8 @@ TEST_F(PoolTest, ARestartedCoordinatorRebuildsFromHeartbeats) {
 }
 
 TEST_F(PoolTest, PlansExploreThenPickTheFastestM) {
-  pool_.UpsertTeacher(Teacher("t1:1"), nullptr);
-  pool_.UpsertJob(Job("a"), nullptr);
+  EXPECT_TRUE(pool_.UpsertTeacher(Teacher("t1:1"), nullptr).ok());
+  EXPECT_TRUE(pool_.UpsertJob(Job("a"), nullptr).ok());
   Advance(absl::Seconds(2), {"t1:1"}, {"a"});
   // Timings of a job whose teacher costs as much as its student and whose
   // micro-batches have fixed costs: the best m is in between.
@@ -167,7 +195,7 @@ TEST_F(PoolTest, PlansExploreThenPickTheFastestM) {
     t.set_student_backward_s(0.004 + 0.002 * b);
     t.set_teacher_compute_s(0.001 * b);
     t.set_teacher_round_trip_s(0.001 * b + 0.02);
-    pool_.UpsertJob(Job("a"), &t);
+    EXPECT_TRUE(pool_.UpsertJob(Job("a"), &t).ok());
   };
   std::vector<int> asked;
   for (int i = 0; i < 4; ++i) {
@@ -188,7 +216,7 @@ TEST_F(PoolTest, PlansExploreThenPickTheFastestM) {
   // Planning shrank the bubble that one micro-batch would leave.
   EXPECT_LT(plan->predicted_bubble(), PredictStep(truth, 64, 1).bubble);
   // A job whose config pins m keeps it.
-  pool_.UpsertJob(Job("pinned", "m", 3), nullptr);
+  EXPECT_TRUE(pool_.UpsertJob(Job("pinned", "m", 3), nullptr).ok());
   EXPECT_EQ(pool_.AssignmentFor("pinned")->micro_batches(), 3);
 }
 
@@ -207,10 +235,10 @@ TEST_F(PoolTest, ATeacherOnTheJobsOwnGpuIsPlannedAsSharedHardware) {
     j->set_device("cuda:0");
   }
   v1::TeacherLoad load;
-  pool_.UpsertTeacher(same, &load);
-  pool_.UpsertTeacher(other, &load);
-  pool_.UpsertJob(a, nullptr);
-  pool_.UpsertJob(b, nullptr);
+  EXPECT_TRUE(pool_.UpsertTeacher(same, &load).ok());
+  EXPECT_TRUE(pool_.UpsertTeacher(other, &load).ok());
+  EXPECT_TRUE(pool_.UpsertJob(a, nullptr).ok());
+  EXPECT_TRUE(pool_.UpsertJob(b, nullptr).ok());
   now_ += absl::Seconds(2);
   pool_.Tick();
   ASSERT_EQ(pool_.AssignmentFor("a")->teachers(0).address(), "t1:1");
@@ -223,8 +251,8 @@ TEST_F(PoolTest, ATeacherOnTheJobsOwnGpuIsPlannedAsSharedHardware) {
   t.set_student_backward_s(0.032);
   t.set_teacher_compute_s(0.016);
   t.set_teacher_round_trip_s(0.016);
-  pool_.UpsertJob(a, &t);
-  pool_.UpsertJob(b, &t);
+  EXPECT_TRUE(pool_.UpsertJob(a, &t).ok());
+  EXPECT_TRUE(pool_.UpsertJob(b, &t).ok());
   StepModel model;
   model.forward.per_image = 0.001;
   model.backward.per_image = 0.002;
@@ -241,8 +269,8 @@ TEST_F(PoolTest, ATeacherOnTheJobsOwnGpuIsPlannedAsSharedHardware) {
 }
 
 TEST_F(PoolTest, SilentJobsAreDropped) {
-  pool_.UpsertTeacher(Teacher("t1:1"), nullptr);
-  pool_.UpsertJob(Job("a"), nullptr);
+  EXPECT_TRUE(pool_.UpsertTeacher(Teacher("t1:1"), nullptr).ok());
+  EXPECT_TRUE(pool_.UpsertJob(Job("a"), nullptr).ok());
   Advance(absl::Seconds(2), {"t1:1"}, {"a"});
   EXPECT_EQ(pool_.ListJobs().jobs_size(), 1);
   Advance(absl::Seconds(2), {"t1:1"});
@@ -261,10 +289,10 @@ TEST_F(PoolTest, TheRanksOfADataParallelJobAreOneJob) {
     j.set_rank(r);
     return j;
   };
-  pool_.UpsertTeacher(Teacher("t1:1"), nullptr);
-  pool_.UpsertJob(rank(0), nullptr);
-  pool_.UpsertJob(rank(1), nullptr);
-  pool_.UpsertJob(Job("solo"), nullptr);
+  EXPECT_TRUE(pool_.UpsertTeacher(Teacher("t1:1"), nullptr).ok());
+  EXPECT_TRUE(pool_.UpsertJob(rank(0), nullptr).ok());
+  EXPECT_TRUE(pool_.UpsertJob(rank(1), nullptr).ok());
+  EXPECT_TRUE(pool_.UpsertJob(Job("solo"), nullptr).ok());
   Advance(absl::Seconds(2), {"t1:1"}, {"solo"});
   v1::ListJobsResponse jobs = pool_.ListJobs();
   ASSERT_EQ(jobs.jobs_size(), 2);
@@ -282,18 +310,18 @@ TEST_F(PoolTest, TheRanksOfADataParallelJobAreOneJob) {
   t.set_student_backward_s(0.02);
   t.set_teacher_compute_s(0.01);
   t.set_teacher_round_trip_s(0.02);
-  pool_.UpsertJob(rank(1), &t);
-  pool_.UpsertJob(rank(1), &t);
-  pool_.UpsertJob(rank(0), &t);
+  EXPECT_TRUE(pool_.UpsertJob(rank(1), &t).ok());
+  EXPECT_TRUE(pool_.UpsertJob(rank(1), &t).ok());
+  EXPECT_TRUE(pool_.UpsertJob(rank(0), &t).ok());
   EXPECT_EQ(pool_.AssignmentFor("dp")->micro_batches(), 1) << "rank 0 has measured 1 step";
-  pool_.UpsertJob(rank(0), &t);
+  EXPECT_TRUE(pool_.UpsertJob(rank(0), &t).ok());
   EXPECT_EQ(pool_.AssignmentFor("dp")->micro_batches(), 2) << "explores m = 2 next";
   // Rank 1 falls silent: the job stays, with one rank, for rank 0.
   v1::TeacherLoad load;
   for (int i = 0; i < 2; ++i) {
     now_ += absl::Seconds(2);
-    pool_.UpsertTeacher(Teacher("t1:1"), &load);
-    pool_.UpsertJob(rank(0), nullptr);
+    EXPECT_TRUE(pool_.UpsertTeacher(Teacher("t1:1"), &load).ok());
+    EXPECT_TRUE(pool_.UpsertJob(rank(0), nullptr).ok());
   }
   pool_.Tick();
   jobs = pool_.ListJobs();

@@ -218,6 +218,13 @@ absl::Status CoordinatorServiceImpl::Authorize(grpc::CallbackServerContext* ctx,
   return st;
 }
 
+absl::Status CoordinatorServiceImpl::Admitted(const absl::Status& upsert) {
+  if (upsert.code() == absl::StatusCode::kFailedPrecondition && metrics_) {
+    metrics_->CountAuthRefusal("instance");
+  }
+  return upsert;
+}
+
 absl::StatusOr<Principal> CoordinatorServiceImpl::AuthorizeListing(
     grpc::CallbackServerContext* ctx) {
   if (auth_.open()) return Principal{Role::kOperator, ""};
@@ -246,8 +253,8 @@ grpc::ServerUnaryReactor* CoordinatorServiceImpl::RegisterTeacher(
     v1::RegisterTeacherResponse* response) {
   absl::Status st = ValidateTeacherInfo(request->info());
   if (st.ok()) st = Authorize(ctx, Role::kTeacher, request->info().address());
+  if (st.ok()) st = Admitted(pool_->UpsertTeacher(request->info(), nullptr).status());
   if (st.ok()) {
-    pool_->UpsertTeacher(request->info(), nullptr);
     response->set_lease_s(config_.lease_s);
     response->set_heartbeat_s(config_.heartbeat_s);
   }
@@ -261,7 +268,10 @@ grpc::ServerUnaryReactor* CoordinatorServiceImpl::TeacherHeartbeat(
   if (st.ok()) st = ValidateTeacherLoad(request->load());
   if (st.ok()) st = Authorize(ctx, Role::kTeacher, request->info().address());
   if (st.ok()) {
-    response->set_state(pool_->UpsertTeacher(request->info(), &request->load()));
+    absl::StatusOr<v1::TeacherState> state =
+        pool_->UpsertTeacher(request->info(), &request->load());
+    st = Admitted(state.status());
+    if (st.ok()) response->set_state(*state);
     response->set_lease_s(config_.lease_s);
   }
   return Reply(ctx, st);
@@ -272,8 +282,8 @@ grpc::ServerUnaryReactor* CoordinatorServiceImpl::RegisterJob(grpc::CallbackServ
                                                               v1::RegisterJobResponse* response) {
   absl::Status st = ValidateJobInfo(request->info());
   if (st.ok()) st = Authorize(ctx, Role::kJob, request->info().job_id());
+  if (st.ok()) st = Admitted(pool_->UpsertJob(request->info(), nullptr));
   if (st.ok()) {
-    pool_->UpsertJob(request->info(), nullptr);
     response->set_lease_s(config_.lease_s);
     response->set_heartbeat_s(config_.heartbeat_s);
   }
@@ -287,7 +297,8 @@ grpc::ServerUnaryReactor* CoordinatorServiceImpl::JobHeartbeat(
   if (st.ok()) st = Authorize(ctx, Role::kJob, request->info().job_id());
   if (st.ok()) st = ValidateJobTimings(request->timings());
   if (st.ok()) {
-    pool_->UpsertJob(request->info(), request->has_timings() ? &request->timings() : nullptr);
+    st = Admitted(
+        pool_->UpsertJob(request->info(), request->has_timings() ? &request->timings() : nullptr));
     response->set_lease_s(config_.lease_s);
   }
   return Reply(ctx, st);

@@ -73,6 +73,9 @@ class CoordinatorServiceImpl final : public v1::CoordinatorService::CallbackServ
   // OK when the call may act as `role` for `name` (proto/pool_auth.h);
   // otherwise the refusal, counted by reason.
   absl::Status Authorize(grpc::CallbackServerContext* ctx, Role role, absl::string_view name);
+  // `upsert`, the Pool's answer to a registration or heartbeat; a refusal
+  // of a second process for a live member is counted ("instance").
+  absl::Status Admitted(const absl::Status& upsert);
   // The caller of a listing: an operator (sees all) or a job (itself only).
   absl::StatusOr<Principal> AuthorizeListing(grpc::CallbackServerContext* ctx);
 

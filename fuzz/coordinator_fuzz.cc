@@ -74,7 +74,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         v1::RegisterTeacherRequest r;
         if (!r.ParseFromArray(body, static_cast<int>(n))) break;
         if (mkd::coordinator::ValidateTeacherInfo(r.info()).ok()) {
-          pool.UpsertTeacher(r.info(), nullptr);
+          (void)pool.UpsertTeacher(r.info(), nullptr);
         }
         break;
       }
@@ -83,7 +83,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         if (!r.ParseFromArray(body, static_cast<int>(n))) break;
         if (mkd::coordinator::ValidateTeacherInfo(r.info()).ok() &&
             mkd::coordinator::ValidateTeacherLoad(r.load()).ok()) {
-          pool.UpsertTeacher(r.info(), &r.load());
+          (void)pool.UpsertTeacher(r.info(), &r.load());
         }
         break;
       }
@@ -91,8 +91,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         v1::RegisterJobRequest r;
         if (!r.ParseFromArray(body, static_cast<int>(n))) break;
         if (mkd::coordinator::ValidateJobInfo(r.info()).ok()) {
-          pool.UpsertJob(r.info(), nullptr);
-          jobs.insert(r.info().job_id());
+          if (pool.UpsertJob(r.info(), nullptr).ok()) jobs.insert(r.info().job_id());
         }
         break;
       }
@@ -101,8 +100,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         if (!r.ParseFromArray(body, static_cast<int>(n))) break;
         if (mkd::coordinator::ValidateJobInfo(r.info()).ok() &&
             mkd::coordinator::ValidateJobTimings(r.timings()).ok()) {
-          pool.UpsertJob(r.info(), &r.timings());
-          jobs.insert(r.info().job_id());
+          if (pool.UpsertJob(r.info(), &r.timings()).ok()) jobs.insert(r.info().job_id());
         }
         break;
       }

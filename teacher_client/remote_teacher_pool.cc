@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <map>
 #include <optional>
+#include <random>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -215,6 +216,10 @@ absl::StatusOr<std::unique_ptr<Teacher>> MakeRemoteTeacher(const RemoteTeacherOp
   job.set_host(ThisHost().host);
   job.set_host_id(ThisHost().host_id);
   job.set_device(o.device);
+  // Random per process: while this rank's lease lives, no other process can
+  // take its place in the pool.
+  std::random_device rd;
+  job.set_instance(uint64_t{rd()} << 32 | rd());
   MKD_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> coordinator,
                        MakeChannel(o.coordinator, o.tls, nullptr));
   auto membership = std::make_unique<JobMembership>(
