@@ -59,7 +59,7 @@ absl::StatusOr<v1::TeacherState> Pool::UpsertTeacher(const v1::TeacherInfo& info
     if (load != nullptr) t.load = *load;
     t.last_seen = clock_();
     if (inserted || reborn) t.state = v1::TEACHER_STATE_SERVING;
-    if (inserted || reborn || relevant_change) changed = Recompute();
+    if (inserted || reborn || relevant_change) changed = Changed();
     state = t.state;
   }
   Notify(changed);
@@ -131,7 +131,7 @@ absl::Status Pool::UpsertJob(const v1::JobInfo& info, const v1::JobTimings* timi
       if (info.rank() == 0) job.measured_steps[m] += timings->steps();
     }
     if (inserted || relevant_change) {
-      changed = Recompute();
+      changed = Changed();
     } else if (timings != nullptr) {
       const int before = job.plan.m;
       Replan(job);
@@ -198,7 +198,14 @@ void Pool::Replan(Job& job) {
   job.planned = true;
 }
 
+std::vector<std::string> Pool::Changed() {
+  if (!options_.batch_changes) return Recompute();
+  dirty_ = true;
+  return {};
+}
+
 std::vector<std::string> Pool::Recompute() {
+  dirty_ = false;
   std::vector<TeacherView> teachers;
   for (const auto& [address, t] : teachers_) {
     teachers.push_back({address, t.info.model_id(), t.info.capacity_tokens_per_s(),
@@ -210,8 +217,10 @@ std::vector<std::string> Pool::Recompute() {
   }
   std::map<std::string, std::vector<std::string>> assigned = AssignTeachers(teachers, jobs);
   std::vector<std::string> changed;
+  jobs_of_teacher_.clear();
   for (auto& [id, job] : jobs_) {
     std::vector<std::string>& now = assigned[id];
+    for (const std::string& t : now) jobs_of_teacher_[t].push_back(id);
     const int before = job.plan.m;
     const bool new_teachers = now != job.teachers;
     if (new_teachers) {
@@ -254,7 +263,7 @@ void Pool::Tick() {
       if (expired) membership = true;
       it = expired ? jobs_.erase(it) : std::next(it);
     }
-    if (membership) changed = Recompute();
+    if (membership || dirty_) changed = Recompute();
     if (!settled_ && !Settling(now)) {
       settled_ = true;  // From now on every job hears its assignment.
       changed.clear();
@@ -297,50 +306,92 @@ std::optional<v1::Assignment> Pool::AssignmentFor(const std::string& job_id) {
   return ToAssignment(job_id, it->second);
 }
 
-v1::ListTeachersResponse Pool::ListTeachers() {
-  MutexLock lock(&mu_);
-  const absl::Time now = clock_();
-  v1::ListTeachersResponse out;
-  for (const auto& [address, t] : teachers_) {
-    v1::TeacherStatus* s = out.add_teachers();
-    *s->mutable_info() = t.info;
-    *s->mutable_load() = t.load;
-    s->set_state(t.state);
-    s->set_last_heartbeat_age_s(absl::ToDoubleSeconds(now - t.last_seen));
-    for (const auto& [id, job] : jobs_) {
-      if (std::find(job.teachers.begin(), job.teachers.end(), address) != job.teachers.end()) {
-        s->add_jobs(id);
-      }
-    }
+v1::TeacherStatus Pool::StatusOf(const std::string& address, const Teacher& t,
+                                 absl::Time now) const {
+  v1::TeacherStatus s;
+  *s.mutable_info() = t.info;
+  *s.mutable_load() = t.load;
+  s.set_state(t.state);
+  s.set_last_heartbeat_age_s(absl::ToDoubleSeconds(now - t.last_seen));
+  if (auto it = jobs_of_teacher_.find(address); it != jobs_of_teacher_.end()) {
+    for (const std::string& id : it->second) s.add_jobs(id);
+  }
+  return s;
+}
+
+v1::JobStatus Pool::StatusOf(const std::string& id, const Job& job, absl::Time now) const {
+  v1::JobStatus out;
+  v1::JobStatus* s = &out;
+  *s->mutable_info() = job.info;
+  *s->mutable_timings() = job.timings;
+  for (const std::string& t : job.teachers) s->add_teachers(t);
+  const v1::Assignment a = ToAssignment(id, job);
+  s->set_micro_batches(a.micro_batches());
+  s->set_predicted_step_s(a.predicted_step_s());
+  s->set_predicted_bubble(a.predicted_bubble());
+  s->set_waiting_reason(a.waiting_reason());
+  s->set_last_heartbeat_age_s(absl::ToDoubleSeconds(now - job.last_seen));
+  s->set_ranks(static_cast<int32_t>(job.ranks.size()));
+  if (!job.samples.empty()) {
+    const StepModel model = ModelOf(job);
+    const int64_t batch = std::max(1, job.info.batch());
+    const int top = static_cast<int>(std::min<int64_t>(MaxMicroBatches(job.info), batch));
+    for (int m = 1; m <= top; ++m)
+      s->add_predicted_step_s_by_m(PredictStep(model, batch, m).step_s);
   }
   return out;
 }
 
-v1::ListJobsResponse Pool::ListJobs() {
+namespace {
+
+// Visits one page of `members` (a map by key): at most `page_size` (0: all)
+// after `after`; returns the next page's token ("" on the last page).
+template <typename Map, typename Fn>
+std::string ForPage(const Map& members, int page_size, const std::string& after, Fn fn) {
+  auto it = after.empty() ? members.begin() : members.upper_bound(after);
+  for (int n = 0; it != members.end() && (page_size <= 0 || n < page_size); ++it, ++n) {
+    fn(it->first, it->second);
+  }
+  return it == members.end() || page_size <= 0 ? "" : std::prev(it)->first;
+}
+
+}  // namespace
+
+v1::ListTeachersResponse Pool::ListTeachers(int page_size, const std::string& after) {
+  MutexLock lock(&mu_);
+  const absl::Time now = clock_();
+  v1::ListTeachersResponse out;
+  out.set_total(static_cast<int32_t>(teachers_.size()));
+  out.set_next_page_token(
+      ForPage(teachers_, page_size, after, [&](const std::string& address, const Teacher& t) {
+        *out.add_teachers() = StatusOf(address, t, now);
+      }));
+  return out;
+}
+
+v1::ListJobsResponse Pool::ListJobs(int page_size, const std::string& after) {
   MutexLock lock(&mu_);
   const absl::Time now = clock_();
   v1::ListJobsResponse out;
-  for (const auto& [id, job] : jobs_) {
-    v1::JobStatus* s = out.add_jobs();
-    *s->mutable_info() = job.info;
-    *s->mutable_timings() = job.timings;
-    for (const std::string& t : job.teachers) s->add_teachers(t);
-    const v1::Assignment a = ToAssignment(id, job);
-    s->set_micro_batches(a.micro_batches());
-    s->set_predicted_step_s(a.predicted_step_s());
-    s->set_predicted_bubble(a.predicted_bubble());
-    s->set_waiting_reason(a.waiting_reason());
-    s->set_last_heartbeat_age_s(absl::ToDoubleSeconds(now - job.last_seen));
-    s->set_ranks(static_cast<int32_t>(job.ranks.size()));
-    if (!job.samples.empty()) {
-      const StepModel model = ModelOf(job);
-      const int64_t batch = std::max(1, job.info.batch());
-      const int top = static_cast<int>(std::min<int64_t>(MaxMicroBatches(job.info), batch));
-      for (int m = 1; m <= top; ++m)
-        s->add_predicted_step_s_by_m(PredictStep(model, batch, m).step_s);
-    }
-  }
+  out.set_total(static_cast<int32_t>(jobs_.size()));
+  out.set_next_page_token(ForPage(
+      jobs_, page_size, after,
+      [&](const std::string& id, const Job& job) { *out.add_jobs() = StatusOf(id, job, now); }));
   return out;
+}
+
+std::optional<v1::JobStatus> Pool::JobStatusOf(const std::string& job_id) {
+  MutexLock lock(&mu_);
+  auto it = jobs_.find(job_id);
+  if (it == jobs_.end()) return std::nullopt;
+  return StatusOf(job_id, it->second, clock_());
+}
+
+std::optional<v1::TeacherStatus> Pool::TeacherStatusOf(const std::string& address) {
+  MutexLock lock(&mu_);
+  auto it = teachers_.find(address);
+  if (it == teachers_.end()) return std::nullopt;
+  return StatusOf(address, it->second, clock_());
 }
 
 PoolStats Pool::Stats() {

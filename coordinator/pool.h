@@ -36,6 +36,10 @@ struct PoolOptions {
   absl::Duration settle = absl::Seconds(5);
   absl::Duration forget_gone = absl::Minutes(5);
   int explore_steps = 3;
+  // Registrations and heartbeats that change the membership only mark the
+  // pool for recomputing, done once per Tick: n members joining cost
+  // O(n log n), not O(n^2). false: recomputed at once (unit tests).
+  bool batch_changes = false;
 };
 
 // Counts for the coordinator's metrics.
@@ -93,8 +97,13 @@ class Pool {
   // The job's assignment; nullopt for an unknown job or while settling.
   std::optional<v1::Assignment> AssignmentFor(const std::string& job_id);
 
-  v1::ListTeachersResponse ListTeachers();
-  v1::ListJobsResponse ListJobs();
+  // One page of the pool (coordinator.proto's paging; page_size 0: all):
+  // copies only the members it returns.
+  v1::ListTeachersResponse ListTeachers(int page_size = 0, const std::string& after = "");
+  v1::ListJobsResponse ListJobs(int page_size = 0, const std::string& after = "");
+  // One member's entry, if it is in the pool (what a job may see).
+  std::optional<v1::JobStatus> JobStatusOf(const std::string& job_id);
+  std::optional<v1::TeacherStatus> TeacherStatusOf(const std::string& address);
   PoolStats Stats();
 
  private:
@@ -121,6 +130,12 @@ class Pool {
   // Recomputes every assignment and plan; returns the jobs whose
   // assignment changed.
   std::vector<std::string> Recompute() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Recompute now, or at the next Tick when changes are batched.
+  std::vector<std::string> Changed() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  v1::TeacherStatus StatusOf(const std::string& address, const Teacher& t, absl::Time now) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  v1::JobStatus StatusOf(const std::string& id, const Job& job, absl::Time now) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Replan(Job& job) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The job's fitted step model, knowing whether its teachers share its
   // device.
@@ -141,6 +156,9 @@ class Pool {
   std::map<std::string, Job> jobs_ ABSL_GUARDED_BY(mu_);          // By id.
   uint64_t next_version_ ABSL_GUARDED_BY(mu_) = 1;
   bool settled_ ABSL_GUARDED_BY(mu_) = false;
+  bool dirty_ ABSL_GUARDED_BY(mu_) = false;  // A batched change awaits Recompute.
+  // Teacher address -> the jobs assigned to it, rebuilt by Recompute.
+  std::map<std::string, std::vector<std::string>> jobs_of_teacher_ ABSL_GUARDED_BY(mu_);
   int64_t reassignments_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t missed_heartbeats_ ABSL_GUARDED_BY(mu_) = 0;
 };

@@ -17,6 +17,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   o.settle = absl::Seconds(config.settle_s < 0 ? config.lease_s : config.settle_s);
   o.forget_gone = absl::Seconds(config.forget_gone_s);
   o.explore_steps = config.explore_steps;
+  o.batch_changes = true;  // Joins are recomputed once per tick (at most 250 ms later).
   s->pool_ = std::make_unique<Pool>(o);
   s->metrics_ = std::make_unique<CoordinatorMetrics>();
   s->metrics_->Update(s->pool_->Stats());

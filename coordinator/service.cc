@@ -359,39 +359,44 @@ void CoordinatorServiceImpl::CloseWatches() {
   }
 }
 
-grpc::ServerUnaryReactor* CoordinatorServiceImpl::ListTeachers(grpc::CallbackServerContext* ctx,
-                                                               const v1::ListTeachersRequest*,
-                                                               v1::ListTeachersResponse* response) {
+grpc::ServerUnaryReactor* CoordinatorServiceImpl::ListTeachers(
+    grpc::CallbackServerContext* ctx, const v1::ListTeachersRequest* request,
+    v1::ListTeachersResponse* response) {
+  if (request->page_size() < 0) return Reply(ctx, Bad("page_size", "must be >= 0"));
   absl::StatusOr<Principal> caller = AuthorizeListing(ctx);
   if (!caller.ok()) return Reply(ctx, caller.status());
-  *response = pool_->ListTeachers();
   if (caller->role == Role::kJob) {
     // A job sees the teachers serving it, and no other job's name.
-    v1::ListTeachersResponse mine;
-    for (v1::TeacherStatus& t : *response->mutable_teachers()) {
-      if (std::find(t.jobs().begin(), t.jobs().end(), caller->name) == t.jobs().end()) continue;
-      t.clear_jobs();
-      t.add_jobs(caller->name);
-      *mine.add_teachers() = std::move(t);
+    if (std::optional<v1::JobStatus> job = pool_->JobStatusOf(caller->name)) {
+      for (const std::string& address : job->teachers()) {
+        std::optional<v1::TeacherStatus> t = pool_->TeacherStatusOf(address);
+        if (!t) continue;
+        t->clear_jobs();
+        t->add_jobs(caller->name);
+        *response->add_teachers() = *std::move(t);
+      }
     }
-    *response = std::move(mine);
+    response->set_total(response->teachers_size());
+    return Reply(ctx, absl::OkStatus());
   }
+  *response = pool_->ListTeachers(request->page_size(), request->page_token());
   return Reply(ctx, absl::OkStatus());
 }
 
 grpc::ServerUnaryReactor* CoordinatorServiceImpl::ListJobs(grpc::CallbackServerContext* ctx,
-                                                           const v1::ListJobsRequest*,
+                                                           const v1::ListJobsRequest* request,
                                                            v1::ListJobsResponse* response) {
+  if (request->page_size() < 0) return Reply(ctx, Bad("page_size", "must be >= 0"));
   absl::StatusOr<Principal> caller = AuthorizeListing(ctx);
   if (!caller.ok()) return Reply(ctx, caller.status());
-  *response = pool_->ListJobs();
-  if (caller->role == Role::kJob) {
-    v1::ListJobsResponse mine;  // A job sees only itself.
-    for (v1::JobStatus& j : *response->mutable_jobs()) {
-      if (j.info().job_id() == caller->name) *mine.add_jobs() = std::move(j);
+  if (caller->role == Role::kJob) {  // A job sees only itself.
+    if (std::optional<v1::JobStatus> job = pool_->JobStatusOf(caller->name)) {
+      *response->add_jobs() = *std::move(job);
     }
-    *response = std::move(mine);
+    response->set_total(response->jobs_size());
+    return Reply(ctx, absl::OkStatus());
   }
+  *response = pool_->ListJobs(request->page_size(), request->page_token());
   return Reply(ctx, absl::OkStatus());
 }
 

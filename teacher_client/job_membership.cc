@@ -120,11 +120,13 @@ void JobMembership::WatchLoop() {
       on_assignment_(a);
     }
     const grpc::Status st = reader->Finish();
-    if (Refused(st)) return;
     {
+      // Before anything can return: `ctx` dies with this iteration, and the
+      // destructor cancels whatever watch_ points to.
       MutexLock lock(&mu_);
       watch_ = nullptr;
     }
+    if (Refused(st)) return;
     if (!Sleep(backoff)) return;
     backoff = std::min(backoff * 2, absl::Seconds(1));
   }
