@@ -344,15 +344,16 @@ v1::JobStatus Pool::StatusOf(const std::string& id, const Job& job, absl::Time n
 
 namespace {
 
-// Visits one page of `members` (a map by key): at most `page_size` (0: all)
-// after `after`; returns the next page's token ("" on the last page).
-template <typename Map, typename Fn>
-std::string ForPage(const Map& members, int page_size, const std::string& after, Fn fn) {
-  auto it = after.empty() ? members.begin() : members.upper_bound(after);
-  for (int n = 0; it != members.end() && (page_size <= 0 || n < page_size); ++it, ++n) {
-    fn(it->first, it->second);
+// One page of `members` (a map by key): at most `page_size` (0: all) after
+// `after`, as [first, last), and the next page's token ("" on the last).
+template <typename Map>
+auto PageOf(const Map& members, int page_size, const std::string& after, std::string* next) {
+  auto first = after.empty() ? members.begin() : members.upper_bound(after);
+  auto last = first;
+  for (int n = 0; last != members.end() && (page_size <= 0 || n < page_size); ++last, ++n) {
   }
-  return it == members.end() || page_size <= 0 ? "" : std::prev(it)->first;
+  *next = last == members.end() || page_size <= 0 ? "" : std::prev(last)->first;
+  return std::make_pair(first, last);
 }
 
 }  // namespace
@@ -362,10 +363,11 @@ v1::ListTeachersResponse Pool::ListTeachers(int page_size, const std::string& af
   const absl::Time now = clock_();
   v1::ListTeachersResponse out;
   out.set_total(static_cast<int32_t>(teachers_.size()));
-  out.set_next_page_token(
-      ForPage(teachers_, page_size, after, [&](const std::string& address, const Teacher& t) {
-        *out.add_teachers() = StatusOf(address, t, now);
-      }));
+  std::string next;
+  auto [first, last] = PageOf(teachers_, page_size, after, &next);
+  for (auto it = first; it != last; ++it)
+    *out.add_teachers() = StatusOf(it->first, it->second, now);
+  out.set_next_page_token(next);
   return out;
 }
 
@@ -374,9 +376,10 @@ v1::ListJobsResponse Pool::ListJobs(int page_size, const std::string& after) {
   const absl::Time now = clock_();
   v1::ListJobsResponse out;
   out.set_total(static_cast<int32_t>(jobs_.size()));
-  out.set_next_page_token(ForPage(
-      jobs_, page_size, after,
-      [&](const std::string& id, const Job& job) { *out.add_jobs() = StatusOf(id, job, now); }));
+  std::string next;
+  auto [first, last] = PageOf(jobs_, page_size, after, &next);
+  for (auto it = first; it != last; ++it) *out.add_jobs() = StatusOf(it->first, it->second, now);
+  out.set_next_page_token(next);
   return out;
 }
 
