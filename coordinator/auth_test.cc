@@ -8,11 +8,15 @@
 #include <fstream>
 
 #include "coordinator/server.h"
+#include "coordinator/test_members.h"
 #include "proto/job_token.h"
 #include "proto/pool_auth.h"
 
 namespace mkd::coordinator {
 namespace {
+
+using test::Job;
+using test::Teacher;
 
 constexpr char kSecret[] = "coordinator-auth-test-secret-of-32-bytes-or-more";
 
@@ -37,22 +41,6 @@ class CoordinatorAuthTest : public ::testing::Test {
   static std::string Token(Role role, const std::string& name,
                            absl::Duration ttl = absl::Hours(1)) {
     return MakePoolToken(kSecret, role, name, absl::Now() + ttl);
-  }
-  static v1::TeacherInfo Teacher(const std::string& address) {
-    v1::TeacherInfo t;
-    t.set_address(address);
-    t.set_model_id("vit@1234");
-    t.set_capacity_tokens_per_s(1000);
-    return t;
-  }
-  static v1::JobInfo Job(const std::string& id) {
-    v1::JobInfo j;
-    j.set_job_id(id);
-    j.set_model_id("vit@1234");
-    j.set_weight(1);
-    j.set_batch(32);
-    j.set_kept(8);
-    return j;
   }
 
   grpc::Status RegisterTeacher(const std::string& address, const std::string& token) {

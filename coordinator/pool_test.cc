@@ -342,30 +342,16 @@ namespace {
 
 // Listings come in pages, in id order, each copying only its members; the
 // teachers' job lists match the assignment.
-TEST(PoolPagingTest, ListsComeInPagesInIdOrder) {
-  absl::Time now = absl::UnixEpoch() + absl::Hours(1);
-  PoolOptions o;
-  o.settle = absl::ZeroDuration();
-  Pool pool(o, [&now] { return now; });
-  v1::TeacherInfo t;
-  t.set_address("t:1");
-  t.set_model_id("m");
-  t.set_capacity_tokens_per_s(1);
-  ASSERT_TRUE(pool.UpsertTeacher(t, nullptr).ok());
+TEST_F(PoolTest, ListsComeInPagesInIdOrder) {
+  EXPECT_TRUE(pool_.UpsertTeacher(Teacher("t:1"), nullptr).ok());
   for (const char* id : {"e", "a", "c", "b", "d"}) {
-    v1::JobInfo j;
-    j.set_job_id(id);
-    j.set_model_id("m");
-    j.set_weight(1);
-    j.set_batch(8);
-    j.set_kept(4);
-    ASSERT_TRUE(pool.UpsertJob(j, nullptr).ok());
+    EXPECT_TRUE(pool_.UpsertJob(Job(id), nullptr).ok());
   }
   std::vector<std::string> seen;
   std::string token;
   int pages = 0;
   do {
-    const v1::ListJobsResponse page = pool.ListJobs(2, token);
+    const v1::ListJobsResponse page = pool_.ListJobs(2, token);
     EXPECT_EQ(page.total(), 5);
     EXPECT_LE(page.jobs_size(), 2);
     for (const v1::JobStatus& j : page.jobs()) seen.push_back(j.info().job_id());
@@ -374,37 +360,27 @@ TEST(PoolPagingTest, ListsComeInPagesInIdOrder) {
   } while (!token.empty() && pages < 10);
   EXPECT_EQ(seen, (std::vector<std::string>{"a", "b", "c", "d", "e"}));
   EXPECT_EQ(pages, 3);
-  EXPECT_EQ(pool.ListJobs().jobs_size(), 5);  // page_size 0: everything.
-  EXPECT_EQ(pool.ListJobs(5).next_page_token(), "");
-  const v1::ListTeachersResponse teachers = pool.ListTeachers(1);
+  EXPECT_EQ(pool_.ListJobs().jobs_size(), 5);  // page_size 0: everything.
+  EXPECT_EQ(pool_.ListJobs(5).next_page_token(), "");
+  const v1::ListTeachersResponse teachers = pool_.ListTeachers(1);
   ASSERT_EQ(teachers.teachers_size(), 1);
   EXPECT_EQ(teachers.teachers(0).jobs_size(), 5);
-  ASSERT_TRUE(pool.JobStatusOf("c").has_value());
-  EXPECT_EQ(pool.JobStatusOf("c")->teachers(0), "t:1");
-  EXPECT_FALSE(pool.JobStatusOf("z").has_value());
+  ASSERT_TRUE(pool_.JobStatusOf("c").has_value());
+  EXPECT_EQ(pool_.JobStatusOf("c")->teachers(0), "t:1");
+  EXPECT_FALSE(pool_.JobStatusOf("z").has_value());
 }
 
 // Batched: joins mark the pool, and the next Tick assigns them all at once.
-TEST(PoolPagingTest, BatchedChangesAreAssignedOnTheNextTick) {
-  absl::Time now = absl::UnixEpoch() + absl::Hours(1);
-  PoolOptions o;
+TEST_F(PoolTest, BatchedChangesAreAssignedOnTheNextTick) {
+  PoolOptions o = Options();
   o.settle = absl::ZeroDuration();
   o.batch_changes = true;
-  Pool pool(o, [&now] { return now; });
-  v1::TeacherInfo t;
-  t.set_address("t:1");
-  t.set_model_id("m");
-  t.set_capacity_tokens_per_s(1);
-  ASSERT_TRUE(pool.UpsertTeacher(t, nullptr).ok());
-  v1::JobInfo j;
-  j.set_job_id("a");
-  j.set_model_id("m");
-  j.set_weight(1);
-  j.set_batch(8);
-  j.set_kept(4);
-  ASSERT_TRUE(pool.UpsertJob(j, nullptr).ok());
-  pool.Tick();  // Ends settling (zero) and recomputes the batch.
-  std::optional<v1::Assignment> a = pool.AssignmentFor("a");
+  Pool batched(o, [this] { return now_; });
+  EXPECT_TRUE(batched.UpsertTeacher(Teacher("t:1"), nullptr).ok());
+  EXPECT_TRUE(batched.UpsertJob(Job("a"), nullptr).ok());
+  EXPECT_EQ(batched.ListTeachers().teachers(0).jobs_size(), 0);  // Not yet assigned.
+  batched.Tick();
+  std::optional<v1::Assignment> a = batched.AssignmentFor("a");
   ASSERT_TRUE(a.has_value());
   ASSERT_EQ(a->teachers_size(), 1);
   EXPECT_EQ(a->teachers(0).address(), "t:1");

@@ -10,9 +10,13 @@
 #include <thread>
 
 #include "coordinator/server.h"
+#include "coordinator/test_members.h"
 
 namespace mkd::coordinator {
 namespace {
+
+using test::Job;
+using test::Teacher;
 
 class CoordinatorServiceTest : public ::testing::Test {
  protected:
@@ -36,23 +40,6 @@ class CoordinatorServiceTest : public ::testing::Test {
     stop_ = true;
     beater_.join();
     server_->Shutdown();
-  }
-
-  static v1::TeacherInfo Teacher(const std::string& address) {
-    v1::TeacherInfo t;
-    t.set_address(address);
-    t.set_model_id("vit@1234");
-    t.set_capacity_tokens_per_s(1000);
-    return t;
-  }
-  static v1::JobInfo Job(const std::string& id) {
-    v1::JobInfo j;
-    j.set_job_id(id);
-    j.set_model_id("vit@1234");
-    j.set_weight(1);
-    j.set_batch(32);
-    j.set_kept(8);
-    return j;
   }
 
   // Keeps the members in alive_ heartbeating, as their processes would.
