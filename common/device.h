@@ -1,7 +1,8 @@
 // Device handling that compiles against a CPU-only LibTorch (Debian's) and a
 // CUDA one (PyTorch's bundled LibTorch on a GPU machine) alike: device
 // names from config, compute precision and autocast, device synchronisation,
-// per-device random generators and peak device memory. Only
+// per-device random generators, peak device memory and page-locking host
+// memory for DMA. Only
 // device_memory.cc touches CUDA-specific headers, and only when the build
 // found a CUDA LibTorch (MKD_TORCH_CUDA); everything else goes through
 // LibTorch's device-generic interfaces, so the CPU build checks it.
@@ -94,6 +95,17 @@ std::optional<int64_t> PeakDeviceMemory(const torch::Device& device);
 // Bytes held now (same source; nullopt on CPU and without CUDA).
 std::optional<int64_t> CurrentDeviceMemory(const torch::Device& device);
 void ResetPeakDeviceMemory(const torch::Device& device);
+
+// Page-locks `bytes` at `data` (host memory this process mapped, such as a
+// shared-memory region) for `device`'s copy engines, so LibTorch copies
+// between it and the device by DMA, asynchronously, without staging it in
+// pinned memory first. False on a CPU device, without CUDA, or when the
+// driver refuses; the memory then stays pageable and copies from it are
+// staged as before.
+bool RegisterHostMemory(const torch::Device& device, void* data, int64_t bytes);
+// Waits for `device` (a copy may still read the memory), then undoes
+// RegisterHostMemory.
+void UnregisterHostMemory(const torch::Device& device, void* data);
 
 }  // namespace mkd
 

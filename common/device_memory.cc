@@ -1,4 +1,5 @@
-// Peak device memory from LibTorch's CUDA caching allocator. The only file
+// Peak device memory from LibTorch's CUDA caching allocator, and host
+// memory page-locked for the device's copy engines. The only file
 // of common/ that includes CUDA-specific headers; it compiles them only when
 // CMake found a CUDA LibTorch (MKD_TORCH_CUDA), since Debian's CPU-only
 // LibTorch ships those headers without the library behind them.
@@ -6,6 +7,8 @@
 
 #ifdef MKD_TORCH_CUDA
 #include <c10/cuda/CUDACachingAllocator.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <cuda_runtime_api.h>
 #endif
 
 namespace mkd {
@@ -43,6 +46,35 @@ void ResetPeakDeviceMemory(const torch::Device& device) {
   }
 #endif
   (void)device;
+}
+
+bool RegisterHostMemory(const torch::Device& device, void* data, int64_t bytes) {
+#ifdef MKD_TORCH_CUDA
+  if (device.is_cuda()) {
+    c10::cuda::CUDAGuard on(device.index() < 0 ? 0 : device.index());
+    if (cudaHostRegister(data, static_cast<size_t>(bytes), cudaHostRegisterDefault) ==
+        cudaSuccess) {
+      return true;
+    }
+    (void)cudaGetLastError();  // Clears the error: the memory stays pageable.
+    return false;
+  }
+#endif
+  (void)device, (void)data, (void)bytes;
+  return false;
+}
+
+void UnregisterHostMemory(const torch::Device& device, void* data) {
+#ifdef MKD_TORCH_CUDA
+  if (device.is_cuda()) {
+    c10::cuda::CUDAGuard on(device.index() < 0 ? 0 : device.index());
+    (void)cudaDeviceSynchronize();
+    (void)cudaHostUnregister(data);
+    (void)cudaGetLastError();
+    return;
+  }
+#endif
+  (void)device, (void)data;
 }
 
 }  // namespace mkd

@@ -25,8 +25,16 @@ class DeviceToHost {
   struct Transfer {
     std::vector<torch::Tensor> host;
     std::shared_ptr<void> done;  // CUDA: the copy's event; null on the CPU.
+    // CUDA: the device tensors and the side stream, for CopyInto (the
+    // device memory is held as long as the transfer is); null on the CPU.
+    std::shared_ptr<void> sources;
     // Blocks until the copy has landed. Thread-safe; cheap when done.
     void Wait() const;
+    // Copies tensor `i` again, from the device straight into `dst`:
+    // page-locked host memory (RegisterHostMemory) of host[i].nbytes(),
+    // such as a shared-memory region; waits for it. Thread-safe. False on
+    // the CPU or when the copy fails (host[i] is then the one to use).
+    bool CopyInto(size_t i, void* dst) const;
   };
 
   explicit DeviceToHost(torch::Device device);
@@ -34,7 +42,7 @@ class DeviceToHost {
 
   // Starts copying `tensors` (on the device; CPU tensors are made
   // contiguous) to host memory and returns at once. The device tensors
-  // may be freed on return: the copy holds them until it has run.
+  // may be freed on return: the transfer holds them as long as it lives.
   Transfer Start(const std::vector<torch::Tensor>& tensors);
 
  private:

@@ -13,8 +13,10 @@
 //      "grpc; <why not>" (the stream then carries bytes).
 //   3. Requests name ranges of the region (DistillRequest.payload_shm and
 //      logits_shm); the teacher checks every range against the region and
-//      the request's shapes, reads with pread and writes with pwrite, so a
-//      bad or shrunk region is an INVALID_ARGUMENT answer, never a crash.
+//      the request's shapes and the region's current size before it reads
+//      the mapped region (a shrink racing with a read is caught by a SIGBUS
+//      guard) and writes with pwrite, so a bad or shrunk region is an
+//      INVALID_ARGUMENT answer, never a crash.
 // The region lives as long as the stream: when it ends, the teacher closes
 // it, and with the name already unlinked nothing is left in /dev/shm.
 // Torch-free, gRPC-free.

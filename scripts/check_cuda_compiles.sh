@@ -7,7 +7,8 @@
 #     with MKD_TORCH_NCCL);
 #   - the data path's CUDA code (MKD_TORCH_CUDA): the stage timer's events
 #     and NVTX ranges (common/device_timer.cc), the side-stream copies to
-#     pinned memory (common/device_to_host.cc).
+#     pinned memory (common/device_to_host.cc), page-locking host memory
+#     (common/device_memory.cc).
 # Debian's LibTorch is CPU-only, so this is the check a CPU machine can
 # make; building and running it against PyTorch's CUDA LibTorch needs a GPU
 # session (scripts/gpu_check.sh).
@@ -29,8 +30,8 @@ echo '#define C10_CUDA_BUILD_SHARED_LIBS' > "$tmp/c10/cuda/impl/cuda_cmake_macro
 flags=(-std=c++17 -fsyntax-only -DMKD_TORCH_CUDA=1 -I. -I"$tmp"
   -I/usr/include/torch/csrc/api/include -I"$cuda/include")
 g++ "${flags[@]}" -DMKD_TORCH_NCCL=1 -DMKD_HAVE_GLOO=1 student_worker/data_parallel.cc
-for f in common/device_timer.cc common/device_to_host.cc; do
+for f in common/device_timer.cc common/device_to_host.cc common/device_memory.cc; do
   g++ "${flags[@]}" "$f"
 done
-echo "check_cuda_compiles: data_parallel.cc (NCCL), device_timer.cc, device_to_host.cc compile" \
+echo "check_cuda_compiles: data_parallel.cc (NCCL), device_timer.cc, device_to_host.cc, device_memory.cc compile" \
   "with CUDA ($cuda)"

@@ -52,8 +52,12 @@ class ShmPlane final : public DataPlane {
       ++fallbacks_;
       return WithPayload(mb);
     }
+    // From the device straight into a page-locked region (DMA), else a
+    // copy from the payload's host memory.
+    char* dst = region_->data() + *offset;
+    const bool direct = region_->page_locked() && mb.copy_payload_into && mb.copy_payload_into(dst);
     v1::DistillRequest r = Header(mb);
-    std::memcpy(region_->data() + *offset, mb.payload, static_cast<size_t>(mb.payload_bytes));
+    if (!direct) std::memcpy(dst, mb.payload, static_cast<size_t>(mb.payload_bytes));
     v1::SharedMemoryRange* in = r.mutable_payload_shm();
     in->set_region(region_->name());
     in->set_offset(static_cast<uint64_t>(*offset));

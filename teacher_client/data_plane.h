@@ -37,6 +37,10 @@ struct OutgoingMicroBatch {
   std::function<void()> wait_ready;
   const char* payload = nullptr;
   const char* indices = nullptr;
+  // For a student on a GPU: copies the payload straight from the device
+  // into page-locked `dst` and waits; false when it cannot (use payload).
+  // Thread-safe. Empty on the CPU.
+  std::function<bool(void* dst)> copy_payload_into;
   std::shared_ptr<void> keepalive;  // Owns the bytes.
 
   // The size of the request as a gRPC message carrying the payload.

@@ -82,6 +82,7 @@ void RemoteTeacher::AddEndpoint(const std::string& address, std::shared_ptr<grpc
   // back to bytes if the teacher still cannot map it); shm insists.
   TeacherStreamPlane plane;
   plane.region_bytes = options_.shm_region_bytes;
+  if (device_.is_cuda()) plane.cuda_device = device_.has_index() ? device_.index() : 0;
   const bool same_host = !info.host_id().empty() && info.host_id() == ThisHost().host_id;
   if (options_.data_plane == DataPlaneKind::kShm ||
       (options_.data_plane == DataPlaneKind::kAuto && same_host)) {
@@ -261,6 +262,7 @@ PendingLogits RemoteTeacher::SubmitLogits(const torch::Tensor& images, const tor
       mb->payload_bytes = static_cast<int64_t>(t.host[0].nbytes());
       mb->indices_bytes = static_cast<int64_t>(t.host[1].nbytes());
       if (t.done) mb->wait_ready = [t] { t.Wait(); };
+      if (t.sources) mb->copy_payload_into = [t](void* dst) { return t.CopyInto(0, dst); };
       mb->keepalive = std::make_shared<DeviceToHost::Transfer>(std::move(t));
     });
   }

@@ -11,11 +11,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/device.h"
 #include "proto/shared_memory.h"
 
 namespace mkd::client {
 
-absl::StatusOr<std::unique_ptr<ShmRegion>> ShmRegion::Create(int64_t bytes) {
+absl::StatusOr<std::unique_ptr<ShmRegion>> ShmRegion::Create(int64_t bytes, int cuda_device) {
   if (bytes <= 0) return absl::InvalidArgumentError("a shared-memory region needs bytes > 0");
   std::random_device rd;
   const std::string name = absl::StrFormat("%s%d-%08x%08x", kShmRegionPrefix, getpid(), rd(), rd());
@@ -45,11 +46,15 @@ absl::StatusOr<std::unique_ptr<ShmRegion>> ShmRegion::Create(int64_t bytes) {
     return absl::InternalError(
         absl::StrCat("mmap of a shared-memory region: ", std::strerror(errno)));
   }
-  return std::unique_ptr<ShmRegion>(new ShmRegion(name, static_cast<char*>(data), bytes));
+  const bool locked =
+      cuda_device >= 0 && RegisterHostMemory(torch::Device(torch::kCUDA, cuda_device), data, bytes);
+  return std::unique_ptr<ShmRegion>(
+      new ShmRegion(name, static_cast<char*>(data), bytes, locked ? cuda_device : -1));
 }
 
 ShmRegion::~ShmRegion() {
   Unlink();
+  if (cuda_device_ >= 0) UnregisterHostMemory(torch::Device(torch::kCUDA, cuda_device_), data_);
   munmap(data_, static_cast<size_t>(size_));
 }
 

@@ -23,8 +23,11 @@ namespace mkd::client {
 class ShmRegion {
  public:
   // kResourceExhausted when /dev/shm cannot hold `bytes`, kInternal for
-  // other failures (the message says which call failed).
-  static absl::StatusOr<std::unique_ptr<ShmRegion>> Create(int64_t bytes);
+  // other failures (the message says which call failed). With
+  // `cuda_device` >= 0 (a student on that GPU) the region is also
+  // page-locked, so payloads are copied into it from the device by DMA;
+  // where the driver refuses, it stays pageable (page_locked() false).
+  static absl::StatusOr<std::unique_ptr<ShmRegion>> Create(int64_t bytes, int cuda_device = -1);
   ~ShmRegion();
   ShmRegion(const ShmRegion&) = delete;
   ShmRegion& operator=(const ShmRegion&) = delete;
@@ -32,15 +35,17 @@ class ShmRegion {
   const std::string& name() const { return name_; }
   int64_t size() const { return size_; }
   char* data() { return data_; }
+  bool page_locked() const { return cuda_device_ >= 0; }
   // Removes the name (the teacher has the region open, or never will).
   void Unlink();
 
  private:
-  ShmRegion(std::string name, char* data, int64_t size)
-      : name_(std::move(name)), data_(data), size_(size) {}
+  ShmRegion(std::string name, char* data, int64_t size, int cuda_device)
+      : name_(std::move(name)), data_(data), size_(size), cuda_device_(cuda_device) {}
   const std::string name_;
   char* const data_;
   const int64_t size_;
+  const int cuda_device_;  // The GPU it is page-locked for; -1: none.
   bool unlinked_ = false;
 };
 

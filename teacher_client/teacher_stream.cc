@@ -108,7 +108,8 @@ std::shared_ptr<TeacherStream::Call> TeacherStream::Open() {
   std::unique_ptr<ShmRegion> region;
   std::string no_shm;  // Why this call carries bytes although shm was asked for.
   if (plane_.kind == DataPlaneKind::kShm) {
-    absl::StatusOr<std::unique_ptr<ShmRegion>> made = ShmRegion::Create(plane_.region_bytes);
+    absl::StatusOr<std::unique_ptr<ShmRegion>> made =
+        ShmRegion::Create(plane_.region_bytes, plane_.cuda_device);
     if (made.ok()) {
       region = *std::move(made);
       call->ctx.AddMetadata(kShmRegionKey, region->name());

@@ -53,6 +53,8 @@ struct TeacherStreamPlane {
   DataPlaneKind kind = DataPlaneKind::kGrpc;
   bool fallback = true;
   int64_t region_bytes = 64 << 20;
+  // A student on this GPU: its regions are page-locked for DMA (-1: none).
+  int cuda_device = -1;
 };
 
 class TeacherStream {

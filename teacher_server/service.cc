@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/time/clock.h"
+#include "common/device.h"
 #include "common/host_identity.h"
 #include "common/masking.h"
 #include "common/status_macros.h"
@@ -167,10 +168,15 @@ std::shared_ptr<SharedRegion> TeacherServiceImpl::OpenOfferedRegion(
     *why = std::string(region.status().message());
     return nullptr;
   }
+  // On a GPU the device copies payloads straight out of the region (DMA);
+  // where the driver will not page-lock it, they are copied out first.
+  const torch::Device device(engine_->device());
+  (*region)->set_page_locked(RegisterHostMemory(device, (*region)->mapped(), size));
   // Counted while held: by the stream, and by answers still to be written.
   TeacherMetrics* metrics = metrics_;
   if (metrics) metrics->AddShmRegions(1);
-  return std::shared_ptr<SharedRegion>(region->release(), [metrics](SharedRegion* r) {
+  return std::shared_ptr<SharedRegion>(region->release(), [metrics, device](SharedRegion* r) {
+    if (r->page_locked()) UnregisterHostMemory(device, r->mapped());
     delete r;
     if (metrics) metrics->AddShmRegions(-1);
   });
@@ -208,21 +214,8 @@ void TeacherServiceImpl::Handle(const DistillRequest& request, std::shared_ptr<S
   if (metrics_) metrics_->AddReceivedBytes(static_cast<int64_t>(request.ByteSizeLong()));
   const uint64_t id = request.micro_batch_id();
   absl::Status valid = ValidateDistillRequest(request, limits_, region.get());
-  // Kept patches in shared memory are read first (a copy into memory of
-  // ours: what is digested and computed cannot change under us).
   torch::Tensor from_region;
-  if (valid.ok() && request.has_payload_shm()) {
-    valid = CatchTorch("reading payload_shm", [&] {
-      from_region =
-          engine_->HostEmpty({request.batch(), request.kept(), engine_->config().patch_dim()},
-                             proto::WireTorchDtype(request.payload_dtype()));
-    });
-    if (valid.ok()) {
-      valid =
-          region->Read(static_cast<int64_t>(request.payload_shm().offset()),
-                       static_cast<int64_t>(request.payload_shm().size()), from_region.data_ptr());
-    }
-  }
+  if (valid.ok() && request.has_payload_shm()) valid = ReadRegion(request, region, &from_region);
   if (!valid.ok()) {
     if (metrics_) metrics_->CountRequest(valid.code());
     answer(ErrorAnswer(id, valid));
@@ -245,9 +238,18 @@ void TeacherServiceImpl::Handle(const DistillRequest& request, std::shared_ptr<S
       from_region.defined() ? absl::string_view(static_cast<const char*>(from_region.data_ptr()),
                                                 static_cast<size_t>(from_region.nbytes()))
                             : absl::string_view(request.payload());
+  const uint64_t digest = RequestDigest(request, payload);
+  if (region && from_region.defined()) {
+    // Read in place: a shrink racing with the digest turned the bytes to zeros.
+    if (absl::Status intact = region->Intact(); !intact.ok()) {
+      if (metrics_) metrics_->CountRequest(intact.code());
+      answer(ErrorAnswer(id, intact));
+      return;
+    }
+  }
   const std::string& job = request.job_id();
   Answer cached;
-  switch (cache_.Begin(job, id, RequestDigest(request, payload), answer, &cached)) {
+  switch (cache_.Begin(job, id, digest, answer, &cached)) {
     case ResultCache::Lookup::kMismatch: {
       const absl::Status reused = absl::InvalidArgumentError(absl::StrCat(
           "micro_batch_id: ", id, " was already used by job '", job,
@@ -278,6 +280,31 @@ void TeacherServiceImpl::Handle(const DistillRequest& request, std::shared_ptr<S
     if (!st.ok() && metrics_) metrics_->AddInFlight(-1);
   }
   if (!st.ok()) Finish(job, id, st, nullptr, decode_s);
+}
+
+absl::Status TeacherServiceImpl::ReadRegion(const DistillRequest& request,
+                                            const std::shared_ptr<SharedRegion>& region,
+                                            torch::Tensor* patches) const {
+  const int64_t offset = static_cast<int64_t>(request.payload_shm().offset());
+  const int64_t bytes = static_cast<int64_t>(request.payload_shm().size());
+  const std::vector<int64_t> shape = {request.batch(), request.kept(),
+                                      engine_->config().patch_dim()};
+  const torch::Dtype dtype = proto::WireTorchDtype(request.payload_dtype());
+  if (region->page_locked()) {
+    // In place: the device reads the region by DMA, and the tensor keeps
+    // the region mapped until it is done with it. The student can still
+    // change these bytes until then, which spoils only its own answer.
+    MKD_ASSIGN_OR_RETURN(const char* view, region->View(offset, bytes));
+    return CatchTorch("reading payload_shm", [&] {
+      *patches = torch::from_blob(
+          const_cast<char*>(view), shape, [region](void*) {}, torch::TensorOptions().dtype(dtype));
+    });
+  }
+  // A copy into memory of ours (pinned where the engine wants it): what is
+  // digested and computed cannot change under us.
+  MKD_RETURN_IF_ERROR(
+      CatchTorch("reading payload_shm", [&] { *patches = engine_->HostEmpty(shape, dtype); }));
+  return region->Read(offset, bytes, patches->data_ptr());
 }
 
 absl::StatusOr<WorkItem> TeacherServiceImpl::Decode(const DistillRequest& request,

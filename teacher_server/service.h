@@ -68,8 +68,14 @@ class TeacherServiceImpl final : public maskedkd::v1::TeacherService::CallbackSe
   void Unregister(DistillReactor* stream) ABSL_LOCKS_EXCLUDED(streams_mu_);
 
  private:
-  // `payload`: the request's payload bytes already read from shared
-  // memory into a host tensor of the wire dtype (undefined: in the message).
+  // The request's payload_shm as a host tensor of the wire dtype: a view
+  // of the region where it is page-locked (the device copies it by DMA),
+  // else a copy. The caller checks region->Intact() after reading a view.
+  absl::Status ReadRegion(const maskedkd::v1::DistillRequest& request,
+                          const std::shared_ptr<SharedRegion>& region,
+                          torch::Tensor* patches) const;
+  // `payload`: the request's payload bytes from shared memory, as a host
+  // tensor of the wire dtype (ReadRegion; undefined: in the message).
   absl::StatusOr<WorkItem> Decode(const maskedkd::v1::DistillRequest& request,
                                   torch::Tensor payload) const;
   // The stream's offer of a shared-memory region (client metadata), opened;

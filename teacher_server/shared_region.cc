@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "proto/shared_memory.h"
 
 namespace mkd::teacher {
@@ -50,11 +51,14 @@ absl::StatusOr<std::unique_ptr<SharedRegion>> SharedRegion::Open(const std::stri
     bad = absl::InvalidArgumentError(absl::StrCat("the shared-memory region has ", st.st_size,
                                                   " bytes, ", announced_bytes, " announced"));
   }
-  if (!bad.ok()) {
+  absl::StatusOr<std::unique_ptr<GuardedMapping>> mapping =
+      bad.ok() ? GuardedMapping::Map(fd, announced_bytes) : bad;
+  if (!mapping.ok()) {
     close(fd);
-    return bad;
+    return mapping.status();
   }
-  return std::unique_ptr<SharedRegion>(new SharedRegion(name, fd, announced_bytes));
+  return std::unique_ptr<SharedRegion>(
+      new SharedRegion(name, fd, announced_bytes, *std::move(mapping)));
 }
 
 SharedRegion::~SharedRegion() { close(fd_); }
@@ -79,29 +83,38 @@ absl::Status SharedRegion::CheckRange(const maskedkd::v1::SharedMemoryRange& ran
   return absl::OkStatus();
 }
 
-absl::Status SharedRegion::Read(int64_t offset, int64_t bytes, void* dst) const {
-  char* p = static_cast<char*>(dst);
-  while (bytes > 0) {
-    const ssize_t n = pread(fd_, p, static_cast<size_t>(bytes), offset);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      return absl::InvalidArgumentError(
-          "payload_shm: the shared-memory region ended before the range (did it shrink?)");
-    }
-    p += n;
-    offset += n;
-    bytes -= n;
+absl::Status SharedRegion::Holds(int64_t offset, int64_t bytes, absl::string_view field) const {
+  struct stat st;
+  if (fstat(fd_, &st) != 0 || st.st_size < offset + bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ": the shared-memory region no longer holds the range (did it shrink?)"));
   }
-  return absl::OkStatus();
+  return Intact();
+}
+
+absl::Status SharedRegion::Intact() const {
+  if (!mapping_->broken()) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      "the shared-memory region shrank while it was read (did it shrink?); this stream's "
+      "region is no longer read");
+}
+
+char* SharedRegion::mapped() const { return mapping_->data(); }
+
+absl::StatusOr<const char*> SharedRegion::View(int64_t offset, int64_t bytes) const {
+  MKD_RETURN_IF_ERROR(Holds(offset, bytes, "payload_shm"));
+  return mapping_->data() + offset;
+}
+
+absl::Status SharedRegion::Read(int64_t offset, int64_t bytes, void* dst) const {
+  MKD_ASSIGN_OR_RETURN(const char* src, View(offset, bytes));
+  std::memcpy(dst, src, static_cast<size_t>(bytes));
+  return Intact();
 }
 
 absl::Status SharedRegion::Write(int64_t offset, const void* src, int64_t bytes) const {
   // pwrite past the end would grow the region: a shrunk one is refused.
-  struct stat st;
-  if (fstat(fd_, &st) != 0 || st.st_size < offset + bytes) {
-    return absl::InvalidArgumentError(
-        "logits_shm: the shared-memory region no longer holds the range (did it shrink?)");
-  }
+  MKD_RETURN_IF_ERROR(Holds(offset, bytes, "logits_shm"));
   const char* p = static_cast<const char*>(src);
   while (bytes > 0) {
     const ssize_t n = pwrite(fd_, p, static_cast<size_t>(bytes), offset);

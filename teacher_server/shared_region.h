@@ -3,13 +3,19 @@
 // student's stream opens, its name unlinked at once, closed when the last
 // reference goes (the stream ended and every answer was written).
 //
-// The region is never mapped: ranges are read with pread and written with
-// pwrite, after CheckRange. A student that shrinks its region, or names a
-// range outside it, gets an error for its own micro-batch; the server
-// never reads outside the region and cannot take a SIGBUS from it.
+// The region is mapped (GuardedMapping). Before a range is read, the
+// object's size is checked (fstat): a student that shrinks its region, or
+// names a range outside it, gets an error for its own micro-batch. A shrink
+// racing with a read is caught by the mapping's SIGBUS guard: the read then
+// fails, as does every later one of that region; the server never crashes
+// on it. Logits are written with pwrite (small; a write never faults).
 //
-// Thread-safe (pread/pwrite on a shared descriptor; no state changes
-// after Open).
+// On a CUDA teacher the service page-locks the mapping (set_page_locked),
+// so a payload goes to the device by DMA straight from it (View), with no
+// copy on the CPU.
+//
+// Thread-safe (the mapping and the descriptor are shared; page_locked is
+// set before the region is shared).
 #ifndef MKD_TEACHER_SERVER_SHARED_REGION_H_
 #define MKD_TEACHER_SERVER_SHARED_REGION_H_
 
@@ -21,6 +27,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "maskedkd/v1/teacher.pb.h"
+#include "teacher_server/guarded_mapping.h"
 
 namespace mkd::teacher {
 
@@ -47,17 +54,36 @@ class SharedRegion {
                           absl::string_view field) const;
   // Copies `bytes` at `offset` into `dst`, or `src` to `offset`.
   // REQUIRES: CheckRange passed for the range. kInvalidArgument when the
-  // region has shrunk under it (a short read or write).
+  // region has shrunk under it.
   absl::Status Read(int64_t offset, int64_t bytes, void* dst) const;
   absl::Status Write(int64_t offset, const void* src, int64_t bytes) const;
 
+  // The mapped bytes at `offset`, to read in place; kInvalidArgument when
+  // the region no longer holds [offset, offset + bytes). Whoever reads them
+  // on the CPU checks Intact() afterwards: a shrink racing with the read
+  // turns them to zeros. REQUIRES: CheckRange passed for the range.
+  absl::StatusOr<const char*> View(int64_t offset, int64_t bytes) const;
+  // OK unless an access to the mapping found the region shrunk.
+  absl::Status Intact() const;
+
+  char* mapped() const;  // The whole mapping (size() bytes).
+  // Whether the mapping is registered with the device for DMA (set once by
+  // the service, before the region is shared).
+  bool page_locked() const { return page_locked_; }
+  void set_page_locked(bool locked) { page_locked_ = locked; }
+
  private:
-  SharedRegion(std::string name, int fd, int64_t size)
-      : name_(std::move(name)), fd_(fd), size_(size) {}
+  SharedRegion(std::string name, int fd, int64_t size, std::unique_ptr<GuardedMapping> mapping)
+      : name_(std::move(name)), fd_(fd), size_(size), mapping_(std::move(mapping)) {}
+  // OK when the object still holds [offset, offset + bytes); `field` names
+  // the range in the error.
+  absl::Status Holds(int64_t offset, int64_t bytes, absl::string_view field) const;
 
   const std::string name_;
   const int fd_;
   const int64_t size_;
+  const std::unique_ptr<GuardedMapping> mapping_;
+  bool page_locked_ = false;
 };
 
 }  // namespace mkd::teacher

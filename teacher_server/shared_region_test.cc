@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <random>
@@ -109,6 +110,53 @@ TEST(SharedRegionTest, AShrunkRegionIsAnErrorNotACrash) {
   EXPECT_EQ((*region)->Read(2048, sizeof(buf), buf).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ((*region)->Write(2048, buf, sizeof(buf)).code(), absl::StatusCode::kInvalidArgument);
   EXPECT_TRUE((*region)->Read(0, sizeof(buf), buf).ok());
+  close(fd);
+}
+
+// The size check and the read are two steps: a student that shrinks its
+// region between them makes the read fault. The mapping's guard turns that
+// into zeros and an error for the region, never a SIGBUS for the teacher.
+TEST(SharedRegionTest, AShrinkRacingAReadIsCaughtByTheGuard) {
+  const std::string name = MakeObject(8192);
+  const int fd = shm_open(name.c_str(), O_RDWR, 0);
+  ASSERT_GE(fd, 0);
+  auto region = SharedRegion::Open(name, 8192, 1 << 20);
+  ASSERT_TRUE(region.ok());
+  std::memset((*region)->mapped(), 7, 8192);
+  auto view = (*region)->View(4096, 4096);  // Checked while the region is whole.
+  ASSERT_TRUE(view.ok());
+  ASSERT_TRUE((*region)->Intact().ok());
+  ASSERT_EQ(ftruncate(fd, 4096), 0);  // Then shrunk, before the read.
+  volatile const char* bytes = *view;
+  EXPECT_EQ(bytes[100], 0);  // Faulted, and read a zero page instead.
+  absl::Status intact = (*region)->Intact();
+  EXPECT_EQ(intact.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(intact.message().find("did it shrink"), std::string::npos) << intact.message();
+  // The mapping holds zeros now, not the region: nothing more is read
+  // from it, even ranges the region still holds.
+  char buf[16];
+  EXPECT_EQ((*region)->Read(0, sizeof(buf), buf).code(), absl::StatusCode::kInvalidArgument);
+  close(fd);
+}
+
+// The guard covers its own mappings only: a SIGBUS anywhere else still
+// ends the process, as it would without the guard.
+TEST(GuardedMappingDeathTest, FaultsOutsideGuardedMappingsStillKill) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");
+  const std::string name = MakeObject(8192);
+  const int fd = shm_open(name.c_str(), O_RDWR, 0);
+  ASSERT_GE(fd, 0);
+  shm_unlink(name.c_str());
+  auto guarded = GuardedMapping::Map(fd, 8192);  // Installs the handler.
+  ASSERT_TRUE(guarded.ok());
+  EXPECT_DEATH(
+      {
+        auto* plain = static_cast<volatile char*>(
+            mmap(nullptr, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
+        if (ftruncate(fd, 0) == 0) std::printf("%d\n", plain[4096]);
+      },
+      "");
+  EXPECT_FALSE((*guarded)->broken());
   close(fd);
 }
 

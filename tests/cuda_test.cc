@@ -280,6 +280,10 @@ TEST(CudaTeacherServer, AnswersConcurrentStreams) {
       o.address = "127.0.0.1:" + std::to_string((*server)->port());
       o.job_id = "job" + std::to_string(c % 2);
       o.wire_dtype = DType::kF32;  // The reference sees exactly the same pixels.
+      // Half the students on the GPU: their payloads go from the device
+      // straight into the page-locked shared-memory region (same host).
+      const bool on_gpu = c % 2 == 1;
+      if (on_gpu) o.device = "cuda:0";
       auto teacher = client::MakeRemoteTeacher(o);
       if (!teacher.ok()) return;
       std::vector<torch::Tensor> images, idx;
@@ -289,14 +293,16 @@ TEST(CudaTeacherServer, AnswersConcurrentStreams) {
         images.push_back(torch::randn({8, 3, 32, 32}, gen));
         idx.push_back(
             SelectPatches(torch::zeros({8, 64}), 16 * (1 + i % 3), MaskCriterion::kRandom, gen));
-        pending.push_back((*teacher)->SubmitLogits(images.back(), idx.back()));
+        pending.push_back(on_gpu ? (*teacher)->SubmitLogits(images.back().to(torch::kCUDA),
+                                                            idx.back().to(torch::kCUDA))
+                                 : (*teacher)->SubmitLogits(images.back(), idx.back()));
       }
       double w = 0;
       for (int i = 0; i < kMicroBatches; ++i) {
         auto logits = client::AwaitLogits(pending[i], absl::Seconds(60));
         if (!logits.ok()) return;
         torch::NoGradGuard no_grad;
-        w = std::max(w, MaxDiff(*logits, reference->ForwardKept(images[i], idx[i]).logits));
+        w = std::max(w, MaxDiff(logits->cpu(), reference->ForwardKept(images[i], idx[i]).logits));
       }
       worst[c] = w;
     });

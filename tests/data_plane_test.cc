@@ -236,7 +236,7 @@ TEST_F(DataPlaneTest, BadRegionsOffsetsAndSizesAreRefusedAndTheStreamCarriesOn) 
   EXPECT_TRUE(torch::equal(from_region, *expected));
   // A region shrunk under the teacher: the range it announced no longer
   // holds the payload. An error for that micro-batch, no crash (the server
-  // never maps the region); what is still there is served.
+  // checks the size before it reads); what is still there is served.
   s.Shrink(3200);  // The payload at 0 (3136 bytes) still fits; the logits at 4096 do not.
   v1::DistillResponse shrunk = s.Send(request(4096 + 1024, size));
   EXPECT_EQ(shrunk.code(), grpc::StatusCode::INVALID_ARGUMENT);
