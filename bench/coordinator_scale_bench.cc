@@ -34,6 +34,7 @@
 #include "bench/bench_util.h"
 #include "common/status_macros.h"
 #include "maskedkd/v1/coordinator.grpc.pb.h"
+#include "rpc/channel_args.h"
 #include "tests/process_util.h"
 
 namespace mkd::bench {
@@ -176,9 +177,7 @@ absl::Status Run(const ParsedFlags& f) {
   auto stub_for = [&port] {
     grpc::ChannelArguments args;
     args.SetInt("grpc.use_local_subchannel_pool", 1);
-    // Reconnect within a second of the restart in step 4.
-    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+    rpc::SetQuickReconnect(&args);  // Reconnect within a second of the restart in step 4.
     return v1::CoordinatorService::NewStub(grpc::CreateCustomChannel(
         absl::StrCat("127.0.0.1:", port.load()), grpc::InsecureChannelCredentials(), args));
   };

@@ -14,10 +14,11 @@
 #include "common/status_macros.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "maskedkd/v1/coordinator.grpc.pb.h"
-#include "proto/job_token.h"
-#include "proto/pool_auth.h"
-#include "proto/transport_security.h"
 #include "proto/wire.h"
+#include "rpc/job_token.h"
+#include "rpc/pool_auth.h"
+#include "rpc/status.h"
+#include "rpc/transport_security.h"
 
 namespace mkd::cli {
 namespace {
@@ -92,7 +93,7 @@ absl::StatusOr<PoolOptions> Parse(const std::vector<std::string>& args, size_t p
   MKD_ASSIGN_OR_RETURN(o.tls, Tls(f));
   o.json = f.Has("json");
   if (auto file = f.Get("token-file")) {
-    MKD_ASSIGN_OR_RETURN(o.token, LoadJobToken(*file, "--token-file"));
+    MKD_ASSIGN_OR_RETURN(o.token, rpc::LoadJobToken(*file, "--token-file"));
   }
   if (f.positional().size() != positionals) {
     return absl::InvalidArgumentError(positionals == 0 ? "unexpected argument"
@@ -103,21 +104,19 @@ absl::StatusOr<PoolOptions> Parse(const std::vector<std::string>& args, size_t p
 }
 
 absl::StatusOr<std::unique_ptr<v1::CoordinatorService::Stub>> Stub(const PoolOptions& o) {
-  MKD_ASSIGN_OR_RETURN(auto channel, MakeChannel(o.coordinator, o.tls, nullptr));
+  MKD_ASSIGN_OR_RETURN(auto channel, rpc::MakeChannel(o.coordinator, o.tls, nullptr));
   return v1::CoordinatorService::NewStub(channel);
 }
 
 // Every call: wait for the coordinator up to the timeout, show the token.
 void PrepareCall(grpc::ClientContext* ctx, const PoolOptions& o) {
-  AddTokenMetadata(ctx, o.token);
+  rpc::AddTokenMetadata(ctx, o.token);
   ctx->set_wait_for_ready(true);
   ctx->set_deadline(absl::ToChronoTime(absl::Now() + o.timeout));
 }
 
 absl::Status FromGrpc(const grpc::Status& st, const PoolOptions& o) {
-  if (st.ok()) return absl::OkStatus();
-  return absl::Status(static_cast<absl::StatusCode>(st.error_code()),
-                      absl::StrCat("coordinator ", o.coordinator, ": ", st.error_message()));
+  return rpc::FromGrpcStatus(st, absl::StrCat("coordinator ", o.coordinator));
 }
 
 }  // namespace
@@ -222,7 +221,7 @@ absl::StatusOr<std::string> RunDrain(const PoolOptions& o) {
 }
 
 absl::StatusOr<std::string> RunHealth(const PoolOptions& o) {
-  MKD_ASSIGN_OR_RETURN(auto channel, MakeChannel(o.teacher, o.tls, nullptr));
+  MKD_ASSIGN_OR_RETURN(auto channel, rpc::MakeChannel(o.teacher, o.tls, nullptr));
   auto stub = ::grpc::health::v1::Health::NewStub(channel);
   grpc::ClientContext ctx;
   // No wait_for_ready: a server that is not listening is unhealthy now.
@@ -277,7 +276,7 @@ absl::StatusOr<TokenOptions> ParseTokenFlags(const std::vector<std::string>& arg
   TokenOptions o;
   MKD_ASSIGN_OR_RETURN(o.secret_file, f.Required("secret-file"));
   MKD_ASSIGN_OR_RETURN(std::string role, f.Required("role"));
-  std::optional<Role> r = ParseRole(role);
+  std::optional<rpc::Role> r = rpc::ParseRole(role);
   if (!r) {
     return absl::InvalidArgumentError(
         absl::StrCat("--role: expected teacher, job or operator, got '", role, "'"));
@@ -299,8 +298,8 @@ std::string TokenUsage() {
 }
 
 absl::StatusOr<std::string> RunToken(const TokenOptions& o) {
-  MKD_ASSIGN_OR_RETURN(std::string secret, LoadJobSecret(o.secret_file, "--secret-file"));
-  return MakePoolToken(secret, o.role, o.id, absl::Now() + o.ttl);
+  MKD_ASSIGN_OR_RETURN(std::string secret, rpc::LoadJobSecret(o.secret_file, "--secret-file"));
+  return rpc::MakePoolToken(secret, o.role, o.id, absl::Now() + o.ttl);
 }
 
 const std::vector<FlagSpec>& JobTokenSpecs() {
@@ -327,8 +326,8 @@ std::string JobTokenUsage() {
 }
 
 absl::StatusOr<std::string> RunJobToken(const JobTokenOptions& o) {
-  MKD_ASSIGN_OR_RETURN(std::string secret, LoadJobSecret(o.secret_file, "--secret-file"));
-  return MakeJobToken(secret, o.job);
+  MKD_ASSIGN_OR_RETURN(std::string secret, rpc::LoadJobSecret(o.secret_file, "--secret-file"));
+  return rpc::MakeJobToken(secret, o.job);
 }
 
 }  // namespace mkd::cli

@@ -9,8 +9,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "proto/pool_auth.h"
-#include "proto/transport_security.h"
+#include "rpc/pool_auth.h"
+#include "rpc/transport_security.h"
 
 namespace mkd::cli {
 
@@ -45,10 +45,10 @@ absl::StatusOr<std::string> RunDrain(const PoolOptions& options);
 absl::StatusOr<std::string> RunHealth(const PoolOptions& options);
 
 // `mkd token --secret-file FILE --role ROLE --id ID [--ttl 30d]`: a pool
-// token (proto/pool_auth.h) for a teacher, a job or an operator.
+// token (rpc/pool_auth.h) for a teacher, a job or an operator.
 struct TokenOptions {
   std::string secret_file, id;
-  Role role = Role::kJob;
+  rpc::Role role = rpc::Role::kJob;
   absl::Duration ttl = absl::Hours(24 * 30);
 };
 absl::StatusOr<TokenOptions> ParseTokenFlags(const std::vector<std::string>& args);
@@ -56,7 +56,7 @@ std::string TokenUsage();
 absl::StatusOr<std::string> RunToken(const TokenOptions& options);
 
 // `mkd job-token --secret-file FILE --job ID`: the job's token under the
-// teachers' auth.job_secret_file (proto/job_token.h), for the job's
+// teachers' auth.job_secret_file (rpc/job_token.h), for the job's
 // distill.job_token_file.
 struct JobTokenOptions {
   std::string secret_file, job;

@@ -1,6 +1,6 @@
 // The `auth` block of mkd-teacher's and mkd-coordinator's configs: the
 // pool's one secret that signs every role's token, or running open asked
-// for by name. Torch-free and gRPC-free; proto/pool_auth.h checks calls.
+// for by name. Torch-free and gRPC-free; rpc/pool_auth.h checks calls.
 #ifndef MKD_COMMON_AUTH_OPTIONS_H_
 #define MKD_COMMON_AUTH_OPTIONS_H_
 

@@ -2,7 +2,7 @@
 // give this process its identity and its trust, or plaintext asked for by
 // name (`tls.insecure: true`). Checking a block, its config keys, and the
 // start-up warning; the gRPC credentials made from it are
-// proto/transport_security.h's. Torch-free and gRPC-free: a trainer's
+// rpc/transport_security.h's. Torch-free and gRPC-free: a trainer's
 // config holds one without linking gRPC.
 #ifndef MKD_COMMON_TLS_OPTIONS_H_
 #define MKD_COMMON_TLS_OPTIONS_H_

@@ -6,7 +6,7 @@
 #include "common/config_yaml.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
-#include "proto/pool_auth.h"
+#include "rpc/pool_auth.h"
 
 namespace mkd::coordinator {
 namespace {
@@ -54,7 +54,7 @@ absl::Status Validate(CoordinatorConfig& c) {
   if (c.settle_s < 0) c.settle_s = c.lease_s;
   if (c.forget_gone_s < 0) return bad("forget_gone_s", "must be >= 0");
   if (c.explore_steps < 1) return bad("explore_steps", "must be >= 1");
-  return ValidateServerSecurity(c.tls, c.auth, kWhat);
+  return rpc::ValidateServerSecurity(c.tls, c.auth, kWhat);
 }
 
 }  // namespace

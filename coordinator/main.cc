@@ -9,7 +9,7 @@
 #include "common/flags.h"
 #include "common/status_macros.h"
 #include "coordinator/server.h"
-#include "proto/pool_auth.h"
+#include "rpc/pool_auth.h"
 
 namespace {
 
@@ -30,7 +30,7 @@ absl::Status Run(const mkd::ParsedFlags& flags) {
                           : mkd::coordinator::ParseCoordinatorConfig("", overrides);
   if (!config.ok()) return config.status();
   mkd::WarnIfInsecure(config->tls, "mkd-coordinator");
-  mkd::WarnIfOpen(config->auth, "mkd-coordinator");
+  mkd::rpc::WarnIfOpen(config->auth, "mkd-coordinator");
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);

@@ -1,8 +1,8 @@
 #include "coordinator/metrics.h"
 
 #include "prometheus/text_serializer.h"
-#include "proto/pool_auth.h"
 #include "proto/wire.h"
+#include "rpc/pool_auth.h"
 
 namespace mkd::coordinator {
 namespace {
@@ -71,7 +71,7 @@ CoordinatorMetrics::CoordinatorMetrics()
                    .Name("mkd_coordinator_planned_micro_batches")
                    .Help("The micro-batch count m planned for each job.")
                    .Register(*registry_)) {
-  for (const char* reason : kAuthRefusalReasons) auth_refusals_.Add({{"reason", reason}});
+  for (const char* reason : rpc::kAuthRefusalReasons) auth_refusals_.Add({{"reason", reason}});
 }
 
 // prometheus::Family::Add is thread-safe and returns the existing series.

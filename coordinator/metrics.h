@@ -27,7 +27,7 @@ class CoordinatorMetrics {
   // One RPC rejected for bad input.
   void CountInvalidRequest() { invalid_requests_.Increment(); }
   double invalid_requests() const { return invalid_requests_.Value(); }
-  // One RPC refused by the pool's checks (proto/pool_auth.h's reasons).
+  // One RPC refused by the pool's checks (rpc/pool_auth.h's reasons).
   void CountAuthRefusal(const std::string& reason);
   double auth_refusals(const std::string& reason);
 

@@ -1,10 +1,10 @@
 #include "coordinator/server.h"
 
-#include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
-#include "proto/transport_security.h"
+#include "rpc/server.h"
 
 namespace mkd::coordinator {
 
@@ -26,19 +26,13 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   s->pool_->SetOnChange(
       [service](const std::vector<std::string>& jobs) { service->OnChange(jobs); });
 
-  // grpc.health.v1 for Kubernetes probes and `mkd health`.
-  grpc::EnableDefaultHealthCheckService(true);
-  MKD_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
-                       MakeServerCredentials(config.tls));
-  grpc::ServerBuilder builder;
-  builder.AddListeningPort(config.listen, credentials, &s->port_);
-  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);  // A taken port must fail.
-  builder.RegisterService(s->service_.get());
-  s->server_ = builder.BuildAndStart();
-  if (s->server_ == nullptr || s->port_ == 0) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on '", config.listen,
-                                               "' (config key 'listen'); is the port in use?"));
-  }
+  rpc::ServerOptions server;
+  server.listen = config.listen;
+  server.tls = config.tls;
+  server.services = {s->service_.get()};
+  MKD_ASSIGN_OR_RETURN(rpc::StartedServer started, rpc::StartServer(server));
+  s->server_ = std::move(started.server);
+  s->port_ = started.port;
   if (!config.metrics_listen.empty()) {
     CoordinatorMetrics* metrics = s->metrics_.get();
     s->http_ = std::make_unique<MetricsHttpServer>([metrics] { return metrics->Serialize(); });

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/config_yaml.h"
+#include "rpc/status.h"
 
 namespace mkd::coordinator {
 namespace {
@@ -27,10 +28,6 @@ absl::Status CheckWhere(const std::string& host, const std::string& host_id) {
   if (host.size() > 253) return Bad("info.host", "is at most 253 bytes");
   if (host_id.size() > 128) return Bad("info.host_id", "is at most 128 bytes");
   return absl::OkStatus();
-}
-
-grpc::Status ToGrpc(const absl::Status& s) {
-  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
 }
 
 }  // namespace
@@ -205,15 +202,15 @@ class CoordinatorServiceImpl::Watcher final : public grpc::ServerWriteReactor<v1
 CoordinatorServiceImpl::CoordinatorServiceImpl(const CoordinatorConfig& config, Pool* pool,
                                                CoordinatorMetrics* metrics)
     : config_(config),
-      auth_(MakeServerAuthorizer(config.auth, config.tls)),
+      auth_(rpc::MakeServerAuthorizer(config.auth, config.tls)),
       pool_(pool),
       metrics_(metrics) {}
 
-absl::Status CoordinatorServiceImpl::Authorize(grpc::CallbackServerContext* ctx, Role role,
+absl::Status CoordinatorServiceImpl::Authorize(grpc::CallbackServerContext* ctx, rpc::Role role,
                                                absl::string_view name) {
   if (auth_.open()) return absl::OkStatus();
   std::string reason;
-  absl::Status st = auth_.Check(CredentialsOf(*ctx), role, name, &reason);
+  absl::Status st = auth_.Check(rpc::CredentialsOf(*ctx), role, name, &reason);
   if (!st.ok() && metrics_) metrics_->CountAuthRefusal(reason);
   return st;
 }
@@ -225,12 +222,12 @@ absl::Status CoordinatorServiceImpl::Admitted(const absl::Status& upsert) {
   return upsert;
 }
 
-absl::StatusOr<Principal> CoordinatorServiceImpl::AuthorizeListing(
+absl::StatusOr<rpc::Principal> CoordinatorServiceImpl::AuthorizeListing(
     grpc::CallbackServerContext* ctx) {
-  if (auth_.open()) return Principal{Role::kOperator, ""};
+  if (auth_.open()) return rpc::Principal{rpc::Role::kOperator, ""};
   std::string reason;
-  absl::StatusOr<Principal> p = auth_.Identify(CredentialsOf(*ctx), &reason);
-  if (p.ok() && p->role == Role::kTeacher) {
+  absl::StatusOr<rpc::Principal> p = auth_.Identify(rpc::CredentialsOf(*ctx), &reason);
+  if (p.ok() && p->role == rpc::Role::kTeacher) {
     reason = "role";
     p = absl::PermissionDeniedError("a teacher may not list the pool");
   }
@@ -244,7 +241,7 @@ grpc::ServerUnaryReactor* CoordinatorServiceImpl::Reply(grpc::CallbackServerCont
     metrics_->CountInvalidRequest();
   }
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  reactor->Finish(ToGrpc(status));
+  reactor->Finish(rpc::ToGrpcStatus(status));
   return reactor;
 }
 
@@ -252,7 +249,7 @@ grpc::ServerUnaryReactor* CoordinatorServiceImpl::RegisterTeacher(
     grpc::CallbackServerContext* ctx, const v1::RegisterTeacherRequest* request,
     v1::RegisterTeacherResponse* response) {
   absl::Status st = ValidateTeacherInfo(request->info());
-  if (st.ok()) st = Authorize(ctx, Role::kTeacher, request->info().address());
+  if (st.ok()) st = Authorize(ctx, rpc::Role::kTeacher, request->info().address());
   if (st.ok()) st = Admitted(pool_->UpsertTeacher(request->info(), nullptr).status());
   if (st.ok()) {
     response->set_lease_s(config_.lease_s);
@@ -266,7 +263,7 @@ grpc::ServerUnaryReactor* CoordinatorServiceImpl::TeacherHeartbeat(
     v1::TeacherHeartbeatResponse* response) {
   absl::Status st = ValidateTeacherInfo(request->info());
   if (st.ok()) st = ValidateTeacherLoad(request->load());
-  if (st.ok()) st = Authorize(ctx, Role::kTeacher, request->info().address());
+  if (st.ok()) st = Authorize(ctx, rpc::Role::kTeacher, request->info().address());
   if (st.ok()) {
     absl::StatusOr<v1::TeacherState> state =
         pool_->UpsertTeacher(request->info(), &request->load());
@@ -281,7 +278,7 @@ grpc::ServerUnaryReactor* CoordinatorServiceImpl::RegisterJob(grpc::CallbackServ
                                                               const v1::RegisterJobRequest* request,
                                                               v1::RegisterJobResponse* response) {
   absl::Status st = ValidateJobInfo(request->info());
-  if (st.ok()) st = Authorize(ctx, Role::kJob, request->info().job_id());
+  if (st.ok()) st = Authorize(ctx, rpc::Role::kJob, request->info().job_id());
   if (st.ok()) st = Admitted(pool_->UpsertJob(request->info(), nullptr));
   if (st.ok()) {
     response->set_lease_s(config_.lease_s);
@@ -294,7 +291,7 @@ grpc::ServerUnaryReactor* CoordinatorServiceImpl::JobHeartbeat(
     grpc::CallbackServerContext* ctx, const v1::JobHeartbeatRequest* request,
     v1::JobHeartbeatResponse* response) {
   absl::Status st = ValidateJobInfo(request->info());
-  if (st.ok()) st = Authorize(ctx, Role::kJob, request->info().job_id());
+  if (st.ok()) st = Authorize(ctx, rpc::Role::kJob, request->info().job_id());
   if (st.ok()) st = ValidateJobTimings(request->timings());
   if (st.ok()) {
     st = Admitted(
@@ -313,9 +310,8 @@ grpc::ServerWriteReactor<v1::Assignment>* CoordinatorServiceImpl::WatchAssignmen
         grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "job_id: must be 1 to 128 bytes"));
     return watcher;
   }
-  if (absl::Status auth = Authorize(ctx, Role::kJob, request->job_id()); !auth.ok()) {
-    watcher->Close(
-        grpc::Status(static_cast<grpc::StatusCode>(auth.code()), std::string(auth.message())));
+  if (absl::Status auth = Authorize(ctx, rpc::Role::kJob, request->job_id()); !auth.ok()) {
+    watcher->Close(rpc::ToGrpcStatus(auth));
     return watcher;
   }
   {
@@ -363,9 +359,9 @@ grpc::ServerUnaryReactor* CoordinatorServiceImpl::ListTeachers(
     grpc::CallbackServerContext* ctx, const v1::ListTeachersRequest* request,
     v1::ListTeachersResponse* response) {
   if (request->page_size() < 0) return Reply(ctx, Bad("page_size", "must be >= 0"));
-  absl::StatusOr<Principal> caller = AuthorizeListing(ctx);
+  absl::StatusOr<rpc::Principal> caller = AuthorizeListing(ctx);
   if (!caller.ok()) return Reply(ctx, caller.status());
-  if (caller->role == Role::kJob) {
+  if (caller->role == rpc::Role::kJob) {
     // A job sees the teachers serving it, and no other job's name.
     if (std::optional<v1::JobStatus> job = pool_->JobStatusOf(caller->name)) {
       for (const std::string& address : job->teachers()) {
@@ -387,9 +383,9 @@ grpc::ServerUnaryReactor* CoordinatorServiceImpl::ListJobs(grpc::CallbackServerC
                                                            const v1::ListJobsRequest* request,
                                                            v1::ListJobsResponse* response) {
   if (request->page_size() < 0) return Reply(ctx, Bad("page_size", "must be >= 0"));
-  absl::StatusOr<Principal> caller = AuthorizeListing(ctx);
+  absl::StatusOr<rpc::Principal> caller = AuthorizeListing(ctx);
   if (!caller.ok()) return Reply(ctx, caller.status());
-  if (caller->role == Role::kJob) {  // A job sees only itself.
+  if (caller->role == rpc::Role::kJob) {  // A job sees only itself.
     if (std::optional<v1::JobStatus> job = pool_->JobStatusOf(caller->name)) {
       *response->add_jobs() = *std::move(job);
     }
@@ -406,7 +402,7 @@ grpc::ServerUnaryReactor* CoordinatorServiceImpl::Drain(grpc::CallbackServerCont
   if (absl::Status s = CheckDialAddress(request->address(), "address"); !s.ok()) {
     return Reply(ctx, s);
   }
-  if (absl::Status s = Authorize(ctx, Role::kOperator, ""); !s.ok()) return Reply(ctx, s);
+  if (absl::Status s = Authorize(ctx, rpc::Role::kOperator, ""); !s.ok()) return Reply(ctx, s);
   absl::StatusOr<v1::TeacherState> state = pool_->Drain(request->address());
   if (state.ok()) response->set_state(*state);
   return Reply(ctx, state.status());

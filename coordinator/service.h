@@ -20,7 +20,7 @@
 #include "coordinator/metrics.h"
 #include "coordinator/pool.h"
 #include "maskedkd/v1/coordinator.grpc.pb.h"
-#include "proto/pool_auth.h"
+#include "rpc/pool_auth.h"
 
 namespace mkd::coordinator {
 
@@ -70,18 +70,18 @@ class CoordinatorServiceImpl final : public v1::CoordinatorService::CallbackServ
   grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* ctx, const absl::Status& status);
   void Forget(Watcher* watcher);
 
-  // OK when the call may act as `role` for `name` (proto/pool_auth.h);
+  // OK when the call may act as `role` for `name` (rpc/pool_auth.h);
   // otherwise the refusal, counted by reason.
-  absl::Status Authorize(grpc::CallbackServerContext* ctx, Role role, absl::string_view name);
+  absl::Status Authorize(grpc::CallbackServerContext* ctx, rpc::Role role, absl::string_view name);
   // `upsert`, the Pool's answer to a registration or heartbeat; a refusal
   // of a second process for a live member is counted ("instance").
   absl::Status Admitted(const absl::Status& upsert);
   // The caller of a listing: an operator (sees all) or a job (itself only).
-  absl::StatusOr<Principal> AuthorizeListing(grpc::CallbackServerContext* ctx);
+  absl::StatusOr<rpc::Principal> AuthorizeListing(grpc::CallbackServerContext* ctx);
 
   // Constant after construction.
   const CoordinatorConfig config_;
-  const PoolAuthorizer auth_;
+  const rpc::PoolAuthorizer auth_;
   Pool* const pool_;
   CoordinatorMetrics* const metrics_;
 

@@ -36,7 +36,7 @@ case "$mode" in
     ctest --test-dir build-asan --output-on-failure -j "$jobs" "$@"
     ;;
   tsan)
-    tests=(teacher_core_test teacher_server_test remote_teacher_test coordinator_core_test
+    tests=(rpc_test teacher_core_test teacher_server_test remote_teacher_test coordinator_core_test
       coordinator_service_test coordinator_auth_test data_plane_test)
     # gRPC's and protobuf's inline code is left uninstrumented (the ignore
     # list says why); ignore_noninstrumented_modules does the same for

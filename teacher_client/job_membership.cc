@@ -2,11 +2,11 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include <cstdio>
-
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "proto/pool_auth.h"
+#include "rpc/pool_auth.h"
+#include "rpc/retry.h"
+#include "rpc/status.h"
 
 namespace mkd::client {
 
@@ -24,7 +24,16 @@ JobMembership::JobMembership(std::string coordinator, std::shared_ptr<grpc::Chan
       on_assignment_(std::move(on_assignment)),
       on_refused_(std::move(on_refused)),
       stub_(v1::CoordinatorService::NewStub(channel)) {
-  heartbeat_ = std::thread([this] { HeartbeatLoop(); });
+  rpc::HeartbeatLoop::Options o;
+  o.member = absl::StrCat("job ", info_.job_id());
+  o.coordinator = coordinator_;
+  o.while_away = "training goes on";
+  o.token = [token = job_token_] { return token; };
+  // The loop has stopped itself when it reports a refusal.
+  o.on_refused = [this](const absl::Status& why) { Refuse(why, /*stop_heartbeat=*/false); };
+  heartbeat_ = std::make_unique<rpc::HeartbeatLoop>(
+      o,
+      [this](grpc::ClientContext* ctx, absl::Duration* interval) { return Beat(ctx, interval); });
   watch_thread_ = std::thread([this] { WatchLoop(); });
 }
 
@@ -35,77 +44,47 @@ JobMembership::~JobMembership() {
     if (watch_ != nullptr) watch_->TryCancel();
   }
   wake_.SignalAll();
-  heartbeat_.join();
-  watch_thread_.join();
+  watch_thread_.join();  // First: a refused watch stops the heartbeat loop.
+  heartbeat_.reset();
 }
 
-bool JobMembership::Sleep(absl::Duration d) {
-  const absl::Time deadline = absl::Now() + d;
-  MutexLock lock(&mu_);
-  while (!stop_ && wake_.WaitWithDeadline(&mu_, deadline)) {
-  }
-  return !stop_;
-}
-
-bool JobMembership::Refused(const grpc::Status& st) {
-  const grpc::StatusCode code = st.error_code();
-  if (code != grpc::StatusCode::INVALID_ARGUMENT && code != grpc::StatusCode::UNAUTHENTICATED &&
-      code != grpc::StatusCode::PERMISSION_DENIED) {
-    return false;
-  }
+void JobMembership::Refuse(const absl::Status& why, bool stop_heartbeat) {
   {
     MutexLock lock(&mu_);
     stop_ = true;
     if (watch_ != nullptr) watch_->TryCancel();
-    if (refused_) return true;
+    if (refused_) return;
     refused_ = true;
   }
   wake_.SignalAll();
-  on_refused_(absl::Status(static_cast<absl::StatusCode>(code),
-                           absl::StrCat("coordinator ", coordinator_, " refused job ",
-                                        info_.job_id(), ": ", st.error_message())));
-  return true;
+  if (stop_heartbeat) heartbeat_->Stop();
+  on_refused_(why);
 }
 
-void JobMembership::HeartbeatLoop() {
-  absl::Duration interval = absl::Seconds(1);
-  bool registered = false, warned = false;
-  do {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(2)));
-    AddTokenMetadata(&ctx, job_token_);
-    grpc::Status st;
-    if (!registered) {
-      v1::RegisterJobRequest req;
-      *req.mutable_info() = info_;
-      v1::RegisterJobResponse resp;
-      st = stub_->RegisterJob(&ctx, req, &resp);
-      if (st.ok()) {
-        registered = true;
-        if (resp.heartbeat_s() > 0) interval = absl::Seconds(resp.heartbeat_s());
-      }
-    } else {
-      v1::JobHeartbeatRequest req;
-      *req.mutable_info() = info_;
-      *req.mutable_timings() = take_timings_();
-      v1::JobHeartbeatResponse resp;
-      st = stub_->JobHeartbeat(&ctx, req, &resp);
+grpc::Status JobMembership::Beat(grpc::ClientContext* ctx, absl::Duration* interval) {
+  if (!registered_) {
+    v1::RegisterJobRequest req;
+    *req.mutable_info() = info_;
+    v1::RegisterJobResponse resp;
+    grpc::Status st = stub_->RegisterJob(ctx, req, &resp);
+    if (st.ok()) {
+      registered_ = true;
+      if (resp.heartbeat_s() > 0) *interval = absl::Seconds(resp.heartbeat_s());
     }
-    if (Refused(st)) return;  // Ours to fix: retrying would send the same.
-    if (!st.ok() && !warned) {
-      std::fprintf(stderr, "job %s: coordinator %s: %s; retrying (training goes on)\n",
-                   info_.job_id().c_str(), coordinator_.c_str(), st.error_message().c_str());
-      warned = true;
-    }
-    if (st.ok()) warned = false;
-  } while (Sleep(registered ? interval : absl::Milliseconds(200)));
+    return st;
+  }
+  v1::JobHeartbeatRequest req;
+  *req.mutable_info() = info_;
+  *req.mutable_timings() = take_timings_();
+  v1::JobHeartbeatResponse resp;
+  return stub_->JobHeartbeat(ctx, req, &resp);
 }
 
 void JobMembership::WatchLoop() {
-  absl::Duration backoff = absl::Milliseconds(100);
+  rpc::Backoff backoff(absl::Milliseconds(100), absl::Seconds(1));
   while (true) {
     grpc::ClientContext ctx;
-    AddTokenMetadata(&ctx, job_token_);
+    rpc::AddTokenMetadata(&ctx, job_token_);
     {
       MutexLock lock(&mu_);
       if (stop_) return;
@@ -116,7 +95,7 @@ void JobMembership::WatchLoop() {
     auto reader = stub_->WatchAssignment(&ctx, req);
     v1::Assignment a;
     while (reader->Read(&a)) {
-      backoff = absl::Milliseconds(100);
+      backoff.Reset();
       on_assignment_(a);
     }
     const grpc::Status st = reader->Finish();
@@ -126,9 +105,17 @@ void JobMembership::WatchLoop() {
       MutexLock lock(&mu_);
       watch_ = nullptr;
     }
-    if (Refused(st)) return;
-    if (!Sleep(backoff)) return;
-    backoff = std::min(backoff * 2, absl::Seconds(1));
+    const absl::Status status = rpc::FromGrpcStatus(
+        st, absl::StrCat("coordinator ", coordinator_, " refused job ", info_.job_id()));
+    if (rpc::IsRefusal(status.code())) {
+      Refuse(status, /*stop_heartbeat=*/true);  // Ours to fix: retrying would send the same.
+      return;
+    }
+    const absl::Time retry_at = absl::Now() + backoff.Next();
+    MutexLock lock(&mu_);
+    while (!stop_ && wake_.WaitWithDeadline(&mu_, retry_at)) {
+    }
+    if (stop_) return;
   }
 }
 

@@ -1,7 +1,8 @@
 // A training job's membership in a coordinator's pool (the student side):
-// registers the job, heartbeats its timings, and watches its assignment.
-// Both survive a coordinator restart on their own: heartbeats carry the
-// job's whole description, and the watch stream is reopened with backoff.
+// registers the job, heartbeats its timings (rpc::HeartbeatLoop, shared
+// with teachers), and watches its assignment. Both survive a coordinator
+// restart on their own: heartbeats carry the job's whole description, and
+// the watch stream is reopened with backoff.
 // Serving never depends on the coordinator: while it is away, the job
 // keeps its teachers.
 //
@@ -9,8 +10,8 @@
 // PERMISSION_DENIED: a bad description, a missing, wrong or expired token)
 // stops both loops and is reported once through `on_refused`.
 //
-// Thread-safe; owns two threads. Callbacks run on them, without locks of
-// this class held.
+// Thread-safe; owns two threads (the heartbeat loop's, the watch's).
+// Callbacks run on them, without locks of this class held.
 #ifndef MKD_TEACHER_CLIENT_JOB_MEMBERSHIP_H_
 #define MKD_TEACHER_CLIENT_JOB_MEMBERSHIP_H_
 
@@ -22,6 +23,7 @@
 #include "absl/time/time.h"
 #include "common/mutex.h"
 #include "maskedkd/v1/coordinator.grpc.pb.h"
+#include "rpc/heartbeat_loop.h"
 
 namespace mkd::client {
 
@@ -38,29 +40,31 @@ class JobMembership {
   ~JobMembership();  // Stops both threads (the lease ends the membership).
 
  private:
-  void HeartbeatLoop();
+  // One call of the heartbeat loop: RegisterJob until it succeeds, then
+  // JobHeartbeat.
+  grpc::Status Beat(grpc::ClientContext* ctx, absl::Duration* interval);
   void WatchLoop();
-  // Waits `d` or until stopped; false when stopped.
-  bool Sleep(absl::Duration d);
-  // True when `st` is a refusal retrying cannot mend: then stops both loops
-  // and reports it (once, whichever loop saw it first).
-  bool Refused(const grpc::Status& st);
+  // Stops both loops and reports `why` (once, whichever loop saw a refusal
+  // first). The heartbeat loop stops itself on a refusal of its own.
+  void Refuse(const absl::Status& why, bool stop_heartbeat);
 
   // Constant after construction.
   const std::string coordinator_;
   const maskedkd::v1::JobInfo info_;
-  const std::string job_token_;  // Sent as x-mkd-job-token on every call ("": none).
+  const std::string job_token_;  // Sent on every call ("": none).
   const std::function<maskedkd::v1::JobTimings()> take_timings_;
   const std::function<void(const maskedkd::v1::Assignment&)> on_assignment_;
   const std::function<void(const absl::Status&)> on_refused_;
   const std::unique_ptr<maskedkd::v1::CoordinatorService::Stub> stub_;
+
+  bool registered_ = false;  // Used by the heartbeat loop's thread only.
 
   Mutex mu_;
   CondVar wake_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   bool refused_ ABSL_GUARDED_BY(mu_) = false;
   grpc::ClientContext* watch_ ABSL_GUARDED_BY(mu_) = nullptr;  // The open watch, to cancel.
-  std::thread heartbeat_;
+  std::unique_ptr<rpc::HeartbeatLoop> heartbeat_;
   std::thread watch_thread_;
 };
 

@@ -7,7 +7,7 @@
 #include "common/file_util.h"
 #include "common/masking.h"
 #include "common/status_macros.h"
-#include "proto/job_token.h"
+#include "rpc/job_token.h"
 #include "teacher_client/remote_teacher.h"
 
 namespace mkd::client {
@@ -47,7 +47,8 @@ absl::StatusOr<std::unique_ptr<Teacher>> MakeJobTeacher(const student::TrainConf
   o.world_size = std::max(1, config.dist.world_size);
   o.tls = config.tls;
   if (!d.job_token_file.empty()) {
-    MKD_ASSIGN_OR_RETURN(o.job_token, LoadJobToken(d.job_token_file, "distill.job_token_file"));
+    MKD_ASSIGN_OR_RETURN(o.job_token,
+                         rpc::LoadJobToken(d.job_token_file, "distill.job_token_file"));
   }
   WarnIfInsecure(o.tls, "mkd-student");
   return MakeRemoteTeacher(o);

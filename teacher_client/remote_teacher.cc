@@ -15,15 +15,14 @@
 #include "common/vit.h"
 #include "proto/tensor_codec.h"
 #include "proto/wire.h"
+#include "rpc/retry.h"
+#include "rpc/status.h"
 #include "teacher_client/remote_teacher_impl.h"
 
 namespace mkd::client {
 namespace {
 
-bool Retryable(int code) {
-  return code == grpc::StatusCode::UNAVAILABLE || code == grpc::StatusCode::RESOURCE_EXHAUSTED ||
-         code == grpc::StatusCode::DEADLINE_EXCEEDED;
-}
+bool Retryable(int code) { return rpc::IsTransient(static_cast<absl::StatusCode>(code)); }
 
 }  // namespace
 
@@ -352,8 +351,8 @@ void RemoteTeacher::OnAnswer(const std::string& address, const v1::DistillRespon
     if (r.code() != 0 && Retryable(r.code()) && p.attempts < options_.max_attempts) {
       // The teacher is busy or leaving: back off a little, then send the same
       // id to whichever teacher is least loaded then (the retry thread does).
-      p.last_error = absl::Status(static_cast<absl::StatusCode>(r.code()),
-                                  absl::StrCat("teacher at ", address, ": ", r.message()));
+      p.last_error =
+          rpc::StatusFromCode(r.code(), absl::StrCat("teacher at ", address, ": ", r.message()));
       p.endpoint.clear();
       p.retry_scheduled = true;
       ++stats_.retries;
@@ -393,8 +392,8 @@ void RemoteTeacher::OnAnswer(const std::string& address, const v1::DistillRespon
     pending_.erase(it);
   }
   if (r.code() != 0) {
-    promise.set_value(absl::Status(static_cast<absl::StatusCode>(r.code()),
-                                   absl::StrCat("teacher at ", address, ": ", r.message())));
+    promise.set_value(
+        rpc::StatusFromCode(r.code(), absl::StrCat("teacher at ", address, ": ", r.message())));
     return;
   }
   const absl::Time decoding = absl::Now();

@@ -35,7 +35,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/dtype.h"
-#include "proto/transport_security.h"
+#include "rpc/transport_security.h"
 #include "teacher_client/data_plane.h"
 #include "teacher_client/teacher.h"
 

@@ -10,6 +10,7 @@
 #include "common/host_identity.h"
 #include "common/status_macros.h"
 #include "proto/wire.h"
+#include "rpc/channel_args.h"
 #include "teacher_client/remote_teacher_impl.h"
 
 namespace mkd::client {
@@ -43,22 +44,8 @@ absl::StatusOr<v1::ModelInfo> ReadModelInfo(const std::shared_ptr<grpc::Channel>
 
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeTeacherChannel(const std::string& address,
                                                                   const TlsOptions& tls) {
-  grpc::ChannelArguments args;
-  // gRPC's default reconnect backoff grows to 2 minutes; a restarted
-  // teacher should be found within a second.
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-  args.SetMaxReceiveMessageSize(64 << 20);
-  // Micro-batches are megabytes: start HTTP/2 flow control with a window
-  // that holds one, instead of 64 KiB grown by probing.
-  args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 16 << 20);
-  // A teacher that vanished without closing its socket (a dead machine)
-  // is noticed within 15 s even when nothing is being sent.
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
-  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  return MakeChannel(address, tls, &args, Role::kTeacher);  // Only a teacher may answer.
+  const grpc::ChannelArguments args = rpc::BulkStreamArguments();
+  return rpc::MakeChannel(address, tls, &args, rpc::Role::kTeacher);  // Only a teacher may answer.
 }
 
 ViTConfig ConfigFromInfo(const v1::ModelInfo& info) {
@@ -221,7 +208,7 @@ absl::StatusOr<std::unique_ptr<Teacher>> MakeRemoteTeacher(const RemoteTeacherOp
   std::random_device rd;
   job.set_instance(uint64_t{rd()} << 32 | rd());
   MKD_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> coordinator,
-                       MakeChannel(o.coordinator, o.tls, nullptr));
+                       rpc::MakeChannel(o.coordinator, o.tls, nullptr));
   auto membership = std::make_unique<JobMembership>(
       o.coordinator, std::move(coordinator), job,
       [first] {

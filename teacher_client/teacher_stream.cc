@@ -6,8 +6,10 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
-#include "proto/pool_auth.h"
 #include "proto/shared_memory.h"
+#include "rpc/pool_auth.h"
+#include "rpc/retry.h"
+#include "rpc/status.h"
 
 namespace mkd::client {
 
@@ -104,7 +106,7 @@ void TeacherStream::WriteLoop() {
 
 std::shared_ptr<TeacherStream::Call> TeacherStream::Open() {
   auto call = std::make_shared<Call>();
-  AddTokenMetadata(&call->ctx, job_token_);
+  rpc::AddTokenMetadata(&call->ctx, job_token_);
   std::unique_ptr<ShmRegion> region;
   std::string no_shm;  // Why this call carries bytes although shm was asked for.
   if (plane_.kind == DataPlaneKind::kShm) {
@@ -173,7 +175,7 @@ std::shared_ptr<TeacherStream::Call> TeacherStream::Open() {
 }
 
 void TeacherStream::ReadLoop() {
-  absl::Duration backoff = absl::Milliseconds(50);
+  rpc::Backoff backoff(absl::Milliseconds(50), absl::Seconds(1));
   while (true) {
     {
       MutexLock lock(&mu_);
@@ -219,22 +221,19 @@ void TeacherStream::ReadLoop() {
       if (callbacks_.on_broken) {
         // The server's code when it gave one (PERMISSION_DENIED for a job
         // token, say), so a micro-batch that runs out of sends reports it.
-        const absl::StatusCode code = st.ok() ? absl::StatusCode::kUnavailable
-                                              : static_cast<absl::StatusCode>(st.error_code());
-        callbacks_.on_broken(absl::Status(
-            code, absl::StrCat("stream to teacher ", address_, " ended: ", st.error_message())));
+        const std::string context = absl::StrCat("stream to teacher ", address_, " ended");
+        callbacks_.on_broken(st.ok() ? absl::UnavailableError(context + " by the teacher")
+                                     : rpc::FromGrpcStatus(st, context));
       }
     }
     // A stream that lived a while was healthy: start the backoff over.
-    if (call != nullptr && absl::Now() - opened > absl::Seconds(1))
-      backoff = absl::Milliseconds(50);
-    const absl::Time retry_at = absl::Now() + backoff;
+    if (call != nullptr && absl::Now() - opened > absl::Seconds(1)) backoff.Reset();
+    const absl::Time retry_at = absl::Now() + backoff.Next();
     {
       MutexLock lock(&mu_);
       while (!stop_ && wake_.WaitWithDeadline(&mu_, retry_at)) {
       }
     }
-    backoff = std::min(backoff * 2, absl::Seconds(1));
   }
 }
 

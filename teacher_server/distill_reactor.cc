@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "rpc/status.h"
 #include "teacher_server/service.h"
 
 namespace mkd::teacher {
@@ -12,10 +13,6 @@ namespace {
 
 using maskedkd::v1::DistillRequest;
 using maskedkd::v1::DistillResponse;
-
-grpc::Status ToGrpc(const absl::Status& s) {  // absl and gRPC codes agree.
-  return grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
-}
 
 }  // namespace
 
@@ -28,7 +25,8 @@ Answer ErrorAnswer(uint64_t id, const absl::Status& status) {
 }
 
 DistillReactor::DistillReactor(TeacherServiceImpl* service, std::string client,
-                               CallCredentials credentials, std::shared_ptr<SharedRegion> region)
+                               rpc::CallCredentials credentials,
+                               std::shared_ptr<SharedRegion> region)
     : service_(service),
       client_(std::move(client)),
       credentials_(std::move(credentials)),
@@ -42,7 +40,7 @@ DistillReactor::DistillReactor(TeacherServiceImpl* service, std::string client,
     if (!opened_) reads_done_ = finished_ = true;
   }
   if (!opened_) {
-    Finish(ToGrpc(open));
+    Finish(rpc::ToGrpcStatus(open));
     return;
   }
   StartRead(&request_);
@@ -68,7 +66,7 @@ void DistillReactor::OnReadDone(bool ok) {
       if (bound.ok()) bound = service_->stream_limits().BindJob(job);
       if (!bound.ok()) {  // Ends the stream once its answers are out.
         reads_done_ = true;
-        finish_status_ = ToGrpc(bound);
+        finish_status_ = rpc::ToGrpcStatus(bound);
         MaybeFinish();
         return;
       }

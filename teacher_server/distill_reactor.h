@@ -20,7 +20,7 @@
 #include "absl/time/time.h"
 #include "common/mutex.h"
 #include "maskedkd/v1/teacher.grpc.pb.h"
-#include "proto/pool_auth.h"
+#include "rpc/pool_auth.h"
 #include "teacher_server/result_cache.h"
 #include "teacher_server/shared_region.h"
 
@@ -42,7 +42,7 @@ class DistillReactor final
   // `region`: the shared-memory region the client offered and the service
   // opened (proto/shared_memory.h), or null; its requests may name ranges
   // of it, and it is closed when the stream and its answers are done.
-  DistillReactor(TeacherServiceImpl* service, std::string client, CallCredentials credentials,
+  DistillReactor(TeacherServiceImpl* service, std::string client, rpc::CallCredentials credentials,
                  std::shared_ptr<SharedRegion> region);
 
   void OnReadDone(bool ok) override;
@@ -69,7 +69,7 @@ class DistillReactor final
 
   TeacherServiceImpl* const service_;
   const std::string client_;
-  const CallCredentials credentials_;
+  const rpc::CallCredentials credentials_;
   const std::shared_ptr<SharedRegion> region_;
   bool opened_ = false;  // Counted in the client's streams (set once, in the constructor).
   maskedkd::v1::DistillRequest request_;  // Owned by the read in progress.

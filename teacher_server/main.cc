@@ -14,9 +14,9 @@
 #include "common/flags.h"
 #include "common/runtime.h"
 #include "common/status_macros.h"
-#include "proto/job_token.h"
-#include "proto/pool_auth.h"
-#include "proto/transport_security.h"
+#include "rpc/job_token.h"
+#include "rpc/pool_auth.h"
+#include "rpc/transport_security.h"
 #include "teacher_server/pool_member.h"
 #include "teacher_server/server.h"
 
@@ -35,7 +35,7 @@ absl::StatusOr<std::unique_ptr<mkd::teacher::PoolMember>> JoinPool(
     double capacity) {
   // The teacher's own certificate is its client identity to the coordinator.
   MKD_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
-                       mkd::MakeChannel(config.coordinator, config.tls, nullptr));
+                       mkd::rpc::MakeChannel(config.coordinator, config.tls, nullptr));
   maskedkd::v1::TeacherInfo info;
   info.set_address(server.AdvertisedAddress(config));
   info.set_model_id(server.service().info().model_id());
@@ -65,11 +65,11 @@ absl::StatusOr<std::unique_ptr<mkd::teacher::PoolMember>> JoinPool(
   // address it registers, fresh for every call (an HMAC: cheap).
   std::function<std::string()> token = [] { return std::string(); };
   if (!config.auth.pool_secret_file.empty()) {
-    MKD_ASSIGN_OR_RETURN(std::string secret,
-                         mkd::LoadJobSecret(config.auth.pool_secret_file, "auth.pool_secret_file"));
+    MKD_ASSIGN_OR_RETURN(std::string secret, mkd::rpc::LoadJobSecret(config.auth.pool_secret_file,
+                                                                     "auth.pool_secret_file"));
     token = [secret, address = info.address()] {
-      return mkd::MakePoolToken(secret, mkd::Role::kTeacher, address,
-                                absl::Now() + absl::Minutes(10));
+      return mkd::rpc::MakePoolToken(secret, mkd::rpc::Role::kTeacher, address,
+                                     absl::Now() + absl::Minutes(10));
     };
   }
   return std::make_unique<mkd::teacher::PoolMember>(
@@ -93,7 +93,7 @@ absl::Status Run(const mkd::ParsedFlags& flags) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   mkd::WarnIfInsecure(config.tls, "mkd-teacher");
-  mkd::WarnIfOpen(config.auth, "mkd-teacher");
+  mkd::rpc::WarnIfOpen(config.auth, "mkd-teacher");
   mkd::ConfigureRuntime(config.threads);
   MKD_ASSIGN_OR_RETURN(auto server, mkd::teacher::TeacherServer::Start(config));
   double capacity = config.capacity_tokens_per_s;

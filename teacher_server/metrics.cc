@@ -1,7 +1,7 @@
 #include "teacher_server/metrics.h"
 
 #include "prometheus/text_serializer.h"
-#include "proto/pool_auth.h"
+#include "rpc/pool_auth.h"
 
 namespace mkd::teacher {
 namespace {
@@ -142,7 +142,7 @@ TeacherMetrics::TeacherMetrics()
        {"streams_per_client", "streams_per_job", "in_flight_per_job", "idle_stream"}) {
     limit_refusals_.Add({{"limit", limit}});
   }
-  for (const char* reason : kAuthRefusalReasons) auth_refusals_.Add({{"reason", reason}});
+  for (const char* reason : rpc::kAuthRefusalReasons) auth_refusals_.Add({{"reason", reason}});
   for (const char* plane : {"grpc", "shm"}) streams_.Add({{"data_plane", plane}});
   auto& stages = BuildHistogram()
                      .Name("mkd_teacher_stage_seconds")

@@ -1,22 +1,24 @@
 // A teacher's membership in a coordinator's pool: registers, then
-// heartbeats its load every interval the coordinator asks for, re-registering
-// whenever the coordinator seems to have forgotten it (a restart). When a
+// heartbeats its load every interval the coordinator asks for (the loop is
+// rpc::HeartbeatLoop, shared with jobs); each heartbeat carries the whole
+// TeacherInfo, so a restarted coordinator relearns the teacher. When a
 // heartbeat answers DRAINING, `on_drain` runs once (mkd-teacher then stops
 // taking work, finishes what it accepted and exits). An unreachable
-// coordinator is retried forever: serving never depends on it.
+// coordinator, or one that refuses the teacher's credentials, is retried
+// forever: serving never depends on it.
 //
-// Thread-safe; owns one thread.
+// Thread-safe; owns the loop's thread.
 #ifndef MKD_TEACHER_SERVER_POOL_MEMBER_H_
 #define MKD_TEACHER_SERVER_POOL_MEMBER_H_
 
 #include <functional>
 #include <memory>
 #include <string>
-#include <thread>
 
 #include "absl/time/time.h"
 #include "common/mutex.h"
 #include "maskedkd/v1/coordinator.grpc.pb.h"
+#include "rpc/heartbeat_loop.h"
 
 namespace mkd::teacher {
 
@@ -28,27 +30,30 @@ class PoolMember {
   PoolMember(std::string coordinator, std::shared_ptr<grpc::Channel> channel,
              maskedkd::v1::TeacherInfo info, std::function<maskedkd::v1::TeacherLoad()> load,
              std::function<void()> on_drain, std::function<std::string()> token);
-  ~PoolMember();  // Stops the thread (no deregistration: the lease ends it).
+  ~PoolMember();  // Stops the loop (no deregistration: the lease ends it).
 
   // True once a heartbeat has been answered (tests wait on it).
   bool joined();
 
  private:
-  void Loop();
+  // One call of the loop: RegisterTeacher until it succeeds, then
+  // TeacherHeartbeat.
+  grpc::Status Beat(grpc::ClientContext* ctx, absl::Duration* interval);
 
   // Constant after construction.
   const std::string coordinator_;
-  const std::shared_ptr<grpc::Channel> channel_;
   const maskedkd::v1::TeacherInfo info_;
   const std::function<maskedkd::v1::TeacherLoad()> load_;
   const std::function<void()> on_drain_;
-  const std::function<std::string()> token_;
+  const std::unique_ptr<maskedkd::v1::CoordinatorService::Stub> stub_;
+
+  // Used by the loop's thread only.
+  bool registered_ = false;
+  bool drained_ = false;
 
   Mutex mu_;
-  CondVar wake_;
-  bool stop_ ABSL_GUARDED_BY(mu_) = false;
   bool joined_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread thread_;
+  std::unique_ptr<rpc::HeartbeatLoop> loop_;  // Last: stopped first.
 };
 
 }  // namespace mkd::teacher

@@ -1,11 +1,11 @@
 #include "teacher_server/server.h"
 
-#include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/grpcpp.h>
 #include <torch/torch.h>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
-#include "proto/transport_security.h"
+#include "rpc/server.h"
 
 namespace mkd::teacher {
 
@@ -22,25 +22,15 @@ absl::StatusOr<std::unique_ptr<TeacherServer>> TeacherServer::Start(
   s->service_ = std::make_unique<TeacherServiceImpl>(config, s->engine_.get(), s->batcher_.get(),
                                                      s->metrics_.get());
 
-  MKD_ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
-                       MakeServerCredentials(config.tls));
-  grpc::EnableDefaultHealthCheckService(true);
-  grpc::ServerBuilder builder;
-  builder.AddListeningPort(config.listen, credentials, &s->port_);
-  // Without this gRPC sets SO_REUSEPORT, and a second server on a busy
-  // port would silently share its connections instead of failing.
-  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
-  builder.SetMaxReceiveMessageSize(static_cast<int>(config.max_message_bytes));
-  // Requests are megabytes of patches: a flow-control window that holds
-  // one from the start (gRPC's default starts at 64 KiB).
-  builder.AddChannelArgument(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES, 16 << 20);
-  builder.SetMaxSendMessageSize(static_cast<int>(config.max_message_bytes));
-  builder.RegisterService(s->service_.get());
-  s->server_ = builder.BuildAndStart();
-  if (s->server_ == nullptr || s->port_ == 0) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on '", config.listen,
-                                               "' (config key 'listen'); is the port in use?"));
-  }
+  rpc::ServerOptions server;
+  server.listen = config.listen;
+  server.tls = config.tls;
+  server.services = {s->service_.get()};
+  server.max_message_bytes = config.max_message_bytes;
+  server.stream_window_bytes = 16 << 20;  // Requests are megabytes of patches.
+  MKD_ASSIGN_OR_RETURN(rpc::StartedServer started, rpc::StartServer(server));
+  s->server_ = std::move(started.server);
+  s->port_ = started.port;
   if (!config.metrics_listen.empty()) {
     TeacherMetrics* metrics = s->metrics_.get();
     s->http_ = std::make_unique<MetricsHttpServer>([metrics] { return metrics->Serialize(); });

@@ -10,8 +10,8 @@
 
 #include <fstream>
 
-#include "proto/job_token.h"
-#include "proto/pool_auth.h"
+#include "rpc/job_token.h"
+#include "rpc/pool_auth.h"
 #include "teacher_server/server_config.h"
 #include "teacher_server/server_test_util.h"
 
@@ -50,8 +50,9 @@ TEST(TeacherAuth, AStreamWithoutATokenIsUnauthenticated) {
 
 TEST(TeacherAuth, AnotherJobsTokenOrGarbageIsPermissionDenied) {
   Started s = Start(AuthConfig());
-  for (const std::string token : {MakeJobToken(kSecret, "job-b"), std::string("mkdjt1.00"),
-                                  MakeJobToken("another-secret-of-32-bytes-or-more!", "job-a")}) {
+  for (const std::string token :
+       {rpc::MakeJobToken(kSecret, "job-b"), std::string("mkdjt1.00"),
+        rpc::MakeJobToken("another-secret-of-32-bytes-or-more!", "job-a")}) {
     Stream stream(s.stub.get(), token);
     ASSERT_TRUE(stream.Write(Request("job-a", 1, MakeMicroBatch(1, 4, 1))));
     ExpectRefused(stream.AwaitEnd(), grpc::StatusCode::PERMISSION_DENIED,
@@ -67,11 +68,14 @@ TEST(TeacherAuth, OtherRolesAndExpiredTokensAreRefused) {
   Started s = Start(AuthConfig());
   const absl::Time later = absl::Now() + absl::Hours(1);
   const std::vector<std::pair<std::string, std::string>> cases = {
-      {MakePoolToken(kSecret, Role::kTeacher, "*", later), "a teacher may not act as job"},
-      {MakePoolToken(kSecret, Role::kOperator, "ops", later), "an operator may not act as job"},
-      {MakePoolToken(kSecret, Role::kJob, "job-a", absl::Now() - absl::Seconds(1)),
+      {rpc::MakePoolToken(kSecret, rpc::Role::kTeacher, "*", later),
+       "a teacher may not act as job"},
+      {rpc::MakePoolToken(kSecret, rpc::Role::kOperator, "ops", later),
+       "an operator may not act as job"},
+      {rpc::MakePoolToken(kSecret, rpc::Role::kJob, "job-a", absl::Now() - absl::Seconds(1)),
        "the token has expired"},
-      {MakePoolToken(kSecret, Role::kJob, "job-b", later), "the job token does not grant this job"},
+      {rpc::MakePoolToken(kSecret, rpc::Role::kJob, "job-b", later),
+       "the job token does not grant this job"},
   };
   for (const auto& [token, message] : cases) {
     Stream stream(s.stub.get(), token);
@@ -83,7 +87,7 @@ TEST(TeacherAuth, OtherRolesAndExpiredTokensAreRefused) {
   EXPECT_EQ(s.server->metrics().auth_refusals("expired"), 1);
   EXPECT_EQ(s.server->metrics().auth_refusals("identity"), 1);
   EXPECT_EQ(s.engine->runs(), 0);
-  Stream ok(s.stub.get(), MakePoolToken(kSecret, Role::kJob, "job-a", later));
+  Stream ok(s.stub.get(), rpc::MakePoolToken(kSecret, rpc::Role::kJob, "job-a", later));
   ASSERT_TRUE(ok.Write(Request("job-a", 1, MakeMicroBatch(1, 4, 1))));
   auto got = ok.Read(1);
   ASSERT_EQ(got.size(), 1u);
@@ -94,7 +98,7 @@ TEST(TeacherAuth, OtherRolesAndExpiredTokensAreRefused) {
 TEST(TeacherAuth, EachJobIsServedWithItsOwnTokenAndSeesOnlyItsOwnAnswers) {
   Started s = Start(AuthConfig());
   const MicroBatch a = MakeMicroBatch(2, 4, 11), b = MakeMicroBatch(2, 4, 12);
-  Stream sa(s.stub.get(), MakeJobToken(kSecret, "job-a"));
+  Stream sa(s.stub.get(), rpc::MakeJobToken(kSecret, "job-a"));
   ASSERT_TRUE(sa.Write(Request("job-a", 5, a)));
   auto got_a = sa.Read(1);
   ASSERT_EQ(got_a.size(), 1u);
@@ -102,7 +106,7 @@ TEST(TeacherAuth, EachJobIsServedWithItsOwnTokenAndSeesOnlyItsOwnAnswers) {
   EXPECT_TRUE(torch::allclose(Logits(got_a.at(5)), Expected(a), 1e-5, 1e-5));
   // Job b reuses id 5 with other images: computed for b (its own cache),
   // neither a's answer nor a mismatch with a's request.
-  Stream sb(s.stub.get(), MakeJobToken(kSecret, "job-b"));
+  Stream sb(s.stub.get(), rpc::MakeJobToken(kSecret, "job-b"));
   ASSERT_TRUE(sb.Write(Request("job-b", 5, b)));
   auto got_b = sb.Read(1);
   ASSERT_EQ(got_b.size(), 1u);
@@ -157,14 +161,14 @@ TEST(TeacherAuth, APlaintextServerWithoutASecretMustSayAuthInsecure) {
 }
 
 TEST(JobToken, IsBoundToTheJobAndTheSecret) {
-  const std::string t = MakeJobToken(kSecret, "job-a");
+  const std::string t = rpc::MakeJobToken(kSecret, "job-a");
   EXPECT_EQ(t.rfind("mkdjt1.", 0), 0u);
   EXPECT_EQ(t.size(), 7u + 64u);
-  EXPECT_EQ(t, MakeJobToken(kSecret, "job-a"));  // Deterministic: mintable anywhere.
-  EXPECT_TRUE(JobTokenGrants(kSecret, "job-a", t));
-  EXPECT_FALSE(JobTokenGrants(kSecret, "job-b", t));
-  EXPECT_FALSE(JobTokenGrants(kSecret, "job-a", t.substr(0, t.size() - 1)));
-  EXPECT_FALSE(JobTokenGrants(std::string(kSecret) + "x", "job-a", t));
+  EXPECT_EQ(t, rpc::MakeJobToken(kSecret, "job-a"));  // Deterministic: mintable anywhere.
+  EXPECT_TRUE(rpc::JobTokenGrants(kSecret, "job-a", t));
+  EXPECT_FALSE(rpc::JobTokenGrants(kSecret, "job-b", t));
+  EXPECT_FALSE(rpc::JobTokenGrants(kSecret, "job-a", t.substr(0, t.size() - 1)));
+  EXPECT_FALSE(rpc::JobTokenGrants(std::string(kSecret) + "x", "job-a", t));
   // Python's hmac module, independently: hmac.new(secret,
   // b"maskedkd job token v1\njob-a", hashlib.sha256).hexdigest().
   EXPECT_EQ(t, "mkdjt1.134ffe7ae83df258e321fec1bcc41eed53cfd3fbd3bc2c821d1e2edefba9ccdd");

@@ -11,7 +11,7 @@
 #include "common/file_util.h"
 #include "common/status_macros.h"
 #include "common/yaml_util.h"
-#include "proto/pool_auth.h"
+#include "rpc/pool_auth.h"
 
 namespace mkd::teacher {
 namespace {
@@ -137,7 +137,7 @@ absl::Status Validate(const TeacherServerConfig& c) {
   if (c.limits.max_shm_region_mb < 0 || c.limits.max_shm_region_mb > (1 << 20)) {
     return bad("limits.max_shm_region_mb", "must be in [0, 1048576] (0: no shared memory)");
   }
-  return ValidateServerSecurity(c.tls, c.auth, kWhat);
+  return rpc::ValidateServerSecurity(c.tls, c.auth, kWhat);
 }
 
 }  // namespace

@@ -17,8 +17,8 @@
 #include "common/masking.h"
 #include "common/vit.h"
 #include "common/vit_weights.h"
-#include "proto/pool_auth.h"
 #include "proto/tensor_codec.h"
+#include "rpc/pool_auth.h"
 #include "teacher_server/server.h"
 
 namespace mkd::teacher::test_util {
@@ -209,7 +209,7 @@ class Stream {
   // token) or x-mkd-job-token (today's job token).
   explicit Stream(v1::TeacherService::Stub* stub, const std::string& job_token = "") {
     ctx_.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
-    AddTokenMetadata(&ctx_, job_token);
+    rpc::AddTokenMetadata(&ctx_, job_token);
     rw_ = stub->Distill(&ctx_);
   }
   bool Write(const v1::DistillRequest& r) { return rw_->Write(r); }

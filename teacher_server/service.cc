@@ -53,7 +53,7 @@ TeacherServiceImpl::TeacherServiceImpl(const TeacherServerConfig& config, Engine
       stream_limits_(config.limits, metrics),
       // A secret file gone since the config was checked is a refusal of
       // every stream (fail closed), never an open server.
-      auth_(MakeServerAuthorizer(config.auth, config.tls)) {
+      auth_(rpc::MakeServerAuthorizer(config.auth, config.tls)) {
   const ViTConfig& m = engine->config();
   limits_.num_patches = m.num_patches();
   limits_.patch_dim = m.patch_dim();
@@ -193,17 +193,17 @@ grpc::ServerBidiReactor<DistillRequest, DistillResponse>* TeacherServiceImpl::Di
     context->AddInitialMetadata(kDataPlaneKey, region ? "shm" : absl::StrCat("grpc; ", why));
   }
   if (metrics_) metrics_->CountStream(region ? "shm" : "grpc");
-  auto* reactor = new DistillReactor(this, PeerHost(context->peer()), CredentialsOf(*context),
+  auto* reactor = new DistillReactor(this, PeerHost(context->peer()), rpc::CredentialsOf(*context),
                                      std::move(region));
   if (offered) reactor->StartSendInitialMetadata();
   return reactor;
 }
 
 absl::Status TeacherServiceImpl::AuthorizeJob(const std::string& job,
-                                              const CallCredentials& credentials) {
+                                              const rpc::CallCredentials& credentials) {
   if (auth_.open()) return absl::OkStatus();
   std::string reason;
-  absl::Status st = auth_.Check(credentials, Role::kJob, job, &reason);
+  absl::Status st = auth_.Check(credentials, rpc::Role::kJob, job, &reason);
   if (!st.ok() && metrics_) metrics_->CountAuthRefusal(reason);
   return st;
 }

@@ -13,7 +13,7 @@
 #include <thread>
 
 #include "maskedkd/v1/teacher.grpc.pb.h"
-#include "proto/pool_auth.h"
+#include "rpc/pool_auth.h"
 #include "teacher_server/batcher.h"
 #include "teacher_server/engine.h"
 #include "teacher_server/metrics.h"
@@ -53,10 +53,10 @@ class TeacherServiceImpl final : public maskedkd::v1::TeacherService::CallbackSe
   TeacherMetrics* metrics() { return metrics_; }  // May be null.
 
   // Whether what a stream showed lets it carry `job` (the job's token or
-  // certificate; proto/pool_auth.h): OK under auth.insecure; otherwise
+  // certificate; rpc/pool_auth.h): OK under auth.insecure; otherwise
   // UNAUTHENTICATED or PERMISSION_DENIED, with messages that say nothing of
   // the secret or of other jobs, counted by reason.
-  absl::Status AuthorizeJob(const std::string& job, const CallCredentials& credentials);
+  absl::Status AuthorizeJob(const std::string& job, const rpc::CallCredentials& credentials);
 
   // Streams with micro-batches in flight (a DistillReactor adds itself
   // when its first is read and leaves when its last is answered), for the
@@ -94,7 +94,7 @@ class TeacherServiceImpl final : public maskedkd::v1::TeacherService::CallbackSe
   TeacherMetrics* const metrics_;
   RequestLimits limits_;
   maskedkd::v1::ModelInfo info_;
-  const PoolAuthorizer auth_;
+  const rpc::PoolAuthorizer auth_;
 
   const absl::Duration idle_timeout_;   // Zero: streams never time out.
   const int64_t max_shm_region_bytes_;  // Zero: no shared-memory plane.

@@ -13,8 +13,8 @@
 #include <fstream>
 
 #include "maskedkd/v1/coordinator.grpc.pb.h"
-#include "proto/pool_auth.h"
-#include "proto/transport_security.h"
+#include "rpc/pool_auth.h"
+#include "rpc/transport_security.h"
 #include "tests/pool_util.h"
 
 namespace mkd::pool_test {
@@ -33,7 +33,7 @@ class PoolTrustTest : public ::testing::Test {
   };
 
   std::unique_ptr<v1::CoordinatorService::Stub> Stub(const Proc& c, const Client& who) {
-    auto channel = MakeChannel(c.address(), who.tls, nullptr);
+    auto channel = rpc::MakeChannel(c.address(), who.tls, nullptr);
     EXPECT_TRUE(channel.ok()) << channel.status();
     return v1::CoordinatorService::NewStub(*channel);
   }
@@ -42,7 +42,7 @@ class PoolTrustTest : public ::testing::Test {
                                       const std::string& address) {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-    AddTokenMetadata(&ctx, who.token);
+    rpc::AddTokenMetadata(&ctx, who.token);
     v1::RegisterTeacherRequest req;
     req.mutable_info()->set_address(address);
     req.mutable_info()->set_model_id("pool_trust@0000");
@@ -54,7 +54,7 @@ class PoolTrustTest : public ::testing::Test {
                             const std::string& address) {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-    AddTokenMetadata(&ctx, who.token);
+    rpc::AddTokenMetadata(&ctx, who.token);
     v1::DrainRequest req;
     req.set_address(address);
     v1::DrainResponse resp;
@@ -64,7 +64,7 @@ class PoolTrustTest : public ::testing::Test {
                                   const std::string& job) {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-    AddTokenMetadata(&ctx, who.token);
+    rpc::AddTokenMetadata(&ctx, who.token);
     v1::RegisterJobRequest req;
     req.mutable_info()->set_job_id(job);
     req.mutable_info()->set_model_id("pool_trust@0000");
@@ -99,8 +99,8 @@ TEST_F(PoolTrustTest, OnPlaintextEveryAttackIsRefusedAndCounted) {
   Proc t = StartTeacher("trust", "trust_t", c.address(), sets);  // Signs its own token.
   ASSERT_GT(t.port, 0);
   const std::string key = "pool-trust-test-secret-of-at-least-32-bytes";
-  auto token = [&](Role role, const std::string& id, absl::Duration ttl = absl::Hours(1)) {
-    return MakePoolToken(key, role, id, absl::Now() + ttl);
+  auto token = [&](rpc::Role role, const std::string& id, absl::Duration ttl = absl::Hours(1)) {
+    return rpc::MakePoolToken(key, role, id, absl::Now() + ttl);
   };
   TlsOptions plain;
   plain.insecure = true;
@@ -115,7 +115,7 @@ TEST_F(PoolTrustTest, OnPlaintextEveryAttackIsRefusedAndCounted) {
   ExpectRefused(RegisterJob(stub.get(), {plain, ""}, "victim"), grpc::StatusCode::UNAUTHENTICATED,
                 "a job token is required");
   // A job acts as a teacher, drains, takes another job's id.
-  const Client job{plain, token(Role::kJob, "mallory")};
+  const Client job{plain, token(rpc::Role::kJob, "mallory")};
   ExpectRefused(RegisterTeacher(stub.get(), job, "10.6.6.6:50051"),
                 grpc::StatusCode::PERMISSION_DENIED, "a job may not act as teacher");
   ExpectRefused(Drain(stub.get(), job, t.address()), grpc::StatusCode::PERMISSION_DENIED,
@@ -124,16 +124,17 @@ TEST_F(PoolTrustTest, OnPlaintextEveryAttackIsRefusedAndCounted) {
                 "the job token does not grant this job");
   // A teacher claims the real teacher's address; forged and expired tokens.
   ExpectRefused(
-      RegisterTeacher(stub.get(), {plain, token(Role::kTeacher, "10.6.6.6")}, t.address()),
+      RegisterTeacher(stub.get(), {plain, token(rpc::Role::kTeacher, "10.6.6.6")}, t.address()),
       grpc::StatusCode::PERMISSION_DENIED, "the teacher's credentials do not name this address");
-  ExpectRefused(Drain(stub.get(),
-                      {plain, MakePoolToken("another-secret-of-at-least-32-bytes!!",
-                                            Role::kOperator, "ops", absl::Now() + absl::Hours(1))},
-                      t.address()),
-                grpc::StatusCode::UNAUTHENTICATED, "the token is not valid");
   ExpectRefused(
-      Drain(stub.get(), {plain, token(Role::kOperator, "ops", -absl::Seconds(1))}, t.address()),
-      grpc::StatusCode::UNAUTHENTICATED, "the token has expired");
+      Drain(stub.get(),
+            {plain, rpc::MakePoolToken("another-secret-of-at-least-32-bytes!!",
+                                       rpc::Role::kOperator, "ops", absl::Now() + absl::Hours(1))},
+            t.address()),
+      grpc::StatusCode::UNAUTHENTICATED, "the token is not valid");
+  ExpectRefused(Drain(stub.get(), {plain, token(rpc::Role::kOperator, "ops", -absl::Seconds(1))},
+                      t.address()),
+                grpc::StatusCode::UNAUTHENTICATED, "the token has expired");
   EXPECT_EQ(Refusals(c, "missing"), 3);
   EXPECT_EQ(Refusals(c, "role"), 2);
   EXPECT_EQ(Refusals(c, "identity"), 2);
@@ -147,7 +148,7 @@ TEST_F(PoolTrustTest, OnPlaintextEveryAttackIsRefusedAndCounted) {
   EXPECT_EQ(refused.Wait(), 1);
   EXPECT_NE(refused.err().find("an operator token or certificate is required"), std::string::npos)
       << refused.err();
-  std::ofstream(Tmp("trust_ops.token")) << token(Role::kOperator, "ops");
+  std::ofstream(Tmp("trust_ops.token")) << token(rpc::Role::kOperator, "ops");
   ChildProcess drain("mkd",
                      {"drain", "--coordinator", c.address(), "--insecure", "--token-file",
                       Tmp("trust_ops.token"), t.address()},

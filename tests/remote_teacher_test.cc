@@ -11,7 +11,7 @@
 #include <fstream>
 #include <vector>
 
-#include "proto/job_token.h"
+#include "rpc/job_token.h"
 #include "teacher_server/server_test_util.h"
 
 namespace mkd::client {
@@ -131,7 +131,7 @@ TEST(RemoteTeacher, AJobTokenIsShownToTheTeacherAndAWrongOneIsAClearError) {
     o.address = "127.0.0.1:" + std::to_string(s.server->port());
     o.wire_dtype = DType::kF32;
     o.job_id = "job-a";
-    o.job_token = MakeJobToken(secret, token_job);
+    o.job_token = rpc::MakeJobToken(secret, token_job);
     o.timeout = absl::Seconds(30);
     o.reconnect_timeout = absl::Seconds(30);
     return MakeRemoteTeacher(o);

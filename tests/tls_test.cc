@@ -4,7 +4,7 @@
 // missing client certificate, a wrong server name, plaintext refused, and
 // rotation (files replaced while the server runs are used without a
 // restart). The teacher and the student use the same code
-// (proto/transport_security.h); tests/pool_test.cc runs a whole pool over
+// (rpc/transport_security.h); tests/pool_test.cc runs a whole pool over
 // mutual TLS. Torch-free.
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
@@ -16,7 +16,7 @@
 #include "coordinator/config.h"
 #include "coordinator/server.h"
 #include "maskedkd/v1/coordinator.grpc.pb.h"
-#include "proto/transport_security.h"
+#include "rpc/transport_security.h"
 #include "teacher_server/server_config.h"
 #include "tests/process_util.h"
 
@@ -81,7 +81,7 @@ class TlsTest : public ::testing::Test {
   // One ListJobs over a fresh channel (a new handshake); on success,
   // *peer_cn is the common name of the certificate the server presented.
   grpc::Status Call(const TlsOptions& client, std::string* peer_cn = nullptr) {
-    auto channel = MakeChannel(Address(), client, nullptr);
+    auto channel = rpc::MakeChannel(Address(), client, nullptr);
     if (!channel.ok()) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "bad options");
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));

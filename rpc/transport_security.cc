@@ -1,4 +1,4 @@
-#include "proto/transport_security.h"
+#include "rpc/transport_security.h"
 
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/security/tls_certificate_provider.h>
@@ -8,7 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 
-namespace mkd {
+namespace mkd::rpc {
 namespace {
 
 namespace gx = ::grpc::experimental;
@@ -98,4 +98,4 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const std::string& ta
   return grpc::CreateCustomChannel(target, gx::TlsCredentials(options), channel_args);
 }
 
-}  // namespace mkd
+}  // namespace mkd::rpc

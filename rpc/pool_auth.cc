@@ -1,4 +1,4 @@
-#include "proto/pool_auth.h"
+#include "rpc/pool_auth.h"
 
 #include <grpcpp/grpcpp.h>
 #include <openssl/crypto.h>
@@ -13,9 +13,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "proto/job_token.h"
+#include "rpc/job_token.h"
 
-namespace mkd {
+namespace mkd::rpc {
 namespace {
 
 constexpr absl::string_view kPrefix = "mkdt2";
@@ -257,4 +257,4 @@ void WarnIfOpen(const AuthOptions& auth, absl::string_view component) {
                static_cast<int>(component.size()), component.data());
 }
 
-}  // namespace mkd
+}  // namespace mkd::rpc

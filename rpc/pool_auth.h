@@ -19,8 +19,8 @@
 // Refusals carry fixed messages, never the token or the secret, and a
 // reason for the refusal counters: missing, invalid, expired, role,
 // identity. Torch-free.
-#ifndef MKD_PROTO_POOL_AUTH_H_
-#define MKD_PROTO_POOL_AUTH_H_
+#ifndef MKD_RPC_POOL_AUTH_H_
+#define MKD_RPC_POOL_AUTH_H_
 
 #include <functional>
 #include <optional>
@@ -39,7 +39,7 @@ class ClientContext;
 class ServerContextBase;
 }  // namespace grpc
 
-namespace mkd {
+namespace mkd::rpc {
 
 enum class Role { kTeacher, kJob, kOperator };
 
@@ -139,6 +139,6 @@ PoolAuthorizer MakeServerAuthorizer(const AuthOptions& auth, const TlsOptions& t
 // it does.
 void WarnIfOpen(const AuthOptions& auth, absl::string_view component);
 
-}  // namespace mkd
+}  // namespace mkd::rpc
 
-#endif  // MKD_PROTO_POOL_AUTH_H_
+#endif  // MKD_RPC_POOL_AUTH_H_

@@ -1,4 +1,4 @@
-#include "proto/job_token.h"
+#include "rpc/job_token.h"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -10,7 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
 
-namespace mkd {
+namespace mkd::rpc {
 namespace {
 
 constexpr absl::string_view kPrefix = "mkdjt1.";
@@ -82,4 +82,4 @@ absl::StatusOr<std::string> LoadJobToken(const std::string& path, absl::string_v
   return token;
 }
 
-}  // namespace mkd
+}  // namespace mkd::rpc

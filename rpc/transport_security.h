@@ -7,8 +7,8 @@
 // certificate to its students (server) and to the coordinator (client).
 // Every certificate is checked against `ca`, and a server asks every client
 // for one (mutual TLS) unless `require_client_cert` is false.
-#ifndef MKD_PROTO_TRANSPORT_SECURITY_H_
-#define MKD_PROTO_TRANSPORT_SECURITY_H_
+#ifndef MKD_RPC_TRANSPORT_SECURITY_H_
+#define MKD_RPC_TRANSPORT_SECURITY_H_
 
 #include <memory>
 #include <optional>
@@ -16,7 +16,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/tls_options.h"
-#include "proto/pool_auth.h"
+#include "rpc/pool_auth.h"
 
 namespace grpc {
 class Channel;
@@ -24,7 +24,7 @@ class ChannelArguments;
 class ServerCredentials;
 }  // namespace grpc
 
-namespace mkd {
+namespace mkd::rpc {
 
 // Credentials for a server (validated first); an invalid `o` is an error,
 // never a silent fallback to plaintext.
@@ -33,11 +33,11 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(c
 // A channel to `target` with `o`'s credentials and `args` (may be null).
 // Under TLS with `peer_role` set, the server's certificate must also carry
 // that pool role (a URI SAN spiffe://<td>/maskedkd/<role>/<name>,
-// proto/pool_auth.h): a student dials only teachers.
+// rpc/pool_auth.h): a student dials only teachers.
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(
     const std::string& target, const TlsOptions& o, const grpc::ChannelArguments* args,
     std::optional<Role> peer_role = std::nullopt);
 
-}  // namespace mkd
+}  // namespace mkd::rpc
 
-#endif  // MKD_PROTO_TRANSPORT_SECURITY_H_
+#endif  // MKD_RPC_TRANSPORT_SECURITY_H_

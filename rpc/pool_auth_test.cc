@@ -1,13 +1,13 @@
 // Pool tokens and certificate roles, without a server: what a token and a
 // URI SAN name, what a teacher's name grants, and how PoolAuthorizer
 // decides with a secret, with certificates only, and open.
-#include "proto/pool_auth.h"
+#include "rpc/pool_auth.h"
 
 #include <gtest/gtest.h>
 
-#include "proto/job_token.h"
+#include "rpc/job_token.h"
 
-namespace mkd {
+namespace mkd::rpc {
 namespace {
 
 constexpr char kSecret[] = "pool-auth-test-secret-of-32-bytes-or-more";
@@ -107,4 +107,4 @@ TEST(PoolAuthorizerTest, WithoutCertificateTrustACertificateRoleCountsForNothing
 }
 
 }  // namespace
-}  // namespace mkd
+}  // namespace mkd::rpc

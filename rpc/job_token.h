@@ -6,8 +6,8 @@
 // per-job result cache, a job cannot read another's answers, reuse its
 // micro-batch ids or cancel its work. Tokens do not expire: rotating the
 // secret revokes them all. Torch-free.
-#ifndef MKD_PROTO_JOB_TOKEN_H_
-#define MKD_PROTO_JOB_TOKEN_H_
+#ifndef MKD_RPC_JOB_TOKEN_H_
+#define MKD_RPC_JOB_TOKEN_H_
 
 #include <grpcpp/support/string_ref.h>
 
@@ -19,7 +19,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
-namespace mkd {
+namespace mkd::rpc {
 
 // The gRPC metadata key a token travels in (on every Distill stream).
 inline constexpr char kJobTokenMetadata[] = "x-mkd-job-token";
@@ -49,6 +49,6 @@ std::optional<std::string> JobTokenOf(
 // A token file's contents, whitespace trimmed; errors name `key`.
 absl::StatusOr<std::string> LoadJobToken(const std::string& path, absl::string_view key);
 
-}  // namespace mkd
+}  // namespace mkd::rpc
 
-#endif  // MKD_PROTO_JOB_TOKEN_H_
+#endif  // MKD_RPC_JOB_TOKEN_H_
