@@ -101,6 +101,42 @@ class Kubernetes(unittest.TestCase):
                         "{name: grpc, port: 50050, targetPort: rpc}")
         self.assertIn("targetPort rpc is not a port of Deployment/mkd-coordinator", p.stdout)
 
+    def test_a_pod_outside_the_restricted_profile_is_caught(self):
+        p = self.broken("deploy/k8s/base/coordinator.yaml", "capabilities: {drop: [ALL]}",
+                        "capabilities: {drop: [NET_RAW]}")
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("container coordinator: securityContext.capabilities.drop must hold ALL", p.stdout)
+        p = self.broken("deploy/k8s/base/teacher.yaml", "automountServiceAccountToken: false",
+                        "automountServiceAccountToken: true")
+        self.assertIn("Deployment/mkd-teacher: automountServiceAccountToken must be false", p.stdout)
+        p = self.broken("deploy/k8s/base/job.yaml", "seccompProfile: {type: RuntimeDefault}",
+                        "seccompProfile: {type: Unconfined}")
+        self.assertIn("container student: seccompProfile.type must be RuntimeDefault", p.stdout)
+        p = self.broken("deploy/k8s/base/job.yaml", "readOnlyRootFilesystem: true",
+                        "readOnlyRootFilesystem: false")
+        self.assertIn("container student: securityContext.readOnlyRootFilesystem must be true", p.stdout)
+
+    def test_a_fragile_teacher_pool_is_caught(self):
+        p = self.broken("deploy/k8s/base/teacher.yaml", "spec:\n  strategy:",
+                        "spec:\n  replicas: 2\n  strategy:")
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("sets replicas, but an HPA scales it", p.stdout)
+        p = self.broken("deploy/k8s/base/teacher.yaml", "{maxSurge: 0, maxUnavailable: 1}",
+                        "{maxSurge: 1, maxUnavailable: 0}")
+        self.assertIn("rollingUpdate.maxSurge must be 0", p.stdout)
+        p = self.broken("deploy/k8s/base/teacher.yaml", "topologyKey: kubernetes.io/hostname",
+                        "topologyKey: topology.kubernetes.io/zone")
+        self.assertIn("no topologySpreadConstraints over kubernetes.io/hostname", p.stdout)
+        p = self.broken("deploy/k8s/base/teacher.yaml", "startupProbe:", "x-startupProbe:")
+        self.assertIn("a teacher with a livenessProbe needs a startupProbe", p.stdout)
+
+    def test_a_config_map_without_a_content_hash_is_caught(self):
+        p = self.broken("deploy/k8s/base/kustomization.yaml", "      - student.yaml=config/student.yaml",
+                        "      - student.yaml=config/student.yaml\ngeneratorOptions:\n"
+                        "  disableNameSuffixHash: true")
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("ConfigMap maskedkd-config has no content hash in its name", p.stdout)
+
     def test_an_hpa_metric_no_adapter_rule_serves_is_caught(self):
         p = self.broken("deploy/k8s/base/prometheus-adapter.yaml", 'as: "mkd_teacher_queue_seconds_mean"',
                         'as: "mkd_teacher_queue_mean"')

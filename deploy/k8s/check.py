@@ -17,7 +17,15 @@ cluster, what would otherwise only fail once deployed:
     listen / metrics_listen values the mounted configs (and --set flags)
     give each binary;
   - images are ones scripts/docker_images.sh (or docker/Dockerfile.cuda)
-    builds.
+    builds;
+  - every pod passes the "restricted" Pod Security profile, and more:
+    non-root, the runtime's seccomp profile, no privilege escalation, all
+    capabilities dropped, a read-only root filesystem, no host namespaces
+    or host paths, no service-account token; namespaces enforce it;
+  - the teachers: spread over nodes, a startupProbe where there is a
+    livenessProbe, rollouts without a surge (no spare GPU), and no
+    `replicas` on a Deployment an HPA scales;
+  - ConfigMaps are generated with hashed names (an edit rolls the pods).
 Prints one line per problem and exits 1 if there is any.
 """
 import argparse
@@ -108,6 +116,78 @@ class Checker:
             files = self.config_files(pod)
             for c in pod["containers"]:
                 self.check_container(what, c, volumes, files)
+            self.check_pod_security(what, pod)
+
+    def check_pod_security(self, what, pod):
+        """The "restricted" Pod Security profile, plus a read-only root
+        filesystem and no service-account token."""
+        ctx = pod.get("securityContext", {})
+        if pod.get("automountServiceAccountToken") is not False:
+            self.bad(what, "automountServiceAccountToken must be false")
+        if ctx.get("runAsNonRoot") is not True:
+            self.bad(what, "securityContext.runAsNonRoot must be true")
+        if ctx.get("runAsUser") == 0:
+            self.bad(what, "securityContext.runAsUser must not be 0")
+        for key in ("hostNetwork", "hostPID", "hostIPC"):
+            if pod.get(key):
+                self.bad(what, f"{key} is not allowed")
+        for v in pod.get("volumes", []):
+            if "hostPath" in v:
+                self.bad(what, f"volume {v['name']}: hostPath is not allowed")
+        for c in pod.get("initContainers", []) + pod["containers"]:
+            where = f"{what} container {c['name']}"
+            cctx = c.get("securityContext", {})
+            seccomp = cctx.get("seccompProfile", ctx.get("seccompProfile", {})).get("type")
+            if seccomp not in ("RuntimeDefault", "Localhost"):
+                self.bad(where, "seccompProfile.type must be RuntimeDefault (pod or container)")
+            if cctx.get("allowPrivilegeEscalation") is not False:
+                self.bad(where, "securityContext.allowPrivilegeEscalation must be false")
+            if cctx.get("privileged"):
+                self.bad(where, "securityContext.privileged is not allowed")
+            if "ALL" not in cctx.get("capabilities", {}).get("drop", []):
+                self.bad(where, "securityContext.capabilities.drop must hold ALL")
+            if cctx.get("capabilities", {}).get("add"):
+                self.bad(where, "securityContext.capabilities.add is not allowed")
+            if cctx.get("readOnlyRootFilesystem") is not True:
+                self.bad(where, "securityContext.readOnlyRootFilesystem must be true "
+                                "(an emptyDir where the process writes)")
+            if "livenessProbe" in c and "startupProbe" not in c and "mkd-teacher" in c.get("command", []):
+                self.bad(where, "a teacher with a livenessProbe needs a startupProbe "
+                                "(loading a large model would fail liveness)")
+
+    def check_namespaces(self):
+        for name, ns in self.by_kind.get("Namespace", {}).items():
+            labels = ns["metadata"].get("labels", {})
+            if labels.get("pod-security.kubernetes.io/enforce") != "restricted":
+                self.bad(f"Namespace/{name}", "does not enforce the restricted Pod Security profile "
+                                              "(label pod-security.kubernetes.io/enforce: restricted)")
+
+    def check_teachers(self):
+        scaled = {h["spec"]["scaleTargetRef"]["name"]
+                  for h in self.by_kind.get("HorizontalPodAutoscaler", {}).values()}
+        for name, d in self.by_kind.get("Deployment", {}).items():
+            what = f"Deployment/{name}"
+            if name in scaled and "replicas" in d["spec"]:
+                self.bad(what, "sets replicas, but an HPA scales it (every apply would reset the count)")
+            pod = d["spec"]["template"]["spec"]
+            if not any("mkd-teacher" in c.get("command", []) for c in pod["containers"]):
+                continue
+            surge = d["spec"].get("strategy", {}).get("rollingUpdate", {}).get("maxSurge")
+            if surge not in (0, "0", "0%"):
+                self.bad(what, "rollingUpdate.maxSurge must be 0 (a rollout must not need a spare GPU)")
+            spread = [t for t in pod.get("topologySpreadConstraints", [])
+                      if t.get("topologyKey") == "kubernetes.io/hostname"]
+            if not spread:
+                self.bad(what, "no topologySpreadConstraints over kubernetes.io/hostname "
+                               "(every teacher could land on one node)")
+
+    def check_config_maps(self):
+        for what, _, pod in self.workloads():
+            for v in pod.get("volumes", []):
+                name = v.get("configMap", {}).get("name", "")
+                if name and not re.search(r"-[a-z0-9]{10}$", name):
+                    self.bad(what, f"volume {v['name']}: ConfigMap {name} has no content hash in "
+                                   "its name, so editing it would not roll the pods")
 
     def check_container(self, what, c, volumes, files):
         where = f"{what} container {c['name']}"
@@ -220,6 +300,9 @@ class Checker:
         if not self.by_kind.get("Deployment"):
             self.bad("render", "no Deployment rendered")
         self.check_pods()
+        self.check_teachers()
+        self.check_config_maps()
+        self.check_namespaces()
         self.check_services()
         self.check_autoscalers()
         return self.problems
