@@ -21,7 +21,8 @@ build_packages=(
 # and Prometheus, Python clients; Docker, compose and debootstrap for the
 # images and the cluster test; PyYAML for the manifest checker;
 # clang-format for scripts/check_format.sh; clang, its sanitizer and
-# libFuzzer runtimes and llvm-symbolizer for scripts/sanitize.sh.
+# libFuzzer runtimes and llvm-symbolizer for scripts/sanitize.sh; Node.js
+# and npm for the manifests' schema check (deploy/k8s/schema).
 tool_packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   dataset-fashion-mnist
@@ -42,6 +43,11 @@ done
 # kubernetes-client, unless a kubectl is already installed.
 if [[ " ${packages[*]} " == *" docker.io "* ]] && ! command -v kubectl >/dev/null; then
   packages+=(kubernetes-client)
+fi
+# Node.js and npm (Debian's), unless a node and npm are already installed
+# (another vendor's nodejs conflicts with Debian's npm).
+if [[ " ${packages[*]} " == *" docker.io "* ]] && ! { command -v node && command -v npm; } >/dev/null; then
+  packages+=(nodejs npm)
 fi
 
 sudo_cmd=()
@@ -69,5 +75,12 @@ if ! update-alternatives --query libblas.so.3-x86_64-linux-gnu 2>/dev/null \
   if [[ -n "$target" ]]; then
     ${sudo_cmd[@]+"${sudo_cmd[@]}"} update-alternatives --set libblas.so.3-x86_64-linux-gnu "$target"
   fi
+fi
+# The Kubernetes and prometheus-operator schemas, at the versions
+# deploy/k8s/schema/package-lock.json pins (from npm's registry; once).
+schema_dir="$(dirname "$0")/../deploy/k8s/schema"
+if [[ " ${packages[*]} " == *" docker.io "* ]] && [[ ! -d $schema_dir/node_modules ]]; then
+  echo "setup: installing the manifest schemas (npm ci in deploy/k8s/schema)"
+  (cd "$schema_dir" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 echo "setup: ok"

@@ -57,7 +57,9 @@ class Kubernetes(unittest.TestCase):
         """A copy of the repository's deploy/ and headers with one edit."""
         tmp = tempfile.mkdtemp(prefix="mkd_k8s_")
         self.addCleanup(shutil.rmtree, tmp)
-        shutil.copytree(os.path.join(ROOT, "deploy"), os.path.join(tmp, "deploy"))
+        # The checker's own schema packages are used, not copied.
+        shutil.copytree(os.path.join(ROOT, "deploy"), os.path.join(tmp, "deploy"),
+                        ignore=shutil.ignore_patterns("node_modules"))
         for header in ("coordinator/config.h", "teacher_server/server_config.h"):
             os.makedirs(os.path.join(tmp, os.path.dirname(header)), exist_ok=True)
             shutil.copy(os.path.join(ROOT, header), os.path.join(tmp, header))
@@ -100,6 +102,18 @@ class Kubernetes(unittest.TestCase):
         p = self.broken("deploy/k8s/base/coordinator.yaml", "{name: grpc, port: 50050, targetPort: grpc}",
                         "{name: grpc, port: 50050, targetPort: rpc}")
         self.assertIn("targetPort rpc is not a port of Deployment/mkd-coordinator", p.stdout)
+
+    def test_an_object_its_schema_refuses_is_caught(self):
+        # Kubernetes' OpenAPI schema: a probe period is an integer.
+        p = self.broken("deploy/k8s/base/coordinator.yaml", "readinessProbe:\n            grpc: {port: 50050}\n"
+                        "            periodSeconds: 5", "readinessProbe:\n            grpc: {port: 50050}\n"
+                        "            periodSeconds: five")
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("schema: Deployment/mkd-coordinator: "
+                      "/spec/template/spec/containers/0/readinessProbe/periodSeconds must be integer", p.stdout)
+        # prometheus-operator's CRD: a ServiceMonitor's endpoints are a list.
+        p = self.broken("deploy/k8s/base/monitoring.yaml", "endpoints:", "endpoints: {}\n  x-endpoints:")
+        self.assertIn("schema: ServiceMonitor/", p.stdout)
 
     def test_a_pod_outside_the_restricted_profile_is_caught(self):
         p = self.broken("deploy/k8s/base/coordinator.yaml", "capabilities: {drop: [ALL]}",

@@ -25,11 +25,19 @@ cluster, what would otherwise only fail once deployed:
   - the teachers: spread over nodes, a startupProbe where there is a
     livenessProbe, rollouts without a surge (no spare GPU), and no
     `replicas` on a Deployment an HPA scales;
-  - ConfigMaps are generated with hashed names (an edit rolls the pods).
+  - ConfigMaps are generated with hashed names (an edit rolls the pods);
+  - every object is valid against its schema: Kubernetes' OpenAPI schemas
+    and prometheus-operator's CRDs (deploy/k8s/schema/validate.mjs, with
+    the npm packages pinned there; scripts/setup.sh installs them). The
+    schemas allow fields they do not name, so a misspelt field is not
+    caught there; a server-side dry run on a real cluster would.
 Prints one line per problem and exits 1 if there is any.
 """
 import argparse
+import json
+import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -63,6 +71,22 @@ def render(kubectl, overlay):
     if p.returncode != 0:
         sys.exit(f"check: kubectl kustomize {overlay} failed:\n{p.stderr}")
     return [d for d in yaml.safe_load_all(p.stdout) if d]
+
+
+SCHEMA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schema")
+
+
+def schema_problems(docs):
+    """Each object checked against its schema by validate.mjs (Node.js)."""
+    node = shutil.which("node")
+    if node is None or not os.path.isdir(os.path.join(SCHEMA_DIR, "node_modules")):
+        return ["schemas: Node.js or deploy/k8s/schema/node_modules is missing "
+                "(scripts/setup.sh installs both)"]
+    p = subprocess.run([node, os.path.join(SCHEMA_DIR, "validate.mjs")], input=json.dumps(docs),
+                       capture_output=True, text=True)
+    if p.returncode not in (0, 1) or (p.returncode == 1 and not p.stdout.strip()):
+        return [f"schemas: validate.mjs failed: {p.stderr.strip()}"]
+    return [f"schema: {line}" for line in p.stdout.splitlines() if line.strip()]
 
 
 def matches(selector, labels):
@@ -320,6 +344,7 @@ def main():
     for overlay in overlays:
         docs = render(args.kubectl, overlay)
         found = Checker(docs, overlay, defaults).run()
+        found += [f"{overlay}: {p}" for p in schema_problems(docs)]
         problems += found
         print(f"check: {overlay}: {len(docs)} objects, {len(found)} problems")
     for p in problems:
