@@ -73,8 +73,8 @@ class Kubernetes(unittest.TestCase):
         self.assertIsNotNone(KUBECTL, "kubectl is missing: scripts/setup.sh installs it")
         p = self.check(ROOT)
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
-        self.assertIn("overlays/cpu-dev: 15 objects, 0 problems", p.stdout)
-        self.assertIn("overlays/gpu: 15 objects, 0 problems", p.stdout)
+        self.assertIn("overlays/cpu-dev: 19 objects, 0 problems", p.stdout)
+        self.assertIn("overlays/gpu: 19 objects, 0 problems", p.stdout)
 
     def test_a_metrics_port_unlike_the_config_is_caught(self):
         p = self.broken("deploy/k8s/base/teacher.yaml", "{name: metrics, containerPort: 9464}",
@@ -143,6 +143,15 @@ class Kubernetes(unittest.TestCase):
         self.assertIn("no topologySpreadConstraints over kubernetes.io/hostname", p.stdout)
         p = self.broken("deploy/k8s/base/teacher.yaml", "startupProbe:", "x-startupProbe:")
         self.assertIn("a teacher with a livenessProbe needs a startupProbe", p.stdout)
+
+    def test_network_policies_deny_by_default_and_open_every_port(self):
+        p = self.broken("deploy/k8s/base/network-policy.yaml", "  name: maskedkd-default-deny\nspec:\n  podSelector: {}",
+                        "  name: maskedkd-default-deny\nspec:\n  podSelector: {matchLabels: {x: y}}")
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("none denies ingress by default", p.stdout)
+        p = self.broken("deploy/k8s/base/network-policy.yaml", "        - {port: rendezvous}",
+                        "        - {port: 29501}")
+        self.assertIn("Job/mkd-student: port rendezvous is opened by no NetworkPolicy", p.stdout)
 
     def test_a_config_map_without_a_content_hash_is_caught(self):
         p = self.broken("deploy/k8s/base/kustomization.yaml", "      - student.yaml=config/student.yaml",

@@ -26,6 +26,9 @@ cluster, what would otherwise only fail once deployed:
     livenessProbe, rollouts without a surge (no spare GPU), and no
     `replicas` on a Deployment an HPA scales;
   - ConfigMaps are generated with hashed names (an edit rolls the pods);
+  - a NetworkPolicy denies ingress by default, and every named port of
+    every pod is opened by some policy that selects the pod, to pods
+    that exist (or to a namespace);
   - every object is valid against its schema: Kubernetes' OpenAPI schemas
     and prometheus-operator's CRDs (deploy/k8s/schema/validate.mjs, with
     the npm packages pinned there; scripts/setup.sh installs them). The
@@ -186,6 +189,31 @@ class Checker:
                 self.bad(f"Namespace/{name}", "does not enforce the restricted Pod Security profile "
                                               "(label pod-security.kubernetes.io/enforce: restricted)")
 
+    def check_network_policies(self):
+        policies = self.by_kind.get("NetworkPolicy", {}).values()
+        if not any(p["spec"].get("podSelector") == {} and not p["spec"].get("ingress")
+                   and "Ingress" in p["spec"].get("policyTypes", []) for p in policies):
+            self.bad("NetworkPolicy", "none denies ingress by default (podSelector {} with no ingress rule)")
+        pods = list(self.workloads())
+        for name, p in self.by_kind.get("NetworkPolicy", {}).items():
+            for rule in p["spec"].get("ingress", []):
+                for peer in rule.get("from", []):
+                    sel = peer.get("podSelector", {}).get("matchLabels")
+                    if sel and "namespaceSelector" not in peer and not any(
+                            matches(sel, labels) for _, labels, _ in pods):
+                        self.bad(f"NetworkPolicy/{name}", f"allows pods {sel}, which no pod template has")
+        for what, labels, pod in pods:
+            opened = set()
+            for p in policies:
+                if matches(p["spec"].get("podSelector", {}).get("matchLabels", {}), labels):
+                    for rule in p["spec"].get("ingress", []):
+                        opened |= {q["port"] for q in rule.get("ports", [])}
+            for c in pod["containers"]:
+                for q in c.get("ports", []):
+                    if q.get("name") and q["name"] not in opened and q["containerPort"] not in opened:
+                        self.bad(what, f"port {q['name']} is opened by no NetworkPolicy "
+                                       "(the default deny would block it)")
+
     def check_teachers(self):
         scaled = {h["spec"]["scaleTargetRef"]["name"]
                   for h in self.by_kind.get("HorizontalPodAutoscaler", {}).values()}
@@ -327,6 +355,7 @@ class Checker:
         self.check_teachers()
         self.check_config_maps()
         self.check_namespaces()
+        self.check_network_policies()
         self.check_services()
         self.check_autoscalers()
         return self.problems
