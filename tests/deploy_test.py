@@ -178,6 +178,28 @@ class PrometheusRules(unittest.TestCase):
                   for t in case.get("alert_rule_test", []) if t.get("exp_alerts")}
         self.assertEqual(alerts - tested, set(), "alerts without a test that makes them fire")
 
+    def test_every_alert_routes_and_has_a_runbook_section(self):
+        # Section anchors as Markdown renderers make them: the heading,
+        # lower-cased.
+        headings = {line[4:].strip().lower() for line in read(os.path.join(ROOT, "docs/operations.md")).splitlines()
+                    if line.startswith("### ")}
+        for g in yaml.safe_load(read(RULES))["groups"]:
+            for r in g["rules"]:
+                if "alert" not in r:
+                    continue
+                self.assertIn(r["labels"]["severity"], ("critical", "warning"), r["alert"])
+                url = r["annotations"].get("runbook_url", "")
+                self.assertEqual(url, f"docs/operations.md#{r['alert'].lower()}", r["alert"])
+                self.assertIn(r["alert"].lower(), headings, f"docs/operations.md has no section {r['alert']}")
+
+    def test_pool_wide_rules_keep_pools_apart(self):
+        for g in yaml.safe_load(read(RULES))["groups"]:
+            for r in g["rules"]:
+                if "record" not in r:
+                    continue
+                for agg in re.findall(r"\b(sum|avg|max|min)\b\s*(by\s*\(([^)]*)\))?\s*\(", r["expr"]):
+                    self.assertIn("namespace", agg[2], f"{r['record']}: {agg[0]} without by (namespace)")
+
     def test_the_local_clusters_prometheus_config_loads_the_rules(self):
         tmp = tempfile.mkdtemp(prefix="mkd_prom_")
         self.addCleanup(shutil.rmtree, tmp)
