@@ -73,8 +73,28 @@ class Kubernetes(unittest.TestCase):
         self.assertIsNotNone(KUBECTL, "kubectl is missing: scripts/setup.sh installs it")
         p = self.check(ROOT)
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
-        self.assertIn("overlays/cpu-dev: 19 objects, 0 problems", p.stdout)
-        self.assertIn("overlays/gpu: 19 objects, 0 problems", p.stdout)
+        # Alone (core kinds only), and with the monitoring component.
+        self.assertIn("overlays/cpu-dev: 15 objects, 0 problems", p.stdout)
+        self.assertIn("overlays/gpu: 15 objects, 0 problems", p.stdout)
+        self.assertIn("overlays/cpu-dev + monitoring: 20 objects, 0 problems", p.stdout)
+        self.assertIn("overlays/gpu + monitoring: 20 objects, 0 problems", p.stdout)
+
+    def test_the_pool_alone_needs_no_crd(self):
+        deny = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: maskedkd-default-deny"
+        p = self.broken("deploy/k8s/base/network-policy.yaml", deny,
+                        "apiVersion: monitoring.coreos.com/v1\nkind: ServiceMonitor\nmetadata:\n  name: mkd-teacher\n"
+                        "spec:\n  selector:\n    matchLabels: {app.kubernetes.io/name: mkd-teacher}\n"
+                        "  endpoints:\n    - {port: metrics}\n---\n" + deny)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("overlays/cpu-dev: ServiceMonitor/mkd-teacher: monitoring.coreos.com/v1 is not a core kind",
+                      p.stdout)
+
+    def test_the_prometheus_rule_is_made_from_the_rules_file(self):
+        make = os.path.join(ROOT, "deploy/k8s/components/monitoring/make_rule.py")
+        p = run([sys.executable, make, "--check"])
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        rule = yaml.safe_load(read(os.path.join(ROOT, "deploy/k8s/components/monitoring/prometheus-rule.yaml")))
+        self.assertEqual(rule["spec"]["groups"], yaml.safe_load(read(RULES))["groups"])
 
     def test_a_metrics_port_unlike_the_config_is_caught(self):
         p = self.broken("deploy/k8s/base/teacher.yaml", "{name: metrics, containerPort: 9464}",
@@ -112,7 +132,8 @@ class Kubernetes(unittest.TestCase):
         self.assertIn("schema: Deployment/mkd-coordinator: "
                       "/spec/template/spec/containers/0/readinessProbe/periodSeconds must be integer", p.stdout)
         # prometheus-operator's CRD: a ServiceMonitor's endpoints are a list.
-        p = self.broken("deploy/k8s/base/monitoring.yaml", "endpoints:", "endpoints: {}\n  x-endpoints:")
+        p = self.broken("deploy/k8s/components/monitoring/service-monitors.yaml", "endpoints:",
+                        "endpoints: {}\n  x-endpoints:")
         self.assertIn("schema: ServiceMonitor/", p.stdout)
 
     def test_a_pod_outside_the_restricted_profile_is_caught(self):
@@ -161,7 +182,8 @@ class Kubernetes(unittest.TestCase):
         self.assertIn("ConfigMap maskedkd-config has no content hash in its name", p.stdout)
 
     def test_an_hpa_metric_no_adapter_rule_serves_is_caught(self):
-        p = self.broken("deploy/k8s/base/prometheus-adapter.yaml", 'as: "mkd_teacher_queue_seconds_mean"',
+        p = self.broken("deploy/k8s/components/monitoring/prometheus-adapter.yaml",
+                        'as: "mkd_teacher_queue_seconds_mean"',
                         'as: "mkd_teacher_queue_mean"')
         self.assertEqual(p.returncode, 1)
         self.assertIn("metric mkd_teacher_queue_seconds_mean is served by no prometheus-adapter rule", p.stdout)
@@ -299,7 +321,7 @@ class LiveMetricNames(unittest.TestCase):
 
     def test_the_rules_and_the_adapter_name_only_exported_metrics(self):
         used = self.uses(read(RULES))
-        used |= self.uses(read(os.path.join(ROOT, "deploy/k8s/base/prometheus-adapter.yaml")))
+        used |= self.uses(read(os.path.join(ROOT, "deploy/k8s/components/monitoring/prometheus-adapter.yaml")))
         used.discard("mkd_teacher_queue_seconds_mean")  # The adapter's output name.
         self.assertGreater(len(used), 15)
         self.assertEqual(used - self.exported, set())

@@ -3,15 +3,18 @@
 
     deploy/k8s/check.py [--kubectl kubectl] [--root .] [overlay ...]
 
-Renders each overlay with `kubectl kustomize` and checks, without a
+Renders each overlay with `kubectl kustomize`, alone and with the
+monitoring component (components/monitoring), and checks, without a
 cluster, what would otherwise only fail once deployed:
+  - alone, an overlay holds core Kubernetes kinds only (it installs on any
+    cluster: no CRD needed);
   - every Service, ServiceMonitor, PodDisruptionBudget selector matches
     pods (or Services) that exist, and every port they name exists there;
   - every probe points at a port its container declares;
   - every ConfigMap, PVC and config file a pod mounts or names exists;
   - every $(VAR) in args is defined in the container's env;
   - the HPA scales a Deployment that exists, on a metric the
-    prometheus-adapter rule provides;
+    prometheus-adapter rule provides (with the monitoring component);
   - the ports are the binaries' own: the config defaults in
     coordinator/config.h and teacher_server/server_config.h, and the
     listen / metrics_listen values the mounted configs (and --set flags)
@@ -43,6 +46,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 
 import yaml
 
@@ -69,11 +73,32 @@ def binary_defaults(root):
     return out
 
 
-def render(kubectl, overlay):
-    p = subprocess.run([kubectl, "kustomize", overlay], capture_output=True, text=True)
+def render(kubectl, overlay, components=()):
+    """The overlay's objects; with `components`, through a kustomization
+    that adds them to it."""
+    target = overlay
+    if components:
+        # Beside the overlays: kustomize takes relative paths only.
+        tmp = tempfile.mkdtemp(prefix=".check-", dir=os.path.dirname(os.path.dirname(os.path.abspath(overlay))))
+        with open(os.path.join(tmp, "kustomization.yaml"), "w") as f:
+            yaml.safe_dump({"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+                            "resources": [os.path.relpath(overlay, tmp)],
+                            "components": [os.path.relpath(c, tmp) for c in components]}, f)
+        target = tmp
+    try:
+        p = subprocess.run([kubectl, "kustomize", target], capture_output=True, text=True)
+    finally:
+        if components:
+            shutil.rmtree(target)
     if p.returncode != 0:
-        sys.exit(f"check: kubectl kustomize {overlay} failed:\n{p.stderr}")
+        sys.exit(f"check: kubectl kustomize {overlay} {' '.join(components)} failed:\n{p.stderr}")
     return [d for d in yaml.safe_load_all(p.stdout) if d]
+
+
+def is_core(api_version):
+    """Kinds every cluster has: the core group and Kubernetes' own groups."""
+    group = api_version.rsplit("/", 1)[0] if "/" in api_version else ""
+    return "." not in group or group.endswith(".k8s.io")
 
 
 SCHEMA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schema")
@@ -102,8 +127,9 @@ def port_of(value):
 
 
 class Checker:
-    def __init__(self, docs, overlay, defaults):
+    def __init__(self, docs, overlay, defaults, monitored):
         self.docs, self.overlay, self.defaults = docs, overlay, defaults
+        self.monitored = monitored  # Rendered with the monitoring component.
         self.problems = []
         self.by_kind = {}
         for d in docs:
@@ -343,7 +369,7 @@ class Checker:
             ref = h["spec"]["scaleTargetRef"]
             if ref["name"] not in self.by_kind.get(ref["kind"], {}):
                 self.bad(f"HorizontalPodAutoscaler/{name}", f"scales {ref['kind']}/{ref['name']}, which does not exist")
-            for m in h["spec"].get("metrics", []):
+            for m in h["spec"].get("metrics", []) if self.monitored else []:
                 if m["type"] == "Pods" and m["pods"]["metric"]["name"] not in provided:
                     self.bad(f"HorizontalPodAutoscaler/{name}",
                              f"metric {m['pods']['metric']['name']} is served by no prometheus-adapter rule")
@@ -351,6 +377,12 @@ class Checker:
     def run(self):
         if not self.by_kind.get("Deployment"):
             self.bad("render", "no Deployment rendered")
+        if not self.monitored:
+            for d in self.docs:
+                if not is_core(d["apiVersion"]):
+                    self.bad(f"{d['kind']}/{d['metadata']['name']}",
+                             f"{d['apiVersion']} is not a core kind: it belongs in a component "
+                             "(the overlay alone must install on any cluster)")
         self.check_pods()
         self.check_teachers()
         self.check_config_maps()
@@ -369,13 +401,16 @@ def main():
     args = ap.parse_args()
     overlays = args.overlays or [f"{args.root}/deploy/k8s/overlays/{o}" for o in ("cpu-dev", "gpu")]
     defaults = binary_defaults(args.root)
+    monitoring = f"{args.root}/deploy/k8s/components/monitoring"
     problems = []
     for overlay in overlays:
-        docs = render(args.kubectl, overlay)
-        found = Checker(docs, overlay, defaults).run()
-        found += [f"{overlay}: {p}" for p in schema_problems(docs)]
-        problems += found
-        print(f"check: {overlay}: {len(docs)} objects, {len(found)} problems")
+        for components in ((), (monitoring,)):
+            name = overlay + (" + monitoring" if components else "")
+            docs = render(args.kubectl, overlay, components)
+            found = Checker(docs, name, defaults, monitored=bool(components)).run()
+            found += [f"{name}: {p}" for p in schema_problems(docs)]
+            problems += found
+            print(f"check: {name}: {len(docs)} objects, {len(found)} problems")
     for p in problems:
         print(p)
     sys.exit(1 if problems else 0)
