@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Builds maskedkd's images from docker/Dockerfile (classic builder, host
-# network) and prints their sizes:
-#   maskedkd:latest              mkd-teacher, mkd-student, mkd, on LibTorch
-#   maskedkd-coordinator:latest  mkd-coordinator and mkd-health, no LibTorch
-#   maskedkd-prometheus:latest   Debian's Prometheus (the local cluster's)
+# network) and prints their tags and sizes:
+#   maskedkd              mkd-teacher, mkd-student, mkd, on LibTorch
+#   maskedkd-coordinator  mkd-coordinator and mkd-health, no LibTorch
+#   maskedkd-prometheus   Debian's Prometheus (the local cluster's)
+# Each is tagged `latest` and with its version: VERSION's, then -g and the
+# commit (-dirty with uncommitted changes), e.g. 0.5.0-g1a2b3c4d5e6f, and
+# carries the OCI labels (title, version, revision, created).
 #   scripts/docker_images.sh [--prebuilt] [--base IMAGE]
 # Without --prebuilt the Dockerfile's build stage compiles everything
 # (setup.sh --build-only, CMake Release): the image CI users deploy.
@@ -45,13 +48,28 @@ if ((prebuilt)); then
   done
   args+=(--build-arg PREBUILT=1)
 fi
+version=$(head -n 1 VERSION)
+revision=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+tag="$version-g$revision"
+if [[ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]]; then tag+=-dirty; fi
+labels=(--label "org.opencontainers.image.version=$version"
+  --label "org.opencontainers.image.revision=$revision"
+  --label "org.opencontainers.image.created=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  --label "org.opencontainers.image.vendor=maskedkd")
+# name, Dockerfile target ("" for the last stage), title
+build() {
+  local name=$1 target=$2 title=$3
+  docker build -q "${args[@]}" ${target:+--target "$target"} "${labels[@]}" \
+    --label "org.opencontainers.image.title=$title" -t "$name:latest" -t "$name:$tag" . >/dev/null
+}
 start=$(date +%s)
-docker build -q "${args[@]}" --target coordinator -t maskedkd-coordinator:latest . >/dev/null
-docker build -q "${args[@]}" -t maskedkd:latest . >/dev/null
-docker build -q --network host --build-arg "BASE=$base" -f docker/prometheus.Dockerfile \
-  -t maskedkd-prometheus:latest docker >/dev/null
+build maskedkd-coordinator coordinator "maskedkd coordinator"
+build maskedkd "" "maskedkd teacher and student"
+docker build -q --network host --build-arg "BASE=$base" -f docker/prometheus.Dockerfile "${labels[@]}" \
+  --label "org.opencontainers.image.title=maskedkd prometheus" \
+  -t maskedkd-prometheus:latest -t "maskedkd-prometheus:$tag" docker >/dev/null
 rm -rf build/docker-bin
-echo "docker_images: built in $(($(date +%s) - start)) s"
-for image in maskedkd:latest maskedkd-coordinator:latest maskedkd-prometheus:latest; do
-  printf '  %-30s %s\n' "$image" "$(docker image inspect -f '{{.Size}}' "$image" | numfmt --to=iec --format='%.1f')"
+echo "docker_images: built in $(($(date +%s) - start)) s, tagged latest and $tag"
+for image in maskedkd maskedkd-coordinator maskedkd-prometheus; do
+  printf '  %-48s %s\n' "$image:$tag" "$(docker image inspect -f '{{.Size}}' "$image:$tag" | numfmt --to=iec --format='%.1f')"
 done

@@ -99,6 +99,17 @@ class Cluster(unittest.TestCase):
                   check=False, env=cls.env)
         assert down.returncode == 0 and not left.stdout.strip(), "containers left after down"
 
+    def test_images_carry_their_version(self):
+        version = open(os.path.join(ROOT, "VERSION")).read().strip()
+        revision = sh(["git", "rev-parse", "--short=12", "HEAD"], env=self.env).stdout.strip()
+        for image in ("maskedkd", "maskedkd-coordinator", "maskedkd-prometheus"):
+            labels = json.loads(sh(["docker", "image", "inspect", "-f", "{{json .Config.Labels}}",
+                                    f"{image}:latest"], env=self.env).stdout)
+            self.assertEqual(labels.get("org.opencontainers.image.version"), version, image)
+            self.assertEqual(labels.get("org.opencontainers.image.revision"), revision, image)
+            tags = sh(["docker", "image", "ls", "--format", "{{.Tag}}", image], env=self.env).stdout.split()
+            self.assertTrue(any(t.startswith(f"{version}-g{revision}") for t in tags), (image, tags))
+
     def test_cluster(self):
         # Every target up (cluster.sh up waited for that; check it here too).
         targets = get_json(f"{PROM}/api/v1/targets?state=active")["data"]["activeTargets"]
