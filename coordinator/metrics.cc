@@ -106,7 +106,9 @@ void CoordinatorMetrics::Update(const PoolStats& stats) {
   }
   for (const auto& [job, m] : stats.planned_micro_batches) {
     prometheus::Gauge*& g = planned_by_job_[job];
-    if (g == nullptr) g = &planned_.Add({{"job", job}});
+    // job_id, not job: Prometheus gives every scraped series its own `job`
+    // label (the scrape job), which this would collide with.
+    if (g == nullptr) g = &planned_.Add({{"job_id", job}});
     g->Set(m);
   }
 }

@@ -310,7 +310,7 @@ TEST_F(CoordinatorServiceTest, ListsThePoolAndExportsMetrics) {
   EXPECT_NE(body.find("mkd_coordinator_teachers{state=\"serving\"} 1"), std::string::npos) << body;
   EXPECT_NE(body.find("mkd_coordinator_jobs 1"), std::string::npos) << body;
   EXPECT_NE(body.find("mkd_coordinator_assignments 1"), std::string::npos) << body;
-  EXPECT_NE(body.find("mkd_coordinator_planned_micro_batches{job=\"job\"} 1"), std::string::npos)
+  EXPECT_NE(body.find("mkd_coordinator_planned_micro_batches{job_id=\"job\"} 1"), std::string::npos)
       << body;
 }
 
