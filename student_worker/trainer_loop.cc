@@ -1,6 +1,8 @@
 // Trainer: the epoch loop, evaluation, checkpoints and logs.
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <type_traits>
 
 #include "absl/strings/numbers.h"
@@ -19,6 +21,38 @@
 
 namespace mkd::student {
 namespace {
+
+// Drops the lines of `path` (metrics.jsonl) logged for steps after `step`:
+// a run that died after its last checkpoint logged steps that its resumed
+// run does again, and every step must be logged once. Lines without a
+// step are kept. A missing file is fine (nothing was logged).
+absl::Status DropLinesAfter(const std::string& path, int64_t step) {
+  std::ifstream in(path);
+  if (!in) return absl::OkStatus();
+  std::string kept;
+  bool dropped = false;
+  for (std::string line; std::getline(in, line);) {
+    const auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (j.is_object() && j.contains("step") && j["step"].is_number_integer() &&
+        j["step"].get<int64_t>() > step) {
+      dropped = true;
+      continue;
+    }
+    kept += line + "\n";
+  }
+  if (!dropped) return absl::OkStatus();
+  // Replaced whole (a crash leaves the old file or the new one).
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << kept;
+    if (!out.flush()) return absl::InternalError("cannot rewrite " + path);
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) return absl::InternalError("cannot rewrite " + path + ": " + ec.message());
+  return absl::OkStatus();
+}
 
 using Clock = std::chrono::steady_clock;
 
@@ -51,7 +85,9 @@ absl::Status Trainer::Train(bool resume) {
   if (resume) MKD_RETURN_IF_ERROR(Resume());
   if (resume && dp_) MKD_RETURN_IF_ERROR(AgreeOnResume());
   if (rank_ == 0) {  // One log per job: rank 0's, with the summary over ranks.
-    jsonl_ = std::fopen((config_.run.out_dir + "/metrics.jsonl").c_str(), resume ? "a" : "w");
+    const std::string log = config_.run.out_dir + "/metrics.jsonl";
+    if (resume) MKD_RETURN_IF_ERROR(DropLinesAfter(log, step_));
+    jsonl_ = std::fopen(log.c_str(), resume ? "a" : "w");
     if (jsonl_ == nullptr)
       return absl::InternalError("cannot open metrics.jsonl in " + config_.run.out_dir);
   }

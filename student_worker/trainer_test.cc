@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "common/vit_weights.h"
@@ -288,6 +289,13 @@ TEST(TrainerTest, ResumeSkipsATruncatedLatestCheckpointForTheOneBefore) {
   absl::Status st = (*second)->Train(/*resume=*/true);
   ASSERT_TRUE(st.ok()) << st;
   EXPECT_EQ((*second)->step(), 6) << "resumed from step 2, trained to 6";
+  // Steps 3 and 4 were logged by the first run and done again by the
+  // second: each is logged once, by the run whose weights went on.
+  std::map<int64_t, int> logged;
+  for (const auto& j : Metrics(dir)) {
+    if (j["type"] == "train") ++logged[j["step"].get<int64_t>()];
+  }
+  EXPECT_EQ(logged, (std::map<int64_t, int>{{1, 1}, {2, 1}, {3, 1}, {4, 1}, {5, 1}, {6, 1}}));
   // Both unreadable: a clear error naming each, no silent fresh start.
   for (int64_t s : {int64_t{6}, int64_t{4}}) {
     const std::string p = CheckpointFor(dir, s).state;
