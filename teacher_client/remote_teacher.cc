@@ -20,11 +20,6 @@
 #include "teacher_client/remote_teacher_impl.h"
 
 namespace mkd::client {
-namespace {
-
-bool Retryable(int code) { return rpc::IsTransient(static_cast<absl::StatusCode>(code)); }
-
-}  // namespace
 
 RemoteTeacher::RemoteTeacher(const RemoteTeacherOptions& options, v1::DType wire,
                              const v1::ModelInfo& info)
@@ -348,7 +343,8 @@ void RemoteTeacher::OnAnswer(const std::string& address, const v1::DistillRespon
     if (auto e = endpoints_.find(p.endpoint); e != endpoints_.end()) {
       e->second.outstanding_tokens = std::max<int64_t>(0, e->second.outstanding_tokens - p.tokens);
     }
-    if (r.code() != 0 && Retryable(r.code()) && p.attempts < options_.max_attempts) {
+    if (r.code() != 0 && rpc::IsTransient(static_cast<absl::StatusCode>(r.code())) &&
+        p.attempts < options_.max_attempts) {
       // The teacher is busy or leaving: back off a little, then send the same
       // id to whichever teacher is least loaded then (the retry thread does).
       p.last_error =

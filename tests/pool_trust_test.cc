@@ -38,11 +38,15 @@ class PoolTrustTest : public ::testing::Test {
     return v1::CoordinatorService::NewStub(*channel);
   }
 
+  // A call as `who`: its token, and a deadline.
+  static void Prepare(grpc::ClientContext* ctx, const Client& who) {
+    ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    rpc::AddTokenMetadata(ctx, who.token);
+  }
   static grpc::Status RegisterTeacher(v1::CoordinatorService::Stub* stub, const Client& who,
                                       const std::string& address) {
     grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-    rpc::AddTokenMetadata(&ctx, who.token);
+    Prepare(&ctx, who);
     v1::RegisterTeacherRequest req;
     req.mutable_info()->set_address(address);
     req.mutable_info()->set_model_id("pool_trust@0000");
@@ -53,8 +57,7 @@ class PoolTrustTest : public ::testing::Test {
   static grpc::Status Drain(v1::CoordinatorService::Stub* stub, const Client& who,
                             const std::string& address) {
     grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-    rpc::AddTokenMetadata(&ctx, who.token);
+    Prepare(&ctx, who);
     v1::DrainRequest req;
     req.set_address(address);
     v1::DrainResponse resp;
@@ -63,8 +66,7 @@ class PoolTrustTest : public ::testing::Test {
   static grpc::Status RegisterJob(v1::CoordinatorService::Stub* stub, const Client& who,
                                   const std::string& job) {
     grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-    rpc::AddTokenMetadata(&ctx, who.token);
+    Prepare(&ctx, who);
     v1::RegisterJobRequest req;
     req.mutable_info()->set_job_id(job);
     req.mutable_info()->set_model_id("pool_trust@0000");
