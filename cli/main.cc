@@ -11,6 +11,7 @@
 
 #include "cli/dispatch.h"
 #ifdef MKD_WITH_POOL_CLI
+#include "cli/job_manifest.h"
 #include "cli/pool.h"
 #endif
 
@@ -26,6 +27,7 @@ int Usage(std::ostream& os) {
         "  health    grpc.health.v1 check of mkd-teacher or mkd-coordinator\n"
         "  token     a pool token for a teacher, a job or an operator\n"
         "  job-token a job token of the old kind (mkd token --role job replaces it)\n"
+        "  job manifest  a distillation job's Kubernetes manifests\n"
 #endif
       ;
   return mkd::cli::kUsageError;
@@ -84,6 +86,16 @@ int main(int argc, char** argv) {
   if (command == "job-token") {
     return Dispatch<mkd::cli::JobTokenOptions>(command, args, mkd::cli::JobTokenUsage(),
                                                mkd::cli::ParseJobTokenFlags, mkd::cli::RunJobToken);
+  }
+  if (command == "job") {
+    if (args.empty() || args[0] != "manifest") {
+      std::cerr << "mkd job: error: expected `mkd job manifest --name NAME ...`\n";
+      return mkd::cli::kUsageError;
+    }
+    args.erase(args.begin());
+    return Dispatch<mkd::cli::JobManifestOptions>(
+        "job manifest", args, mkd::cli::JobManifestUsage(), mkd::cli::ParseJobManifestFlags,
+        mkd::cli::RunJobManifest);
   }
   if (command == "health") {
     return Dispatch<mkd::cli::PoolOptions>(command, args, mkd::cli::HealthUsage(),

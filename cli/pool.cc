@@ -253,7 +253,9 @@ const std::vector<FlagSpec>& TokenSpecs() {
   return *specs;
 }
 
-absl::StatusOr<absl::Duration> ParseTtl(const std::string& text) {
+}  // namespace
+
+absl::StatusOr<absl::Duration> ParseTtl(const std::string& text, absl::string_view flag) {
   int64_t n = 0;
   const char unit = text.empty() ? ' ' : text.back();
   const absl::Duration per = unit == 's'   ? absl::Seconds(1)
@@ -264,12 +266,10 @@ absl::StatusOr<absl::Duration> ParseTtl(const std::string& text) {
   if (per == absl::ZeroDuration() || !absl::SimpleAtoi(text.substr(0, text.size() - 1), &n) ||
       n < 1 || n > 3650 * 24 * 3600) {
     return absl::InvalidArgumentError(
-        absl::StrCat("--ttl: expected N followed by s, m, h or d (e.g. 30d), got '", text, "'"));
+        absl::StrCat(flag, ": expected N followed by s, m, h or d (e.g. 30d), got '", text, "'"));
   }
   return per * n;
 }
-
-}  // namespace
 
 absl::StatusOr<TokenOptions> ParseTokenFlags(const std::vector<std::string>& args) {
   MKD_ASSIGN_OR_RETURN(ParsedFlags f, ParseFlags(args, TokenSpecs()));
@@ -286,7 +286,7 @@ absl::StatusOr<TokenOptions> ParseTokenFlags(const std::vector<std::string>& arg
   if (o.id.empty() || o.id.size() > 253) {
     return absl::InvalidArgumentError("--id: must be 1 to 253 bytes");
   }
-  MKD_ASSIGN_OR_RETURN(o.ttl, ParseTtl(f.Get("ttl").value_or("30d")));
+  MKD_ASSIGN_OR_RETURN(o.ttl, ParseTtl(f.Get("ttl").value_or("30d"), "--ttl"));
   if (!f.positional().empty()) return absl::InvalidArgumentError("unexpected argument");
   return o;
 }

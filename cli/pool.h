@@ -51,6 +51,9 @@ struct TokenOptions {
   rpc::Role role = rpc::Role::kJob;
   absl::Duration ttl = absl::Hours(24 * 30);
 };
+// "30d", "12h", "90m", "3600s" as a duration; errors name `flag`.
+absl::StatusOr<absl::Duration> ParseTtl(const std::string& text, absl::string_view flag);
+
 absl::StatusOr<TokenOptions> ParseTokenFlags(const std::vector<std::string>& args);
 std::string TokenUsage();
 absl::StatusOr<std::string> RunToken(const TokenOptions& options);

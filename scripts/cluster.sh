@@ -16,13 +16,17 @@ source scripts/docker_env.sh
 compose=(docker-compose -p maskedkd -f deploy/compose/docker-compose.yml)
 prom=http://127.0.0.1:9099
 marker="${TMPDIR:-/tmp}/maskedkd-cluster-started-dockerd"  # up started the engine
-# The pool secret and tokens (scripts/pool_secrets.sh); compose mounts them.
+# The certificates, the pool secret and the tokens; compose mounts them.
 export MKD_SECRETS="$PWD/runs/cluster-secrets"
+# mkd's flags to reach the pool: mutual TLS (the operator's certificate)
+# and the operator's token.
+pool_flags=(--tls-ca "$MKD_SECRETS/ca.pem" --tls-cert "$MKD_SECRETS/operator.pem"
+  --tls-key "$MKD_SECRETS/operator.key" --tls-server-name maskedkd.pool
+  --token-file "$MKD_SECRETS/operator.token")
 
 mkd_status() {  # The pool as the coordinator sees it, through `mkd status`.
   if [[ -x build/bin/mkd ]]; then
-    build/bin/mkd status --coordinator 127.0.0.1:50050 --timeout-s 3 --insecure \
-      --token-file "$MKD_SECRETS/operator.token" || true
+    build/bin/mkd status --coordinator 127.0.0.1:50050 --timeout-s 3 "${pool_flags[@]}" || true
   else
     echo "(build/bin/mkd not built: docker-compose logs coordinator shows the pool)"
   fi
@@ -41,7 +45,18 @@ case "${1:-}" in
         maskedkd-prometheus:latest >/dev/null 2>&1; then
       bash scripts/docker_images.sh
     fi
-    # Minted in the image, so `up` needs no host build.
+    # A private CA and a certificate per component (the teachers' with the
+    # teacher role a student requires), made once and renewed when older
+    # than 20 of their 30 days.
+    if [[ ! -s "$MKD_SECRETS/ca.pem" ]] || find "$MKD_SECRETS/ca.pem" -mtime +20 | grep -q .; then
+      bash scripts/make_certs.sh "$MKD_SECRETS" ca
+      bash scripts/make_certs.sh "$MKD_SECRETS" cert coordinator mkd-coordinator
+      bash scripts/make_certs.sh "$MKD_SECRETS" role teacher teacher
+      bash scripts/make_certs.sh "$MKD_SECRETS" cert student mkd-student
+      bash scripts/make_certs.sh "$MKD_SECRETS" cert operator
+    fi
+    # Minted in the image, so `up` needs no host build; readable by the
+    # containers' user (pool_secrets.sh makes every file in the folder 0644).
     bash scripts/pool_secrets.sh "$MKD_SECRETS" \
       "docker run --rm -i --network none maskedkd:latest mkd" job-a job-b
     up_start=$(date +%s)
@@ -63,7 +78,7 @@ case "${1:-}" in
     echo "cluster: up in $((now - up_start)) s ($((now - start)) s with images)"
     cat <<MSG
   Prometheus     $prom  (targets: $prom/targets, alerts: $prom/alerts)
-  the pool       build/bin/mkd status --coordinator 127.0.0.1:50050 --insecure --token-file $MKD_SECRETS/operator.token
+  the pool       build/bin/mkd status --coordinator 127.0.0.1:50050 ${pool_flags[*]}
   logs           docker-compose -p maskedkd -f deploy/compose/docker-compose.yml logs -f job-a
   stop           scripts/cluster.sh down
 MSG

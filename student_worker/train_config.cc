@@ -1,5 +1,6 @@
 #include "student_worker/train_config.h"
 
+#include <filesystem>
 #include <functional>
 #include <map>
 
@@ -288,6 +289,12 @@ absl::StatusOr<TrainConfig> LoadTrainConfig(const std::string& path,
   auto config = ParseTrainConfig(text, overrides);
   if (!config.ok()) return Annotate(config.status(), path);
   return config;
+}
+
+std::string JobIdOf(const TrainConfig& config) {
+  if (!config.distill.job_id.empty()) return config.distill.job_id;
+  std::string id = std::filesystem::path(config.run.out_dir).filename().string();
+  return id.empty() ? "default" : id;
 }
 
 }  // namespace mkd::student

@@ -154,6 +154,10 @@ struct TrainConfig {
 absl::StatusOr<TrainConfig> ParseTrainConfig(const std::string& yaml_text,
                                              const std::vector<std::string>& overrides);
 
+// The job's id in the pool and on its metrics: distill.job_id, else
+// run.out_dir's last component, else "default".
+std::string JobIdOf(const TrainConfig& config);
+
 // ReadFile + ParseTrainConfig; messages name the file.
 absl::StatusOr<TrainConfig> LoadTrainConfig(const std::string& path,
                                             const std::vector<std::string>& overrides);

@@ -93,7 +93,8 @@ absl::Status Trainer::Train(bool resume) {
   }
   std::unique_ptr<MetricsHttpServer> http;
   if (!config_.run.metrics_listen.empty()) {
-    std::map<std::string, std::string> labels;
+    // job_id, not job: Prometheus gives every series its scrape job.
+    std::map<std::string, std::string> labels = {{"job_id", JobIdOf(config_)}};
     if (world_size_ > 1) labels["rank"] = std::to_string(rank_);  // One series per rank.
     metrics_ = std::make_unique<StudentMetrics>(labels);
     StudentMetrics* metrics = metrics_.get();

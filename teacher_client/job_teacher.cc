@@ -1,7 +1,6 @@
 #include "teacher_client/job_teacher.h"
 
 #include <algorithm>
-#include <filesystem>
 
 #include "common/device.h"
 #include "common/file_util.h"
@@ -27,9 +26,7 @@ absl::StatusOr<std::unique_ptr<Teacher>> MakeJobTeacher(const student::TrainConf
   o.timeout = absl::Milliseconds(d.teacher_timeout_ms);
   o.reconnect_timeout = o.timeout;
   o.teacher_wait = absl::Seconds(d.teacher_wait_s);
-  o.job_id =
-      d.job_id.empty() ? std::filesystem::path(config.run.out_dir).filename().string() : d.job_id;
-  if (o.job_id.empty()) o.job_id = "default";
+  o.job_id = student::JobIdOf(config);
   o.job_weight = d.job_weight;
   o.model_id = d.teacher_model_id;
   if (o.model_id.empty() && !d.teacher_weights.empty() && !d.coordinator.empty()) {

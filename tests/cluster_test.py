@@ -145,17 +145,24 @@ class Cluster(unittest.TestCase):
             a for a in get_json(f"{PROM}/api/v1/alerts")["data"]["alerts"]
             if a["labels"]["alertname"] == "MkdTeacherDown" and a["labels"]["instance"] == "127.0.0.1:9474"], 60)
         self.assertIn(alerts[0]["state"], ("pending", "firing"))
-        # The cluster runs secured: without the operator's token the
-        # coordinator lists nothing.
-        refused = sh([os.path.join(BIN, "mkd"), "status", "--coordinator", "127.0.0.1:50050",
-                      "--insecure"], check=False, env=self.env)
+        # The cluster runs secured. Plaintext is refused at the handshake;
+        # under mutual TLS without the operator's token the coordinator
+        # lists nothing.
+        secrets = os.path.join(ROOT, "runs/cluster-secrets")
+        tls = ["--tls-ca", f"{secrets}/ca.pem", "--tls-cert", f"{secrets}/operator.pem",
+               "--tls-key", f"{secrets}/operator.key", "--tls-server-name", "maskedkd.pool"]
+        plaintext = sh([os.path.join(BIN, "mkd"), "status", "--coordinator", "127.0.0.1:50050",
+                        "--insecure", "--timeout-s", "3"], check=False, env=self.env)
+        self.assertEqual(plaintext.returncode, 1)
+        refused = sh([os.path.join(BIN, "mkd"), "status", "--coordinator", "127.0.0.1:50050", *tls],
+                     check=False, env=self.env)
         self.assertEqual(refused.returncode, 1)
         self.assertIn("a token or a role certificate is required", refused.stderr)
         # The coordinator lists the survivor serving and teacher1 gone.
-        token = os.path.join(ROOT, "runs/cluster-secrets/operator.token")
+        token = os.path.join(secrets, "operator.token")
         status = wait("the coordinator sees teacher1 gone", lambda: (lambda s: s if '"TEACHER_STATE_GONE"' in s else None)(
             sh([os.path.join(BIN, "mkd"), "status", "--coordinator", "127.0.0.1:50050", "--json",
-                "--insecure", "--token-file", token],
+                *tls, "--token-file", token],
                env=self.env).stdout), 30)
         teachers = {t["info"]["address"]: t.get("state") for t in json.loads(status)["teachers"]["teachers"]}
         self.assertEqual(teachers.get("127.0.0.1:50062"), "TEACHER_STATE_SERVING", teachers)

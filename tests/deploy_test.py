@@ -14,6 +14,7 @@
 Run by ctest (deploy_test) from the repository root; MKD_BIN_DIR names the
 binaries' folder (default build/bin).
 """
+import base64
 import json
 import os
 import re
@@ -50,8 +51,18 @@ def run(argv, **kw):
 
 
 class Kubernetes(unittest.TestCase):
-    def check(self, root):
-        return run([sys.executable, os.path.join(ROOT, "deploy/k8s/check.py"), "--root", root])
+    def check(self, root, mkd=None):
+        return run([sys.executable, os.path.join(ROOT, "deploy/k8s/check.py"), "--root", root,
+                    "--mkd", mkd or os.path.join(BIN, "mkd")])
+
+    def edited_jobs(self, old, new):
+        """check.py with an `mkd` whose job manifests have one edit."""
+        tmp = tempfile.mkdtemp(prefix="mkd_jobs_")
+        self.addCleanup(shutil.rmtree, tmp)
+        wrapper = os.path.join(tmp, "mkd")
+        write(wrapper, f"#!/bin/sh\n{os.path.join(BIN, 'mkd')} \"$@\" | sed 's/{old}/{new}/'\n")
+        os.chmod(wrapper, 0o755)
+        return self.check(ROOT, wrapper)
 
     def broken(self, path, old, new):
         """A copy of the repository's deploy/ and headers with one edit."""
@@ -73,11 +84,16 @@ class Kubernetes(unittest.TestCase):
         self.assertIsNotNone(KUBECTL, "kubectl is missing: scripts/setup.sh installs it")
         p = self.check(ROOT)
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
-        # Alone (core kinds only), and with the monitoring component.
-        self.assertIn("overlays/cpu-dev: 15 objects, 0 problems", p.stdout)
-        self.assertIn("overlays/gpu: 15 objects, 0 problems", p.stdout)
-        self.assertIn("overlays/cpu-dev + monitoring: 20 objects, 0 problems", p.stdout)
-        self.assertIn("overlays/gpu + monitoring: 20 objects, 0 problems", p.stdout)
+        # Alone (core kinds only), with the monitoring component, and with
+        # cert-manager's where the pool runs mutual TLS; each beside the
+        # manifests of three jobs (1 rank, 2 through Kueue, 4 as a JobSet).
+        jobs = "and 14 of 3 jobs: 0 problems"
+        self.assertIn(f"overlays/cpu-dev: 11 objects, {jobs}", p.stdout)
+        self.assertIn(f"overlays/gpu: 11 objects, {jobs}", p.stdout)
+        self.assertIn(f"overlays/cpu-dev + monitoring: 15 objects, {jobs}", p.stdout)
+        self.assertIn(f"overlays/gpu + monitoring: 15 objects, {jobs}", p.stdout)
+        self.assertIn(f"overlays/gpu + monitoring + cert-manager: 21 objects, {jobs}", p.stdout)
+        self.assertNotIn("cpu-dev + monitoring + cert-manager", p.stdout)  # Plaintext.
 
     def test_the_pool_alone_needs_no_crd(self):
         deny = "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata:\n  name: maskedkd-default-deny"
@@ -109,13 +125,16 @@ class Kubernetes(unittest.TestCase):
         self.assertIn("differs from the binary's default port 50050", p.stdout)
 
     def test_a_probe_on_a_missing_port_is_caught(self):
-        p = self.broken("deploy/k8s/base/coordinator.yaml", "readinessProbe:\n            grpc: {port: 50050}",
-                        "readinessProbe:\n            grpc: {port: 50059}")
+        p = self.broken("deploy/k8s/base/coordinator.yaml", "exec mkd-health 127.0.0.1:50050",
+                        "exec mkd-health 127.0.0.1:50059")
         self.assertEqual(p.returncode, 1)
-        self.assertIn("readinessProbe grpc port 50059 is not a port of the container", p.stdout)
+        self.assertIn("readinessProbe mkd-health port 50059 is not a port of the container", p.stdout)
+        p = self.broken("deploy/k8s/base/teacher.yaml", "            - name: MKD_HEALTH_TLS\n",
+                        "            - name: MKD_HEALTH_TLS_X\n")
+        self.assertIn("readinessProbe uses $MKD_HEALTH_TLS, which env does not define", p.stdout)
 
     def test_a_missing_configmap_and_a_wrong_service_port_are_caught(self):
-        p = self.broken("deploy/k8s/base/job.yaml", "configMap: {name: maskedkd-config}",
+        p = self.broken("deploy/k8s/base/coordinator.yaml", "configMap: {name: maskedkd-config}",
                         "configMap: {name: maskedkd-konfig}")
         self.assertEqual(p.returncode, 1)
         self.assertIn("no ConfigMap maskedkd-konfig", p.stdout)
@@ -125,9 +144,8 @@ class Kubernetes(unittest.TestCase):
 
     def test_an_object_its_schema_refuses_is_caught(self):
         # Kubernetes' OpenAPI schema: a probe period is an integer.
-        p = self.broken("deploy/k8s/base/coordinator.yaml", "readinessProbe:\n            grpc: {port: 50050}\n"
-                        "            periodSeconds: 5", "readinessProbe:\n            grpc: {port: 50050}\n"
-                        "            periodSeconds: five")
+        p = self.broken("deploy/k8s/base/coordinator.yaml", "            periodSeconds: 5\n",
+                        "            periodSeconds: five\n")
         self.assertEqual(p.returncode, 1)
         self.assertIn("schema: Deployment/mkd-coordinator: "
                       "/spec/template/spec/containers/0/readinessProbe/periodSeconds must be integer", p.stdout)
@@ -144,12 +162,20 @@ class Kubernetes(unittest.TestCase):
         p = self.broken("deploy/k8s/base/teacher.yaml", "automountServiceAccountToken: false",
                         "automountServiceAccountToken: true")
         self.assertIn("Deployment/mkd-teacher: automountServiceAccountToken must be false", p.stdout)
-        p = self.broken("deploy/k8s/base/job.yaml", "seccompProfile: {type: RuntimeDefault}",
+        p = self.broken("deploy/k8s/base/teacher.yaml", "seccompProfile: {type: RuntimeDefault}",
                         "seccompProfile: {type: Unconfined}")
-        self.assertIn("container student: seccompProfile.type must be RuntimeDefault", p.stdout)
-        p = self.broken("deploy/k8s/base/job.yaml", "readOnlyRootFilesystem: true",
+        self.assertIn("container teacher: seccompProfile.type must be RuntimeDefault", p.stdout)
+        p = self.broken("deploy/k8s/base/teacher.yaml", "readOnlyRootFilesystem: true",
                         "readOnlyRootFilesystem: false")
-        self.assertIn("container student: securityContext.readOnlyRootFilesystem must be true", p.stdout)
+        self.assertIn("container teacher: securityContext.readOnlyRootFilesystem must be true", p.stdout)
+        # The generated jobs are held to the same profile.
+        p = self.edited_jobs("allowPrivilegeEscalation: false", "allowPrivilegeEscalation: true")
+        self.assertIn("Job/job-a container student: securityContext.allowPrivilegeEscalation must be false",
+                      p.stdout)
+        # A Secret's files (0440) are unreadable to a non-root process
+        # without fsGroup.
+        p = self.broken("deploy/k8s/base/teacher.yaml", "        fsGroup: 10001", "")
+        self.assertIn("Deployment/mkd-teacher: volume secret: mode 440 and no securityContext.fsGroup", p.stdout)
 
     def test_a_fragile_teacher_pool_is_caught(self):
         p = self.broken("deploy/k8s/base/teacher.yaml", "spec:\n  strategy:",
@@ -170,23 +196,94 @@ class Kubernetes(unittest.TestCase):
                         "  name: maskedkd-default-deny\nspec:\n  podSelector: {matchLabels: {x: y}}")
         self.assertEqual(p.returncode, 1)
         self.assertIn("none denies ingress by default", p.stdout)
-        p = self.broken("deploy/k8s/base/network-policy.yaml", "        - {port: rendezvous}",
-                        "        - {port: 29501}")
-        self.assertIn("Job/mkd-student: port rendezvous is opened by no NetworkPolicy", p.stdout)
+        p = self.broken("deploy/k8s/base/network-policy.yaml", "      ports:\n        - {port: grpc}\n"
+                        "    - from:\n        - namespaceSelector:\n            matchLabels: {kubernetes.io/metadata.name: "
+                        "monitoring}\n      ports:\n        - {port: metrics}\n---\napiVersion: networking.k8s.io/v1\n"
+                        "kind: NetworkPolicy\nmetadata:\n  name: mkd-teacher",
+                        "      ports:\n        - {port: 50049}\n"
+                        "    - from:\n        - namespaceSelector:\n            matchLabels: {kubernetes.io/metadata.name: "
+                        "monitoring}\n      ports:\n        - {port: metrics}\n---\napiVersion: networking.k8s.io/v1\n"
+                        "kind: NetworkPolicy\nmetadata:\n  name: mkd-teacher")
+        self.assertIn("Deployment/mkd-coordinator: port grpc is opened by no NetworkPolicy", p.stdout)
 
     def test_a_config_map_without_a_content_hash_is_caught(self):
-        p = self.broken("deploy/k8s/base/kustomization.yaml", "      - student.yaml=config/student.yaml",
-                        "      - student.yaml=config/student.yaml\ngeneratorOptions:\n"
+        p = self.broken("deploy/k8s/base/kustomization.yaml", "      - teacher.yaml=config/teacher.yaml",
+                        "      - teacher.yaml=config/teacher.yaml\ngeneratorOptions:\n"
                         "  disableNameSuffixHash: true")
         self.assertEqual(p.returncode, 1)
         self.assertIn("ConfigMap maskedkd-config has no content hash in its name", p.stdout)
 
     def test_an_hpa_metric_no_adapter_rule_serves_is_caught(self):
-        p = self.broken("deploy/k8s/components/monitoring/prometheus-adapter.yaml",
+        p = self.broken("deploy/k8s/components/monitoring/prometheus-adapter-values.yaml",
                         'as: "mkd_teacher_queue_seconds_mean"',
                         'as: "mkd_teacher_queue_mean"')
         self.assertEqual(p.returncode, 1)
         self.assertIn("metric mkd_teacher_queue_seconds_mean is served by no prometheus-adapter rule", p.stdout)
+
+
+    def test_jobs_that_would_not_rendezvous_or_would_collide_are_caught(self):
+        # Rank 0's name must resolve before the ranks are ready.
+        p = self.edited_jobs("publishNotReadyAddresses: true", "publishNotReadyAddresses: false")
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("Job/job-a: subdomain job-a: Service/job-a needs publishNotReadyAddresses: true", p.stdout)
+        # Two jobs under one name collide in every object.
+        p = self.edited_jobs("job-b", "job-a")
+        self.assertIn("Job/job-a: is defined twice", p.stdout)
+        self.assertIn("PersistentVolumeClaim/job-a-runs: is defined twice", p.stdout)
+        # A JobSet's own fields are checked by hand (no schema package).
+        p = self.edited_jobs("maxRestarts: 3", "maxRestarts: three")
+        self.assertIn("schema: JobSet/job-c: /spec/failurePolicy/maxRestarts must be integer", p.stdout)
+        # Its Job template against batch/v1 Job's schema.
+        p = self.edited_jobs("backoffLimit: 0", "backoffLimit: none")
+        self.assertIn("schema: JobSet/job-c: /spec/replicatedJobs/0/template: /spec/backoffLimit must be integer",
+                      p.stdout)
+
+    def test_a_pool_and_jobs_that_disagree_on_tls_are_caught(self):
+        # cpu-dev's coordinator without its plaintext patch: the base's
+        # mutual TLS, with the certificate volume the overlay removes.
+        p = self.broken("deploy/k8s/overlays/cpu-dev/small.yaml",
+                        '          args: ["--config", "/etc/maskedkd/config/coordinator.yaml", "--set", '
+                        '"tls.insecure=true"]\n', "")
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("the pool and its jobs disagree: mutual TLS: Deployment/mkd-coordinator; plaintext:", p.stdout)
+        self.assertIn("/etc/maskedkd/tls/tls.crt is in no volume the container mounts", p.stdout)
+
+    def test_a_tls_secret_no_certificate_issues_is_caught(self):
+        p = self.broken("deploy/k8s/components/cert-manager/certificates.yaml",
+                        "secretName: maskedkd-teacher-tls", "secretName: maskedkd-teachers-tls")
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("gpu + monitoring + cert-manager: Deployment/mkd-teacher: volume tls: "
+                      "no Certificate issues Secret maskedkd-teacher-tls", p.stdout)
+        # cert-manager's CRD schema: a usage it does not know.
+        p = self.broken("deploy/k8s/components/cert-manager/certificates.yaml",
+                        "usages: [client auth,", "usages: [client authentication,")
+        self.assertIn("schema: Certificate/maskedkd-student:", p.stdout)
+
+    def test_make_secrets_prints_the_secrets_the_pool_mounts(self):
+        tmp = tempfile.mkdtemp(prefix="mkd_secrets_")
+        self.addCleanup(shutil.rmtree, tmp)
+        env = dict(os.environ, MKD=os.path.join(BIN, "mkd"))
+        p = run(["bash", "deploy/k8s/make_secrets.sh", f"{tmp}/s"], cwd=ROOT, env=env)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        secrets = {d["metadata"]["name"]: d for d in yaml.safe_load_all(p.stdout) if d}
+        self.assertEqual(sorted(secrets), ["maskedkd-coordinator-tls", "maskedkd-pool",
+                                           "maskedkd-student-tls", "maskedkd-teacher-tls"])
+        for name in ("maskedkd-coordinator-tls", "maskedkd-teacher-tls", "maskedkd-student-tls"):
+            self.assertEqual(sorted(secrets[name]["data"]), ["ca.crt", "tls.crt", "tls.key"])
+        teacher = base64.b64decode(secrets["maskedkd-teacher-tls"]["data"]["tls.crt"])
+        san = subprocess.run(["openssl", "x509", "-noout", "-ext", "subjectAltName"], input=teacher,
+                             capture_output=True).stdout.decode()
+        self.assertIn("URI:spiffe://maskedkd.pool/maskedkd/teacher/", san)
+        self.assertIn("DNS:maskedkd.pool", san)
+        # Again: the pool secret (and every token minted from it) is kept.
+        first = read(f"{tmp}/s/pool.secret")
+        p = run(["bash", "deploy/k8s/make_secrets.sh", f"{tmp}/s", "--insecure"], cwd=ROOT, env=env)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual([d["metadata"]["name"] for d in yaml.safe_load_all(p.stdout) if d], ["maskedkd-pool"])
+        self.assertEqual(read(f"{tmp}/s/pool.secret"), first)
+        p = run(["bash", "deploy/k8s/make_secrets.sh", f"{tmp}/s", "--plain"], cwd=ROOT, env=env)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("unknown flag '--plain'", p.stderr)
 
 
 class PrometheusRules(unittest.TestCase):
@@ -234,13 +331,14 @@ class PrometheusRules(unittest.TestCase):
 
 
 class Process:
-    """A binary from BIN, its stdout in a file; waits (bounded) for a line."""
+    """A binary from BIN (PATH holds BIN), its stdout in a file; waits
+    (bounded) for a line."""
 
-    def __init__(self, tmp, name, argv):
+    def __init__(self, tmp, name, argv, cwd=ROOT, env=None):
         self.out = os.path.join(tmp, name + ".out")
+        environ = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", **(env or {}))
         with open(self.out, "w") as out:
-            self.proc = subprocess.Popen([os.path.join(BIN, argv[0])] + argv[1:], cwd=ROOT,
-                                         stdout=out, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(argv, cwd=cwd, env=environ, stdout=out, stderr=subprocess.STDOUT)
 
     def wait_for(self, pattern, timeout=90):
         end = time.time() + timeout
@@ -259,6 +357,11 @@ class Process:
         self.proc.wait()
 
 
+def scrape_text(port):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        return r.read().decode()
+
+
 def scrape_names(port):
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
         text = r.read().decode()
@@ -270,43 +373,127 @@ class LiveMetricNames(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="mkd_live_")
-        # The shipped configs, secured as shipped: the pool secret and the
-        # job's token where the Secrets would be mounted, moved by --set.
-        secrets = os.path.join(cls.tmp, "secrets")
+        """A small pool on loopback, each process started as its pod would
+        start it: the coordinator and a teacher with the base's args (mutual
+        TLS), the Secrets deploy/k8s/make_secrets.sh prints, and a job from
+        `mkd job manifest`'s own command line and minted token. Each mount
+        path is replaced by a folder holding what the Secret or ConfigMap
+        would; addresses by loopback ones."""
+        cls.tmp = tmp = tempfile.mkdtemp(prefix="mkd_live_")
         mkd = os.path.join(BIN, "mkd")
-        subprocess.run(["bash", "scripts/pool_secrets.sh", secrets, mkd, "live"], cwd=ROOT, check=True)
-        secret = f"auth.pool_secret_file={secrets}/pool.secret"
+        secrets = os.path.join(tmp, "secrets")
+        p = run(["bash", "deploy/k8s/make_secrets.sh", secrets], cwd=ROOT, env=dict(os.environ, MKD=mkd))
+        assert p.returncode == 0, p.stderr
+        mounts = {}  # Mount path -> folder here.
+
+        def mount(name, files):
+            folder = os.path.join(tmp, name)
+            os.makedirs(folder, exist_ok=True)
+            for key, data in files.items():
+                with open(os.path.join(folder, key), "wb" if isinstance(data, bytes) else "w") as f:
+                    f.write(data)
+            return folder
+
+        secret = {d["metadata"]["name"]: {k: base64.b64decode(v) for k, v in d["data"].items()}
+                  for d in yaml.safe_load_all(p.stdout) if d}
+        pool = yaml.safe_load_all(run([KUBECTL, "kustomize", os.path.join(ROOT, "deploy/k8s/base")]).stdout)
+        pods = {d["metadata"]["name"]: d["spec"]["template"]["spec"] for d in pool if d and d["kind"] == "Deployment"}
+        job_flags = ["--name", "live", "--pool-secret-file", f"{secrets}/pool.secret",
+                     "--set", "run.metrics_listen=127.0.0.1:0", "--set", "run.log_every_steps=1",
+                     "--set", "data.limit_train=8192", "--set", "data.limit_eval=256", "--set", "optim.epochs=1"]
+        p = run([mkd, "job", "manifest", *job_flags])
+        assert p.returncode == 0, p.stderr
+        job = {d["kind"]: d for d in yaml.safe_load_all(p.stdout) if d}
+        cls.job_pod = job["Job"]["spec"]["template"]["spec"]
+
+        def localise(text, where):
+            for path, folder in where.items():
+                text = text.replace(path, folder)
+            return text
+
+        def pod_mounts(pod, config_maps):
+            """The container's mount paths -> folders holding its volumes: a
+            Secret's files as make_secrets.sh printed them, a ConfigMap's
+            ({name: {file: text}}, else the base's config folder) with the
+            paths in them moved too."""
+            volumes = {v["name"]: v for v in pod["volumes"]}
+            out, configs = {}, {}
+            for m in pod["containers"][0]["volumeMounts"]:
+                v = volumes[m["name"]]
+                if "secret" in v:
+                    name = v["secret"]["secretName"]
+                    if name in secret:
+                        out[m["mountPath"]] = mount(name, secret[name])
+                elif "configMap" in v:
+                    configs[m["mountPath"]] = v["configMap"]["name"]
+            base = os.path.join(ROOT, "deploy/k8s/base/config")
+            for path, name in configs.items():
+                files = config_maps.get(name) or {f: read(os.path.join(base, f)) for f in os.listdir(base)}
+                out[path] = mount(name, {f: localise(text, out) for f, text in files.items()})
+            return out
+
         procs = []
         try:
-            c = Process(cls.tmp, "coordinator", ["mkd-coordinator", "--config",
-                                                 "deploy/k8s/base/config/coordinator.yaml",
-                                                 "--set", "listen=127.0.0.1:0",
-                                                 "--set", "metrics_listen=127.0.0.1:0", "--set", secret])
+            coordinator = pods["mkd-coordinator"]
+            where = pod_mounts(coordinator, {})
+            args = [localise(a, where) for a in coordinator["containers"][0]["args"]]
+            c = Process(tmp, "coordinator", ["mkd-coordinator", *args, "--set", "listen=127.0.0.1:0",
+                                             "--set", "metrics_listen=127.0.0.1:0"])
             procs.append(c)
             m = c.wait_for(r"listening on port (\d+) \(metrics port (\d+)\)")
             coord, coord_metrics = m.group(1), int(m.group(2))
-            t = Process(cls.tmp, "teacher", ["mkd-teacher", "--config", "deploy/k8s/base/config/teacher.yaml",
-                                             "--set", f"coordinator=127.0.0.1:{coord}", "--set", "threads=1",
-                                             "--set", "listen=127.0.0.1:0", "--set", "metrics_listen=127.0.0.1:0",
-                                             "--set", secret])
+            teacher = pods["mkd-teacher"]
+            where = pod_mounts(teacher, {})
+            tc = teacher["containers"][0]
+            args = [localise(a, where).replace("$(POD_IP)", "127.0.0.1") for a in tc["args"]]
+            t = Process(tmp, "teacher", ["mkd-teacher", *args, "--set", f"coordinator=127.0.0.1:{coord}",
+                                         "--set", "threads=1", "--set", "listen=127.0.0.1:0",
+                                         "--set", "metrics_listen=127.0.0.1:0"])
             procs.append(t)
-            teacher_metrics = int(t.wait_for(r"metrics port (\d+)").group(1))
-            s = Process(cls.tmp, "student", [
-                "mkd-student", "train", "--config", "deploy/k8s/base/config/student.yaml",
-                "--set", f"distill.coordinator=127.0.0.1:{coord}", "--set", f"run.out_dir={cls.tmp}/run",
-                "--set", "distill.job_id=live", "--set", f"distill.job_token_file={secrets}/live.token",
-                "--set", "run.metrics_listen=127.0.0.1:0", "--set", "run.log_every_steps=1",
-                "--set", "data.limit_train=8192", "--set", "data.limit_eval=256", "--set", "optim.epochs=1"])
+            m = t.wait_for(r"on port (\d+) \(metrics port (\d+)")
+            teacher_port, teacher_metrics = m.group(1), int(m.group(2))
+            # The teacher's readiness probe, as the kubelet would run it.
+            env = {e["name"]: localise(e["value"], where) for e in tc["env"] if "value" in e}
+            probe = tc["readinessProbe"]["exec"]["command"]
+            cls.probe = run([probe[0], probe[1], probe[2].replace(":50051", f":{teacher_port}")],
+                            env=dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", **env))
+            # The job: its container's shell line, in a working directory
+            # laid out as the image's (/opt/maskedkd: configs, assets, runs).
+            work = os.path.join(tmp, "work")
+            os.makedirs(os.path.join(work, "runs"))
+            for d in ("configs", "assets"):
+                os.symlink(os.path.join(ROOT, d), os.path.join(work, d))
+            config_map = job["ConfigMap"]
+            where = pod_mounts(cls.job_pod, {config_map["metadata"]["name"]: config_map["data"]})
+            where["/opt/maskedkd/runs"] = os.path.join(work, "runs")
+            token = job["Secret"]["stringData"]["job.token"]  # Minted: --pool-secret-file.
+            where["/etc/maskedkd/token"] = mount("job-token", {"job.token": token})
+            sc = cls.job_pod["containers"][0]
+            script = localise(sc["args"][0], where).replace("mkd-coordinator:50050", f"127.0.0.1:{coord}")
+            env = {e["name"]: e["value"] for e in sc["env"] if "value" in e}
+            env["RANK"] = "0"
+            s = Process(tmp, "student", [*sc["command"], script], cwd=work, env=env)
             procs.append(s)
             student_metrics = int(s.wait_for(r"metrics on port (\d+)").group(1))
             s.wait_for(r"step 3/")  # Trained through the pool: every series has data.
             cls.names = {"coordinator": scrape_names(coord_metrics), "teacher": scrape_names(teacher_metrics),
                          "student": scrape_names(student_metrics)}
+            cls.student_text = scrape_text(student_metrics)
+            cls.logs = {p: read(os.path.join(tmp, p + ".out")) for p in ("coordinator", "teacher", "student")}
         finally:
             for p in procs:
                 p.stop()
         cls.exported = set().union(*cls.names.values())
+
+    def test_the_pool_and_a_generated_job_run_under_mutual_tls(self):
+        # Nothing fell back to plaintext: no process warned of it.
+        for who, log in self.logs.items():
+            self.assertNotIn("plaintext", log, f"{who}:\n{log[-2000:]}")
+        self.assertEqual(self.probe.returncode, 0, self.probe.stdout + self.probe.stderr)
+        self.assertIn("SERVING", self.probe.stdout)
+
+    def test_the_student_series_carry_the_job_id(self):
+        self.assertRegex(self.student_text, r'mkd_student_step\{[^}]*job_id="live"')
 
     @classmethod
     def tearDownClass(cls):
@@ -321,7 +508,7 @@ class LiveMetricNames(unittest.TestCase):
 
     def test_the_rules_and_the_adapter_name_only_exported_metrics(self):
         used = self.uses(read(RULES))
-        used |= self.uses(read(os.path.join(ROOT, "deploy/k8s/components/monitoring/prometheus-adapter.yaml")))
+        used |= self.uses(read(os.path.join(ROOT, "deploy/k8s/components/monitoring/prometheus-adapter-values.yaml")))
         used.discard("mkd_teacher_queue_seconds_mean")  # The adapter's output name.
         self.assertGreater(len(used), 15)
         self.assertEqual(used - self.exported, set())

@@ -127,13 +127,20 @@ def port_of(value):
 
 
 class Checker:
-    def __init__(self, docs, overlay, defaults, monitored):
-        self.docs, self.overlay, self.defaults = docs, overlay, defaults
-        self.monitored = monitored  # Rendered with the monitoring component.
+    def __init__(self, docs, jobs, overlay, defaults, adapter_metrics):
+        """`docs`: the overlay's objects; `jobs`: those `mkd job manifest`
+        printed for it; `adapter_metrics`: the metric names the
+        prometheus-adapter rules serve (None: rendered without the
+        monitoring component)."""
+        self.pool, self.docs, self.overlay, self.defaults = docs, docs + jobs, overlay, defaults
+        self.adapter_metrics = adapter_metrics
         self.problems = []
         self.by_kind = {}
-        for d in docs:
-            self.by_kind.setdefault(d["kind"], {})[d["metadata"]["name"]] = d
+        for d in self.docs:
+            name = d["metadata"]["name"]
+            if name in self.by_kind.get(d["kind"], {}):
+                self.bad(f"{d['kind']}/{name}", "is defined twice (two jobs or components collide)")
+            self.by_kind.setdefault(d["kind"], {})[name] = d
 
     def bad(self, what, msg):
         self.problems.append(f"{self.overlay}: {what}: {msg}")
@@ -144,6 +151,10 @@ class Checker:
             for name, d in self.by_kind.get(kind, {}).items():
                 t = d["spec"]["template"]
                 yield f"{kind}/{name}", t["metadata"].get("labels", {}), t["spec"]
+        for name, d in self.by_kind.get("JobSet", {}).items():
+            for r in d["spec"]["replicatedJobs"]:
+                t = r["template"]["spec"]["template"]
+                yield f"JobSet/{name}", t["metadata"].get("labels", {}), t["spec"]
 
     def config_files(self, pod):
         """{mount path/file: parsed YAML} for ConfigMaps the pod mounts."""
@@ -187,6 +198,12 @@ class Checker:
         for v in pod.get("volumes", []):
             if "hostPath" in v:
                 self.bad(what, f"volume {v['name']}: hostPath is not allowed")
+            # A Secret's files belong to root unless fsGroup names a group:
+            # without read for others, a non-root process cannot read them.
+            mode = v.get("secret", {}).get("defaultMode", 0o644)
+            if "secret" in v and not mode & 0o004 and "fsGroup" not in ctx:
+                self.bad(what, f"volume {v['name']}: mode {mode:o} and no securityContext.fsGroup, "
+                               "so the non-root process cannot read the Secret")
         for c in pod.get("initContainers", []) + pod["containers"]:
             where = f"{what} container {c['name']}"
             cctx = c.get("securityContext", {})
@@ -229,13 +246,16 @@ class Checker:
                             matches(sel, labels) for _, labels, _ in pods):
                         self.bad(f"NetworkPolicy/{name}", f"allows pods {sel}, which no pod template has")
         for what, labels, pod in pods:
-            opened = set()
+            opened, every_port = set(), False
             for p in policies:
                 if matches(p["spec"].get("podSelector", {}).get("matchLabels", {}), labels):
                     for rule in p["spec"].get("ingress", []):
                         opened |= {q["port"] for q in rule.get("ports", [])}
+                        every_port |= "ports" not in rule  # A rule without ports opens them all.
             for c in pod["containers"]:
                 for q in c.get("ports", []):
+                    if every_port:
+                        continue
                     if q.get("name") and q["name"] not in opened and q["containerPort"] not in opened:
                         self.bad(what, f"port {q['name']} is opened by no NetworkPolicy "
                                        "(the default deny would block it)")
@@ -259,6 +279,43 @@ class Checker:
                 self.bad(what, "no topologySpreadConstraints over kubernetes.io/hostname "
                                "(every teacher could land on one node)")
 
+    def check_transport(self):
+        """The pool and its jobs agree on TLS: all mutual TLS, or all
+        plaintext by name (tls.insecure=true)."""
+        modes = {}
+        for what, _, pod in self.workloads():
+            for c in pod["containers"]:
+                words = " ".join(c.get("command", []) + c.get("args", []))
+                if "tls.insecure=true" in words:
+                    modes.setdefault("plaintext", []).append(what)
+                elif "tls.cert=" in words and "tls.ca=" in words:
+                    modes.setdefault("mutual TLS", []).append(what)
+                else:
+                    self.bad(what, "sets neither tls.cert/tls.key/tls.ca nor tls.insecure=true")
+        if len(modes) > 1:
+            self.bad("transport", "the pool and its jobs disagree: " +
+                     "; ".join(f"{m}: {', '.join(sorted(w))}" for m, w in sorted(modes.items())))
+
+    def check_certificates(self):
+        """With cert-manager's component: every TLS Secret a pod mounts is
+        issued by a Certificate, from an Issuer that exists."""
+        certs = self.by_kind.get("Certificate", {})
+        if not certs:
+            return
+        issued = {c["spec"]["secretName"]: name for name, c in certs.items()}
+        issuers = set(self.by_kind.get("Issuer", {})) | set(self.by_kind.get("ClusterIssuer", {}))
+        for name, c in certs.items():
+            if c["spec"]["issuerRef"]["name"] not in issuers:
+                self.bad(f"Certificate/{name}", f"issuer {c['spec']['issuerRef']['name']} does not exist")
+            if c["spec"].get("privateKey", {}).get("encoding") != "PKCS8":
+                self.bad(f"Certificate/{name}", "privateKey.encoding must be PKCS8 (the binaries read "
+                                                "\"PRIVATE KEY\" PEM)")
+        for what, _, pod in self.workloads():
+            for v in pod.get("volumes", []):
+                secret = v.get("secret", {}).get("secretName", "")
+                if secret.endswith("-tls") and secret not in issued:
+                    self.bad(what, f"volume {v['name']}: no Certificate issues Secret {secret}")
+
     def check_config_maps(self):
         for what, _, pod in self.workloads():
             for v in pod.get("volumes", []):
@@ -277,16 +334,33 @@ class Checker:
                 self.bad(where, f"mounts volume {m['name']}, which the pod does not define")
         ports = {p["containerPort"] for p in c.get("ports", [])}
         names = {p["name"]: p["containerPort"] for p in c.get("ports", []) if "name" in p}
+        env = {e["name"] for e in c.get("env", [])}
         for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
             for how in ("grpc", "httpGet", "tcpSocket"):
                 port = c.get(probe, {}).get(how, {}).get("port")
                 if port is not None and port not in ports and port not in names:
                     self.bad(where, f"{probe} {how} port {port} is not a port of the container")
-        env = {e["name"] for e in c.get("env", [])}
+            # An exec probe through mkd-health (the kubelet's gRPC probe
+            # speaks no TLS): the address it checks, and the variables its
+            # shell expands (the image's ENV counts too).
+            command = " ".join(c.get(probe, {}).get("exec", {}).get("command", []))
+            for port in re.findall(r"mkd-health \S+:(\d+)", command):
+                if int(port) not in ports:
+                    self.bad(where, f"{probe} mkd-health port {port} is not a port of the container")
+            for var in re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", command):
+                if var not in env:
+                    self.bad(where, f"{probe} uses ${var}, which env does not define")
         argv = c.get("command", []) + c.get("args", [])
         for var in re.findall(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", " ".join(argv)):
             if var not in env:
                 self.bad(where, f"args use $({var}), which env does not define")
+        # Every file the container is told about under /etc/maskedkd (configs,
+        # secrets, certificates) lies in a volume it mounts.
+        told = " ".join(argv + [str(e.get("value", "")) for e in c.get("env", [])])
+        mounts = [m["mountPath"] for m in c.get("volumeMounts", [])]
+        for path in sorted(set(re.findall(r"/etc/maskedkd/[A-Za-z0-9_./-]+", told))):
+            if not any(path.startswith(m.rstrip("/") + "/") for m in mounts):
+                self.bad(where, f"{path} is in no volume the container mounts")
         # The binary, its config file and --set overrides, from the argv.
         words = " ".join(argv).split()
         # The first mkd-* word of command + args (also behind `sh -c`); the
@@ -337,6 +411,9 @@ class Checker:
             if not targets:
                 self.bad(f"Service/{name}", f"selector {sel} matches no pod template")
                 continue
+            if len({w for w, _ in targets}) > 1:
+                self.bad(f"Service/{name}", f"selector {sel} matches the pods of "
+                                            f"{sorted({w for w, _ in targets})}: their labels collide")
             for p in s["spec"]["ports"]:
                 tp = p.get("targetPort", p["port"])
                 for w, pod in targets:
@@ -354,37 +431,59 @@ class Checker:
                     if e["port"] not in {p.get("name") for p in s["spec"]["ports"]}:
                         self.bad(f"ServiceMonitor/{name}",
                                  f"endpoint port {e['port']} is not a port of Service/{s['metadata']['name']}")
+        for name, m in self.by_kind.get("PodMonitor", {}).items():
+            sel = m["spec"]["selector"].get("matchLabels", {})
+            targets = [(w, pod) for w, labels, pod in pods if matches(sel, labels)]
+            if not targets:
+                self.bad(f"PodMonitor/{name}", f"selector {sel} matches no pod template")
+            for e in m["spec"]["podMetricsEndpoints"]:
+                for w, pod in targets:
+                    if e["port"] not in {q.get("name") for c in pod["containers"] for q in c.get("ports", [])}:
+                        self.bad(f"PodMonitor/{name}", f"endpoint port {e['port']} is not a port of {w}")
+        # A pod that names a subdomain (an Indexed Job's ranks find rank 0
+        # as <job>-0.<subdomain>) needs a headless Service of that name
+        # selecting it, publishing addresses before the pods are ready (the
+        # ranks rendezvous before any is ready).
+        for what, labels, pod in pods:
+            sub = pod.get("subdomain")
+            if not sub:
+                continue
+            s = self.by_kind.get("Service", {}).get(sub)
+            if s is None:
+                self.bad(what, f"subdomain {sub}: no Service of that name")
+            elif s["spec"].get("clusterIP") != "None" or not matches(s["spec"].get("selector", {}), labels):
+                self.bad(what, f"subdomain {sub}: Service/{sub} must be headless and select the pods")
+            elif s["spec"].get("publishNotReadyAddresses") is not True:
+                self.bad(what, f"subdomain {sub}: Service/{sub} needs publishNotReadyAddresses: true "
+                               "(rank 0's name must resolve before the ranks are ready)")
         for name, b in self.by_kind.get("PodDisruptionBudget", {}).items():
             sel = b["spec"]["selector"]["matchLabels"]
             if not any(matches(sel, labels) for _, labels, _ in pods):
                 self.bad(f"PodDisruptionBudget/{name}", f"selector {sel} matches no pod template")
 
     def check_autoscalers(self):
-        provided = set()
-        for cm in self.by_kind.get("ConfigMap", {}).values():
-            if "prometheus-adapter" in cm["metadata"]["name"]:
-                for rule in yaml.safe_load(cm["data"]["config.yaml"])["rules"]:
-                    provided.add(rule["name"]["as"])
         for name, h in self.by_kind.get("HorizontalPodAutoscaler", {}).items():
             ref = h["spec"]["scaleTargetRef"]
             if ref["name"] not in self.by_kind.get(ref["kind"], {}):
                 self.bad(f"HorizontalPodAutoscaler/{name}", f"scales {ref['kind']}/{ref['name']}, which does not exist")
-            for m in h["spec"].get("metrics", []) if self.monitored else []:
-                if m["type"] == "Pods" and m["pods"]["metric"]["name"] not in provided:
+            for m in h["spec"].get("metrics", []) if self.adapter_metrics is not None else []:
+                if m["type"] == "Pods" and m["pods"]["metric"]["name"] not in self.adapter_metrics:
                     self.bad(f"HorizontalPodAutoscaler/{name}",
                              f"metric {m['pods']['metric']['name']} is served by no prometheus-adapter rule")
 
     def run(self):
         if not self.by_kind.get("Deployment"):
             self.bad("render", "no Deployment rendered")
-        if not self.monitored:
-            for d in self.docs:
+        if self.adapter_metrics is None:
+            for d in self.pool:
                 if not is_core(d["apiVersion"]):
                     self.bad(f"{d['kind']}/{d['metadata']['name']}",
                              f"{d['apiVersion']} is not a core kind: it belongs in a component "
                              "(the overlay alone must install on any cluster)")
         self.check_pods()
         self.check_teachers()
+        self.check_transport()
+        self.check_certificates()
         self.check_config_maps()
         self.check_namespaces()
         self.check_network_policies()
@@ -393,24 +492,73 @@ class Checker:
         return self.problems
 
 
+# The jobs checked beside each overlay, as an operator would print them
+# (docs/kubernetes.md): one rank, two ranks through a Kueue queue, four as
+# a JobSet; side by side, so a collision between two jobs is caught.
+JOBS = [
+    ["--name", "job-a"],
+    ["--name", "job-b", "--ranks", "2", "--queue", "research"],
+    ["--name", "job-c", "--ranks", "4", "--kind", "jobset"],
+]
+# Each overlay's flags for its jobs: plaintext and local images on
+# cpu-dev, a GPU per rank and mutual TLS on gpu.
+OVERLAY_JOB_FLAGS = {
+    "cpu-dev": ["--namespace", "maskedkd-dev", "--insecure", "--image-pull-policy", "Never",
+                "--cpu", "1", "--memory", "1Gi", "--storage", "1Gi"],
+    "gpu": ["--namespace", "maskedkd", "--gpus-per-rank", "1"],
+}
+
+
+def generate_jobs(mkd, root, overlay):
+    """The objects `mkd job manifest` prints for JOBS on `overlay`."""
+    if not os.access(mkd, os.X_OK):
+        sys.exit(f"check: no mkd binary at {mkd} (build it, or pass --mkd)")
+    flags = OVERLAY_JOB_FLAGS.get(os.path.basename(os.path.normpath(overlay)), [])
+    docs = []
+    for job in JOBS:
+        argv = [mkd, "job", "manifest", *job, *flags,
+                "--config", f"{root}/deploy/k8s/base/config/student.yaml"]
+        p = subprocess.run(argv, capture_output=True, text=True)
+        if p.returncode != 0:
+            sys.exit(f"check: {' '.join(argv)} failed:\n{p.stderr}")
+        docs += [d for d in yaml.safe_load_all(p.stdout) if d]
+    return docs
+
+
+def adapter_metrics(monitoring):
+    """The metric names the prometheus-adapter values file serves."""
+    values = yaml.safe_load(open(f"{monitoring}/prometheus-adapter-values.yaml"))
+    return {rule["name"]["as"] for rule in values["rules"]["custom"]}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kubectl", default="kubectl")
     ap.add_argument("--root", default=".", help="the repository root")
+    ap.add_argument("--mkd", help="the mkd binary that prints the jobs (default <root>/build/bin/mkd)")
     ap.add_argument("overlays", nargs="*")
     args = ap.parse_args()
     overlays = args.overlays or [f"{args.root}/deploy/k8s/overlays/{o}" for o in ("cpu-dev", "gpu")]
     defaults = binary_defaults(args.root)
     monitoring = f"{args.root}/deploy/k8s/components/monitoring"
+    cert_manager = f"{args.root}/deploy/k8s/components/cert-manager"
     problems = []
     for overlay in overlays:
-        for components in ((), (monitoring,)):
-            name = overlay + (" + monitoring" if components else "")
+        jobs = generate_jobs(args.mkd or f"{args.root}/build/bin/mkd", args.root, overlay)
+        # Alone, with monitoring, and (where the pool runs mutual TLS)
+        # with monitoring and cert-manager.
+        combos = [(), (monitoring,)]
+        if os.path.basename(os.path.normpath(overlay)) != "cpu-dev":
+            combos.append((monitoring, cert_manager))
+        for components in combos:
+            name = overlay + "".join(" + " + os.path.basename(c) for c in components)
             docs = render(args.kubectl, overlay, components)
-            found = Checker(docs, name, defaults, monitored=bool(components)).run()
-            found += [f"{name}: {p}" for p in schema_problems(docs)]
+            served = adapter_metrics(monitoring) if monitoring in components else None
+            found = Checker(docs, jobs, name, defaults, served).run()
+            found += [f"{name}: {p}" for p in schema_problems(docs + jobs)]
             problems += found
-            print(f"check: {name}: {len(docs)} objects, {len(found)} problems")
+            print(f"check: {name}: {len(docs)} objects, and {len(jobs)} of {len(JOBS)} jobs: "
+                  f"{len(found)} problems")
     for p in problems:
         print(p)
     sys.exit(1 if problems else 0)
