@@ -1,5 +1,6 @@
 #include "coordinator/metrics.h"
 
+#include "common/build_info_metric.h"
 #include "prometheus/text_serializer.h"
 #include "proto/wire.h"
 #include "rpc/pool_auth.h"
@@ -71,6 +72,7 @@ CoordinatorMetrics::CoordinatorMetrics()
                    .Name("mkd_coordinator_planned_micro_batches")
                    .Help("The micro-batch count m planned for each job.")
                    .Register(*registry_)) {
+  AddBuildInfoMetric(*registry_, "mkd-coordinator");
   for (const char* reason : rpc::kAuthRefusalReasons) auth_refusals_.Add({{"reason", reason}});
 }
 

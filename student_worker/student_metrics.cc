@@ -1,5 +1,6 @@
 #include "student_worker/student_metrics.h"
 
+#include "common/build_info_metric.h"
 #include "prometheus/text_serializer.h"
 
 namespace mkd::student {
@@ -52,6 +53,7 @@ StudentMetrics::StudentMetrics(const std::map<std::string, std::string>& labels)
                        "Micro-batches re-sent after a retryable answer.")),
       failovers_(Counter(*registry_, labels, "mkd_student_teacher_failovers_total",
                          "Micro-batches moved off a broken or removed teacher.")) {
+  AddBuildInfoMetric(*registry_, "mkd-student");
   auto& stages = BuildHistogram()
                      .Name("mkd_student_stage_seconds")
                      .Help(

@@ -1,5 +1,6 @@
 #include "teacher_server/metrics.h"
 
+#include "common/build_info_metric.h"
 #include "prometheus/text_serializer.h"
 #include "rpc/pool_auth.h"
 
@@ -137,6 +138,7 @@ TeacherMetrics::TeacherMetrics()
                                "missing, invalid or expired credentials, the wrong role, or "
                                "another job's.")
                          .Register(*registry_)) {
+  AddBuildInfoMetric(*registry_, "mkd-teacher");
   // Every label up front, so each series exists (at 0) from the start.
   for (const char* limit :
        {"streams_per_client", "streams_per_job", "in_flight_per_job", "idle_stream"}) {

@@ -19,6 +19,7 @@ machine). Needs root for dockerd, as CI has.
 """
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -56,7 +57,7 @@ def query(expr):
 def student_step(port):
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
         for line in r.read().decode().splitlines():
-            if line.startswith("mkd_student_step "):
+            if re.match(r"mkd_student_step[ {]", line):
                 return float(line.split()[1])
     raise AssertionError(f"no mkd_student_step on port {port}")
 
@@ -118,16 +119,16 @@ class Cluster(unittest.TestCase):
                           ("mkd-teacher", "up"), ("mkd-teacher", "up")],
                          [(t["scrapeUrl"], t["health"], t.get("lastError")) for t in targets])
         # The recording rules have data: the pool serves both jobs.
-        for record in ("maskedkd:pool_images:rate1m", "maskedkd:pool_tokens:rate1m",
-                       "maskedkd:pool_flops_saved:rate1m", "maskedkd:teacher_queue_seconds:p50",
-                       "maskedkd:teacher_queue_seconds:p99", "maskedkd:teacher_batch_fill:by_instance",
-                       "maskedkd:teacher_error_ratio:by_instance", "maskedkd:job_images_per_second:avg5m",
-                       "maskedkd:job_bubble_fraction:avg5m", "maskedkd:pool_utilisation:ratio"):
+        for record in ("namespace:mkd_teacher_batch_images:rate1m", "namespace:mkd_teacher_batch_tokens:rate1m",
+                       "namespace:mkd_teacher_flops_saved:rate1m", "namespace:mkd_teacher_queue_seconds:p50",
+                       "namespace:mkd_teacher_queue_seconds:p99", "instance:mkd_teacher_batch_fill:ratio",
+                       "instance:mkd_teacher_errors:ratio_rate5m", "job_id:mkd_student_images_per_second:avg5m",
+                       "job_id:mkd_student_bubble_fraction:avg5m", "namespace:mkd_coordinator_utilisation:ratio"):
             wait(f"{record} has data", lambda r=record: query(r), 120)
-        images = float(query("maskedkd:pool_images:rate1m")[0]["value"][1])
+        images = float(query("namespace:mkd_teacher_batch_images:rate1m")[0]["value"][1])
         self.assertGreater(images, 0, "the pool served no images")
-        jobs = wait("both jobs report img/s", lambda: len(query("maskedkd:job_images_per_second:avg5m")) == 2
-                    and query("maskedkd:job_images_per_second:avg5m"), 60)
+        jobs = wait("both jobs report img/s", lambda: len(query("job_id:mkd_student_images_per_second:avg5m")) == 2
+                    and query("job_id:mkd_student_images_per_second:avg5m"), 60)
         self.assertEqual(len(jobs), 2)
 
         # Kill a teacher for real: its container gets SIGKILL.
@@ -175,7 +176,7 @@ class Cluster(unittest.TestCase):
         for job, port in JOBS.items():
             wait(f"{job} steps on after the reassignment",
                  lambda p=port, j=job: student_step(p) >= moved[j] + 20, 120)
-        failovers = {job: [r["value"][1] for r in query(f'mkd_student_teacher_failovers_total{{mkd_job="{job}"}}')]
+        failovers = {job: [r["value"][1] for r in query(f'mkd_student_teacher_failovers_total{{job_id="{job}"}}')]
                      for job in JOBS}
         print(f"cluster_test: failovers seen by Prometheus: {failovers}", flush=True)
         # The images' HEALTHCHECKs (mkd-health, grpc.health.v1) pass in the

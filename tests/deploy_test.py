@@ -34,6 +34,9 @@ BIN = os.path.abspath(os.environ.get("MKD_BIN_DIR", os.path.join(ROOT, "build/bi
 RULES = os.path.join(ROOT, "deploy/prometheus/rules.yml")
 DASHBOARD = os.path.join(ROOT, "deploy/grafana/maskedkd.json")
 KUBECTL = shutil.which("kubectl")
+# A recording rule's name: level:metric:operations, the level being what it
+# keeps (namespace: the pool, instance: a teacher, job_id: a job).
+RECORD_NAME = r"\b(?:namespace|instance|job_id):mkd_[a-z0-9_]+:[a-z0-9_]+"
 
 
 def read(path):
@@ -90,9 +93,9 @@ class Kubernetes(unittest.TestCase):
         jobs = "and 14 of 3 jobs: 0 problems"
         self.assertIn(f"overlays/cpu-dev: 11 objects, {jobs}", p.stdout)
         self.assertIn(f"overlays/gpu: 11 objects, {jobs}", p.stdout)
-        self.assertIn(f"overlays/cpu-dev + monitoring: 15 objects, {jobs}", p.stdout)
-        self.assertIn(f"overlays/gpu + monitoring: 15 objects, {jobs}", p.stdout)
-        self.assertIn(f"overlays/gpu + monitoring + cert-manager: 21 objects, {jobs}", p.stdout)
+        self.assertIn(f"overlays/cpu-dev + monitoring: 16 objects, {jobs}", p.stdout)
+        self.assertIn(f"overlays/gpu + monitoring: 16 objects, {jobs}", p.stdout)
+        self.assertIn(f"overlays/gpu + monitoring + cert-manager: 22 objects, {jobs}", p.stdout)
         self.assertNotIn("cpu-dev + monitoring + cert-manager", p.stdout)  # Plaintext.
 
     def test_the_pool_alone_needs_no_crd(self):
@@ -105,12 +108,15 @@ class Kubernetes(unittest.TestCase):
         self.assertIn("overlays/cpu-dev: ServiceMonitor/mkd-teacher: monitoring.coreos.com/v1 is not a core kind",
                       p.stdout)
 
-    def test_the_prometheus_rule_is_made_from_the_rules_file(self):
-        make = os.path.join(ROOT, "deploy/k8s/components/monitoring/make_rule.py")
+    def test_the_rule_and_dashboard_objects_are_made_from_their_sources(self):
+        make = os.path.join(ROOT, "deploy/k8s/components/monitoring/make_component.py")
         p = run([sys.executable, make, "--check"])
         self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
         rule = yaml.safe_load(read(os.path.join(ROOT, "deploy/k8s/components/monitoring/prometheus-rule.yaml")))
         self.assertEqual(rule["spec"]["groups"], yaml.safe_load(read(RULES))["groups"])
+        board = yaml.safe_load(read(os.path.join(ROOT, "deploy/k8s/components/monitoring/grafana-dashboard.yaml")))
+        self.assertEqual(board["metadata"]["labels"], {"grafana_dashboard": "1"})
+        self.assertEqual(json.loads(board["data"]["maskedkd.json"]), json.loads(read(DASHBOARD)))
 
     def test_a_metrics_port_unlike_the_config_is_caught(self):
         p = self.broken("deploy/k8s/base/teacher.yaml", "{name: metrics, containerPort: 9464}",
@@ -316,6 +322,7 @@ class PrometheusRules(unittest.TestCase):
             for r in g["rules"]:
                 if "record" not in r:
                     continue
+                self.assertRegex(r["record"], "^" + RECORD_NAME[2:] + "$", "not level:metric:operations")
                 for agg in re.findall(r"\b(sum|avg|max|min)\b\s*(by\s*\(([^)]*)\))?\s*\(", r["expr"]):
                     self.assertIn("namespace", agg[2], f"{r['record']}: {agg[0]} without by (namespace)")
 
@@ -495,12 +502,22 @@ class LiveMetricNames(unittest.TestCase):
     def test_the_student_series_carry_the_job_id(self):
         self.assertRegex(self.student_text, r'mkd_student_step\{[^}]*job_id="live"')
 
+    def test_every_binary_says_which_build_it_is(self):
+        for who, names in self.names.items():
+            self.assertIn("mkd_build_info", names, who)
+        version = read(os.path.join(ROOT, "VERSION")).strip()
+        self.assertRegex(self.student_text,
+                         r'mkd_build_info\{binary="mkd-student",revision="[0-9a-f]{12}(-dirty)?",'
+                         rf'version="{re.escape(version)}"\}} 1')
+
     @classmethod
     def tearDownClass(cls):
         shutil.rmtree(cls.tmp, ignore_errors=True)
 
     def uses(self, text):
-        return set(re.findall(r"\bmkd_[a-z0-9_]+", text))
+        """The metric names `text` reads; a recording rule's name
+        (level:metric:operations) is not one."""
+        return set(re.findall(r"\bmkd_[a-z0-9_]+", re.sub(RECORD_NAME, "", text)))
 
     def test_each_binary_exports_its_own_family(self):
         for who, names in self.names.items():
@@ -535,7 +552,7 @@ class LiveMetricNames(unittest.TestCase):
         text = json.dumps(d)
         self.assertEqual(self.uses(text) - self.exported, set())
         recorded = {r["record"] for g in yaml.safe_load(read(RULES))["groups"] for r in g["rules"] if "record" in r}
-        self.assertEqual(set(re.findall(r"maskedkd:[a-z0-9_:]+", text)) - recorded, set())
+        self.assertEqual(set(re.findall(RECORD_NAME, text)) - recorded, set())
         rows = [p["title"] for p in d["panels"] if p["type"] == "row"]
         self.assertEqual(rows, ["Pool", "Per teacher", "Per job"])
 
