@@ -51,7 +51,11 @@ fi
 version=$(head -n 1 VERSION)
 revision=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 tag="$version-g$revision"
-if [[ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]]; then tag+=-dirty; fi
+dirty=""
+if [[ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]]; then dirty=-dirty; fi
+tag+=$dirty
+# What the binaries built in the image report as their revision.
+args+=(--build-arg "MKD_REVISION=$revision$dirty")
 labels=(--label "org.opencontainers.image.version=$version"
   --label "org.opencontainers.image.revision=$revision"
   --label "org.opencontainers.image.created=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
