@@ -245,7 +245,8 @@ TEST_F(DataParallelTest, ATwoRankJobDistilsFromThePoolAsOneJob) {
   ASSERT_TRUE(line.has_value()) << r1->err();
   ASSERT_TRUE(r1->WaitForLine("rank 1/2: epoch").has_value()) << r1->err();
   const std::string metrics = Scrape(NumberAfter(*line, "on port "));
-  EXPECT_NE(metrics.find("mkd_student_step{rank=\"1\"}"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("mkd_student_step{job_id=\"dp-job\",rank=\"1\"}"), std::string::npos)
+      << metrics;
   EXPECT_EQ(Promtool(metrics, "dp_rank1"), "");
   ASSERT_EQ(r0->Wait(), 0) << r0->err();
   ASSERT_EQ(r1->Wait(), 0) << r1->err();

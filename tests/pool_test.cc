@@ -308,17 +308,24 @@ TEST_F(PoolTest, StatusAndEveryMetricsEndpointTellTheTruth) {
   const int student_port = NumberAfter(a->out(), "metrics on port ");
   ASSERT_GT(student_port, 0) << a->out();
   const std::string student = Scrape(student_port);
-  EXPECT_NE(student.find("mkd_student_step "), std::string::npos) << student;
+  // Every series names its job (run.out_dir's name, here: Tmp() prefixes it).
+  EXPECT_NE(student.find("mkd_student_step{job_id=\"pool_status_a\"} "), std::string::npos)
+      << student;
   EXPECT_NE(student.find("mkd_student_teacher_round_trip_seconds_count"), std::string::npos);
   // The micro-batch stages: the student's own and the server's, per stage.
   for (const char* stage : {"student_forward", "encode", "server_queue", "server_forward",
                             "transfer", "wait", "loss_backward"}) {
-    EXPECT_GT(MetricValue(student,
-                          absl::StrCat("mkd_student_stage_seconds_count{stage=\"", stage, "\"}")),
+    EXPECT_GT(MetricValue(
+                  student,
+                  absl::StrCat("mkd_student_stage_seconds_count{job_id=\"pool_status_a\",stage=\"",
+                               stage, "\"}")),
               0)
         << stage;
   }
-  EXPECT_EQ(MetricValue(student, "mkd_student_stage_seconds_count{stage=\"teacher_forward\"}"), 0)
+  EXPECT_EQ(MetricValue(student,
+                        "mkd_student_stage_seconds_count{job_id=\"pool_status_a\",stage=\"teacher_"
+                        "forward\"}"),
+            0)
       << "no in-process teacher here";
   EXPECT_EQ(Promtool(student, "student"), "");
   const std::string teacher = Scrape(t.metrics_port);
