@@ -1,7 +1,7 @@
 // What was built: the project's version (VERSION) and the git revision,
-// written at build time by cmake/build_version.cmake. Every binary exports
-// them as mkd_build_info (common/build_info_metric.h) and prints them for
-// --version, so a scrape or a log says which build answered.
+// written at build time by cmake/build_version.cmake. Every serving binary
+// (coordinator, teacher, student) exports them as mkd_build_info
+// (common/build_info_metric.h), so a scrape says which build answered.
 #ifndef MKD_COMMON_BUILD_INFO_H_
 #define MKD_COMMON_BUILD_INFO_H_
 

@@ -76,10 +76,13 @@ if ! update-alternatives --query libblas.so.3-x86_64-linux-gnu 2>/dev/null \
     ${sudo_cmd[@]+"${sudo_cmd[@]}"} update-alternatives --set libblas.so.3-x86_64-linux-gnu "$target"
   fi
 fi
-# The Kubernetes and prometheus-operator schemas, at the versions
-# deploy/k8s/schema/package-lock.json pins (from npm's registry; once).
+# The Kubernetes, prometheus-operator and cert-manager schemas, at the
+# versions deploy/k8s/schema/package-lock.json pins (from npm's registry;
+# again whenever the lock is newer than what npm installed).
 schema_dir="$(dirname "$0")/../deploy/k8s/schema"
-if [[ " ${packages[*]} " == *" docker.io "* ]] && [[ ! -d $schema_dir/node_modules ]]; then
+installed="$schema_dir/node_modules/.package-lock.json"
+if [[ " ${packages[*]} " == *" docker.io "* ]] &&
+    [[ ! -f $installed || $schema_dir/package-lock.json -nt $installed ]]; then
   echo "setup: installing the manifest schemas (npm ci in deploy/k8s/schema)"
   (cd "$schema_dir" && npm ci --no-audit --no-fund --loglevel=error)
 fi
