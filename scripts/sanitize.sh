@@ -36,8 +36,11 @@ case "$mode" in
     ctest --test-dir build-asan --output-on-failure -j "$jobs" "$@"
     ;;
   tsan)
-    tests=(rpc_test teacher_core_test teacher_server_test remote_teacher_test coordinator_core_test
-      coordinator_service_test coordinator_auth_test data_plane_test)
+    tests=(pool_auth_test heartbeat_loop_test retry_test
+      batch_queue_test validation_test server_config_test result_cache_test stream_limits_test
+      shared_region_test server_test server_lifecycle_test server_limits_test server_auth_test
+      remote_teacher_test planner_test assignment_test pool_state_test config_test service_test
+      auth_test data_plane_test)
     # gRPC's and protobuf's inline code is left uninstrumented (the ignore
     # list says why); ignore_noninstrumented_modules does the same for
     # libc calls made from inside Debian's libraries.

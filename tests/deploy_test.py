@@ -54,9 +54,13 @@ def run(argv, **kw):
 
 
 class Kubernetes(unittest.TestCase):
-    def check(self, root, mkd=None):
+    def check(self, root, mkd=None, overlay=None):
+        """check.py on every overlay, or on `overlay` alone (each overlay
+        costs several renderings and schema runs: the broken-on-purpose
+        cases need one)."""
+        overlays = [os.path.join(root, "deploy/k8s/overlays", overlay)] if overlay else []
         return run([sys.executable, os.path.join(ROOT, "deploy/k8s/check.py"), "--root", root,
-                    "--mkd", mkd or os.path.join(BIN, "mkd")])
+                    "--mkd", mkd or os.path.join(BIN, "mkd"), *overlays])
 
     def edited_jobs(self, old, new):
         """check.py with an `mkd` whose job manifests have one edit."""
@@ -65,9 +69,9 @@ class Kubernetes(unittest.TestCase):
         wrapper = os.path.join(tmp, "mkd")
         write(wrapper, f"#!/bin/sh\n{os.path.join(BIN, 'mkd')} \"$@\" | sed 's/{old}/{new}/'\n")
         os.chmod(wrapper, 0o755)
-        return self.check(ROOT, wrapper)
+        return self.check(ROOT, wrapper, overlay="cpu-dev")
 
-    def broken(self, path, old, new):
+    def broken(self, path, old, new, overlay="cpu-dev"):
         """A copy of the repository's deploy/ and headers with one edit."""
         tmp = tempfile.mkdtemp(prefix="mkd_k8s_")
         self.addCleanup(shutil.rmtree, tmp)
@@ -81,7 +85,7 @@ class Kubernetes(unittest.TestCase):
         text = read(target)
         self.assertIn(old, text, f"{path} no longer holds {old!r}: update this test")
         write(target, text.replace(old, new, 1))
-        return self.check(tmp)
+        return self.check(tmp, overlay=overlay)
 
     def test_every_overlay_renders_and_passes(self):
         self.assertIsNotNone(KUBECTL, "kubectl is missing: scripts/setup.sh installs it")
@@ -136,7 +140,7 @@ class Kubernetes(unittest.TestCase):
         self.assertEqual(p.returncode, 1)
         self.assertIn("readinessProbe mkd-health port 50059 is not a port of the container", p.stdout)
         p = self.broken("deploy/k8s/base/teacher.yaml", "            - name: MKD_HEALTH_TLS\n",
-                        "            - name: MKD_HEALTH_TLS_X\n")
+                        "            - name: MKD_HEALTH_TLS_X\n", overlay="gpu")
         self.assertIn("readinessProbe uses $MKD_HEALTH_TLS, which env does not define", p.stdout)
 
     def test_a_missing_configmap_and_a_wrong_service_port_are_caught(self):
@@ -256,13 +260,13 @@ class Kubernetes(unittest.TestCase):
 
     def test_a_tls_secret_no_certificate_issues_is_caught(self):
         p = self.broken("deploy/k8s/components/cert-manager/certificates.yaml",
-                        "secretName: maskedkd-teacher-tls", "secretName: maskedkd-teachers-tls")
+                        "secretName: maskedkd-teacher-tls", "secretName: maskedkd-teachers-tls", overlay="gpu")
         self.assertEqual(p.returncode, 1)
         self.assertIn("gpu + monitoring + cert-manager: Deployment/mkd-teacher: volume tls: "
                       "no Certificate issues Secret maskedkd-teacher-tls", p.stdout)
         # cert-manager's CRD schema: a usage it does not know.
         p = self.broken("deploy/k8s/components/cert-manager/certificates.yaml",
-                        "usages: [client auth,", "usages: [client authentication,")
+                        "usages: [client auth,", "usages: [client authentication,", overlay="gpu")
         self.assertIn("schema: Certificate/maskedkd-student:", p.stdout)
 
     def test_make_secrets_prints_the_secrets_the_pool_mounts(self):
