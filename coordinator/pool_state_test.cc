@@ -1,6 +1,6 @@
-#include "coordinator/pool.h"
-
 #include <gtest/gtest.h>
+
+#include "coordinator/pool.h"
 
 namespace mkd::coordinator {
 namespace {

@@ -2,14 +2,13 @@
 // Gloo process group over loopback TCP: gradients averaged exactly through
 // many small buckets, with and without the backward hooks, across
 // micro-batch accumulation; broadcast; sums and gathers.
-#include "student_worker/data_parallel.h"
-
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include <functional>
 #include <thread>
 
+#include "student_worker/data_parallel.h"
 #include "tests/process_util.h"
 
 namespace mkd::student {
