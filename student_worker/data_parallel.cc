@@ -21,9 +21,9 @@
 // clang-format on
 
 #include <cstdlib>
-#include <mutex>
 
 #include "absl/strings/str_cat.h"
+#include "common/mutex.h"
 
 namespace mkd::student {
 namespace {
@@ -76,13 +76,16 @@ struct DataParallel::Impl {
   std::vector<std::pair<size_t, size_t>> slot;  // Param -> (bucket, position in it).
   std::vector<unsigned> hook_ids;
   std::vector<Bucket> buckets;
-  std::vector<bool> filled;  // Param: its gradient is in its bucket.
-
-  std::mutex mu;  // Hooks may run on autograd's threads.
-  bool armed = false;
-  size_t next_launch = 0;    // Buckets start strictly in this order.
-  size_t started_early = 0;  // By hooks, as the last AverageGradients found.
-  std::string hook_error;    // A collective that failed to start in a hook.
+  // Hooks may run on autograd's threads. The buckets' `ready` counts and
+  // `work` are written under it too; AverageGradients reads the buckets
+  // without it once the hooks are disarmed (armed false: they touch
+  // nothing more).
+  Mutex mu;
+  std::vector<bool> filled ABSL_GUARDED_BY(mu);  // Param: its gradient is in its bucket.
+  bool armed ABSL_GUARDED_BY(mu) = false;
+  size_t next_launch ABSL_GUARDED_BY(mu) = 0;    // Buckets start strictly in this order.
+  size_t started_early ABSL_GUARDED_BY(mu) = 0;  // By hooks, as the last AverageGradients found.
+  std::string hook_error ABSL_GUARDED_BY(mu);    // A collective that failed to start in a hook.
 
   absl::Status Failed(const std::string& what, const std::exception& e) const {
     return absl::AbortedError(absl::StrCat(
@@ -99,8 +102,8 @@ struct DataParallel::Impl {
     b.work = group->allreduce(t);
   }
 
-  // REQUIRES: mu held. Starts every full bucket whose predecessors started.
-  void LaunchReady() {
+  // Starts every full bucket whose predecessors started.
+  void LaunchReady() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     while (next_launch < buckets.size() &&
            buckets[next_launch].ready == buckets[next_launch].params.size()) {
       Launch(buckets[next_launch++]);
@@ -109,7 +112,8 @@ struct DataParallel::Impl {
 
   // Writes grad (+ `more`, if defined) into parameter i's bucket slot: one
   // pass, no temporary.
-  void CopyIn(size_t i, const torch::Tensor& grad, const torch::Tensor& more = {}) {
+  void CopyIn(size_t i, const torch::Tensor& grad, const torch::Tensor& more = {})
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
     const auto [bi, pos] = slot[i];
     Bucket& b = buckets[bi];
     const int64_t n = params[i].numel();
@@ -126,7 +130,7 @@ struct DataParallel::Impl {
   }
 
   void OnGrad(size_t i, const torch::Tensor& incoming) {
-    std::lock_guard<std::mutex> lock(mu);
+    MutexLock lock(&mu);
     if (!armed || filled[i]) return;
     // The hook sees this backward's contribution before it is accumulated:
     // the step's gradient is what earlier micro-batches left plus it.
@@ -239,7 +243,10 @@ void DataParallel::Attach(const std::vector<torch::Tensor>& params) {
   Impl& im = *impl_;
   im.params = params;
   im.slot.assign(params.size(), {0, 0});
-  im.filled.assign(params.size(), false);
+  {
+    MutexLock lock(&im.mu);  // No hook is registered yet; the analysis asks for it all the same.
+    im.filled.assign(params.size(), false);
+  }
   // Reverse order: the last layers' gradients come first in backward. A
   // bucket is closed (its buffer allocated) once it holds bucket_bytes, or
   // before a parameter of another dtype.
@@ -269,7 +276,7 @@ void DataParallel::Attach(const std::vector<torch::Tensor>& params) {
 
 void DataParallel::ArmHooks() {
   Impl& im = *impl_;
-  std::lock_guard<std::mutex> lock(im.mu);
+  MutexLock lock(&im.mu);
   for (Impl::Bucket& b : im.buckets) {
     b.ready = 0;
     b.work.reset();
@@ -287,7 +294,7 @@ absl::Status DataParallel::AverageGradients() {
     {
       // Disarmed, the hooks touch nothing more; the lock is not held while
       // waiting on the collectives below.
-      std::lock_guard<std::mutex> lock(im.mu);
+      MutexLock lock(&im.mu);
       const bool was_armed = im.armed;
       im.armed = false;
       if (!im.hook_error.empty()) {
@@ -330,7 +337,7 @@ absl::Status DataParallel::AverageGradients() {
 int DataParallel::buckets() const { return static_cast<int>(impl_->buckets.size()); }
 
 int DataParallel::buckets_started_in_backward() const {
-  std::lock_guard<std::mutex> lock(impl_->mu);
+  MutexLock lock(&impl_->mu);
   return static_cast<int>(impl_->started_early);
 }
 
