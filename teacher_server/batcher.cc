@@ -225,7 +225,11 @@ void Batcher::Complete(InFlight f) {
     } else {
       r.status = out.status();
     }
-    if (metrics_) metrics_->ObserveQueueSeconds(r.queue_seconds);
+    if (metrics_) {
+      metrics_->ObserveQueueSeconds(r.queue_seconds);
+      if (r.status.ok())
+        metrics_->CountJobServedTokens(p.item.job_id, b * (p.item.idx.size(1) + 1));
+    }
     row += b;
     p.done(std::move(r));
   }

@@ -137,7 +137,12 @@ TeacherMetrics::TeacherMetrics()
                          .Help("Distill streams refused by the pool's checks, by reason: "
                                "missing, invalid or expired credentials, the wrong role, or "
                                "another job's.")
-                         .Register(*registry_)) {
+                         .Register(*registry_)),
+      job_served_tokens_(BuildCounter()
+                             .Name("mkd_teacher_job_served_tokens_total")
+                             .Help("Tokens (b*(k+1)) answered per job: each job's share of "
+                                   "this teacher.")
+                             .Register(*registry_)) {
   AddBuildInfoMetric(*registry_, "mkd-teacher");
   // Every label up front, so each series exists (at 0) from the start.
   for (const char* limit :
@@ -182,6 +187,11 @@ void TeacherMetrics::CountRequest(absl::StatusCode code) {
 int64_t TeacherMetrics::requests(absl::StatusCode code) {
   MutexLock lock(&mu_);
   return static_cast<int64_t>(requests_.Add({{"code", CodeName(code)}}).Value());
+}
+
+// prometheus::Family::Add is thread-safe and returns the existing series.
+void TeacherMetrics::CountJobServedTokens(const std::string& job_id, int64_t tokens) {
+  job_served_tokens_.Add({{"job_id", job_id}}).Increment(static_cast<double>(tokens));
 }
 
 void TeacherMetrics::ObserveBatch(double compute_seconds, int64_t images, int64_t tokens,

@@ -42,6 +42,10 @@ class TeacherMetrics {
   // patches).
   void ObserveBatch(double compute_seconds, int64_t images, int64_t tokens, double flops,
                     double flops_saved);
+  // Tokens (b*(k+1)) answered for `job_id` (mkd_teacher_job_served_tokens_total):
+  // each job's share of this teacher, what its fair queuing divides. One
+  // series per job served since the teacher started.
+  void CountJobServedTokens(const std::string& job_id, int64_t tokens);
 
   // The time of one stage of the server's path (mkd_teacher_stage_seconds):
   // per micro-batch "decode" (validation, digest, decode) and "encode" (the
@@ -100,6 +104,7 @@ class TeacherMetrics {
   prometheus::Family<prometheus::Counter>& streams_;
   prometheus::Gauge& shm_regions_;
   prometheus::Family<prometheus::Counter>& auth_refusals_;
+  prometheus::Family<prometheus::Counter>& job_served_tokens_;
   std::atomic<int64_t> tokens_served_{0};
 };
 
