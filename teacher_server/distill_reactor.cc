@@ -36,7 +36,7 @@ DistillReactor::DistillReactor(TeacherServiceImpl* service, std::string client,
   service_->Register(this);
   {
     MutexLock lock(&mu_);
-    last_read_ = absl::Now();
+    last_read_ = service_->Now();
     if (!opened_) reads_done_ = finished_ = true;
   }
   if (!opened_) {
@@ -55,7 +55,7 @@ void DistillReactor::OnReadDone(bool ok) {
   }
   DistillRequest request;
   request.Swap(&request_);
-  last_read_ = absl::Now();
+  last_read_ = service_->Now();
   const std::string& job = request.job_id();
   absl::Status refused;
   bool admitted = false;

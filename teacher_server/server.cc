@@ -10,7 +10,8 @@
 namespace mkd::teacher {
 
 absl::StatusOr<std::unique_ptr<TeacherServer>> TeacherServer::Start(
-    const TeacherServerConfig& config, std::unique_ptr<Engine> engine) {
+    const TeacherServerConfig& config, std::unique_ptr<Engine> engine,
+    TeacherServiceImpl::Clock clock) {
   std::unique_ptr<TeacherServer> s(new TeacherServer());
   if (engine == nullptr) {
     MKD_ASSIGN_OR_RETURN(engine, Engine::Create(config));
@@ -20,7 +21,7 @@ absl::StatusOr<std::unique_ptr<TeacherServer>> TeacherServer::Start(
   s->batcher_ = std::make_unique<Batcher>(s->engine_.get(), config.batcher,
                                           absl::Seconds(config.job_idle_s), s->metrics_.get());
   s->service_ = std::make_unique<TeacherServiceImpl>(config, s->engine_.get(), s->batcher_.get(),
-                                                     s->metrics_.get());
+                                                     s->metrics_.get(), std::move(clock));
 
   rpc::ServerOptions server;
   server.listen = config.listen;

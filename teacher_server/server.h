@@ -24,8 +24,11 @@ class TeacherServer {
   // batcher, the gRPC server on config.listen and /metrics on
   // config.metrics_listen. Errors: the engine's, or kUnavailable when an
   // address cannot be bound.
+  // `clock`: a test's, for the idle-stream sweep, which the test then runs
+  // itself (TeacherServiceImpl's constructor).
   static absl::StatusOr<std::unique_ptr<TeacherServer>> Start(
-      const TeacherServerConfig& config, std::unique_ptr<Engine> engine = nullptr);
+      const TeacherServerConfig& config, std::unique_ptr<Engine> engine = nullptr,
+      TeacherServiceImpl::Clock clock = nullptr);
   ~TeacherServer();  // Shutdown().
 
   int port() const { return port_; }                  // The bound gRPC port.

@@ -4,7 +4,7 @@
 // in mkd_teacher_limit_refusals_total, and leaves other clients served.
 #include <gtest/gtest.h>
 
-#include <thread>
+#include <atomic>
 
 #include "teacher_server/server_test_util.h"
 #include "teacher_server/stream_limits.h"
@@ -104,26 +104,44 @@ TEST(TeacherLimits, MicroBatchesOverAJobsInFlightLimitAreAnsweredResourceExhaust
   EXPECT_TRUE(a.Close().ok());
 }
 
+// The idle sweep on the test's clock: the test moves it and sweeps, so
+// what ends and when does not depend on a thread or on real time.
+struct TestClock {
+  std::atomic<int64_t> ns{absl::ToUnixNanos(absl::Now())};
+  absl::Time Now() const { return absl::FromUnixNanos(ns.load()); }
+  void Advance(absl::Duration d) { ns += absl::ToInt64Nanoseconds(d); }
+};
+
 TEST(TeacherLimits, AnIdleStreamIsEndedAndABusyOneIsNot) {
-  Started s = Start(LimitsConfigWith([](LimitsConfig& l) { l.idle_stream_timeout_s = 1; }));
+  auto clock = std::make_shared<TestClock>();
+  Started s = Start(LimitsConfigWith([](LimitsConfig& l) { l.idle_stream_timeout_s = 1; }),
+                    [clock] { return clock->Now(); });
+  TeacherServiceImpl& service = s.server->service();
   // Busy: its one micro-batch is held in the engine for longer than the
-  // timeout (the sweep runs every 250 ms), and the stream must survive.
+  // timeout, and the stream must survive a sweep.
   s.engine->Close();
   Stream busy(s.stub.get());
   ASSERT_TRUE(busy.Write(Request("busy", 1, MakeMicroBatch(1, 4, 1))));
   ASSERT_TRUE(s.engine->WaitRuns(1));
-  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  clock->Advance(absl::Seconds(5));
+  service.SweepIdleStreams();
   s.engine->Open();
   auto got = busy.Read(1);
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got.at(1).code(), 0) << got.at(1).message();
   EXPECT_EQ(s.server->metrics().limit_refusals("idle_stream"), 0);
   EXPECT_TRUE(busy.Close().ok());
-  // Idle: nothing in flight and nothing sent, and the client never
-  // half-closes; the server ends it (the stream's own 60 s deadline bounds
-  // the wait, and its message would differ).
+  // Within the timeout a stream with nothing in flight is left alone.
   Stream idle(s.stub.get());
   ExpectServed(idle, "idle", 2);
+  clock->Advance(absl::Milliseconds(900));
+  service.SweepIdleStreams();
+  EXPECT_EQ(s.server->metrics().limit_refusals("idle_stream"), 0);
+  // Past it, the sweep ends it: nothing in flight and nothing sent, and the
+  // client never half-closes (the stream's own 60 s deadline bounds the
+  // wait, and its message would differ).
+  clock->Advance(absl::Milliseconds(200));
+  service.SweepIdleStreams();
   const grpc::Status ended = idle.AwaitEnd();
   EXPECT_EQ(ended.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
   EXPECT_NE(ended.error_message().find("limits.idle_stream_timeout_s"), std::string::npos)

@@ -142,12 +142,13 @@ struct Started {
   }
 };
 
-inline Started Start(TeacherServerConfig config = Config()) {
+inline Started Start(TeacherServerConfig config = Config(),
+                     TeacherServiceImpl::Clock clock = nullptr) {
   auto inner = Engine::Create(config);
   EXPECT_TRUE(inner.ok()) << inner.status();
   auto gated = std::make_unique<GatedEngine>(std::move(*inner));
   GatedEngine* raw = gated.get();
-  auto server = TeacherServer::Start(config, std::move(gated));
+  auto server = TeacherServer::Start(config, std::move(gated), std::move(clock));
   EXPECT_TRUE(server.ok()) << server.status();
   auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string((*server)->port()),
                                      grpc::InsecureChannelCredentials());

@@ -43,7 +43,7 @@ Answer WithoutLogits(const DistillResponse& a) {
 }  // namespace
 
 TeacherServiceImpl::TeacherServiceImpl(const TeacherServerConfig& config, Engine* engine,
-                                       Batcher* batcher, TeacherMetrics* metrics)
+                                       Batcher* batcher, TeacherMetrics* metrics, Clock clock)
     : engine_(engine),
       batcher_(batcher),
       metrics_(metrics),
@@ -53,7 +53,8 @@ TeacherServiceImpl::TeacherServiceImpl(const TeacherServerConfig& config, Engine
       stream_limits_(config.limits, metrics),
       // A secret file gone since the config was checked is a refusal of
       // every stream (fail closed), never an open server.
-      auth_(rpc::MakeServerAuthorizer(config.auth, config.tls)) {
+      auth_(rpc::MakeServerAuthorizer(config.auth, config.tls)),
+      clock_(clock ? std::move(clock) : Clock(absl::Now)) {
   const ViTConfig& m = engine->config();
   limits_.num_patches = m.num_patches();
   limits_.patch_dim = m.patch_dim();
@@ -83,7 +84,9 @@ TeacherServiceImpl::TeacherServiceImpl(const TeacherServerConfig& config, Engine
   info_.set_num_prefix_tokens(m.num_prefix_tokens());
   info_.set_host(ThisHost().host);
   info_.set_host_id(ThisHost().host_id);
-  if (idle_timeout_ > absl::ZeroDuration()) sweeper_ = std::thread([this] { SweepLoop(); });
+  if (idle_timeout_ > absl::ZeroDuration() && !clock) {
+    sweeper_ = std::thread([this] { SweepLoop(); });
+  }
 }
 
 TeacherServiceImpl::~TeacherServiceImpl() {
@@ -111,29 +114,37 @@ void TeacherServiceImpl::AddActiveStreams(int delta) {
   batcher_->SetActiveStreams(active_streams_);
 }
 
+void TeacherServiceImpl::SweepIdleStreams() {
+  if (idle_timeout_ <= absl::ZeroDuration()) return;
+  const absl::Time cutoff = Now() - idle_timeout_;
+  std::vector<DistillReactor*> held;
+  {
+    MutexLock lock(&streams_mu_);
+    if (stopping_) return;
+    // Held under streams_mu_, so none can be deleted before Unhold.
+    for (DistillReactor* s : streams_) {
+      if (s->HoldIfIdle(cutoff)) held.push_back(s);
+    }
+  }
+  // Ended outside streams_mu_: a stream's OnDone takes it to unregister.
+  for (DistillReactor* s : held) {
+    s->EndIfIdle(cutoff, idle_timeout_);
+    s->Unhold();
+  }
+}
+
 void TeacherServiceImpl::SweepLoop() {
   // Checks a few times per timeout, so a stream ends within 1.25 timeouts.
+  // The pause is real time whatever the clock: a test's clock may stand still.
   const absl::Duration every = std::min(absl::Seconds(1), idle_timeout_ / 4);
   for (;;) {
-    const absl::Time cutoff = absl::Now() - idle_timeout_;
-    std::vector<DistillReactor*> held;
-    {
-      MutexLock lock(&streams_mu_);
-      if (stopping_) return;
-      // Held under streams_mu_, so none can be deleted before Unhold.
-      for (DistillReactor* s : streams_) {
-        if (s->HoldIfIdle(cutoff)) held.push_back(s);
-      }
-    }
-    // Ended outside streams_mu_: a stream's OnDone takes it to unregister.
-    for (DistillReactor* s : held) {
-      s->EndIfIdle(cutoff, idle_timeout_);
-      s->Unhold();
-    }
+    SweepIdleStreams();
     const absl::Time next = absl::Now() + every;
     MutexLock lock(&streams_mu_);
+    if (stopping_) return;
     while (!stopping_ && sweep_wake_.WaitWithDeadline(&streams_mu_, next)) {
     }
+    if (stopping_) return;
   }
 }
 

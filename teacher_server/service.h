@@ -8,6 +8,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <functional>
 #include <optional>
 #include <set>
 #include <thread>
@@ -29,9 +30,15 @@ class DistillReactor;
 
 class TeacherServiceImpl final : public maskedkd::v1::TeacherService::CallbackService {
  public:
-  // Pointers must outlive the service.
+  // The clock the idle sweep reads (streams' last reads and the cutoff).
+  using Clock = std::function<absl::Time()>;
+
+  // Pointers must outlive the service. With no `clock`, absl::Now, and a
+  // sweeper thread ends idle streams. A test that passes its own clock
+  // sweeps itself (SweepIdleStreams, after moving the clock): no thread
+  // then, so no stream ends but when the test says.
   TeacherServiceImpl(const TeacherServerConfig& config, Engine* engine, Batcher* batcher,
-                     TeacherMetrics* metrics);
+                     TeacherMetrics* metrics, Clock clock = nullptr);
   ~TeacherServiceImpl() override;
 
   grpc::ServerUnaryReactor* GetModelInfo(grpc::CallbackServerContext* context,
@@ -51,6 +58,13 @@ class TeacherServiceImpl final : public maskedkd::v1::TeacherService::CallbackSe
   const maskedkd::v1::ModelInfo& info() const { return info_; }
   StreamLimits& stream_limits() { return stream_limits_; }
   TeacherMetrics* metrics() { return metrics_; }  // May be null.
+  absl::Time Now() const { return clock_(); }
+
+  // One pass of the idle sweep: ends every stream with nothing in flight
+  // and no read since limits.idle_stream_timeout_s before Now(). The
+  // sweeper thread runs it a few times per timeout; tests with their own
+  // clock call it after moving the clock.
+  void SweepIdleStreams() ABSL_LOCKS_EXCLUDED(streams_mu_);
 
   // Whether what a stream showed lets it carry `job` (the job's token or
   // certificate; rpc/pool_auth.h): OK under auth.insecure; otherwise
@@ -85,7 +99,7 @@ class TeacherServiceImpl final : public maskedkd::v1::TeacherService::CallbackSe
   // `decode_seconds`: what validating and decoding the request took.
   void Finish(const std::string& job, uint64_t id, const absl::Status& status, WorkResult* result,
               double decode_seconds);
-  // Ends streams idle for limits.idle_stream_timeout_s.
+  // SweepIdleStreams a few times per timeout, until the service stops.
   void SweepLoop() ABSL_LOCKS_EXCLUDED(streams_mu_);
 
   // Constant after construction.
@@ -95,6 +109,7 @@ class TeacherServiceImpl final : public maskedkd::v1::TeacherService::CallbackSe
   RequestLimits limits_;
   maskedkd::v1::ModelInfo info_;
   const rpc::PoolAuthorizer auth_;
+  const Clock clock_;
 
   const absl::Duration idle_timeout_;   // Zero: streams never time out.
   const int64_t max_shm_region_bytes_;  // Zero: no shared-memory plane.
