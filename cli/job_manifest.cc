@@ -1,13 +1,14 @@
 #include "cli/job_manifest.h"
 
+#include <algorithm>
 #include <cstdint>
-#include <set>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "cli/pool.h"
 #include "common/config_yaml.h"
 #include "common/file_util.h"
@@ -74,7 +75,7 @@ const std::vector<FlagSpec>& Specs() {
 }
 
 // A DNS-1123 label: what a Job, Service and label value all accept.
-bool IsDnsLabel(const std::string& s) {
+bool IsDnsLabel(absl::string_view s) {
   if (s.empty() || s.size() > 63 || s.front() == '-' || s.back() == '-') return false;
   for (char c : s) {
     if (!(absl::ascii_islower(static_cast<unsigned char>(c)) ||
@@ -88,8 +89,22 @@ bool IsDnsLabel(const std::string& s) {
 absl::Status CheckName(const std::string& flag, const std::string& value, size_t max) {
   if (!IsDnsLabel(value) || value.size() > max) {
     return absl::InvalidArgumentError(absl::StrCat(
-        flag, ": '", value, "' must be 1 to ", max,
+        flag, ": ", QuoteForError(value, 80), " must be 1 to ", max,
         " lower-case letters, digits or '-', starting and ending with a letter or digit"));
+  }
+  return absl::OkStatus();
+}
+
+// A DNS-1123 subdomain (labels joined by '.'): what a Secret's or a
+// storage class's name may be.
+absl::Status CheckSubdomain(const std::string& flag, const std::string& value) {
+  bool ok = !value.empty() && value.size() <= 253;
+  for (absl::string_view label : absl::StrSplit(value, '.')) ok = ok && IsDnsLabel(label);
+  if (!ok) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        flag, ": ", QuoteForError(value, 80),
+        " must be a DNS subdomain: up to 253 characters of lower-case letters, digits, '-' "
+        "and '.'"));
   }
   return absl::OkStatus();
 }
@@ -181,25 +196,32 @@ struct Job {
     return m;
   }
 
+  // `--set key=value`, quoted for the pod's shell: values come from flags.
+  static std::string Set(absl::string_view key, absl::string_view value) {
+    return "--set " + ShellQuote(absl::StrCat(key, "=", value));
+  }
+
   std::string Command() const {
     std::vector<std::string> words = {
-        "exec mkd-student train --config",
-        absl::StrCat(kConfigDir, "/student.yaml"),
-        "--set distill.coordinator=" + o.coordinator,
-        "--set distill.job_id=" + o.name,
-        "--set run.out_dir=runs/" + o.name,
-        absl::StrCat("--set distill.job_token_file=", kTokenDir, "/job.token"),
+        absl::StrCat("exec mkd-student train --config ", kConfigDir, "/student.yaml"),
+        Set("distill.coordinator", o.coordinator),
+        Set("distill.job_id", o.name),
+        Set("run.out_dir", "runs/" + o.name),
+        Set("distill.job_token_file", absl::StrCat(kTokenDir, "/job.token")),
     };
     if (o.insecure) {
-      words.push_back("--set tls.insecure=true");
+      words.push_back(Set("tls.insecure", "true"));
     } else {
-      words.push_back("--set tls.insecure=false");
-      words.push_back(absl::StrCat("--set tls.cert=", kTlsDir, "/tls.crt"));
-      words.push_back(absl::StrCat("--set tls.key=", kTlsDir, "/tls.key"));
-      words.push_back(absl::StrCat("--set tls.ca=", kTlsDir, "/ca.crt"));
-      words.push_back("--set tls.server_name=" + o.tls_server_name);
+      words.push_back(Set("tls.insecure", "false"));
+      words.push_back(Set("tls.cert", absl::StrCat(kTlsDir, "/tls.crt")));
+      words.push_back(Set("tls.key", absl::StrCat(kTlsDir, "/tls.key")));
+      words.push_back(Set("tls.ca", absl::StrCat(kTlsDir, "/ca.crt")));
+      words.push_back(Set("tls.server_name", o.tls_server_name));
     }
-    if (gpu) words.push_back("--set run.device=cuda --set run.precision=bf16");
+    if (gpu) {
+      words.push_back(Set("run.device", "cuda"));
+      words.push_back(Set("run.precision", "bf16"));
+    }
     for (const std::string& s : o.sets) words.push_back("--set " + ShellQuote(s));
     // A restarted rank continues from the job's last checkpoint.
     words.push_back(
@@ -424,7 +446,7 @@ absl::StatusOr<JobManifestOptions> ParseJobManifestFlags(const std::vector<std::
   MKD_ASSIGN_OR_RETURN(ParsedFlags f, ParseFlags(args, Specs()));
   if (!f.positional().empty()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("unexpected argument '", f.positional()[0], "'"));
+        absl::StrCat("unexpected argument ", QuoteForError(f.positional()[0])));
   }
   JobManifestOptions o;
   MKD_ASSIGN_OR_RETURN(o.name, f.Required("name"));
@@ -439,7 +461,7 @@ absl::StatusOr<JobManifestOptions> ParseJobManifestFlags(const std::vector<std::
   }
   o.config_file = f.Get("config").value_or("");
   o.queue = f.Get("queue").value_or("");
-  if (!o.queue.empty()) MKD_RETURN_IF_ERROR(CheckName("--queue", o.queue, 63));
+  if (!o.queue.empty()) MKD_RETURN_IF_ERROR(CheckSubdomain("--queue", o.queue));
   const std::string kind = f.Get("kind").value_or("job");
   if (kind == "job") {
     o.kind = JobKind::kJob;
@@ -447,7 +469,7 @@ absl::StatusOr<JobManifestOptions> ParseJobManifestFlags(const std::vector<std::
     o.kind = JobKind::kJobSet;
   } else {
     return absl::InvalidArgumentError(
-        absl::StrCat("--kind: expected job or jobset, got '", kind, "'"));
+        absl::StrCat("--kind: expected job or jobset, got ", QuoteForError(kind)));
   }
   o.namespace_name = f.Get("namespace").value_or("");
   if (!o.namespace_name.empty())
@@ -461,19 +483,20 @@ absl::StatusOr<JobManifestOptions> ParseJobManifestFlags(const std::vector<std::
   if (!o.image_pull_policy.empty() && o.image_pull_policy != "Always" &&
       o.image_pull_policy != "IfNotPresent" && o.image_pull_policy != "Never") {
     return absl::InvalidArgumentError(
-        absl::StrCat("--image-pull-policy: expected Always, IfNotPresent or Never, got '",
-                     o.image_pull_policy, "'"));
+        absl::StrCat("--image-pull-policy: expected Always, IfNotPresent or Never, got ",
+                     QuoteForError(o.image_pull_policy)));
   }
   o.coordinator = f.Get("coordinator").value_or(o.coordinator);
   if (!IsHostPort(o.coordinator)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("--coordinator: expected host:port, got '", o.coordinator, "'"));
+        absl::StrCat("--coordinator: expected host:port, got ", QuoteForError(o.coordinator)));
   }
   for (const char* flag : {"storage", "cpu", "memory"}) {
     std::optional<std::string> v = f.Get(flag);
     if (v && !IsQuantity(*v)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--", flag, ": expected a Kubernetes quantity such as 2, 500m or 16Gi, got '", *v, "'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", flag, ": expected a Kubernetes quantity such as 2, 500m or 16Gi, got ",
+                       QuoteForError(*v)));
     }
   }
   o.storage = f.Get("storage").value_or(o.storage);
@@ -481,7 +504,7 @@ absl::StatusOr<JobManifestOptions> ParseJobManifestFlags(const std::vector<std::
   o.memory = f.Get("memory").value_or("");
   o.storage_class = f.Get("storage-class").value_or("");
   if (f.Has("storage-class"))
-    MKD_RETURN_IF_ERROR(CheckName("--storage-class", o.storage_class, 253));
+    MKD_RETURN_IF_ERROR(CheckSubdomain("--storage-class", o.storage_class));
   MKD_ASSIGN_OR_RETURN(o.rendezvous_port, IntFlag(f, "rendezvous-port", 29500, 1024, 65535));
   if (o.rendezvous_port == kMetricsPort) {
     return absl::InvalidArgumentError(
@@ -496,7 +519,7 @@ absl::StatusOr<JobManifestOptions> ParseJobManifestFlags(const std::vector<std::
     }
   }
   o.tls_secret = f.Get("tls-secret").value_or(o.tls_secret);
-  MKD_RETURN_IF_ERROR(CheckName("--tls-secret", o.tls_secret, 253));
+  MKD_RETURN_IF_ERROR(CheckSubdomain("--tls-secret", o.tls_secret));
   o.tls_server_name = f.Get("tls-server-name").value_or(o.tls_server_name);
   if (o.tls_server_name.empty() || absl::StrContains(o.tls_server_name, ' ')) {
     return absl::InvalidArgumentError("--tls-server-name: expected a host name");
@@ -512,8 +535,9 @@ absl::StatusOr<JobManifestOptions> ParseJobManifestFlags(const std::vector<std::
     const std::string key = s.substr(0, eq);
     if (eq == std::string::npos || key.empty() ||
         key.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_.") != std::string::npos) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--set: expected key=value with a config key such as optim.epochs, got '", s, "'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--set: expected key=value with a config key such as optim.epochs, got ",
+                       QuoteForError(s)));
     }
     for (const char* generated : kGeneratedKeys) {
       if (key == generated) {

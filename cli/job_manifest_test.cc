@@ -78,13 +78,13 @@ TEST(JobManifestTest, OneRankIsAnIndexedJobWithItsOwnObjects) {
   // env value.
   EXPECT_EQ(c["env"][1]["value"].Tag(), "!");
   const std::string args = c["args"][0].as<std::string>();
-  EXPECT_NE(args.find("--set distill.job_id=alpha"), std::string::npos) << args;
-  EXPECT_NE(args.find("--set run.out_dir=runs/alpha"), std::string::npos) << args;
+  EXPECT_NE(args.find("--set 'distill.job_id=alpha'"), std::string::npos) << args;
+  EXPECT_NE(args.find("--set 'run.out_dir=runs/alpha'"), std::string::npos) << args;
   EXPECT_NE(args.find("[ -f runs/alpha/checkpoints/latest ] && echo --resume"), std::string::npos)
       << args;
   // Secure by default: mutual TLS from the student Secret.
-  EXPECT_NE(args.find("--set tls.cert=/etc/maskedkd/tls/tls.crt"), std::string::npos) << args;
-  EXPECT_NE(args.find("--set tls.server_name=maskedkd.pool"), std::string::npos) << args;
+  EXPECT_NE(args.find("--set 'tls.cert=/etc/maskedkd/tls/tls.crt'"), std::string::npos) << args;
+  EXPECT_NE(args.find("--set 'tls.server_name=maskedkd.pool'"), std::string::npos) << args;
   bool tls_volume = false;
   for (const YAML::Node& v : pod["volumes"]) {
     if (v["secret"] && v["secret"]["secretName"].as<std::string>() == "maskedkd-student-tls") {
@@ -118,7 +118,7 @@ TEST(JobManifestTest, SeveralRanksShareAReadWriteManyClaimAndFindRankZero) {
   EXPECT_EQ(c["env"][2]["valueFrom"]["fieldRef"]["fieldPath"].as<std::string>(),
             "metadata.annotations['batch.kubernetes.io/job-completion-index']");
   const std::string args = c["args"][0].as<std::string>();
-  EXPECT_NE(args.find("--set tls.insecure=true"), std::string::npos) << args;
+  EXPECT_NE(args.find("--set 'tls.insecure=true'"), std::string::npos) << args;
   EXPECT_EQ(args.find("tls.cert"), std::string::npos) << args;
   // The ranks reach each other on any port (Gloo opens its own).
   const YAML::Node policy = objects["NetworkPolicy/beta"];
@@ -166,7 +166,7 @@ TEST(JobManifestTest, AGpuRankAsksForOneGpuAndTheCudaImage) {
   const YAML::Node c = pod["containers"][0];
   EXPECT_EQ(c["image"].as<std::string>(), "maskedkd-cuda:latest");
   EXPECT_EQ(c["resources"]["limits"]["nvidia.com/gpu"].as<int>(), 1);
-  EXPECT_NE(c["args"][0].as<std::string>().find("--set run.device=cuda"), std::string::npos);
+  EXPECT_NE(c["args"][0].as<std::string>().find("--set 'run.device=cuda'"), std::string::npos);
   EXPECT_EQ(pod["tolerations"][0]["key"].as<std::string>(), "nvidia.com/gpu");
 }
 
@@ -185,6 +185,15 @@ TEST(JobManifestTest, AMintedTokenGrantsThisJobOnly) {
   EXPECT_EQ(p->name, "alpha");
 }
 
+TEST(JobManifestTest, FlagValuesReachTheShellAsWordsNotCommands) {
+  auto objects = Objects(Parse({"--name", "q", "--coordinator", "x$(touch /tmp/p);y:50050"}));
+  const std::string args = PodSpec(objects["Job/q"])["containers"][0]["args"][0].as<std::string>();
+  EXPECT_NE(args.find("--set 'distill.coordinator=x$(touch /tmp/p);y:50050'"), std::string::npos)
+      << args;
+  // A storage class may be a DNS subdomain, dots and all.
+  EXPECT_TRUE(ParseJobManifestFlags({"--name", "q", "--storage-class", "rwx.example.com"}).ok());
+}
+
 TEST(JobManifestTest, UserSetsAreQuotedForTheShell) {
   auto objects =
       Objects(Parse({"--name", "s", "--set", "optim.epochs=7", "--set", "seed=1'; rm -rf /"}));
@@ -197,6 +206,7 @@ TEST(JobManifestTest, BadFlagsAreRefusedByName) {
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
       {{}, "--name"},
       {{"--name", "Upper"}, "--name: 'Upper'"},
+      {{"--name", "a", "--storage-class", "Fast_SSD"}, "--storage-class: 'Fast_SSD' must be a DNS"},
       {{"--name", std::string(41, 'a')}, "--name"},
       {{"--name", "a", "--ranks", "0"}, "--ranks: must be in [1, 4096]"},
       {{"--name", "a", "--gpus-per-rank", "2"}, "--gpus-per-rank: a rank trains on one device"},

@@ -54,7 +54,8 @@ TeacherServiceImpl::TeacherServiceImpl(const TeacherServerConfig& config, Engine
       // A secret file gone since the config was checked is a refusal of
       // every stream (fail closed), never an open server.
       auth_(rpc::MakeServerAuthorizer(config.auth, config.tls)),
-      clock_(clock ? std::move(clock) : Clock(absl::Now)) {
+      // Copied, not moved: the body still asks whether a clock was given.
+      clock_(clock ? clock : Clock(absl::Now)) {
   const ViTConfig& m = engine->config();
   limits_.num_patches = m.num_patches();
   limits_.patch_dim = m.patch_dim();

@@ -362,7 +362,7 @@ class Checker:
             if not any(path.startswith(m.rstrip("/") + "/") for m in mounts):
                 self.bad(where, f"{path} is in no volume the container mounts")
         # The binary, its config file and --set overrides, from the argv.
-        words = " ".join(argv).split()
+        words = [w.strip("'") for w in " ".join(argv).split()]
         # The first mkd-* word of command + args (also behind `sh -c`); the
         # coordinator's image runs it as its entrypoint, with args only.
         binary = next((w for w in words if w.startswith("mkd-")), None)
