@@ -33,6 +33,7 @@
 #include "absl/strings/str_cat.h"
 #include "bench/bench_util.h"
 #include "common/status_macros.h"
+#include "common/thread.h"
 #include "maskedkd/v1/coordinator.grpc.pb.h"
 #include "rpc/channel_args.h"
 #include "tests/process_util.h"
@@ -89,8 +90,8 @@ v1::JobInfo JobInfoOf(int i) {
   j.set_job_id(absl::StrCat("job-", i));
   j.set_model_id(absl::StrCat("vit@", i % 4));
   j.set_weight(1);
-  j.set_batch(256);
-  j.set_kept(98);
+  j.set_batch_size(256);
+  j.set_kept_patches(98);
   j.set_max_teachers(2);
   j.set_instance(5000 + i);
   return j;
@@ -188,9 +189,9 @@ absl::Status Run(const ParsedFlags& f) {
   const double cpu0 = CpuSeconds(c.process->pid());
   const auto r0 = Clock::now();
   {
-    std::vector<std::thread> pool;
+    std::vector<Thread> pool;
     for (int t = 0; t < threads; ++t) {
-      pool.emplace_back([&] {
+      pool.emplace_back("mkd-bench", [&] {
         auto stub = stub_for();
         for (int i; (i = next.fetch_add(1)) < n;) {
           bool ok = false;
@@ -200,7 +201,7 @@ absl::Status Run(const ParsedFlags& f) {
         }
       });
     }
-    for (auto& t : pool) t.join();
+    for (Thread& t : pool) t.Join().IgnoreError();
   }
   const double reg_s = std::chrono::duration<double>(Clock::now() - r0).count();
   const double reg_cpu = CpuSeconds(c.process->pid()) - cpu0;
@@ -219,9 +220,9 @@ absl::Status Run(const ParsedFlags& f) {
   std::atomic<bool> stop{false};
   std::atomic<int> hb_failures{0};
   auto heartbeat_all = [&](double run_s, std::vector<double>* sink) {
-    std::vector<std::thread> pool;
+    std::vector<Thread> pool;
     for (int t = 0; t < threads; ++t) {
-      pool.emplace_back([&, t, run_s, sink] {  // The arguments outlive no call.
+      pool.emplace_back("mkd-bench", [&, t, run_s, sink] {  // The arguments outlive no call.
         auto stub = stub_for();
         std::vector<double> mine;
         const auto start = Clock::now();
@@ -249,8 +250,8 @@ absl::Status Run(const ParsedFlags& f) {
   };
   const double cpu1 = CpuSeconds(c.process->pid());
   const auto s0 = Clock::now();
-  std::vector<std::thread> beaters = heartbeat_all(static_cast<double>(seconds), &hb_latency);
-  std::thread lister([&] {
+  std::vector<Thread> beaters = heartbeat_all(static_cast<double>(seconds), &hb_latency);
+  Thread lister("mkd-lister", [&] {
     auto stub = stub_for();
     while (!stop) {
       grpc::ClientContext ctx;
@@ -266,8 +267,8 @@ absl::Status Run(const ParsedFlags& f) {
       std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
   });
-  for (auto& t : beaters) t.join();
-  lister.join();
+  for (Thread& t : beaters) t.Join().IgnoreError();
+  lister.Join().IgnoreError();
   const double steady_cpu = CpuSeconds(c.process->pid()) - cpu1;
   // Longer than `seconds` when the coordinator cannot keep up.
   const double steady_s = std::chrono::duration<double>(Clock::now() - s0).count();
@@ -298,7 +299,7 @@ absl::Status Run(const ParsedFlags& f) {
   absl::StatusOr<Coordinator> restarted = StartCoordinator(bin, dir, same_port, heartbeat_s);
   if (!restarted.ok()) {  // The heartbeating threads are joined before leaving.
     stop = true;
-    for (auto& t : beaters) t.join();
+    for (Thread& t : beaters) t.Join().IgnoreError();
     return restarted.status();
   }
   Coordinator again = *std::move(restarted);
@@ -326,7 +327,7 @@ absl::Status Run(const ParsedFlags& f) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   stop = true;
-  for (auto& t : beaters) t.join();
+  for (Thread& t : beaters) t.Join().IgnoreError();
   if (rebuilt_s < 0) {
     std::printf(
         "\n4. restarted coordinator: NOT rebuilt within %.0f s (%d jobs, %d teachers "

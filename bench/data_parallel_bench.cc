@@ -19,6 +19,7 @@
 #include "bench/bench_util.h"
 #include "common/runtime.h"
 #include "common/status_macros.h"
+#include "common/thread.h"
 #include "common/vit.h"
 #include "student_worker/data_parallel.h"
 
@@ -68,9 +69,9 @@ absl::StatusOr<std::vector<double>> TimeOnTwoRanks(const ViTConfig& config, int 
       }
     }
   };
-  std::thread other(rank_main, 1);
+  Thread other("mkd-rank-1", [&] { rank_main(1); });
   rank_main(0);
-  other.join();
+  MKD_RETURN_IF_ERROR(other.Join());  // What rank 1 threw, if anything.
   MKD_RETURN_IF_ERROR(failed[0]);
   MKD_RETURN_IF_ERROR(failed[1]);
   std::vector<double> medians;

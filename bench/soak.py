@@ -69,7 +69,7 @@ def client(port, job, pygen, out_path, seed):
                     idx = np.stack([np.sort(np.random.permutation(16)[:k]) for _ in range(b)])
                     sent[mb] = time.time()
                     yield pb.DistillRequest(
-                        job_id=job, micro_batch_id=mb, batch=b, kept=k,
+                        job_id=job, micro_batch_id=mb, micro_batch_size=b, kept_patches=k,
                         kept_indices=idx.astype("<i4").tobytes(),
                         payload_kind=pb.PAYLOAD_KIND_KEPT_PATCHES, payload_dtype=pb.DTYPE_F32,
                         payload=np.random.randn(b, k, patch).astype("<f4").tobytes(),

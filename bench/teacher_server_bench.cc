@@ -28,6 +28,7 @@
 #include "common/masking.h"
 #include "common/runtime.h"
 #include "common/status_macros.h"
+#include "common/thread.h"
 #include "common/vit_weights.h"
 #include "proto/tensor_codec.h"
 #include "teacher_server/server.h"
@@ -53,8 +54,8 @@ Work MakeWork(const ViTConfig& c, int64_t images, int64_t count, int64_t k, v1::
     v1::DistillRequest r;
     r.set_job_id("bench");
     r.set_micro_batch_id(static_cast<uint64_t>(k) << 32 | static_cast<uint64_t>(i));
-    r.set_batch(static_cast<int32_t>(images));
-    r.set_kept(static_cast<int32_t>(k));
+    r.set_micro_batch_size(static_cast<int32_t>(images));
+    r.set_kept_patches(static_cast<int32_t>(k));
     r.set_kept_indices(proto::EncodeIndices(w.idx));
     r.set_payload_dtype(dtype);
     r.set_payload(proto::EncodeFloats(w.patches, dtype));
@@ -72,14 +73,14 @@ absl::Status Serve(v1::TeacherService::Stub* stub, std::vector<v1::DistillReques
     r.set_micro_batch_id((r.micro_batch_id() & 0xffffffffffull) | (*epoch << 40));
   grpc::ClientContext ctx;
   auto stream = stub->Distill(&ctx);
-  std::thread writer([&] {
+  Thread writer("mkd-writer", [&] {
     for (const auto& r : requests) stream->Write(r);
     stream->WritesDone();
   });
   v1::DistillResponse resp;
   size_t ok = 0;
   while (stream->Read(&resp)) ok += resp.code() == 0;
-  writer.join();
+  writer.Join().IgnoreError();
   grpc::Status st = stream->Finish();
   if (!st.ok()) return absl::InternalError(st.error_message());
   if (ok != requests.size()) return absl::InternalError("a micro-batch failed");

@@ -203,7 +203,7 @@ absl::Status Run(const ParsedFlags& f) {
   std::vector<int> calls(trainers.size(), 0);
   for (size_t i = 0; i < trainers.size(); ++i) {
     runs.push_back([&, i] {
-      auto r = trainers[i]->Step(b);
+      auto r = trainers[i]->RunStep(b);
       if (!r.ok()) failure = r.status();
       if (r.ok() && calls[i]++ > 0) {
         stages[i].insert(stages[i].end(), r->stages.begin(), r->stages.end());

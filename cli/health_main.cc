@@ -8,8 +8,10 @@
 #include <vector>
 
 #include "cli/pool.h"
+#include "common/log.h"
 
 int main(int argc, char** argv) {
+  mkd::InitLogging("mkd-health");
   const std::vector<std::string> args(argv + 1, argv + argc);
   if (!args.empty() && args[0] == "--help") {
     std::cout << mkd::cli::HealthUsage();

@@ -13,6 +13,7 @@
 #ifdef MKD_WITH_POOL_CLI
 #include "cli/job_manifest.h"
 #include "cli/pool.h"
+#include "common/log.h"
 #endif
 
 namespace {
@@ -61,6 +62,7 @@ int ExecModelTool(const std::string& command, const std::vector<std::string>& ar
 }  // namespace
 
 int main(int argc, char** argv) {
+  mkd::InitLogging("mkd");
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty() || args[0] == "--help" || args[0] == "help") {
     Usage(args.empty() ? std::cerr : std::cout);

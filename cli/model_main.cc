@@ -9,8 +9,10 @@
 #include "cli/dispatch.h"
 #include "cli/mask.h"
 #include "cli/predict.h"
+#include "common/log.h"
 
 int main(int argc, char** argv) {
+  mkd::InitLogging("mkd-model");
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty() || args[0] == "--help") {
     (args.empty() ? std::cerr : std::cout)

@@ -29,6 +29,8 @@ add_executable(protobuf::protoc IMPORTED GLOBAL)
 set_target_properties(protobuf::protoc PROPERTIES IMPORTED_LOCATION ${MKD_DEVROOT}/bin/protoc)
 set(Protobuf_FOUND TRUE)  # gRPC's config then does not look again.
 set(Protobuf_VERSION 3.21.12)
+# glog's own config would go looking for gflags' and libunwind's.
+mkd_devroot_library(glog::glog libglog.so GLOG_CUSTOM_PREFIX_SUPPORT)
 mkd_devroot_library(prometheus-cpp::core libprometheus-cpp-core.so)
 # The definitions Debian's cpp-httplib.pc hands its users (they change the
 # library's class layouts, so they must match how it was built).

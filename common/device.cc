@@ -11,6 +11,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "common/tensor_util.h"
 
 // LibTorch 2.4 replaced the per-backend autocast setters with ones that take
 // the device type, and later releases removed the old ones.
@@ -97,44 +98,12 @@ void SynchronizeDevice(const torch::Device& device) {
   impl->synchronizeStream(impl->getStream(device));
 }
 
-absl::StatusOr<Precision> ParsePrecision(absl::string_view name, absl::string_view key) {
-  if (name == "fp32") return Precision::kFp32;
-  if (name == "bf16") return Precision::kBf16;
-  if (name == "fp16") return Precision::kFp16;
-  return absl::InvalidArgumentError(
-      absl::StrCat(key, ": expected fp32, bf16 or fp16, got '", name, "'"));
-}
-
-absl::string_view PrecisionName(Precision p) {
-  switch (p) {
-    case Precision::kBf16:
-      return "bf16";
-    case Precision::kFp16:
-      return "fp16";
-    case Precision::kFp32:
-      break;
-  }
-  return "fp32";
-}
-
-torch::Dtype PrecisionDtype(Precision p) {
-  switch (p) {
-    case Precision::kBf16:
-      return torch::kBFloat16;
-    case Precision::kFp16:
-      return torch::kFloat16;
-    case Precision::kFp32:
-      break;
-  }
-  return torch::kFloat32;
-}
-
-AutocastGuard::AutocastGuard(const torch::Device& device, Precision precision)
-    : type_(device.type()), on_(precision != Precision::kFp32) {
+AutocastGuard::AutocastGuard(const torch::Device& device, DType precision)
+    : type_(device.type()), on_(precision != DType::kF32) {
   if (!on_) return;
   was_enabled_ = AutocastEnabled(type_);
   old_dtype_ = AutocastDtype(type_);
-  SetAutocastDtype(type_, PrecisionDtype(precision));
+  SetAutocastDtype(type_, TorchDtype(precision));
   SetAutocast(type_, true);
   at::autocast::increment_nesting();
 }
@@ -147,7 +116,7 @@ AutocastGuard::~AutocastGuard() {
   SetAutocastDtype(type_, old_dtype_);
 }
 
-CastCacheScope::CastCacheScope(Precision precision) : on_(precision != Precision::kFp32) {
+CastCacheScope::CastCacheScope(DType precision) : on_(precision != DType::kF32) {
   // Autocast clears its cache when the outermost region ends: counting
   // this scope as a region keeps the inner ones from being outermost.
   if (on_) at::autocast::increment_nesting();

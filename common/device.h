@@ -18,6 +18,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/dtype.h"
 
 namespace mkd {
 
@@ -34,23 +35,15 @@ bool CudaAvailable();
 // Timings of asynchronous CUDA work are only meaningful after this.
 void SynchronizeDevice(const torch::Device& device);
 
-enum class Precision { kFp32, kBf16, kFp16 };
-
-// "fp32" | "bf16" | "fp16"; kInvalidArgument naming `key` otherwise.
-absl::StatusOr<Precision> ParsePrecision(absl::string_view name, absl::string_view key);
-absl::string_view PrecisionName(Precision p);
-// The reduced dtype of `p` (kFloat32 for kFp32).
-torch::Dtype PrecisionDtype(Precision p);
-
 // Turns on LibTorch's autocast for `device`'s type at `precision` for its
 // lifetime (forward passes and losses; backward runs after it, as in
-// PyTorch's recipe). kFp32 does nothing. On CPU only bf16 exists; callers
-// validate that. Restores the previous state and clears the cast cache on
-// exit, unless a CastCacheScope is open. Not thread-safe across threads
-// (autocast state is thread-local).
+// PyTorch's recipe). `precision` is a float type (common/dtype.h: kF32,
+// kBF16, kF16, as ParseFloatTypeName reads run.precision); kF32 does nothing. On CPU only bf16
+// exists; callers validate that. Restores the previous state and clears the cast cache on exit,
+// unless a CastCacheScope is open. Not thread-safe across threads (autocast state is thread-local).
 class AutocastGuard {
  public:
-  AutocastGuard(const torch::Device& device, Precision precision);
+  AutocastGuard(const torch::Device& device, DType precision);
   ~AutocastGuard();
   AutocastGuard(const AutocastGuard&) = delete;
   AutocastGuard& operator=(const AutocastGuard&) = delete;
@@ -70,7 +63,7 @@ class AutocastGuard {
 // optimizer's step). kFp32 does nothing. Thread-local, like autocast.
 class CastCacheScope {
  public:
-  explicit CastCacheScope(Precision precision);
+  explicit CastCacheScope(DType precision);
   ~CastCacheScope();
   CastCacheScope(const CastCacheScope&) = delete;
   CastCacheScope& operator=(const CastCacheScope&) = delete;

@@ -8,7 +8,9 @@
 
 #include <optional>
 
+#include "common/dtype.h"
 #include "common/host_to_device.h"
+#include "common/tensor_util.h"
 
 namespace mkd {
 namespace {
@@ -33,13 +35,15 @@ TEST(DeviceTest, ResolvesNamesAndRefusesBadOnes) {
   }
 }
 
-TEST(DeviceTest, ParsesPrecision) {
-  EXPECT_EQ(*ParsePrecision("bf16", "k"), Precision::kBf16);
-  EXPECT_EQ(PrecisionDtype(*ParsePrecision("fp16", "k")), torch::kFloat16);
-  EXPECT_EQ(PrecisionName(Precision::kFp32), "fp32");
-  auto bad = ParsePrecision("fp8", "run.precision");
+// A precision is one of the float types (common/dtype.h), the same enum the
+// wire dtype and the teacher's compute dtype use.
+TEST(DeviceTest, APrecisionIsAFloatType) {
+  EXPECT_EQ(*ParseFloatTypeName("bf16"), DType::kBF16);
+  EXPECT_EQ(TorchDtype(*ParseFloatTypeName("fp16")), torch::kFloat16);
+  EXPECT_EQ(FloatTypeName(DType::kF32), "fp32");
+  auto bad = ParseFloatTypeName("fp8");
   ASSERT_FALSE(bad.ok());
-  EXPECT_NE(bad.status().message().find("run.precision"), std::string::npos);
+  EXPECT_NE(bad.status().message().find("must be fp32, bf16 or fp16"), std::string::npos);
 }
 
 // Micro-batches inside one CastCacheScope share the weights' cast, and
@@ -52,11 +56,11 @@ TEST(DeviceTest, CastCacheScopeSharesCastsAcrossMicroBatches) {
   auto grads = [&](bool scoped) {
     layer->zero_grad();
     std::optional<CastCacheScope> scope;
-    if (scoped) scope.emplace(Precision::kBf16);
+    if (scoped) scope.emplace(DType::kBF16);
     for (int i = 0; i < 3; ++i) {
       torch::Tensor y;
       {
-        AutocastGuard bf16(torch::kCPU, Precision::kBf16);
+        AutocastGuard bf16(torch::kCPU, DType::kBF16);
         y = layer(x.narrow(0, 2 * i, 2));
         EXPECT_EQ(y.scalar_type(), torch::kBFloat16);
       }
@@ -74,10 +78,10 @@ TEST(DeviceTest, CastCacheScopeSharesCastsAcrossMicroBatches) {
 TEST(DeviceTest, AutocastGuardCastsMatmulsAndRestores) {
   torch::Tensor a = torch::randn({4, 4}), b = torch::randn({4, 4});
   {
-    AutocastGuard on(torch::kCPU, Precision::kBf16);
+    AutocastGuard on(torch::kCPU, DType::kBF16);
     EXPECT_EQ(torch::mm(a, b).scalar_type(), torch::kBFloat16);
     {
-      AutocastGuard fp32(torch::kCPU, Precision::kFp32);  // A no-op inside.
+      AutocastGuard fp32(torch::kCPU, DType::kF32);  // A no-op inside.
       EXPECT_EQ(torch::mm(a, b).scalar_type(), torch::kBFloat16);
     }
   }

@@ -6,6 +6,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/log.h"
 
 namespace mkd {
 
@@ -89,6 +90,7 @@ std::string FlagsUsage(const std::vector<FlagSpec>& specs) {
 
 int RunMain(const char* name, const std::string& usage, const std::vector<FlagSpec>& specs,
             int argc, char** argv, const std::function<absl::Status(const ParsedFlags&)>& run) {
+  InitLogging(name);
   std::vector<std::string> args(argv + 1, argv + argc);
   if (!args.empty() && args[0] == "--help") {
     std::cout << usage << FlagsUsage(specs);

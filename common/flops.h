@@ -1,4 +1,4 @@
-// Analytic forward FLOPs of a ViT (DESIGN.md section 3), counting a
+// Analytic forward FLOPs of a ViT (docs/design.md section 3), counting a
 // multiply-add as 2 FLOPs:
 //   patch embed: 2 * n_patches * (C*p*p) * d
 //   per block:   (8 + 4*mlp_ratio) * n * d^2 + 4 * n^2 * d, n = tokens incl. prefix

@@ -1,5 +1,5 @@
 // Training losses for supervised training and MaskedKD distillation,
-// matching the authors' code (DESIGN.md section 1, step 4). All reductions
+// matching the authors' code (docs/design.md section 1, step 4). All reductions
 // are means over the batch ("batchmean"), never over batch x classes.
 #ifndef MKD_COMMON_LOSSES_H_
 #define MKD_COMMON_LOSSES_H_

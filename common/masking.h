@@ -1,4 +1,4 @@
-// MaskedKD token selection as pure functions (DESIGN.md section 1, step 2):
+// MaskedKD token selection as pure functions (docs/design.md section 1, step 2):
 // keep ratio -> k, selection criteria, score-map resizing onto a different
 // teacher grid, and cutting kept patches out of images for the wire.
 #ifndef MKD_COMMON_MASKING_H_

@@ -27,9 +27,13 @@ absl::StatusOr<int> MetricsHttpServer::Start(const std::string& host_port) {
   if (bound <= 0) {
     return absl::UnavailableError(absl::StrCat("metrics: cannot listen on ", host_port));
   }
-  thread_ = std::thread([this] {
+  thread_ = Thread("mkd-metrics", [this] {
+    // If httplib's loop throws, Stop() must still see it end.
+    struct MarkDone {
+      std::atomic<bool>* done;
+      ~MarkDone() { *done = true; }
+    } mark{&listening_done_};
     server_->listen_after_bind();
-    listening_done_ = true;
   });
   return bound;
 }
@@ -43,7 +47,7 @@ void MetricsHttpServer::Stop() {
     server_->stop();
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
-  thread_.join();
+  thread_.Join().IgnoreError();  // A failure was logged by the thread.
 }
 
 }  // namespace mkd

@@ -9,9 +9,9 @@
 #include <functional>
 #include <memory>
 #include <string>
-#include <thread>
 
 #include "absl/status/statusor.h"
+#include "common/thread.h"
 
 namespace httplib {
 class Server;
@@ -33,7 +33,7 @@ class MetricsHttpServer {
  private:
   std::function<std::string()> render_;
   std::unique_ptr<httplib::Server> server_;
-  std::thread thread_;
+  Thread thread_;
   std::atomic<bool> listening_done_{false};  // Set when listen returns.
 };
 

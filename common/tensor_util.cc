@@ -27,11 +27,11 @@ constexpr DTypePair kPairs[] = {
 
 }  // namespace
 
-absl::StatusOr<torch::Dtype> ToTorchDtype(DType dtype) {
+torch::Dtype TorchDtype(DType dtype) {
   for (const auto& p : kPairs) {
     if (p.ours == dtype) return p.theirs;
   }
-  return absl::InvalidArgumentError("unknown dtype");
+  return torch::kFloat32;  // Unreachable: every DType has its pair.
 }
 
 absl::StatusOr<DType> FromTorchDtype(torch::Dtype dtype) {
@@ -43,7 +43,7 @@ absl::StatusOr<DType> FromTorchDtype(torch::Dtype dtype) {
 }
 
 absl::StatusOr<torch::Tensor> ToTensor(const HostArray& array) {
-  MKD_ASSIGN_OR_RETURN(torch::Dtype dtype, ToTorchDtype(array.dtype));
+  const torch::Dtype dtype = TorchDtype(array.dtype);
   MKD_ASSIGN_OR_RETURN(int64_t count, NumElements(array.shape));
   if (static_cast<size_t>(count) * DTypeSize(array.dtype) != array.data.size()) {
     return absl::InvalidArgumentError(absl::StrCat("array data is ", array.data.size(),

@@ -15,7 +15,9 @@
 
 namespace mkd {
 
-absl::StatusOr<torch::Dtype> ToTorchDtype(DType dtype);
+// The LibTorch dtype of each DType, and back (kInvalidArgument for torch
+// dtypes DType does not have).
+torch::Dtype TorchDtype(DType dtype);
 absl::StatusOr<DType> FromTorchDtype(torch::Dtype dtype);
 
 // Copies `array` into a new CPU tensor of the same dtype and shape.

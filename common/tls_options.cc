@@ -5,6 +5,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
+#include "common/log.h"
 #include "common/status_macros.h"
 
 namespace mkd {
@@ -72,12 +73,10 @@ absl::Status ValidateTls(const TlsOptions& o, TlsRole role, absl::string_view pr
   return absl::OkStatus();
 }
 
-void WarnIfInsecure(const TlsOptions& o, absl::string_view component) {
+void WarnIfInsecure(const TlsOptions& o) {
   if (!o.insecure) return;
-  std::fprintf(stderr,
-               "%.*s: WARNING: tls.insecure is set: gRPC traffic is plaintext and "
-               "unauthenticated; anyone who can reach the port can use it\n",
-               static_cast<int>(component.size()), component.data());
+  MKD_LOG(WARNING) << "tls.insecure is set: gRPC traffic is plaintext and unauthenticated; "
+                      "anyone who can reach the port can use it";
 }
 
 }  // namespace mkd

@@ -39,7 +39,7 @@ enum class TlsRole { kServer, kClient };
 absl::Status ValidateTls(const TlsOptions& o, TlsRole role, absl::string_view prefix);
 
 // Prints a warning to stderr that `component` runs without TLS, if it does.
-void WarnIfInsecure(const TlsOptions& o, absl::string_view component);
+void WarnIfInsecure(const TlsOptions& o);
 
 // Adds the `tls.*` keys of a config whose TlsOptions `tls` returns; `what`
 // names the config in errors. `server` adds require_client_cert.

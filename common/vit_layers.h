@@ -17,7 +17,7 @@
 
 namespace mkd {
 
-// How the student's CLS saliency is normalised (DESIGN.md section 1).
+// How the student's CLS saliency is normalised (docs/design.md section 1).
 enum class SaliencyMode {
   // Softmax over all N + prefix keys, then drop the prefix columns: the
   // MaskedKD authors' code, and the default.

@@ -1,12 +1,11 @@
 // mkd-coordinator: the registry and planner of a MaskedKD teacher pool.
 //   mkd-coordinator --config coordinator.yaml [--set key=value ...]
-// Prints one "mkd-coordinator: listening on port N (metrics port M)" line
-// once ready; SIGINT/SIGTERM stop it (exit 0). Links no LibTorch.
+// Logs one "listening on port N (metrics port M)" line once ready; SIGINT/SIGTERM stop it (exit 0).
+// Links no LibTorch.
 #include <csignal>
-#include <cstdio>
-#include <iostream>
 
 #include "common/flags.h"
+#include "common/log.h"
 #include "common/status_macros.h"
 #include "coordinator/server.h"
 #include "rpc/pool_auth.h"
@@ -29,21 +28,19 @@ absl::Status Run(const mkd::ParsedFlags& flags) {
       flags.Get("config") ? mkd::coordinator::LoadCoordinatorConfig(*flags.Get("config"), overrides)
                           : mkd::coordinator::ParseCoordinatorConfig("", overrides);
   if (!config.ok()) return config.status();
-  mkd::WarnIfInsecure(config->tls, "mkd-coordinator");
-  mkd::rpc::WarnIfOpen(config->auth, "mkd-coordinator");
+  mkd::WarnIfInsecure(config->tls);
+  mkd::rpc::WarnIfOpen(config->auth);
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);  // Before any thread starts.
   MKD_ASSIGN_OR_RETURN(auto server, mkd::coordinator::CoordinatorServer::Start(*config));
-  std::printf("mkd-coordinator: listening on port %d (metrics port %d), lease %.1f s\n",
-              server->port(), server->metrics_port(), config->lease_s);
-  std::fflush(stdout);
+  MKD_LOG(INFO) << "listening on port " << server->port() << " (metrics port "
+                << server->metrics_port() << "), lease " << config->lease_s << " s";
   int sig = 0;
   sigwait(&signals, &sig);
-  std::printf("mkd-coordinator: signal %d, stopping\n", sig);
-  std::fflush(stdout);
+  MKD_LOG(INFO) << "signal " << sig << ", stopping";
   server->Shutdown();
   return absl::OkStatus();
 }

@@ -27,7 +27,8 @@ struct Cost {
 struct StepModel {
   Cost forward;        // Student forward (with saliency, selection, encoding).
   Cost backward;       // Student loss and backward.
-  Cost service;        // Teacher: queueing + compute, as the server reports it.
+  Cost service;        // Teacher compute for one micro-batch (its share of the forward
+                       // it rode in); queueing is what the plan simulates, not this.
   double latency = 0;  // Round trip beyond the service: network, decoding.
   // The teachers compute on the student's own device (one GPU): their work
   // and the student's take turns instead of overlapping, so pipelining
@@ -55,8 +56,8 @@ struct TimingSample {
   double images = 0;  // b: images per micro-batch.
   double forward_s = 0;
   double backward_s = 0;
-  double round_trip_s = 0;
-  double service_s = 0;
+  double round_trip_s = 0;  // Less the server's queueing (JobTimings).
+  double service_s = 0;     // JobTimings.teacher_compute_s.
 };
 
 // Least-squares fit of each Cost over the samples' b. With samples at a

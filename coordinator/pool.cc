@@ -103,7 +103,8 @@ absl::Status Pool::UpsertJob(const v1::JobInfo& info, const v1::JobTimings* timi
     const bool relevant_change =
         !inserted &&
         (job.info.model_id() != info.model_id() || job.info.weight() != info.weight() ||
-         job.info.max_teachers() != info.max_teachers() || job.info.batch() != info.batch() ||
+         job.info.max_teachers() != info.max_teachers() ||
+         job.info.batch_size() != info.batch_size() ||
          job.info.pinned_micro_batches() != info.pinned_micro_batches() ||
          job.info.world_size() != info.world_size());
     const int world = std::max(1, info.world_size());
@@ -122,7 +123,7 @@ absl::Status Pool::UpsertJob(const v1::JobInfo& info, const v1::JobTimings* timi
       const int m = timings->micro_batches();
       TimingSample s;
       s.m = m;
-      s.images = static_cast<double>(info.batch()) / m;
+      s.images = static_cast<double>(info.batch_size()) / m;
       s.forward_s = timings->student_forward_s();
       s.backward_s = timings->student_backward_s();
       s.round_trip_s = timings->teacher_round_trip_s();
@@ -166,7 +167,7 @@ StepModel Pool::ModelOf(const Job& job) const {
 
 void Pool::Replan(Job& job) {
   const v1::JobInfo& info = job.info;
-  const int64_t batch = std::max(1, info.batch());
+  const int64_t batch = std::max(1, info.batch_size());
   const StepModel model = ModelOf(job);
   if (info.pinned_micro_batches() > 0) {
     job.plan.m = info.pinned_micro_batches();
@@ -334,7 +335,7 @@ v1::JobStatus Pool::StatusOf(const std::string& id, const Job& job, absl::Time n
   s->set_ranks(static_cast<int32_t>(job.ranks.size()));
   if (!job.samples.empty()) {
     const StepModel model = ModelOf(job);
-    const int64_t batch = std::max(1, job.info.batch());
+    const int64_t batch = std::max(1, job.info.batch_size());
     const int top = static_cast<int>(std::min<int64_t>(MaxMicroBatches(job.info), batch));
     for (int m = 1; m <= top; ++m)
       s->add_predicted_step_s_by_m(PredictStep(model, batch, m).step_s);

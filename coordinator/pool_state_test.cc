@@ -39,8 +39,8 @@ class PoolTest : public ::testing::Test {
     j.set_job_id(id);
     j.set_model_id(model);
     j.set_weight(1);
-    j.set_batch(64);
-    j.set_kept(98);
+    j.set_batch_size(64);
+    j.set_kept_patches(98);
     j.set_pinned_micro_batches(pinned);
     return j;
   }

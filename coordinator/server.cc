@@ -3,6 +3,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
+#include "common/log.h"
 #include "common/status_macros.h"
 #include "rpc/server.h"
 
@@ -42,7 +43,16 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   // lease + heartbeat / 4.
   const absl::Duration every =
       std::min(absl::Milliseconds(250), absl::Seconds(config.heartbeat_s) / 4);
-  s->ticker_ = std::thread([server = s.get(), every] { server->TickLoop(every); });
+  CoordinatorServer* server_ptr = s.get();
+  s->ticker_ = Thread(
+      "mkd-lease-tick", [server_ptr, every] { server_ptr->TickLoop(every); },
+      [server_ptr](const absl::Status& st) {
+        if (st.ok()) return;
+        // No lease would expire again: stop answering health checks, so
+        // that probes fail and the orchestrator restarts this process.
+        MKD_LOG(ERROR) << "mkd-coordinator: the lease ticker died; health is now NOT_SERVING";
+        server_ptr->server_->GetHealthCheckService()->SetServingStatus(false);
+      });
   return s;
 }
 
@@ -67,7 +77,7 @@ void CoordinatorServer::Shutdown() {
       stopping_ = true;
     }
     wake_.SignalAll();
-    if (ticker_.joinable()) ticker_.join();
+    ticker_.Join().IgnoreError();  // A failure was logged and reported.
     if (server_) server_->GetHealthCheckService()->SetServingStatus(false);
     if (service_) service_->CloseWatches();
     if (server_) server_->Shutdown(absl::ToChronoTime(absl::Now() + absl::Seconds(1)));

@@ -8,11 +8,11 @@
 
 #include <memory>
 #include <mutex>  // std::once_flag
-#include <thread>
 
 #include "absl/status/statusor.h"
 #include "common/metrics_http.h"
 #include "common/mutex.h"
+#include "common/thread.h"
 #include "coordinator/config.h"
 #include "coordinator/metrics.h"
 #include "coordinator/pool.h"
@@ -50,7 +50,7 @@ class CoordinatorServer {
   Mutex mu_;
   CondVar wake_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread ticker_;
+  Thread ticker_;
   std::once_flag shutdown_once_;
 };
 

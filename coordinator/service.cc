@@ -83,10 +83,10 @@ absl::Status ValidateJobInfo(const v1::JobInfo& info) {
   if (!(info.weight() > 0 && info.weight() <= 1000)) {
     return Bad("info.weight", absl::StrCat(info.weight(), " is outside (0, 1000]"));
   }
-  if (info.batch() < 1) return Bad("info.batch", "must be >= 1");
-  if (info.kept() < 1) return Bad("info.kept", "must be >= 1");
+  if (info.batch_size() < 1) return Bad("info.batch_size", "must be >= 1");
+  if (info.kept_patches() < 1) return Bad("info.kept_patches", "must be >= 1");
   if (info.max_teachers() < 0) return Bad("info.max_teachers", "must be >= 0 (0: no limit)");
-  if (info.pinned_micro_batches() < 0 || info.pinned_micro_batches() > info.batch()) {
+  if (info.pinned_micro_batches() < 0 || info.pinned_micro_batches() > info.batch_size()) {
     return Bad("info.pinned_micro_batches", "must be in [0, batch]");
   }
   if (info.max_micro_batches() < 0) return Bad("info.max_micro_batches", "must be >= 0");

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <thread>
 
+#include "common/thread.h"
 #include "coordinator/server.h"
 #include "coordinator/test_members.h"
 
@@ -34,11 +35,11 @@ class CoordinatorServiceTest : public ::testing::Test {
     server_ = std::move(*s);
     stub_ = v1::CoordinatorService::NewStub(grpc::CreateChannel(
         "127.0.0.1:" + std::to_string(server_->port()), grpc::InsecureChannelCredentials()));
-    beater_ = std::thread([this] { Heartbeats(); });
+    beater_ = Thread("mkd-beater", [this] { Heartbeats(); });
   }
   void TearDown() override {
     stop_ = true;
-    beater_.join();
+    EXPECT_TRUE(beater_.Join().ok());
     server_->Shutdown();
   }
 
@@ -74,7 +75,7 @@ class CoordinatorServiceTest : public ::testing::Test {
 
   std::unique_ptr<CoordinatorServer> server_;
   std::unique_ptr<v1::CoordinatorService::Stub> stub_;
-  std::thread beater_;
+  Thread beater_;
   std::atomic<bool> stop_{false};
   std::mutex mu_;
   std::vector<std::string> alive_;

@@ -22,8 +22,8 @@ inline maskedkd::v1::JobInfo Job(const std::string& id) {
   j.set_job_id(id);
   j.set_model_id("vit@1234");
   j.set_weight(1);
-  j.set_batch(32);
-  j.set_kept(8);
+  j.set_batch_size(32);
+  j.set_kept_patches(8);
   return j;
 }
 

@@ -49,7 +49,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;
   }
   (void)mkd::teacher::RequestDigest(request, request.payload());
-  const int64_t b = request.batch(), k = request.kept();
+  const int64_t b = request.micro_batch_size(), k = request.kept_patches();
   absl::StatusOr<torch::Tensor> idx = mkd::proto::DecodeIndices(request.kept_indices(), b, k);
   Require(idx.ok());
   Require(idx->size(0) == b && idx->size(1) == k);

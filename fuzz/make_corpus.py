@@ -106,7 +106,7 @@ def protos(tmp):
 def make_distill(pb):
     # The fuzzer's teacher: 16x16 RGB, 4x4 patches (N = 16, patch dim 48).
     def req(b, k, dtype, kind=pb.PAYLOAD_KIND_KEPT_PATCHES, idx=None, **kw):
-        r = pb.DistillRequest(job_id="job", micro_batch_id=1, batch=b, kept=k,
+        r = pb.DistillRequest(job_id="job", micro_batch_id=1, micro_batch_size=b, kept_patches=k,
                               payload_kind=kind, payload_dtype=dtype, **kw)
         rows = idx if idx is not None else [list(range(k)) for _ in range(b)]
         r.kept_indices = np.array(rows, "<i4").tobytes()
@@ -130,7 +130,7 @@ def make_coordinator(pb):
         return bytes([op, len(data)]) + data
     teacher = pb.TeacherInfo(address="10.0.0.1:50051", model_id="m", device="cpu",
                              capacity_tokens_per_s=1000.0)
-    job = pb.JobInfo(job_id="j", model_id="m", weight=1.0, batch=64, kept=25)
+    job = pb.JobInfo(job_id="j", model_id="m", weight=1.0, batch_size=64, kept_patches=25)
     timings = pb.JobTimings(step=3, steps=3, micro_batches=2, student_forward_s=0.1,
                             student_backward_s=0.2, teacher_round_trip_s=0.05,
                             teacher_compute_s=0.04, measured_step_s=0.4, images_per_s=150)

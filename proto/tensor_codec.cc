@@ -7,18 +7,12 @@
 #include "absl/strings/str_cat.h"
 #include "common/dtype.h"
 #include "common/status_macros.h"
+#include "common/tensor_util.h"
 #include "proto/wire.h"
 
 namespace mkd::proto {
 torch::Dtype WireTorchDtype(int dtype) {
-  switch (dtype) {
-    case maskedkd::v1::DTYPE_F16:
-      return torch::kFloat16;
-    case maskedkd::v1::DTYPE_BF16:
-      return torch::kBFloat16;
-    default:
-      return torch::kFloat32;
-  }
+  return TorchDtype(FromWireDType(dtype).value_or(DType::kF32));
 }
 
 std::string EncodeFloats(const torch::Tensor& t, maskedkd::v1::DType dtype) {
@@ -43,7 +37,7 @@ absl::StatusOr<torch::Tensor> DecodeWireFloats(absl::string_view bytes, int dtyp
   const int64_t size = WireDTypeSize(dtype);
   if (size == 0) {
     return absl::InvalidArgumentError(
-        absl::StrCat(field, ": dtype ", WireDTypeName(dtype), " is not f32, f16 or bf16"));
+        absl::StrCat(field, ": dtype ", WireDTypeName(dtype), " is not fp32, fp16 or bf16"));
   }
   MKD_ASSIGN_OR_RETURN(int64_t n, NumElements(shape));
   if (static_cast<int64_t>(bytes.size()) != n * size) {

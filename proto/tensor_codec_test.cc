@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "common/tensor_util.h"
 #include "proto/wire.h"
 
 namespace mkd::proto {
@@ -44,11 +45,16 @@ TEST(TensorCodec, IndicesRoundTripAsInt32) {
   EXPECT_TRUE(torch::equal(*back, idx));
 }
 
-TEST(TensorCodec, ParsesWireDtypeNames) {
-  EXPECT_EQ(*ParseWireDType("fp16"), maskedkd::v1::DTYPE_F16);
-  EXPECT_EQ(*ParseWireDType("bf16"), maskedkd::v1::DTYPE_BF16);
-  EXPECT_EQ(*ParseWireDType("f32"), maskedkd::v1::DTYPE_F32);
-  EXPECT_FALSE(ParseWireDType("int8").ok());
+TEST(TensorCodec, WireDtypesRoundTripThroughTheOneFloatTypeEnum) {
+  for (DType d : {DType::kF32, DType::kF16, DType::kBF16}) {
+    EXPECT_EQ(FromWireDType(WireDType(d)), d) << FloatTypeName(d);
+    EXPECT_EQ(WireDTypeName(WireDType(d)), FloatTypeName(d));
+    EXPECT_EQ(WireDTypeSize(WireDType(d)), static_cast<int64_t>(DTypeSize(d)));
+    EXPECT_EQ(WireTorchDtype(WireDType(d)), TorchDtype(d));
+  }
+  EXPECT_EQ(FromWireDType(maskedkd::v1::DTYPE_UNSPECIFIED), std::nullopt);
+  EXPECT_EQ(WireDTypeSize(maskedkd::v1::DTYPE_UNSPECIFIED), 0);
+  EXPECT_EQ(WireDTypeName(99), "unspecified (99)");
 }
 
 }  // namespace

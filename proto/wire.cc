@@ -4,18 +4,33 @@
 
 namespace mkd::proto {
 
-using maskedkd::v1::DType;
+maskedkd::v1::DType WireDType(mkd::DType dtype) {
+  if (dtype == mkd::DType::kF16) return maskedkd::v1::DTYPE_F16;
+  if (dtype == mkd::DType::kBF16) return maskedkd::v1::DTYPE_BF16;
+  return maskedkd::v1::DTYPE_F32;
+}
 
-int64_t WireDTypeSize(int dtype) {
+std::optional<mkd::DType> FromWireDType(int dtype) {
   switch (dtype) {
     case maskedkd::v1::DTYPE_F32:
-      return 4;
+      return mkd::DType::kF32;
     case maskedkd::v1::DTYPE_F16:
+      return mkd::DType::kF16;
     case maskedkd::v1::DTYPE_BF16:
-      return 2;
+      return mkd::DType::kBF16;
     default:
-      return 0;
+      return std::nullopt;
   }
+}
+
+int64_t WireDTypeSize(int dtype) {
+  const std::optional<mkd::DType> d = FromWireDType(dtype);
+  return d ? static_cast<int64_t>(DTypeSize(*d)) : 0;
+}
+
+std::string WireDTypeName(int dtype) {
+  const std::optional<mkd::DType> d = FromWireDType(dtype);
+  return d ? std::string(FloatTypeName(*d)) : absl::StrCat("unspecified (", dtype, ")");
 }
 
 const char* TeacherStateName(int state) {
@@ -29,33 +44,6 @@ const char* TeacherStateName(int state) {
     default:
       return "unknown";
   }
-}
-
-std::string WireDTypeName(int dtype) {
-  switch (dtype) {
-    case maskedkd::v1::DTYPE_F32:
-      return "f32";
-    case maskedkd::v1::DTYPE_F16:
-      return "f16";
-    case maskedkd::v1::DTYPE_BF16:
-      return "bf16";
-    default:
-      return absl::StrCat("unspecified (", dtype, ")");
-  }
-}
-
-maskedkd::v1::DType WireDType(mkd::DType dtype) {
-  if (dtype == mkd::DType::kF16) return maskedkd::v1::DTYPE_F16;
-  if (dtype == mkd::DType::kBF16) return maskedkd::v1::DTYPE_BF16;
-  return maskedkd::v1::DTYPE_F32;
-}
-
-absl::StatusOr<DType> ParseWireDType(absl::string_view name) {
-  if (name == "fp32" || name == "f32") return maskedkd::v1::DTYPE_F32;
-  if (name == "fp16" || name == "f16") return maskedkd::v1::DTYPE_F16;
-  if (name == "bf16") return maskedkd::v1::DTYPE_BF16;
-  return absl::InvalidArgumentError(
-      absl::StrCat("wire dtype must be fp32, fp16 or bf16, got '", name, "'"));
 }
 
 }  // namespace mkd::proto

@@ -1,10 +1,10 @@
 #include "rpc/heartbeat_loop.h"
 
 #include <algorithm>
-#include <cstdio>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/log.h"
 #include "rpc/pool_auth.h"
 #include "rpc/retry.h"
 #include "rpc/status.h"
@@ -13,12 +13,19 @@ namespace mkd::rpc {
 
 HeartbeatLoop::HeartbeatLoop(Options options, Call call)
     : options_(std::move(options)), call_(std::move(call)) {
-  thread_ = std::thread([this] { Run(); });
+  thread_ = Thread(
+      "mkd-heartbeat", [this] { Run(); },
+      [this](const absl::Status& s) {
+        // The loop died of a bug: to a job that is as final as a
+        // refusal (it is no longer a member); a teacher keeps
+        // serving, and the thread has logged it.
+        if (!s.ok() && options_.on_refused) options_.on_refused(s);
+      });
 }
 
 HeartbeatLoop::~HeartbeatLoop() {
   Stop();
-  thread_.join();
+  thread_.Join().IgnoreError();  // Reported by the thread as it ended.
 }
 
 void HeartbeatLoop::Stop() {
@@ -51,9 +58,8 @@ void HeartbeatLoop::Run() {
       return;
     }
     if (!st.ok() && !warned) {
-      std::fprintf(stderr, "%s: coordinator %s: %s; retrying (%s)\n", options_.member.c_str(),
-                   options_.coordinator.c_str(), st.error_message().c_str(),
-                   options_.while_away.c_str());
+      MKD_LOG(WARNING) << options_.member << ": coordinator " << options_.coordinator << ": "
+                       << st.error_message() << "; retrying (" << options_.while_away << ")";
       warned = true;
     }
     if (st.ok()) {

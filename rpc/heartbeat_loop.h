@@ -17,11 +17,11 @@
 
 #include <functional>
 #include <string>
-#include <thread>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "common/mutex.h"
+#include "common/thread.h"
 
 namespace mkd::rpc {
 
@@ -37,7 +37,8 @@ class HeartbeatLoop {
     // Set: a refusal stops the loop and is reported here, once, as
     // "coordinator <address> refused <member>: <message>" (jobs). Unset:
     // refusals are retried like any failure (a teacher keeps serving while
-    // an operator fixes its credentials).
+    // an operator fixes its credentials). Also told if the loop's thread
+    // dies of a bug, with that thread's status.
     std::function<void(const absl::Status&)> on_refused;
     // The first wait after a failure; it doubles while failures last, up
     // to the interval.
@@ -66,7 +67,7 @@ class HeartbeatLoop {
   Mutex mu_;
   CondVar wake_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread thread_;
+  Thread thread_;
 };
 
 }  // namespace mkd::rpc

@@ -13,6 +13,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/log.h"
 #include "rpc/job_token.h"
 
 namespace mkd::rpc {
@@ -249,12 +250,10 @@ PoolAuthorizer MakeServerAuthorizer(const AuthOptions& auth, const TlsOptions& t
   return PoolAuthorizer(std::move(secret), !tls.insecure && tls.require_client_cert, auth.insecure);
 }
 
-void WarnIfOpen(const AuthOptions& auth, absl::string_view component) {
+void WarnIfOpen(const AuthOptions& auth) {
   if (!auth.insecure) return;
-  std::fprintf(stderr,
-               "%.*s: WARNING: auth.insecure is set: every call is let through; anyone who "
-               "can reach the port can join, drain or use the pool\n",
-               static_cast<int>(component.size()), component.data());
+  MKD_LOG(WARNING) << "auth.insecure is set: every call is let through; anyone who can reach "
+                      "the port can join, drain or use the pool";
 }
 
 }  // namespace mkd::rpc

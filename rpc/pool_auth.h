@@ -137,7 +137,7 @@ PoolAuthorizer MakeServerAuthorizer(const AuthOptions& auth, const TlsOptions& t
 
 // Prints a warning to stderr that `component` lets every call through, if
 // it does.
-void WarnIfOpen(const AuthOptions& auth, absl::string_view component);
+void WarnIfOpen(const AuthOptions& auth);
 
 }  // namespace mkd::rpc
 

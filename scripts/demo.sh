@@ -65,7 +65,7 @@ if ((retrain)); then
   else
     echo "== teacher: training ($teacher_config)"
     rm -rf "runs/$name"
-    $student_bin train --config "$teacher_config" --set run.out_dir="runs/$name" | tee "runs/$name.log"
+    $student_bin train --config "$teacher_config" --set run.out_dir="runs/$name" 2>&1 | tee "runs/$name.log"
     step=$(cat "runs/$name/checkpoints/latest")
     cp "$(printf 'runs/%s/checkpoints/step_%08d.model.safetensors' "$name" "$step")" "$teacher.tmp"
     mv "$teacher.tmp" "$teacher"

@@ -1,7 +1,7 @@
 # Sourced by the Docker scripts: makes sure a Docker engine answers, and
 # exports DOCKER_HOST for it (through sudo when not run as root). An engine that already answers (DOCKER_HOST,
 # or the default socket) is used as it is. Otherwise one is started as
-# ../shared/TOOLCHAIN.md says this machine needs: as root, no bridge, no
+# a development machine without systemd needs: as root, no bridge, no
 # iptables (everything uses the host network), its data under
 # $MKD_DOCKER_ROOT (default /var/lib/maskedkd-docker, so images stay cached
 # between runs). MKD_DOCKER_STARTED=1 then tells the caller to stop it

@@ -3,7 +3,7 @@
 # that a GPU image (PyTorch's LibTorch, nvcc, CMake; nothing else, and no
 # network) lacks: gRPC, protobuf (with protoc and grpc_cpp_plugin),
 # prometheus-cpp's core, cpp-httplib, Abseil, yaml-cpp, nlohmann-json,
-# libjpeg-turbo, libpng, zlib, OpenSSL, c-ares, re2 and GoogleTest. Headers,
+# libjpeg-turbo, libpng, zlib, OpenSSL, c-ares, re2, glog and GoogleTest. Headers,
 # shared libraries (with every library they load, bar glibc and the C++
 # runtime), the two code generators and the CMake configs, in a relocatable
 # layout: include/, lib/x86_64-linux-gnu/, bin/. CMake finds them through
@@ -20,7 +20,7 @@ mkdir -p "$root/include" "$root/$ma/cmake" "$root/share/cmake" "$root/bin"
 
 # Headers.
 for h in absl yaml-cpp nlohmann grpc grpcpp grpc++ google prometheus openssl re2 gtest gmock \
-    brotli httplib.h turbojpeg.h zlib.h zconf.h png.h pngconf.h pnglibconf.h ares.h ares_build.h \
+    glog gflags brotli httplib.h turbojpeg.h zlib.h zconf.h png.h pngconf.h pnglibconf.h ares.h ares_build.h \
     ares_dns.h ares_nameser.h ares_rules.h ares_version.h xxhash.h xxh3.h; do
   cp -rL "/usr/include/$h" "$root/include/"
 done
@@ -44,6 +44,7 @@ direct=(
   libaddress_sorting.so.29 libupb.so.29 libgrpc++_reflection.so.1.51 libgrpc_plugin_support.so.1.51
   libprotobuf.so.32 libprotoc.so.32 libprometheus-cpp-core.so.1.0 libcpp-httplib.so.0.11
   libturbojpeg.so.0 libpng16.so.16 libz.so.1 libssl.so.3 libcrypto.so.3 libcares.so.2 libre2.so.9
+  libglog.so.1
 )
 declare -A seen=()
 queue=()

@@ -15,7 +15,7 @@ build_packages=(
   libabsl-dev libyaml-cpp-dev nlohmann-json3-dev
   zlib1g-dev libturbojpeg0-dev libpng-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libssl-dev
-  prometheus-cpp-dev libcpp-httplib-dev libxxhash-dev
+  prometheus-cpp-dev libcpp-httplib-dev libxxhash-dev libgoogle-glog-dev
 )
 # The tests, benchmarks and demo: GoogleTest, the real dataset, promtool
 # and Prometheus, Python clients; Docker, compose and debootstrap for the

@@ -8,6 +8,7 @@
 #include <functional>
 #include <thread>
 
+#include "common/thread.h"
 #include "student_worker/data_parallel.h"
 #include "tests/process_util.h"
 
@@ -32,9 +33,9 @@ void OnTwoRanks(const std::function<void(int, DataParallel&)>& body, int64_t buc
     EXPECT_EQ((*dp)->backend(), "gloo");
     body(rank, **dp);
   };
-  std::thread other(rank_main, 1);
+  Thread other("mkd-rank-1", [&] { rank_main(1); });
   rank_main(0);
-  other.join();
+  EXPECT_TRUE(other.Join().ok());
 }
 
 // Parameters of several sizes (1 to 120 floats; with 64-byte buckets,

@@ -55,7 +55,7 @@ void Loader::StopWorkers() {
     stopping_ = true;
   }
   cv_.SignalAll();
-  for (auto& t : workers_) t.join();
+  for (Thread& t : workers_) t.Join().IgnoreError();  // Reported to Next() already.
   workers_.clear();
 }
 
@@ -79,8 +79,20 @@ void Loader::StartEpoch(int64_t epoch, int64_t first_batch) {
     ready_.clear();
     next_to_build_ = next_to_return_ = std::min(first_batch, end_batch_);
     stopping_ = false;
+    worker_died_ = absl::OkStatus();
   }
-  for (int i = 0; i < options_.workers; ++i) workers_.emplace_back([this] { WorkerLoop(); });
+  for (int i = 0; i < options_.workers; ++i) {
+    workers_.emplace_back(
+        absl::StrCat("mkd-loader-", i), [this] { WorkerLoop(); },
+        [this](const absl::Status& s) {
+          if (s.ok()) return;
+          {
+            MutexLock lock(&mu_);
+            worker_died_ = s;  // The batch it held will never come.
+          }
+          cv_.SignalAll();
+        });
+  }
 }
 
 void Loader::WorkerLoop() {
@@ -113,7 +125,13 @@ void Loader::WorkerLoop() {
 std::optional<absl::StatusOr<Batch>> Loader::Next() {
   ReleasableMutexLock lock(&mu_);
   if (next_to_return_ >= end_batch_) return std::nullopt;
-  while (ready_.count(next_to_return_) == 0) cv_.Wait(&mu_);
+  while (ready_.count(next_to_return_) == 0) {
+    if (!worker_died_.ok()) {
+      ++next_to_return_;
+      return absl::StatusOr<Batch>(worker_died_);
+    }
+    cv_.Wait(&mu_);
+  }
   auto node = ready_.extract(next_to_return_);
   ++next_to_return_;
   lock.Release();

@@ -19,11 +19,11 @@
 #include <atomic>
 #include <map>
 #include <optional>
-#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "common/mutex.h"
+#include "common/thread.h"
 #include "student_worker/dataset.h"
 #include "student_worker/transforms.h"
 
@@ -92,8 +92,11 @@ class Loader {
   int64_t next_to_build_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t next_to_return_ ABSL_GUARDED_BY(mu_) = 0;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // A worker that died of a bug: Next() returns this instead of waiting
+  // for a batch that worker held.
+  absl::Status worker_died_ ABSL_GUARDED_BY(mu_);
 
-  std::vector<std::thread> workers_;
+  std::vector<Thread> workers_;
 };
 
 }  // namespace mkd::student

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/flags.h"
+#include "common/log.h"
 #include "common/runtime.h"
 #include "common/status_macros.h"
 #include "student_worker/dist_env.h"
@@ -77,6 +78,7 @@ absl::Status Run(const std::string& command, const mkd::ParsedFlags& flags) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  mkd::InitLogging("mkd-student");
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty() || (args[0] != "train" && args[0] != "eval")) {
     if (!args.empty() && args[0] != "--help")

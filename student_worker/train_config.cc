@@ -109,13 +109,7 @@ const std::map<std::string, Setter>& Setters() {
         {"run.keep_checkpoints", MKD_FIELD(int, run.keep_checkpoints, "an integer")},
         {"run.threads", MKD_FIELD(int, run.threads, "an integer")},
         {"run.device", MKD_FIELD(std::string, run.device, "cpu, cuda or cuda:N")},
-        {"run.precision", MKD_ENUM(Precision, run.precision,
-                                   [](absl::string_view name) -> absl::StatusOr<Precision> {
-                                     auto p = ParsePrecision(name, "precision");
-                                     if (p.ok()) return p;
-                                     return absl::InvalidArgumentError(absl::StrCat(
-                                         "must be fp32, bf16 or fp16, got '", name, "'"));
-                                   })},
+        {"run.precision", MKD_ENUM(DType, run.precision, ParseFloatTypeName)},
         {"run.fp16_init_scale", MKD_FIELD(double, run.fp16_init_scale, "a number")},
         {"run.max_steps", MKD_FIELD(int64_t, run.max_steps, "an integer")},
         {"run.metrics_listen", MKD_FIELD(std::string, run.metrics_listen, "host:port")},
@@ -176,7 +170,7 @@ absl::Status Validate(const TrainConfig& c) {
   if (c.run.device != "cpu" && c.run.device != "cuda" && c.run.device.rfind("cuda:", 0) != 0) {
     return bad("run.device", absl::StrCat("must be cpu, cuda or cuda:N, got '", c.run.device, "'"));
   }
-  if (c.run.precision == Precision::kFp16 && c.run.device == "cpu") {
+  if (c.run.precision == DType::kF16 && c.run.device == "cpu") {
     return bad("run.precision",
                "fp16 needs run.device cuda (LibTorch's CPU autocast has bf16 only)");
   }

@@ -111,7 +111,7 @@ struct RunConfig {
   // for the device (matmuls in the reduced type, reductions in fp32);
   // weights and optimizer stay fp32. fp16 (CUDA only) scales the loss and
   // skips steps whose gradients overflow; bf16 needs no scaling.
-  Precision precision = Precision::kFp32;
+  DType precision = DType::kF32;
   double fp16_init_scale = 65536.0;  // fp16's initial loss scale (2^16, as torch.amp).
   int64_t max_steps = 0;             // Stop after this many steps (0: run all epochs).
   std::string metrics_listen;        // host:port for /metrics ("": none).

@@ -62,13 +62,13 @@ TEST(TrainConfigTest, NamedChoicesAreParsedOnce) {
   EXPECT_EQ(c->distill.kind, KdKind::kHard);
   EXPECT_EQ(c->distill.saliency, SaliencyMode::kPatchKeys);
   EXPECT_EQ(c->distill.criterion, MaskCriterion::kBottomk);
-  EXPECT_EQ(c->run.precision, Precision::kBf16);
+  EXPECT_EQ(c->run.precision, DType::kBF16);
   auto d = ParseTrainConfig(kBase, {});
   ASSERT_TRUE(d.ok()) << d.status();
   EXPECT_EQ(d->distill.kind, KdKind::kSoft) << "defaults";
   EXPECT_EQ(d->distill.saliency, SaliencyMode::kAllKeys);
   EXPECT_EQ(d->distill.criterion, MaskCriterion::kStudentTopk);
-  EXPECT_EQ(d->run.precision, Precision::kFp32);
+  EXPECT_EQ(d->run.precision, DType::kF32);
 }
 
 TEST(TrainConfigTest, ErrorsNameTheKey) {

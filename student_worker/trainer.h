@@ -3,7 +3,11 @@
 //   distill  MaskedKD: student forward with CLS saliency, selection of the
 //            teacher's kept patches, teacher logits on those only, loss
 //            (1-alpha)*CE + alpha*KD, backward through the student.
-// Owns the model, optimizer, loaders, teacher, checkpoints and logs.
+// Owns the model, optimizer, loaders, teacher, checkpoints and logs. Its
+// code is split by concept: building (trainer_build.cc), the epoch loop and
+// evaluation (trainer_loop.cc), one step (trainer_step.cc), checkpoints
+// and resume (trainer_checkpoint.cc), data-parallel agreement
+// (trainer_ranks.cc); what a run reports is StepLog's (step_log.h).
 // Not thread-safe: one trainer per process/thread. Links no gRPC: a
 // remote teacher comes from teacher_client/ through the Teacher interface.
 #ifndef MKD_STUDENT_WORKER_TRAINER_H_
@@ -11,7 +15,6 @@
 
 #include <torch/torch.h>
 
-#include <cstdio>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -27,33 +30,13 @@
 #include "student_worker/grad_scaler.h"
 #include "student_worker/loader.h"
 #include "student_worker/optimizer.h"
+#include "student_worker/step_log.h"
+#include "student_worker/step_result.h"
 #include "student_worker/student_metrics.h"
 #include "student_worker/train_config.h"
 #include "teacher_client/teacher.h"
 
 namespace mkd::student {
-
-struct EvalResult {
-  double top1 = 0;  // Fractions in [0, 1].
-  double top5 = 0;
-  double loss = 0;
-  int64_t images = 0;
-};
-
-struct StepResult {
-  double loss = 0, ce = 0, kd = 0, lr = 0;
-  int64_t kept_tokens = 0;  // k per image given to the teacher (0 in train mode).
-  bool skipped = false;     // fp16: gradients overflowed; no update was made.
-  // Distill mode: how the step went (per micro-batch means; wall clock,
-  // so on a GPU forward/backward include only what the host waited for).
-  client::StepTimings timings;
-  double wait_s = 0;      // Time spent waiting for teacher answers.
-  double flops = 0;       // Teacher FLOPs this step spent ...
-  double flops_full = 0;  // ... and what vanilla KD would have.
-  // Distill mode: each micro-batch's stages (common/micro_batch_stages.h),
-  // the trainer's own timed on the device.
-  std::vector<StageSeconds> stages;
-};
 
 class Trainer {
  public:
@@ -88,7 +71,7 @@ class Trainer {
   // the CPU or already on run.device), as Train() does; for benchmarks and
   // tests that drive steps on ready batches. Synchronises with the device
   // once, when the step's loss is read.
-  absl::StatusOr<StepResult> Step(const Batch& batch);
+  absl::StatusOr<StepResult> RunStep(const Batch& batch);
 
   // Loads student weights (safetensors) for eval-only runs.
   absl::Status LoadWeights(const std::string& path);
@@ -118,7 +101,7 @@ class Trainer {
   StagedBatch Stage(Batch batch);
   Batch Unstage(StagedBatch staged);
   // REQUIRES: the batch's tensors are on device_.
-  absl::StatusOr<StepResult> TrainStep(const Batch& batch);
+  absl::StatusOr<StepResult> StepOnDevice(const Batch& batch);
   // A step's loss terms, left on the device until the step ends: per
   // micro-batch a [loss, ce, kd] tensor and its weight in the batch mean.
   struct LossTerms {
@@ -127,12 +110,12 @@ class Trainer {
   };
   // Train mode: forward and loss under autocast for run.precision, then
   // backward (of the scaled loss under fp16). May throw c10::Error;
-  // TrainStep catches it.
-  LossTerms TrainForwardBackward(const Batch& batch);
+  // StepOnDevice catches it.
+  LossTerms SupervisedForwardBackward(const Batch& batch);
   // Distill mode, pipelined over distill.micro_batches: for each
   // micro-batch, student forward, selection and teacher submission; then,
   // in order, as each one's teacher logits arrive: its loss and backward
-  // (gradients accumulate, weighted by rows). Sets r->kept_tokens.
+  // (gradients accumulate, weighted by rows). Sets r->kept_patches.
   absl::StatusOr<LossTerms> DistillForwardBackward(const Batch& batch, StepResult* r);
   absl::StatusOr<torch::Tensor> SelectForTeacher(const torch::Tensor& images,
                                                  const torch::Tensor& saliency, int64_t k,
@@ -166,14 +149,14 @@ class Trainer {
   absl::Status AgreeOnResume();
   // "rank r/w: " before a data-parallel rank's log lines; "" with one rank.
   std::string RankTag() const;
-  void LogStep(const StepResult& r, double images_per_s);
-  void LogEval(const EvalResult& r);
-  void AppendJson(const std::string& line);
+  // Where the run stands, for StepLog: in the epoch under way, or
+  // `after_epoch` (an evaluation of the epoch just finished).
+  StepLog::Progress ProgressForLog(bool after_epoch) const;
 
   // Constant after Init().
   const TrainConfig config_;
   torch::Device device_{torch::kCPU};
-  Precision precision_ = Precision::kFp32;
+  DType precision_ = DType::kF32;
   std::unique_ptr<HostToDevice> h2d_;
   std::unique_ptr<DeviceTimer> timer_;  // Times the micro-batches' stages.
   // Set by DistillForwardBackward: fills a StepResult's stages once the
@@ -203,7 +186,7 @@ class Trainer {
   std::optional<EvalResult> last_eval_;
   int64_t last_eval_step_ = -1;
 
-  std::FILE* jsonl_ = nullptr;
+  std::unique_ptr<StepLog> log_;             // Made by Train().
   std::unique_ptr<StudentMetrics> metrics_;  // With run.metrics_listen.
   std::unique_ptr<DataParallel> dp_;         // With dist.world_size > 1.
   int rank_ = 0;

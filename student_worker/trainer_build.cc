@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/file_util.h"
+#include "common/log.h"
 #include "common/status_macros.h"
 #include "common/tensor_util.h"
 #include "student_worker/trainer.h"
@@ -50,7 +51,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainConfig& conf
   }
   MKD_ASSIGN_OR_RETURN(torch::Device device,
                        ResolveDevice(config.run.device, "config key 'run.device'"));
-  const Precision precision = config.run.precision;
+  const DType precision = config.run.precision;
   // Data parallel: meet the other ranks before anything registers with a
   // pool, so that a rank that cannot join fails alone and early.
   // One rank builds a group too when dist.backend is named (a one-rank
@@ -72,16 +73,15 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(const TrainConfig& conf
     o.bucket_bytes = static_cast<int64_t>(config.dist.bucket_mb * (1 << 20));
     o.device = device;
     MKD_ASSIGN_OR_RETURN(dp, DataParallel::Connect(o));
-    std::printf("rank %d/%d: joined the job (%s, rendezvous at %s:%d)\n", o.rank, o.world_size,
-                dp->backend().c_str(), o.master_addr.c_str(), o.master_port);
-    std::fflush(stdout);
+    MKD_LOG(INFO) << "rank " << o.rank << "/" << o.world_size << ": joined the job ("
+                  << dp->backend() << ", rendezvous at " << o.master_addr << ":" << o.master_port
+                  << ")";
   }
   if (config.mode == "distill" && teacher == nullptr) {
     if (config.distill.teacher_address.empty() && config.distill.coordinator.empty()) {
       // On a GPU the teacher's weights take the reduced type outright (it
       // never trains); on the CPU it stays fp32, as before bf16 existed.
-      const torch::Dtype teacher_dtype =
-          device.is_cuda() ? PrecisionDtype(precision) : torch::kFloat32;
+      const torch::Dtype teacher_dtype = device.is_cuda() ? TorchDtype(precision) : torch::kFloat32;
       MKD_ASSIGN_OR_RETURN(teacher, client::MakeInProcessTeacher(config.distill.teacher_model,
                                                                  config.distill.teacher_weights,
                                                                  device, teacher_dtype));
@@ -121,9 +121,7 @@ Trainer::Trainer(const TrainConfig& config, std::unique_ptr<Dataset> train_data,
       teacher_(std::move(teacher)),
       session_(teacher_ ? teacher_->session() : nullptr) {}
 
-Trainer::~Trainer() {
-  if (jsonl_ != nullptr) std::fclose(jsonl_);
-}
+Trainer::~Trainer() = default;
 
 absl::Status Trainer::Init() {
   torch::manual_seed(config_.seed);  // Initial weights and drop-path draws.
@@ -137,7 +135,7 @@ absl::Status Trainer::Init() {
   }));
   GradScalerOptions scaling;
   scaling.init_scale = config_.run.fp16_init_scale;
-  scaler_ = std::make_unique<GradScaler>(precision_ == Precision::kFp16, scaling);
+  scaler_ = std::make_unique<GradScaler>(precision_ == DType::kF16, scaling);
   optimizer_ = std::make_unique<AdamW>(model_->named_parameters(), config_.optim);
 
   LoaderOptions train;

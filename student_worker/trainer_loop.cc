@@ -1,96 +1,32 @@
-// Trainer: the epoch loop, evaluation, checkpoints and logs.
+// Trainer: the epoch loop and evaluation. The step itself is in
+// trainer_step.cc, checkpoints in trainer_checkpoint.cc, and what a run
+// reports in step_log.h.
 #include <chrono>
-#include <cstdio>
-#include <filesystem>
-#include <fstream>
-#include <type_traits>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "common/log.h"
 #include "common/losses.h"
 #include "common/metrics_http.h"
 #include "common/status_macros.h"
 #include "common/tensor_util.h"
 #include "common/vit_weights.h"
-#include "nlohmann/json.hpp"
-#include "student_worker/checkpoint.h"
 #include "student_worker/trainer.h"
 
 namespace mkd::student {
 namespace {
 
-// Drops the lines of `path` (metrics.jsonl) logged for steps after `step`:
-// a run that died after its last checkpoint logged steps that its resumed
-// run does again, and every step must be logged once. Lines without a
-// step are kept. A missing file is fine (nothing was logged).
-absl::Status DropLinesAfter(const std::string& path, int64_t step) {
-  std::ifstream in(path);
-  if (!in) return absl::OkStatus();
-  std::string kept;
-  bool dropped = false;
-  for (std::string line; std::getline(in, line);) {
-    const auto j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (j.is_object() && j.contains("step") && j["step"].is_number_integer() &&
-        j["step"].get<int64_t>() > step) {
-      dropped = true;
-      continue;
-    }
-    kept += line + "\n";
-  }
-  if (!dropped) return absl::OkStatus();
-  // Replaced whole (a crash leaves the old file or the new one).
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << kept;
-    if (!out.flush()) return absl::InternalError("cannot rewrite " + path);
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) return absl::InternalError("cannot rewrite " + path + ": " + ec.message());
-  return absl::OkStatus();
-}
-
 using Clock = std::chrono::steady_clock;
-
-std::string Duration(double seconds) {
-  auto s = static_cast<int64_t>(seconds);
-  return s >= 3600 ? absl::StrFormat("%dh%02dm", s / 3600, (s / 60) % 60)
-                   : absl::StrFormat("%dm%02ds", s / 60, s % 60);
-}
-
-// A number from the checkpoint's metadata. Counters and the seed are read
-// as integers, exactly: a double holds integers only up to 2^53, and a seed
-// may be any 64-bit value.
-template <typename T>
-absl::StatusOr<T> MetaValue(const SafetensorsFile& f, const std::string& key) {
-  auto it = f.metadata.find(key);
-  T v;
-  bool ok = it != f.metadata.end();
-  if constexpr (std::is_floating_point_v<T>) {
-    ok = ok && absl::SimpleAtod(it->second, &v);
-  } else {
-    ok = ok && absl::SimpleAtoi(it->second, &v);
-  }
-  if (!ok) return absl::DataLossError(absl::StrCat("checkpoint state lacks a numeric '", key, "'"));
-  return v;
-}
 
 }  // namespace
 
 absl::Status Trainer::Train(bool resume) {
   if (resume) MKD_RETURN_IF_ERROR(Resume());
   if (resume && dp_) MKD_RETURN_IF_ERROR(AgreeOnResume());
-  if (rank_ == 0) {  // One log per job: rank 0's, with the summary over ranks.
-    const std::string log = config_.run.out_dir + "/metrics.jsonl";
-    if (resume) MKD_RETURN_IF_ERROR(DropLinesAfter(log, step_));
-    jsonl_ = std::fopen(log.c_str(), resume ? "a" : "w");
-    if (jsonl_ == nullptr)
-      return absl::InternalError("cannot open metrics.jsonl in " + config_.run.out_dir);
-  }
+  log_ = std::make_unique<StepLog>(RankTag(), world_size_);
+  // One metrics.jsonl per job: rank 0's, with the summary over ranks.
+  if (rank_ == 0) MKD_RETURN_IF_ERROR(log_->OpenJsonl(config_.run.out_dir, resume, step_));
   std::unique_ptr<MetricsHttpServer> http;
   if (!config_.run.metrics_listen.empty()) {
     // job_id, not job: Prometheus gives every series its scrape job.
@@ -101,8 +37,7 @@ absl::Status Trainer::Train(bool resume) {
     http = std::make_unique<MetricsHttpServer>([metrics] { return metrics->Serialize(); });
     absl::StatusOr<int> port = http->Start(config_.run.metrics_listen);
     if (!port.ok()) return Annotate(port.status(), "config key 'run.metrics_listen'");
-    std::printf("metrics on port %d\n", *port);
-    std::fflush(stdout);
+    MKD_LOG(INFO) << RankTag() << "metrics on port " << *port;
   }
 
   const int64_t stop_at =
@@ -135,7 +70,7 @@ absl::Status Trainer::Train(bool resume) {
       }
       skipped_ += batch.skipped;
       const StepStart start = Snapshot();
-      absl::StatusOr<StepResult> stepped = TrainStep(batch);
+      absl::StatusOr<StepResult> stepped = StepOnDevice(batch);
       if (!stepped.ok()) return StepFailed(stepped.status(), start);
       const StepResult& r = *stepped;
       ++step_;
@@ -149,11 +84,11 @@ absl::Status Trainer::Train(bool resume) {
         double secs = std::chrono::duration<double>(Clock::now() - window_start).count();
         double images_per_s = window_images / std::max(secs, 1e-9);
         MKD_ASSIGN_OR_RETURN(StepResult all, AcrossRanks(r, &images_per_s));
-        LogStep(all, images_per_s);
         double elapsed = std::chrono::duration<double>(Clock::now() - started).count();
         double eta = elapsed / (step_ - first_step) * (stop_at - step_);
-        std::printf("  eta %s\n", Duration(eta).c_str());
-        std::fflush(stdout);
+        log_->Step(ProgressForLog(/*after_epoch=*/false), all, images_per_s, eta,
+                   teacher_ != nullptr,
+                   scaler_->enabled() ? std::optional<double>(scaler_->scale()) : std::nullopt);
         window_start = Clock::now();
         window_images = 0;
       }
@@ -169,7 +104,7 @@ absl::Status Trainer::Train(bool resume) {
       if (last ||
           (config_.run.eval_every_epochs > 0 && epoch_ % config_.run.eval_every_epochs == 0)) {
         MKD_ASSIGN_OR_RETURN(EvalResult e, Evaluate());
-        LogEval(e);
+        log_->Eval(ProgressForLog(/*after_epoch=*/true), e);
         last_eval_ = e;
         last_eval_step_ = step_;
       }
@@ -179,8 +114,19 @@ absl::Status Trainer::Train(bool resume) {
   if (step_ == stop_at && next_batch_ != 0)
     MKD_RETURN_IF_ERROR(SaveCheckpoint());  // Stopped mid-epoch.
   if (skipped_ > 0)
-    std::printf("skipped %lld unreadable training examples\n", static_cast<long long>(skipped_));
+    MKD_LOG(WARNING) << RankTag() << "skipped " << skipped_ << " unreadable training examples";
   return absl::OkStatus();
+}
+
+StepLog::Progress Trainer::ProgressForLog(bool after_epoch) const {
+  StepLog::Progress p;
+  p.epoch = after_epoch ? epoch_ : epoch_ + 1;
+  p.epochs = config_.optim.epochs;
+  p.step = step_;
+  p.total_steps = total_steps_;
+  p.flops_spent = flops_spent_;
+  p.flops_full = flops_full_;
+  return p;
 }
 
 absl::StatusOr<EvalResult> Trainer::Evaluate() {
@@ -236,34 +182,6 @@ absl::Status Trainer::LoadWeights(const std::string& path) {
   return LoadViTWeightsFile(*model_, path).status();
 }
 
-Trainer::StepStart Trainer::Snapshot() const {
-  StepStart s;
-  s.cpu_rng = GetDefaultRngState(torch::kCPU);
-  if (device_.is_cuda()) s.device_rng = GetDefaultRngState(device_);
-  s.flops_spent = flops_spent_;
-  s.flops_full = flops_full_;
-  return s;
-}
-
-absl::Status Trainer::StepFailed(const absl::Status& why, const StepStart& start) {
-  const absl::StatusCode c = why.code();
-  const bool teacher_gone = teacher_ && (c == absl::StatusCode::kUnavailable ||
-                                         c == absl::StatusCode::kDeadlineExceeded ||
-                                         c == absl::StatusCode::kResourceExhausted);
-  const bool peer_gone = dp_ && c == absl::StatusCode::kAborted;  // Another rank failed.
-  if (!teacher_gone && !peer_gone) return why;
-  // The weights and optimizer change only at a step's end, so this is the
-  // last completed step exactly: --resume loses nothing.
-  flops_spent_ = start.flops_spent;
-  flops_full_ = start.flops_full;
-  absl::Status saved = SaveCheckpoint(&start);
-  if (!saved.ok())
-    return Annotate(why, absl::StrCat("and the checkpoint failed too: ", saved.message()));
-  if (rank_ != 0) return Annotate(why, absl::StrCat("step ", step_ + 1, " failed"));
-  return Annotate(why, absl::StrCat("step ", step_ + 1, " failed; checkpoint of step ", step_,
-                                    " written, --resume continues from it"));
-}
-
 void Trainer::ObserveStep(const StepResult& r, int64_t images) {
   StepReport rep;
   rep.step = step_;
@@ -283,174 +201,6 @@ void Trainer::ObserveStep(const StepResult& r, int64_t images) {
     rep.failovers = stats.failovers;
   }
   metrics_->Observe(rep);
-}
-
-absl::Status Trainer::SaveCheckpoint(const StepStart* start) {
-  // Every rank holds the same weights and optimizer state: rank 0 writes.
-  if (rank_ != 0) return absl::OkStatus();
-  MKD_ASSIGN_OR_RETURN(SafetensorsFile model,
-                       ViTStateDict(*model_, {{"mkd.step", std::to_string(step_)},
-                                              {"mkd.model", config_.model_spec}}));
-  SafetensorsFile state;
-  optimizer_->SaveState(&state);
-  MKD_ASSIGN_OR_RETURN(state.tensors["rng.torch"],
-                       FromTensor(start ? start->cpu_rng : GetDefaultRngState(torch::kCPU)));
-  if (device_.is_cuda()) {
-    // Drop-path masks are drawn on the device: its generator resumes too.
-    MKD_ASSIGN_OR_RETURN(state.tensors["rng.cuda"],
-                         FromTensor(start ? start->device_rng : GetDefaultRngState(device_)));
-  }
-  scaler_->Save(&state);
-  state.metadata["step"] = std::to_string(step_);
-  state.metadata["epoch"] = std::to_string(epoch_);
-  state.metadata["next_batch"] = std::to_string(next_batch_);
-  state.metadata["seed"] = std::to_string(config_.seed);
-  state.metadata["flops_spent"] = absl::StrFormat("%.17g", flops_spent_);
-  state.metadata["flops_full"] = absl::StrFormat("%.17g", flops_full_);
-  state.metadata["skipped"] = std::to_string(skipped_);
-  return WriteCheckpoint(config_.run.out_dir, step_, model, state, config_.run.keep_checkpoints);
-}
-
-absl::Status Trainer::Resume() {
-  // `latest` first; if it (or its files) cannot be read, the older
-  // checkpoints kept for exactly this, newest first. A checkpoint of
-  // another run (seed mismatch) stops the resume instead.
-  std::vector<int64_t> candidates;
-  std::vector<std::string> skipped;
-  absl::StatusOr<std::optional<int64_t>> latest = LatestCheckpoint(config_.run.out_dir);
-  const std::vector<int64_t> on_disk = CheckpointSteps(config_.run.out_dir);
-  if (!latest.ok()) {
-    skipped.push_back(std::string(latest.status().message()));
-  } else if (*latest) {
-    candidates.push_back(**latest);
-  } else if (on_disk.empty()) {
-    return absl::OkStatus();  // Nothing to resume from: a fresh start.
-  }
-  for (int64_t s : on_disk) {
-    if (candidates.empty() || s != candidates.front()) candidates.push_back(s);
-  }
-  for (int64_t s : candidates) {
-    absl::Status st = RestoreCheckpoint(s);
-    if (st.ok()) {
-      std::printf("%sresumed from step %lld (epoch %lld, batch %lld)\n", RankTag().c_str(),
-                  static_cast<long long>(step_), static_cast<long long>(epoch_ + 1),
-                  static_cast<long long>(next_batch_));
-      return absl::OkStatus();
-    }
-    if (absl::IsFailedPrecondition(st)) return st;
-    std::printf("resume: skipping the checkpoint of step %lld: %s\n", static_cast<long long>(s),
-                std::string(st.message()).c_str());
-    std::fflush(stdout);
-    skipped.push_back(absl::StrCat("step ", s, ": ", st.message()));
-  }
-  return absl::DataLossError(absl::StrCat("--resume: no readable checkpoint in ",
-                                          config_.run.out_dir, "/checkpoints (",
-                                          absl::StrJoin(skipped, "; "), ")"));
-}
-
-absl::Status Trainer::RestoreCheckpoint(int64_t step) {
-  CheckpointPaths paths = CheckpointFor(config_.run.out_dir, step);
-  MKD_RETURN_IF_ERROR(LoadViTWeightsFile(*model_, paths.model).status());
-  MKD_ASSIGN_OR_RETURN(SafetensorsFile state, ReadSafetensors(paths.state));
-  MKD_ASSIGN_OR_RETURN(uint64_t seed, MetaValue<uint64_t>(state, "seed"));
-  if (seed != config_.seed) {
-    return absl::FailedPreconditionError(absl::StrCat(paths.state, ": written with seed ", seed,
-                                                      ", config has ", config_.seed,
-                                                      "; resume needs the same seed"));
-  }
-  MKD_RETURN_IF_ERROR(optimizer_->LoadState(state));
-  auto rng = state.tensors.find("rng.torch");
-  if (rng == state.tensors.end()) return absl::DataLossError(paths.state + ": no rng.torch");
-  MKD_ASSIGN_OR_RETURN(torch::Tensor rng_state, ToTensor(rng->second));
-  MKD_RETURN_IF_ERROR(
-      CatchTorch("restoring the RNG", [&] { SetDefaultRngState(torch::kCPU, rng_state); }));
-  // A checkpoint moves between devices: a CUDA generator's state is only
-  // restored on CUDA (a CPU run, or a CUDA run resuming a CPU checkpoint,
-  // keeps its freshly seeded device generator).
-  if (auto cuda = state.tensors.find("rng.cuda");
-      cuda != state.tensors.end() && device_.is_cuda()) {
-    MKD_ASSIGN_OR_RETURN(torch::Tensor cuda_state, ToTensor(cuda->second));
-    MKD_RETURN_IF_ERROR(
-        CatchTorch("restoring the CUDA RNG", [&] { SetDefaultRngState(device_, cuda_state); }));
-  }
-  MKD_RETURN_IF_ERROR(scaler_->Load(state));
-  MKD_ASSIGN_OR_RETURN(step_, MetaValue<int64_t>(state, "step"));
-  MKD_ASSIGN_OR_RETURN(epoch_, MetaValue<int64_t>(state, "epoch"));
-  MKD_ASSIGN_OR_RETURN(next_batch_, MetaValue<int64_t>(state, "next_batch"));
-  MKD_ASSIGN_OR_RETURN(flops_spent_, MetaValue<double>(state, "flops_spent"));
-  MKD_ASSIGN_OR_RETURN(flops_full_, MetaValue<double>(state, "flops_full"));
-  MKD_ASSIGN_OR_RETURN(skipped_, MetaValue<int64_t>(state, "skipped"));
-  return absl::OkStatus();
-}
-
-void Trainer::LogStep(const StepResult& r, double images_per_s) {
-  std::printf("%sepoch %lld/%d step %lld/%lld loss %.4f ce %.4f kd %.4f lr %.2e img/s %.1f",
-              RankTag().c_str(), static_cast<long long>(epoch_ + 1), config_.optim.epochs,
-              static_cast<long long>(step_), static_cast<long long>(total_steps_), r.loss, r.ce,
-              r.kd, r.lr, images_per_s);
-  if (teacher_) {
-    std::printf(" k %lld teacher GFLOPs %.1f (saved %.1f)", static_cast<long long>(r.kept_tokens),
-                flops_spent_ / 1e9, (flops_full_ - flops_spent_) / 1e9);
-    // Pipelining: m, the step as measured and as the pool's plan predicted
-    // it, and how much of it the student spent waiting for answers.
-    const double bubble = r.timings.step_s > 0 ? r.wait_s / r.timings.step_s : 0;
-    std::printf(" m %d step %.3fs", r.timings.micro_batches, r.timings.step_s);
-    if (r.timings.predicted_step_s > 0)
-      std::printf(" (predicted %.3fs)", r.timings.predicted_step_s);
-    std::printf(" bubble %.0f%%", 100 * bubble);
-  }
-  if (scaler_->enabled())
-    std::printf(" scale %.0f%s", scaler_->scale(), r.skipped ? " (skipped)" : "");
-  nlohmann::json j = {{"type", "train"},
-                      {"step", step_},
-                      {"epoch", epoch_ + 1},
-                      {"loss", r.loss},
-                      {"time", absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch())},
-                      {"ce", r.ce},
-                      {"kd", r.kd},
-                      {"lr", r.lr},
-                      {"img_per_s", images_per_s},
-                      {"kept_tokens", r.kept_tokens},
-                      {"teacher_flops", flops_spent_},
-                      {"teacher_flops_full", flops_full_}};
-  if (world_size_ > 1) j["ranks"] = world_size_;
-  if (teacher_) {
-    j["micro_batches"] = r.timings.micro_batches;
-    j["step_seconds"] = r.timings.step_s;
-    j["predicted_step_seconds"] = r.timings.predicted_step_s;
-    j["bubble"] = r.timings.step_s > 0 ? r.wait_s / r.timings.step_s : 0;
-    // This step's stages, means over its micro-batches (this rank's).
-    const StageMeans means = MeanOverMicroBatches(r.stages);
-    nlohmann::json stages = nlohmann::json::object();
-    for (mkd::Stage s : AllStages()) {
-      if (means.mean.has(s)) stages[std::string(StageName(s))] = means.mean.get(s);
-    }
-    j["stages"] = stages;
-  }
-  AppendJson(j.dump());
-}
-
-void Trainer::LogEval(const EvalResult& e) {
-  std::printf("%seval epoch %lld: top1 %.2f%% top5 %.2f%% loss %.4f (%lld images)\n",
-              RankTag().c_str(), static_cast<long long>(epoch_), 100 * e.top1, 100 * e.top5, e.loss,
-              static_cast<long long>(e.images));
-  std::fflush(stdout);
-  nlohmann::json j = {{"type", "eval"},
-                      {"step", step_},
-                      {"epoch", epoch_},
-                      {"top1", e.top1},
-                      {"top5", e.top5},
-                      {"loss", e.loss},
-                      {"images", e.images},
-                      {"teacher_flops", flops_spent_},
-                      {"teacher_flops_full", flops_full_}};
-  AppendJson(j.dump());
-}
-
-void Trainer::AppendJson(const std::string& line) {
-  if (jsonl_ == nullptr) return;
-  std::fprintf(jsonl_, "%s\n", line.c_str());
-  std::fflush(jsonl_);
 }
 
 }  // namespace mkd::student

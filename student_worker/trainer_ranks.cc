@@ -1,6 +1,6 @@
 // Trainer: what a data-parallel rank does beyond a lone trainer (the step
 // summary over ranks, the resume check). The gradient averaging itself is
-// in TrainStep, through DataParallel.
+// in StepOnDevice, through DataParallel.
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "student_worker/trainer.h"

@@ -314,7 +314,7 @@ TEST(TrainerTest, Bfloat16AutocastTrains) {
   std::string dir = NewDir("bf16");
   TrainConfig c = Tiny(dir);
   c.optim.epochs = 1;
-  c.run.precision = Precision::kBf16;
+  c.run.precision = DType::kBF16;
   auto trainer = Trainer::Create(c);
   ASSERT_TRUE(trainer.ok()) << trainer.status();
   ASSERT_TRUE((*trainer)->Train(false).ok());

@@ -34,7 +34,13 @@ JobMembership::JobMembership(std::string coordinator, std::shared_ptr<grpc::Chan
   heartbeat_ = std::make_unique<rpc::HeartbeatLoop>(
       o,
       [this](grpc::ClientContext* ctx, absl::Duration* interval) { return Beat(ctx, interval); });
-  watch_thread_ = std::thread([this] { WatchLoop(); });
+  watch_thread_ = Thread(
+      "mkd-job-watch", [this] { WatchLoop(); },
+      [this](const absl::Status& s) {
+        // Without its watch the job hears of no new teacher: as
+        // final as a refusal, and reported the same way.
+        if (!s.ok()) Refuse(s, /*stop_heartbeat=*/true);
+      });
 }
 
 JobMembership::~JobMembership() {
@@ -44,7 +50,7 @@ JobMembership::~JobMembership() {
     if (watch_ != nullptr) watch_->TryCancel();
   }
   wake_.SignalAll();
-  watch_thread_.join();  // First: a refused watch stops the heartbeat loop.
+  watch_thread_.Join().IgnoreError();  // First: a refused watch stops the heartbeat loop.
   heartbeat_.reset();
 }
 

@@ -17,11 +17,11 @@
 
 #include <functional>
 #include <string>
-#include <thread>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "common/mutex.h"
+#include "common/thread.h"
 #include "maskedkd/v1/coordinator.grpc.pb.h"
 #include "rpc/heartbeat_loop.h"
 
@@ -65,7 +65,7 @@ class JobMembership {
   bool refused_ ABSL_GUARDED_BY(mu_) = false;
   grpc::ClientContext* watch_ ABSL_GUARDED_BY(mu_) = nullptr;  // The open watch, to cancel.
   std::unique_ptr<rpc::HeartbeatLoop> heartbeat_;
-  std::thread watch_thread_;
+  Thread watch_thread_;
 };
 
 }  // namespace mkd::client

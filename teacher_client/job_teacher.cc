@@ -35,9 +35,9 @@ absl::StatusOr<std::unique_ptr<Teacher>> MakeJobTeacher(const student::TrainConf
     if (!bytes.ok()) return Annotate(bytes.status(), "config key 'distill.teacher_weights'");
     o.model_id = ModelIdOfWeights(d.teacher_weights, *bytes);
   }
-  o.batch = static_cast<int>(config.data.batch_size);
+  o.batch_size = static_cast<int>(config.data.batch_size);
   MKD_ASSIGN_OR_RETURN(int64_t kept, KeepCount(d.keep_ratio, config.model.num_patches()));
-  o.kept = static_cast<int>(kept);
+  o.kept_patches = static_cast<int>(kept);
   o.max_teachers = d.max_teachers;
   o.pinned_micro_batches = d.micro_batches;
   o.rank = std::max(0, config.dist.rank);
@@ -47,7 +47,7 @@ absl::StatusOr<std::unique_ptr<Teacher>> MakeJobTeacher(const student::TrainConf
     MKD_ASSIGN_OR_RETURN(o.job_token,
                          rpc::LoadJobToken(d.job_token_file, "distill.job_token_file"));
   }
-  WarnIfInsecure(o.tls, "mkd-student");
+  WarnIfInsecure(o.tls);
   return MakeRemoteTeacher(o);
 }
 

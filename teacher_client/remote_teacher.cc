@@ -9,10 +9,12 @@
 #include "absl/strings/str_join.h"
 #include "common/dtype.h"
 #include "common/host_identity.h"
+#include "common/log.h"
 #include "common/masking.h"
 #include "common/status_macros.h"
 #include "common/tensor_util.h"
 #include "common/vit.h"
+#include "proto/model_info.h"
 #include "proto/tensor_codec.h"
 #include "proto/wire.h"
 #include "rpc/retry.h"
@@ -25,14 +27,18 @@ RemoteTeacher::RemoteTeacher(const RemoteTeacherOptions& options, v1::DType wire
                              const v1::ModelInfo& info)
     : options_(options),
       wire_(wire),
-      config_(ConfigFromInfo(info)),
+      config_(proto::ViTConfigFromModelInfo(info)),
       device_(options.device),
       d2h_(device_) {
   // Ids are unique across restarts of this job (a resumed run must not
   // be answered from the server's cache of the previous run).
   std::random_device rd;
   next_id_ = (uint64_t{rd()} << 32 | rd()) & ~(uint64_t{1} << 63);
-  retrier_ = std::thread([this] { RetryLoop(); });
+  retrier_ = Thread(
+      "mkd-retrier", [this] { RetryLoop(); },
+      [this](const absl::Status& s) {
+        if (!s.ok()) FailEverything(s);
+      });
 }
 
 RemoteTeacher::~RemoteTeacher() {
@@ -44,8 +50,8 @@ RemoteTeacher::~RemoteTeacher() {
     endpoints.swap(endpoints_);
   }
   wake_.SignalAll();
-  endpoints.clear();  // Joins the streams' threads, outside mu_ (they call back).
-  retrier_.join();
+  endpoints.clear();              // Joins the streams' threads, outside mu_ (they call back).
+  retrier_.Join().IgnoreError();  // A failure was reported by FailEverything.
   Fulfil failed;
   {
     MutexLock lock(&mu_);
@@ -102,6 +108,7 @@ void RemoteTeacher::AddEndpoint(const std::string& address, std::shared_ptr<grpc
 
 void RemoteTeacher::KeepOnly(const std::set<std::string>& keep) {
   std::vector<std::unique_ptr<TeacherStream>> removed;  // Destroyed outside mu_.
+  std::vector<std::string> dropped;                     // Logged outside mu_.
   Fulfil failed;
   {
     MutexLock lock(&mu_);
@@ -113,11 +120,13 @@ void RemoteTeacher::KeepOnly(const std::set<std::string>& keep) {
       const std::string address = it->first;
       removed.push_back(std::move(it->second.stream));
       it = endpoints_.erase(it);
-      std::printf("remote teacher %s: no longer assigned\n", address.c_str());
+      dropped.push_back(address);
       Reroute(address, /*failover=*/true, &failed);
     }
   }
-  std::fflush(stdout);
+  for (const std::string& address : dropped) {
+    MKD_LOG(INFO) << "remote teacher " << address << ": no longer assigned";
+  }
   Deliver(failed);
 }
 
@@ -165,8 +174,6 @@ void RemoteTeacher::OnBroken(const std::string& address, const absl::Status& why
     auto it = endpoints_.find(address);
     if (it == endpoints_.end()) return;
     it->second.connected = false;
-    std::fprintf(stderr, "remote teacher %s: %s; reconnecting\n", address.c_str(),
-                 std::string(why.message()).c_str());
     // What was sent there, and what waits for any teacher, now has this
     // as the reason it is not answered (a stream that cannot open says
     // why here, every time it tries).
@@ -177,6 +184,7 @@ void RemoteTeacher::OnBroken(const std::string& address, const absl::Status& why
     // its micro-batches wait for it to come back.
     Reroute(address, /*failover=*/endpoints_.size() > 1, &failed);
   }
+  MKD_LOG(WARNING) << "remote teacher " << address << ": " << why.message() << "; reconnecting";
   Deliver(failed);
 }
 
@@ -267,8 +275,8 @@ PendingLogits RemoteTeacher::SubmitLogits(const torch::Tensor& images, const tor
   v1::DistillRequest& h = mb->header;
   h.set_job_id(options_.job_id);
   h.set_job_weight(options_.job_weight);
-  h.set_batch(static_cast<int32_t>(idx.size(0)));
-  h.set_kept(static_cast<int32_t>(idx.size(1)));
+  h.set_micro_batch_size(static_cast<int32_t>(idx.size(0)));
+  h.set_kept_patches(static_cast<int32_t>(idx.size(1)));
   h.set_payload_kind(v1::PAYLOAD_KIND_KEPT_PATCHES);
   h.set_payload_dtype(wire_);
   h.set_timeout_ms(static_cast<uint32_t>(absl::ToInt64Milliseconds(options_.timeout)));
@@ -279,7 +287,9 @@ PendingLogits RemoteTeacher::SubmitLogits(const torch::Tensor& images, const tor
     const uint64_t id = next_id_++;
     h.set_micro_batch_id(id);
     const int64_t bytes = mb->MessageBytes();
+    if (!broken_.ok()) failed.emplace_back(std::move(promise), broken_);
     for (const auto& [address, e] : endpoints_) {
+      if (!failed.empty()) break;
       if (e.max_request_bytes > 0 && bytes > e.max_request_bytes) {
         failed.emplace_back(
             std::move(promise),
@@ -384,7 +394,7 @@ void RemoteTeacher::OnAnswer(const std::string& address, const v1::DistillRespon
                                        r.compute_seconds() - r.encode_seconds());
     }
     promise = std::move(p.promise);
-    batch = p.mb->header.batch();
+    batch = p.mb->header.micro_batch_size();
     pending_.erase(it);
   }
   if (r.code() != 0) {
@@ -405,6 +415,20 @@ void RemoteTeacher::OnAnswer(const std::string& address, const v1::DistillRespon
   }
   stages.Set(Stage::kDecode, absl::ToDoubleSeconds(absl::Now() - decoding));
   promise.set_value(TeacherAnswer{*std::move(logits), stages});
+}
+
+void RemoteTeacher::FailEverything(const absl::Status& why) {
+  const absl::Status broken =
+      absl::Status(why.code(), absl::StrCat("remote teacher retry thread died: ", why.message()));
+  Fulfil failed;
+  {
+    MutexLock lock(&mu_);
+    broken_ = broken;
+    for (auto& [id, p] : pending_) failed.emplace_back(std::move(p.promise), broken);
+    pending_.clear();
+    retries_.clear();
+  }
+  Deliver(failed);
 }
 
 void RemoteTeacher::RetryLoop() {

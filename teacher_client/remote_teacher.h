@@ -54,8 +54,8 @@ struct RemoteTeacherOptions {
   absl::Duration teacher_wait = absl::Seconds(600);
   int max_attempts = 5;  // Sends per micro-batch id, all teachers together.
   // The job as the coordinator plans it.
-  int batch = 1;                 // Images per step.
-  int kept = 1;                  // Kept tokens per image.
+  int batch_size = 1;            // B, images per step (data.batch_size).
+  int kept_patches = 1;          // k, patches kept per image.
   int max_teachers = 0;          // 0: no limit.
   int pinned_micro_batches = 0;  // > 0: the job's config fixes m.
   int max_micro_batches = 0;     // Planning bound (0: 16).

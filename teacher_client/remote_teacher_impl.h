@@ -10,11 +10,12 @@
 #include <memory>
 #include <set>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "common/device_to_host.h"
+#include "common/log.h"
 #include "common/mutex.h"
+#include "common/thread.h"
 #include "maskedkd/v1/coordinator.pb.h"
 #include "maskedkd/v1/teacher.grpc.pb.h"
 #include "teacher_client/job_membership.h"
@@ -29,7 +30,6 @@ namespace v1 = ::maskedkd::v1;
 // messages, keepalive pings so a dead peer is noticed without traffic.
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeTeacherChannel(const std::string& address,
                                                                   const TlsOptions& tls);
-ViTConfig ConfigFromInfo(const v1::ModelInfo& info);
 
 // Thread-safe: the trainer submits, stream readers answer, the retry
 // thread re-sends, the membership thread changes the teachers.
@@ -87,6 +87,9 @@ class RemoteTeacher final : public Teacher, public PoolSession {
   };
   using Fulfil = std::vector<std::pair<std::promise<absl::StatusOr<TeacherAnswer>>, absl::Status>>;
 
+  // OnAssignment's work, under assign_mu_; what it has to say goes to *said.
+  void ApplyAssignment(const v1::Assignment& a,
+                       std::vector<std::pair<LogSeverity, std::string>>* said);
   void OnConnected(const std::string& address);
   void OnAnswer(const std::string& address, const v1::DistillResponse& r);
   void OnWritten(const std::string& address, uint64_t id, double encode_s);
@@ -101,6 +104,9 @@ class RemoteTeacher final : public Teacher, public PoolSession {
   void Reroute(const std::string& address, bool failover, Fulfil* failed)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RetryLoop();
+  // The retry thread died: every pending micro-batch, and every later
+  // one, fails with `why` (nothing would retry or time them out).
+  void FailEverything(const absl::Status& why);
   static void Deliver(Fulfil& failed);
 
   // Constant after construction.
@@ -124,12 +130,13 @@ class RemoteTeacher final : public Teacher, public PoolSession {
   absl::Time unrouted_since_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
   uint64_t next_id_ ABSL_GUARDED_BY(mu_) = 0;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status broken_ ABSL_GUARDED_BY(mu_);  // Set by FailEverything.
   TeacherStats stats_ ABSL_GUARDED_BY(mu_);
   v1::JobTimings job_timings_ ABSL_GUARDED_BY(mu_);  // Sums since the last heartbeat.
   int64_t job_round_trips_ ABSL_GUARDED_BY(mu_) = 0;
   double predicted_step_s_ ABSL_GUARDED_BY(mu_) = 0;
   std::atomic<int> planned_m_{0};
-  std::thread retrier_;
+  Thread retrier_;
 };
 
 }  // namespace mkd::client

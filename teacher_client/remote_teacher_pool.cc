@@ -1,6 +1,5 @@
 // RemoteTeacher: finding teachers (one fixed address, or a coordinator's
 // assignment), checking what they serve, and reporting the job's timings.
-#include <cstdio>
 #include <map>
 #include <optional>
 #include <random>
@@ -8,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/host_identity.h"
+#include "common/log.h"
 #include "common/status_macros.h"
 #include "proto/wire.h"
 #include "rpc/channel_args.h"
@@ -48,28 +48,26 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeTeacherChannel(const std::str
   return rpc::MakeChannel(address, tls, &args, rpc::Role::kTeacher);  // Only a teacher may answer.
 }
 
-ViTConfig ConfigFromInfo(const v1::ModelInfo& info) {
-  ViTConfig c;
-  c.name = info.model_id();
-  c.img_size = info.image_size();
-  c.patch_size = info.patch_size();
-  c.in_chans = info.in_channels();
-  c.num_classes = info.num_classes();
-  c.depth = info.depth();
-  c.embed_dim = info.embed_dim();
-  c.num_heads = info.num_heads();
-  c.mlp_ratio = info.mlp_ratio();
-  c.dist_token = info.num_prefix_tokens() == 2;
-  c.mean.assign(info.mean().begin(), info.mean().end());
-  c.std.assign(info.std().begin(), info.std().end());
-  return c;
-}
-
 void RemoteTeacher::AttachMembership(std::unique_ptr<JobMembership> membership) {
   membership_ = std::move(membership);
 }
 
 void RemoteTeacher::OnAssignment(const v1::Assignment& a) {
+  // Logged once assign_mu_ is released: nothing is logged under a lock.
+  std::vector<std::pair<LogSeverity, std::string>> said;
+  ApplyAssignment(a, &said);
+  for (const auto& [severity, line] : said) {
+    if (severity == LogSeverity::kInfo) {
+      MKD_LOG(INFO) << line;
+    } else {
+      MKD_LOG(WARNING) << line;
+    }
+  }
+}
+
+void RemoteTeacher::ApplyAssignment(const v1::Assignment& a,
+                                    std::vector<std::pair<LogSeverity, std::string>>* said) {
+  const auto warn = [&](std::string line) { said->emplace_back(LogSeverity::kWarning, line); };
   // One assignment at a time, never an older one after a newer.
   MutexLock serial(&assign_mu_);
   if (a.version() < applied_version_) return;
@@ -80,8 +78,7 @@ void RemoteTeacher::OnAssignment(const v1::Assignment& a) {
     predicted_step_s_ = a.predicted_step_s();
   }
   if (a.teachers_size() == 0) {
-    std::fprintf(stderr, "job %s: waiting for a teacher: %s\n", options_.job_id.c_str(),
-                 a.waiting_reason().c_str());
+    warn(absl::StrCat("job ", options_.job_id, ": waiting for a teacher: ", a.waiting_reason()));
   }
   std::set<std::string> keep;
   for (const v1::TeacherEndpoint& t : a.teachers()) {
@@ -94,22 +91,20 @@ void RemoteTeacher::OnAssignment(const v1::Assignment& a) {
         channel.ok() ? ReadModelInfo(*channel, t.address(), absl::Seconds(5))
                      : absl::StatusOr<v1::ModelInfo>(channel.status());
     if (!info.ok()) {
-      std::fprintf(stderr, "job %s: %s; not used\n", options_.job_id.c_str(),
-                   std::string(info.status().message()).c_str());
+      warn(absl::StrCat("job ", options_.job_id, ": ", info.status().message(), "; not used"));
       continue;
     }
     if (info->model_id() != options_.model_id || info->num_classes() != config_.num_classes ||
-        info->image_size() != config_.img_size || info->patch_size() != config_.patch_size) {
-      std::fprintf(stderr,
-                   "job %s: refusing teacher %s: it serves model '%s', the job needs '%s'\n",
-                   options_.job_id.c_str(), t.address().c_str(), info->model_id().c_str(),
-                   options_.model_id.c_str());
+        info->img_size() != config_.img_size || info->patch_size() != config_.patch_size) {
+      warn(absl::StrCat("job ", options_.job_id, ": refusing teacher ", t.address(),
+                        ": it serves model '", info->model_id(), "', the job needs '",
+                        options_.model_id, "'"));
       MutexLock lock(&mu_);
       refused_.insert(t.address());
       continue;
     }
-    std::printf("job %s: streaming to teacher %s\n", options_.job_id.c_str(), t.address().c_str());
-    std::fflush(stdout);
+    said->emplace_back(LogSeverity::kInfo, absl::StrCat("job ", options_.job_id,
+                                                        ": streaming to teacher ", t.address()));
     AddEndpoint(t.address(), *channel, *info);
   }
   KeepOnly(keep);
@@ -193,10 +188,10 @@ absl::StatusOr<std::unique_ptr<Teacher>> MakeRemoteTeacher(const RemoteTeacherOp
   job.set_job_id(o.job_id);
   job.set_model_id(o.model_id);
   job.set_weight(o.job_weight);
-  job.set_batch(o.batch);
+  job.set_batch_size(o.batch_size);
   job.set_rank(o.rank);
   job.set_world_size(o.world_size);
-  job.set_kept(o.kept);
+  job.set_kept_patches(o.kept_patches);
   job.set_max_teachers(o.max_teachers);
   job.set_pinned_micro_batches(o.pinned_micro_batches);
   job.set_max_micro_batches(o.max_micro_batches);
@@ -230,16 +225,17 @@ absl::StatusOr<std::unique_ptr<Teacher>> MakeRemoteTeacher(const RemoteTeacherOp
         if (teacher != nullptr) teacher->OnAssignment(a);
       },
       [first](const absl::Status& refused) {
-        MutexLock lock(&first->mu);
-        if (first->teacher == nullptr) {
-          first->refused = refused;  // Ends the wait below at once.
-          first->cv.SignalAll();
-        } else {
-          // Serving never depends on the coordinator: the teachers check the
-          // job's token themselves and end the job if they refuse it too.
-          std::fprintf(stderr, "%s; the job keeps its teachers\n",
-                       std::string(refused.message()).c_str());
+        {
+          MutexLock lock(&first->mu);
+          if (first->teacher == nullptr) {
+            first->refused = refused;  // Ends the wait below at once.
+            first->cv.SignalAll();
+            return;
+          }
         }
+        // Serving never depends on the coordinator: the teachers check the
+        // job's token themselves and end the job if they refuse it too.
+        MKD_LOG(WARNING) << refused.message() << "; the job keeps its teachers";
       },
       o.job_token);
   const absl::Time give_up = absl::Now() + o.teacher_wait;
@@ -252,9 +248,12 @@ absl::StatusOr<std::unique_ptr<Teacher>> MakeRemoteTeacher(const RemoteTeacherOp
     if (!first->assignment) continue;
     const v1::Assignment a = *first->assignment;
     if (a.teachers_size() == 0 && !said) {
-      std::fprintf(stderr, "job %s: waiting up to %s for a teacher: %s\n", o.job_id.c_str(),
-                   absl::FormatDuration(give_up - absl::Now()).c_str(), a.waiting_reason().c_str());
       said = true;
+      first->mu.Unlock();  // Nothing is logged under a lock.
+      MKD_LOG(WARNING) << "job " << o.job_id << ": waiting up to "
+                       << absl::FormatDuration(give_up - absl::Now())
+                       << " for a teacher: " << a.waiting_reason();
+      first->mu.Lock();
     }
     for (const v1::TeacherEndpoint& t : a.teachers()) {
       // Dialling blocks for up to 5 s: not under the lock the membership's
@@ -271,7 +270,9 @@ absl::StatusOr<std::unique_ptr<Teacher>> MakeRemoteTeacher(const RemoteTeacherOp
         std::string& last = failures[t.address()];
         if (last != info.status().message()) {
           last = std::string(info.status().message());
-          std::fprintf(stderr, "job %s: %s; not used\n", o.job_id.c_str(), last.c_str());
+          first->mu.Unlock();  // Nothing is logged under a lock.
+          MKD_LOG(WARNING) << "job " << o.job_id << ": " << last << "; not used";
+          first->mu.Lock();
         }
         continue;
       }

@@ -1,11 +1,11 @@
 #include "teacher_client/teacher_stream.h"
 
-#include <cstdio>
 #include <exception>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/log.h"
 #include "proto/shared_memory.h"
 #include "rpc/pool_auth.h"
 #include "rpc/retry.h"
@@ -33,8 +33,29 @@ TeacherStream::TeacherStream(std::string address, std::shared_ptr<grpc::Channel>
       plane_(plane) {}
 
 void TeacherStream::Start() {
-  reader_ = std::thread([this] { ReadLoop(); });
-  writer_ = std::thread([this] { WriteLoop(); });
+  const auto on_exit = [this](const absl::Status& s) {
+    if (!s.ok()) Die(s);
+  };
+  reader_ = Thread(
+      "mkd-stream-read", [this] { ReadLoop(); }, on_exit);
+  writer_ = Thread(
+      "mkd-stream-write", [this] { WriteLoop(); }, on_exit);
+}
+
+void TeacherStream::Die(const absl::Status& why) {
+  std::shared_ptr<Call> call;
+  {
+    MutexLock lock(&mu_);
+    stop_ = true;  // For good: the other thread ends too, and no reconnect.
+    call = call_;
+    call_ = nullptr;
+  }
+  if (call) call->ctx.TryCancel();
+  wake_.SignalAll();
+  if (callbacks_.on_broken) {
+    callbacks_.on_broken(absl::Status(
+        why.code(), absl::StrCat("teacher ", address_, ": stream thread died: ", why.message())));
+  }
 }
 
 TeacherStream::~TeacherStream() {
@@ -49,8 +70,9 @@ TeacherStream::~TeacherStream() {
   if (call) call->ctx.TryCancel();
   if (opening) opening->ctx.TryCancel();
   wake_.SignalAll();
-  if (reader_.joinable()) reader_.join();
-  if (writer_.joinable()) writer_.join();
+  // A thread that died has reported it through Die.
+  reader_.Join().IgnoreError();
+  writer_.Join().IgnoreError();
 }
 
 void TeacherStream::Send(SharedMicroBatch mb) {
@@ -87,6 +109,7 @@ void TeacherStream::WriteLoop() {
     // stream broke: the reader sees it too.
     const absl::Time encoding = absl::Now();
     bool written = false;
+    std::string failed;  // Why encoding failed, logged outside the lock.
     try {
       const v1::DistillRequest request = call->plane->Encode(*mb);
       const double encode_s = absl::ToDoubleSeconds(absl::Now() - encoding);
@@ -94,9 +117,12 @@ void TeacherStream::WriteLoop() {
       written = call->stream->Write(request);
       if (written && callbacks_.on_written)
         callbacks_.on_written(mb->header.micro_batch_id(), encode_s);
-    } catch (const std::exception& e) {  // No exception leaves the thread.
-      std::fprintf(stderr, "teacher %s: encoding micro-batch %llu failed: %s\n", address_.c_str(),
-                   static_cast<unsigned long long>(mb->header.micro_batch_id()), e.what());
+    } catch (const std::exception& e) {  // This micro-batch's failure, not the stream's.
+      failed = e.what();
+    }
+    if (!failed.empty()) {
+      MKD_LOG(ERROR) << "teacher " << address_ << ": encoding micro-batch "
+                     << mb->header.micro_batch_id() << " failed: " << failed;
     }
     mu_.Lock();
     --call->writing;
@@ -157,12 +183,9 @@ std::shared_ptr<TeacherStream::Call> TeacherStream::Open() {
     return nullptr;
   }
   if (!call->plane) call->plane = MakeGrpcPlane();
-  MutexLock lock(&mu_);
-  if (!no_shm.empty() && !said_fallback_) {
-    said_fallback_ = true;  // Once per teacher, not per reconnect.
-    std::fprintf(stderr, "teacher %s: shared memory not possible (%s); sending bytes over gRPC\n",
-                 address_.c_str(), no_shm.c_str());
-  }
+  ReleasableMutexLock lock(&mu_);
+  const bool say_fallback = !no_shm.empty() && !said_fallback_;
+  if (say_fallback) said_fallback_ = true;  // Once per teacher, not per reconnect.
   opening_ = nullptr;
   if (stop_) {
     call->ctx.TryCancel();
@@ -171,6 +194,11 @@ std::shared_ptr<TeacherStream::Call> TeacherStream::Open() {
   }
   call_ = call;
   outbox_.clear();
+  lock.Release();
+  if (say_fallback) {
+    MKD_LOG(WARNING) << "teacher " << address_ << ": shared memory not possible (" << no_shm
+                     << "); sending bytes over gRPC";
+  }
   return call;
 }
 

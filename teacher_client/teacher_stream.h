@@ -28,10 +28,10 @@
 #include <functional>
 #include <memory>
 #include <string>
-#include <thread>
 
 #include "absl/status/status.h"
 #include "common/mutex.h"
+#include "common/thread.h"
 #include "maskedkd/v1/teacher.grpc.pb.h"
 #include "teacher_client/data_plane.h"
 
@@ -85,6 +85,9 @@ class TeacherStream {
   struct Call;  // One stream: its context, its writer side, its plane.
   void ReadLoop();
   void WriteLoop();
+  // A thread of this stream died of a bug: stop both for good and tell the
+  // owner through on_broken.
+  void Die(const absl::Status& why);
   // Opens a call with its plane; nullptr after reporting why not (through
   // on_broken) or on stop.
   std::shared_ptr<Call> Open();
@@ -104,8 +107,8 @@ class TeacherStream {
   std::deque<SharedMicroBatch> outbox_ ABSL_GUARDED_BY(mu_);  // For call_.
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   bool said_fallback_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread reader_;
-  std::thread writer_;
+  Thread reader_;
+  Thread writer_;
 };
 
 }  // namespace mkd::client

@@ -38,7 +38,7 @@ absl::StatusOr<uint64_t> BatchQueue::Push(QueuedWork work) {
   last_push_[work.job_id] = work.enqueued;
   work.ticket = next_ticket_++;
   const uint64_t ticket = work.ticket;
-  Bucket& bucket = buckets_[work.kept];
+  Bucket& bucket = buckets_[work.kept_patches];
   bucket.tokens += work.tokens();
   bucket.by_job[work.job_id].push_back(std::move(work));
   return ticket;

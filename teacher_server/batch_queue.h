@@ -1,7 +1,7 @@
 // The dynamic batcher's scheduling policy, free of threads, clocks and
 // tensors so that tests drive it with made-up times.
 //
-// Work is bucketed by k (kept tokens per image): a forward pass needs one k,
+// Work is bucketed by k (patches kept per image): a forward pass needs one k,
 // and padding to a common k would waste the FLOPs masking saved. A bucket is
 // dispatched when its tokens (sum of b*(k+1)) reach the budget, when its
 // oldest work has waited max_queue_delay, when waiting that long would run
@@ -28,14 +28,14 @@ namespace mkd::teacher {
 
 struct QueuedWork {
   std::string job_id;
-  double weight = 1.0;  // The job's share relative to others (> 0).
-  int64_t images = 0;   // b
-  int64_t kept = 0;     // k (patch tokens; +1 CLS in the budget)
+  double weight = 1.0;       // The job's share relative to others (> 0).
+  int64_t images = 0;        // b
+  int64_t kept_patches = 0;  // k (patch tokens; +1 CLS in the budget)
   absl::Time enqueued;
   absl::Time deadline = absl::InfiniteFuture();
   uint64_t ticket = 0;  // Set by Push: the owner's handle on the payload.
 
-  int64_t tokens() const { return images * (kept + 1); }
+  int64_t tokens() const { return images * (kept_patches + 1); }
 };
 
 struct BatchQueueOptions {

@@ -11,7 +11,7 @@ QueuedWork Work(const std::string& job, int64_t b, int64_t k, absl::Time at) {
   QueuedWork w;
   w.job_id = job;
   w.images = b;
-  w.kept = k;
+  w.kept_patches = k;
   w.enqueued = at;
   return w;
 }
@@ -58,7 +58,7 @@ TEST(BatchQueue, DispatchesAtOnceWhenTheBudgetFillsAndNeverMixesK) {
   absl::Time wake;
   auto batch = q.TakeBatch(kT0, false, &wake);
   ASSERT_EQ(batch.size(), 2u);  // 80 tokens; a third would be 120 > 100.
-  for (const auto& w : batch) EXPECT_EQ(w.kept, 9);
+  for (const auto& w : batch) EXPECT_EQ(w.kept_patches, 9);
   EXPECT_EQ(q.size(), 2);
   EXPECT_TRUE(q.TakeBatch(kT0, false, &wake).empty());  // 40 left, not due yet.
   auto drained = q.TakeBatch(kT0, true, &wake);         // Draining takes what waits.

@@ -2,6 +2,7 @@
 
 #include <torch/types.h>
 
+#include "absl/strings/str_cat.h"
 #include "common/flops.h"
 #include "common/tensor_util.h"
 
@@ -28,7 +29,11 @@ Batcher::Batcher(Engine* engine, const BatcherConfig& config, absl::Duration job
       metrics_(metrics),
       model_(engine->config()),
       queue_(QueueOptions(config, engine->device().rfind("cuda", 0) == 0, job_idle)),
-      thread_([this] { Loop(); }) {
+      thread_(
+          "mkd-batcher", [this] { Loop(); },
+          [this](const absl::Status& s) {
+            if (!s.ok()) FailPending(s);
+          }) {
   if (metrics_ != nullptr) {
     const bool cuda = engine->device().rfind("cuda", 0) == 0;
     metrics_->SetBatchTokenBudget(ResolveBatcherDefaults(config, cuda).max_tokens_per_batch);
@@ -42,7 +47,7 @@ absl::Status Batcher::Submit(WorkItem item, WorkDone done) {
   w.job_id = item.job_id;
   w.weight = item.weight;
   w.images = item.idx.size(0);
-  w.kept = item.idx.size(1);
+  w.kept_patches = item.idx.size(1);
   w.enqueued = absl::Now();
   w.deadline = item.deadline;
   {
@@ -76,9 +81,27 @@ void Batcher::Shutdown() {
     stopping_ = true;
   }
   wake_.Signal();
-  if (thread_.joinable()) thread_.join();
+  thread_.Join().IgnoreError();  // A failure was answered by FailPending.
 }
 
+void Batcher::FailPending(const absl::Status& why) {
+  std::vector<Pending> failed;
+  {
+    MutexLock lock(&mu_);
+    stopping_ = true;  // Submit refuses from now on.
+    for (auto& [ticket, p] : pending_) failed.push_back(std::move(p));
+    pending_.clear();
+  }
+  for (Pending& p : failed) {
+    WorkResult r;
+    r.status = absl::UnavailableError(absl::StrCat("teacher batcher died: ", why.message()));
+    p.done(std::move(r));
+  }
+}
+
+// What runs under mu_ here is queue bookkeeping; the engine's phases, which
+// can throw, run unlocked and catch what they throw. So a thread that dies
+// anyway (FailPending) does not die holding mu_.
 void Batcher::Loop() {
   mu_.Lock();
   // The batch whose forward pass the device is running. The next batch is
@@ -150,8 +173,8 @@ Batcher::InFlight Batcher::Upload(std::vector<QueuedWork> batch) {
     f.images += p.item.idx.size(0);
     f.tokens += p.item.idx.size(0) * (p.item.idx.size(1) + 1);
   }
-  f.kept = idx[0].size(1);  // One bucket: every item has the same k.
-  struct Observe {          // Also when the upload fails.
+  f.kept_patches = idx[0].size(1);  // One bucket: every item has the same k.
+  struct Observe {                  // Also when the upload fails.
     TeacherMetrics* metrics;
     absl::Time start = absl::Now();
     ~Observe() {
@@ -201,7 +224,7 @@ void Batcher::Complete(InFlight f) {
   }
   const double compute = absl::ToDoubleSeconds(absl::Now() - f.start);
   if (metrics_ && out.ok()) {
-    const double spent = f.images * ViTForwardFlops(model_, f.kept);
+    const double spent = f.images * ViTForwardFlops(model_, f.kept_patches);
     const double full = f.images * ViTForwardFlops(model_, model_.num_patches());
     metrics_->ObserveBatch(compute, f.images, f.tokens, spent, full - spent);
     if (std::optional<int64_t> peak = engine_->PeakMemoryBytes()) {

@@ -13,11 +13,11 @@
 #include <map>
 #include <optional>
 #include <string>
-#include <thread>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "common/mutex.h"
+#include "common/thread.h"
 #include "teacher_server/batch_queue.h"
 #include "teacher_server/engine.h"
 #include "teacher_server/metrics.h"
@@ -86,7 +86,7 @@ class Batcher {
     absl::Time start;
     double forward_seconds = 0;  // Launch and Collect.
     bool features = false;
-    int64_t images = 0, tokens = 0, kept = 0;
+    int64_t images = 0, tokens = 0, kept_patches = 0;
   };
   void Loop();
   // The engine's phases for `batch` (see engine.h); errors are carried in
@@ -94,6 +94,9 @@ class Batcher {
   InFlight Upload(std::vector<QueuedWork> batch);
   InFlight Launch(InFlight f);
   void Complete(InFlight f);  // Waits for the device and answers every item.
+  // The thread died of a bug: answers every accepted item with `why`, and
+  // Submit refuses from now on. Accepted work is never left unanswered.
+  void FailPending(const absl::Status& why);
 
   Engine* const engine_;
   TeacherMetrics* const metrics_;
@@ -104,7 +107,7 @@ class Batcher {
   BatchQueue queue_ ABSL_GUARDED_BY(mu_);
   std::map<uint64_t, Pending> pending_ ABSL_GUARDED_BY(mu_);  // By ticket.
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread thread_;
+  Thread thread_;
 };
 
 }  // namespace mkd::teacher

@@ -1,6 +1,6 @@
 // mkd-teacher: serves one MaskedKD teacher over gRPC.
 //   mkd-teacher --config teacher.yaml [--set key=value ...]
-// Prints one "mkd-teacher: serving ..." line with the bound ports once ready.
+// Logs one "serving ... on port N (metrics port M, ...)" line once ready.
 // With `coordinator:` set it joins that pool (registers, heartbeats) and a
 // Drain from the coordinator makes it finish what it accepted and exit 0.
 // SIGINT/SIGTERM drain accepted work and exit 0.
@@ -12,6 +12,7 @@
 #include <random>
 
 #include "common/flags.h"
+#include "common/log.h"
 #include "common/runtime.h"
 #include "common/status_macros.h"
 #include "rpc/job_token.h"
@@ -92,19 +93,18 @@ absl::Status Run(const mkd::ParsedFlags& flags) {
   sigaddset(&signals, SIGUSR1);  // The pool's drain, from the member's thread.
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  mkd::WarnIfInsecure(config.tls, "mkd-teacher");
-  mkd::rpc::WarnIfOpen(config.auth, "mkd-teacher");
+  mkd::WarnIfInsecure(config.tls);
+  mkd::rpc::WarnIfOpen(config.auth);
   mkd::ConfigureRuntime(config.threads);
   MKD_ASSIGN_OR_RETURN(auto server, mkd::teacher::TeacherServer::Start(config));
   double capacity = config.capacity_tokens_per_s;
   if (!config.coordinator.empty() && capacity <= 0) {
     MKD_ASSIGN_OR_RETURN(capacity, server->MeasureCapacity());
   }
-  std::printf("mkd-teacher: serving %s on port %d (metrics port %d, device %s, dtype %s)\n",
-              server->service().info().model_id().c_str(), server->port(), server->metrics_port(),
-              server->service().info().device().c_str(),
-              std::string(mkd::FloatTypeName(config.dtype)).c_str());
-  std::fflush(stdout);
+  MKD_LOG(INFO) << "serving " << server->service().info().model_id() << " on port "
+                << server->port() << " (metrics port " << server->metrics_port() << ", device "
+                << server->service().info().device() << ", dtype "
+                << mkd::FloatTypeName(config.dtype) << ")";
   std::unique_ptr<mkd::teacher::PoolMember> member;
   if (!config.coordinator.empty()) {
     MKD_ASSIGN_OR_RETURN(member, JoinPool(config, *server, capacity));
@@ -113,12 +113,10 @@ absl::Status Run(const mkd::ParsedFlags& flags) {
   sigwait(&signals, &sig);
   const std::string why =
       sig == SIGUSR1 ? "drained by the coordinator" : "signal " + std::to_string(sig);
-  std::printf("mkd-teacher: %s, draining\n", why.c_str());
-  std::fflush(stdout);
+  MKD_LOG(INFO) << why << ", draining";
   server->Shutdown();  // Refuses new work, answers what it accepted.
   member.reset();      // Heartbeats stop: the lease ends the membership.
-  std::printf("mkd-teacher: stopped\n");
-  std::fflush(stdout);
+  MKD_LOG(INFO) << "stopped";
   return absl::OkStatus();
 }
 

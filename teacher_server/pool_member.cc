@@ -2,7 +2,8 @@
 
 #include <grpcpp/grpcpp.h>
 
-#include <cstdio>
+#include "absl/time/time.h"
+#include "common/log.h"
 
 namespace mkd::teacher {
 
@@ -42,9 +43,8 @@ grpc::Status PoolMember::Beat(grpc::ClientContext* ctx, absl::Duration* interval
     if (st.ok()) {
       registered_ = true;
       *interval = absl::Seconds(resp.heartbeat_s() > 0 ? resp.heartbeat_s() : 1);
-      std::printf("mkd-teacher: joined the pool at %s as %s (heartbeat %s)\n", coordinator_.c_str(),
-                  info_.address().c_str(), absl::FormatDuration(*interval).c_str());
-      std::fflush(stdout);
+      MKD_LOG(INFO) << "joined the pool at " << coordinator_ << " as " << info_.address()
+                    << " (heartbeat " << absl::FormatDuration(*interval) << ")";
     }
     return st;
   }

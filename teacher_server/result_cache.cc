@@ -9,7 +9,7 @@ uint64_t RequestDigest(const maskedkd::v1::DistillRequest& r, absl::string_view 
   // The payload is megabytes: XXH3 hashes it at memory speed; the rest
   // seeds it.
   const uint64_t shape[] = {
-      static_cast<uint64_t>(r.batch()) << 32 | static_cast<uint32_t>(r.kept()),
+      static_cast<uint64_t>(r.micro_batch_size()) << 32 | static_cast<uint32_t>(r.kept_patches()),
       static_cast<uint64_t>(r.payload_kind()) << 16 |
           static_cast<uint64_t>(r.payload_dtype()) << 1 | (r.want_features() ? 1 : 0),
       XXH3_64bits(r.kept_indices().data(), r.kept_indices().size())};

@@ -59,8 +59,8 @@ TEST(ResultCache, AReusedIdWithAnotherRequestIsAMismatch) {
             ResultCache::Lookup::kDone);
 
   maskedkd::v1::DistillRequest a;
-  a.set_batch(1);
-  a.set_kept(2);
+  a.set_micro_batch_size(1);
+  a.set_kept_patches(2);
   a.set_kept_indices(std::string(8, '\1'));
   a.set_payload(std::string(64, '\2'));
   maskedkd::v1::DistillRequest b = a;

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <thread>
 
+#include "common/thread.h"
 #include "teacher_server/server.h"
 #include "teacher_server/server_test_util.h"
 
@@ -28,12 +29,12 @@ TEST(TeacherServer, ShutdownDrainsAcceptedWork) {
   // A finished client write is not yet accepted work: wait (bounded) until
   // the batcher has queued both, so shutdown really has work to drain.
   ASSERT_TRUE(WaitUntil([&] { return s.server->metrics().queued() == 2; }));
-  auto stopper = std::thread([&] { s.server->Shutdown(absl::Milliseconds(500)); });
+  Thread stopper("mkd-stopper", [&] { s.server->Shutdown(absl::Milliseconds(500)); });
   // Accepted work is computed although shutdown has begun.
   EXPECT_TRUE(WaitUntil([&] { return !s.server->accepting(); }));
   s.engine->Open();
   auto got = stream.Read(3);
-  stopper.join();
+  EXPECT_TRUE(stopper.Join().ok());
   ASSERT_EQ(got.size(), 3u);
   for (auto& [id, r] : got) EXPECT_EQ(r.code(), 0) << id << ": " << r.message();
 }
@@ -73,7 +74,7 @@ TEST(TeacherServer, NewWorkDuringShutdownIsUnavailable) {
   MicroBatch m = MakeMicroBatch(1, 4, 9);
   ASSERT_TRUE(stream.Write(Request("job", 1, m)));
   ASSERT_EQ(stream.Read(1).at(1).code(), 0);
-  std::thread stopper([&] { s.server->Shutdown(absl::Seconds(5)); });
+  Thread stopper("mkd-stopper", [&] { s.server->Shutdown(absl::Seconds(5)); });
   // The batcher stops accepting before the gRPC server closes streams, so
   // an open stream's next micro-batch is refused, not lost.
   v1::DistillResponse refused;
@@ -89,7 +90,7 @@ TEST(TeacherServer, NewWorkDuringShutdownIsUnavailable) {
   EXPECT_EQ(refused.code(), grpc::StatusCode::UNAVAILABLE) << refused.message();
   EXPECT_NE(refused.message().find("shutting down"), std::string::npos);
   stream.Close();
-  stopper.join();
+  EXPECT_TRUE(stopper.Join().ok());
 }
 
 TEST(TeacherServer, Bfloat16ComputeAndFeatures) {
@@ -149,7 +150,7 @@ TEST(TeacherServer, MetricsPassPromtool) {
   MicroBatch m = MakeMicroBatch(2, 8, 8);
   ASSERT_TRUE(stream.Write(Request("job", 1, m)));
   v1::DistillRequest bad = Request("job", 2, m);
-  bad.set_kept(0);
+  bad.set_kept_patches(0);
   ASSERT_TRUE(stream.Write(bad));
   ASSERT_EQ(stream.Read(2).size(), 2u);
   EXPECT_TRUE(stream.Close().ok());

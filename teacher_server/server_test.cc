@@ -17,10 +17,10 @@ TEST(TeacherServer, ReportsModelInfo) {
   grpc::ClientContext ctx;
   v1::ModelInfo info;
   ASSERT_TRUE(s.stub->GetModelInfo(&ctx, v1::ModelInfoRequest(), &info).ok());
-  EXPECT_EQ(info.image_size(), 16);
+  EXPECT_EQ(info.img_size(), 16);
   EXPECT_EQ(info.patch_size(), 4);
   EXPECT_EQ(info.grid_size(), 4);
-  EXPECT_EQ(info.in_channels(), 3);
+  EXPECT_EQ(info.in_chans(), 3);
   EXPECT_EQ(info.num_classes(), 5);
   EXPECT_EQ(info.depth(), 2);
   EXPECT_EQ(info.embed_dim(), 32);

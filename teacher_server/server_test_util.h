@@ -173,8 +173,8 @@ inline v1::DistillRequest Request(const std::string& job, uint64_t id, const Mic
   v1::DistillRequest r;
   r.set_job_id(job);
   r.set_micro_batch_id(id);
-  r.set_batch(static_cast<int32_t>(m.idx.size(0)));
-  r.set_kept(static_cast<int32_t>(m.idx.size(1)));
+  r.set_micro_batch_size(static_cast<int32_t>(m.idx.size(0)));
+  r.set_kept_patches(static_cast<int32_t>(m.idx.size(1)));
   r.set_kept_indices(proto::EncodeIndices(m.idx));
   r.set_payload_dtype(dtype);
   if (images) {

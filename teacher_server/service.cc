@@ -11,6 +11,7 @@
 #include "common/masking.h"
 #include "common/status_macros.h"
 #include "common/tensor_util.h"
+#include "proto/model_info.h"
 #include "proto/shared_memory.h"
 #include "proto/tensor_codec.h"
 #include "proto/wire.h"
@@ -65,28 +66,17 @@ TeacherServiceImpl::TeacherServiceImpl(const TeacherServerConfig& config, Engine
   limits_.num_classes = m.num_classes;
 
   info_.set_model_id(engine->model_id());
-  info_.set_architecture(absl::StrCat("vit ", m.name, ": depth ", m.depth, ", dim ", m.embed_dim,
-                                      ", heads ", m.num_heads, ", patch ", m.patch_size));
-  info_.set_image_size(m.img_size);
-  info_.set_patch_size(m.patch_size);
-  info_.set_grid_size(m.grid_size());
-  info_.set_in_channels(m.in_chans);
-  info_.set_num_classes(m.num_classes);
-  for (double v : m.mean) info_.add_mean(static_cast<float>(v));
-  for (double v : m.std) info_.add_std(static_cast<float>(v));
+  proto::SetModelArchitecture(m, &info_);
   info_.set_compute_dtype(proto::WireDType(config.dtype));
   info_.set_device(engine->device());
   info_.set_max_micro_batch_images(static_cast<int32_t>(config.max_micro_batch_images));
   info_.set_max_request_bytes(config.max_message_bytes);
-  info_.set_depth(m.depth);
-  info_.set_embed_dim(m.embed_dim);
-  info_.set_num_heads(m.num_heads);
-  info_.set_mlp_ratio(m.mlp_ratio);
-  info_.set_num_prefix_tokens(m.num_prefix_tokens());
   info_.set_host(ThisHost().host);
   info_.set_host_id(ThisHost().host_id);
   if (idle_timeout_ > absl::ZeroDuration() && !clock) {
-    sweeper_ = std::thread([this] { SweepLoop(); });
+    // Should it die, idle streams stay open until their students leave;
+    // serving goes on, and the thread has logged why.
+    sweeper_ = Thread("mkd-idle-sweep", [this] { SweepLoop(); });
   }
 }
 
@@ -96,7 +86,7 @@ TeacherServiceImpl::~TeacherServiceImpl() {
     stopping_ = true;
   }
   sweep_wake_.SignalAll();
-  if (sweeper_.joinable()) sweeper_.join();
+  sweeper_.Join().IgnoreError();
 }
 
 void TeacherServiceImpl::Register(DistillReactor* stream) {
@@ -299,7 +289,7 @@ absl::Status TeacherServiceImpl::ReadRegion(const DistillRequest& request,
                                             torch::Tensor* patches) const {
   const int64_t offset = static_cast<int64_t>(request.payload_shm().offset());
   const int64_t bytes = static_cast<int64_t>(request.payload_shm().size());
-  const std::vector<int64_t> shape = {request.batch(), request.kept(),
+  const std::vector<int64_t> shape = {request.micro_batch_size(), request.kept_patches(),
                                       engine_->config().patch_dim()};
   const torch::Dtype dtype = proto::WireTorchDtype(request.payload_dtype());
   if (region->page_locked()) {
@@ -330,12 +320,14 @@ absl::StatusOr<WorkItem> TeacherServiceImpl::Decode(const DistillRequest& reques
   item.features = request.want_features();
   if (request.timeout_ms() > 0)
     item.deadline = absl::Now() + absl::Milliseconds(request.timeout_ms());
-  MKD_ASSIGN_OR_RETURN(
-      item.idx, proto::DecodeIndices(request.kept_indices(), request.batch(), request.kept()));
+  MKD_ASSIGN_OR_RETURN(item.idx,
+                       proto::DecodeIndices(request.kept_indices(), request.micro_batch_size(),
+                                            request.kept_patches()));
   const bool images = request.payload_kind() == maskedkd::v1::PAYLOAD_KIND_IMAGES;
   std::vector<int64_t> shape =
-      images ? std::vector<int64_t>{request.batch(), m.in_chans, m.img_size, m.img_size}
-             : std::vector<int64_t>{request.batch(), request.kept(), m.patch_dim()};
+      images
+          ? std::vector<int64_t>{request.micro_batch_size(), m.in_chans, m.img_size, m.img_size}
+          : std::vector<int64_t>{request.micro_batch_size(), request.kept_patches(), m.patch_dim()};
   if (payload.defined()) {  // Read from shared memory already.
     item.patches = std::move(payload);
     return item;

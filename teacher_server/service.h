@@ -11,7 +11,6 @@
 #include <functional>
 #include <optional>
 #include <set>
-#include <thread>
 
 #include "maskedkd/v1/teacher.grpc.pb.h"
 #include "rpc/pool_auth.h"
@@ -124,7 +123,7 @@ class TeacherServiceImpl final : public maskedkd::v1::TeacherService::CallbackSe
   CondVar sweep_wake_;
   std::set<DistillReactor*> streams_ ABSL_GUARDED_BY(streams_mu_);
   bool stopping_ ABSL_GUARDED_BY(streams_mu_) = false;
-  std::thread sweeper_;
+  Thread sweeper_;
 };
 
 }  // namespace mkd::teacher

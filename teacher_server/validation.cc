@@ -16,7 +16,7 @@ absl::Status Bad(absl::string_view field, absl::string_view why) {
 }
 
 absl::Status CheckIndices(const DistillRequest& r, int64_t num_patches) {
-  const int64_t b = r.batch(), k = r.kept();
+  const int64_t b = r.micro_batch_size(), k = r.kept_patches();
   const std::string& bytes = r.kept_indices();
   if (static_cast<int64_t>(bytes.size()) != b * k * 4) {
     return Bad("kept_indices", absl::StrCat(bytes.size(), " bytes, but [", b, ", ", k,
@@ -53,19 +53,20 @@ absl::Status ValidateDistillRequest(const DistillRequest& r, const RequestLimits
   if (!(r.job_weight() >= 0 && r.job_weight() <= 1000)) {
     return Bad("job_weight", absl::StrCat(r.job_weight(), " is outside [0, 1000] (0 reads as 1)"));
   }
-  if (r.batch() < 1 || r.batch() > limits.max_images) {
-    return Bad("batch", absl::StrCat(r.batch(), " is outside [1, ", limits.max_images, "]"));
+  if (r.micro_batch_size() < 1 || r.micro_batch_size() > limits.max_images) {
+    return Bad("micro_batch_size",
+               absl::StrCat(r.micro_batch_size(), " is outside [1, ", limits.max_images, "]"));
   }
-  if (r.kept() < 1 || r.kept() > limits.num_patches) {
-    return Bad("kept", absl::StrCat(r.kept(), " is outside [1, ", limits.num_patches,
-                                    "] (the teacher's patch count)"));
+  if (r.kept_patches() < 1 || r.kept_patches() > limits.num_patches) {
+    return Bad("kept_patches", absl::StrCat(r.kept_patches(), " is outside [1, ",
+                                            limits.num_patches, "] (the teacher's patch count)"));
   }
   absl::Status st = CheckIndices(r, limits.num_patches);
   if (!st.ok()) return st;
   const int64_t elem = proto::WireDTypeSize(r.payload_dtype());
   if (elem == 0) {
     return Bad("payload_dtype",
-               absl::StrCat(proto::WireDTypeName(r.payload_dtype()), " is not F32, F16 or BF16"));
+               absl::StrCat(proto::WireDTypeName(r.payload_dtype()), " is not fp32, fp16 or bf16"));
   }
   switch (r.payload_kind()) {
     case maskedkd::v1::PAYLOAD_KIND_UNSPECIFIED:
@@ -95,7 +96,7 @@ absl::Status ValidateDistillRequest(const DistillRequest& r, const RequestLimits
                             proto::WireDTypeName(r.payload_dtype()), " values need ", bytes));
   }
   if (r.has_logits_shm()) {
-    st = region->CheckRange(r.logits_shm(), int64_t{r.batch()} * limits.num_classes * 4,
+    st = region->CheckRange(r.logits_shm(), int64_t{r.micro_batch_size()} * limits.num_classes * 4,
                             "logits_shm");
     if (!st.ok()) return st;
     if (r.has_payload_shm() && r.logits_shm().offset() < r.payload_shm().offset() + bytes &&
@@ -109,8 +110,8 @@ absl::Status ValidateDistillRequest(const DistillRequest& r, const RequestLimits
 int64_t PayloadBytes(const maskedkd::v1::DistillRequest& r, const RequestLimits& limits) {
   const int64_t per_image = r.payload_kind() == maskedkd::v1::PAYLOAD_KIND_IMAGES
                                 ? limits.in_chans * limits.img_size * limits.img_size
-                                : int64_t{r.kept()} * limits.patch_dim;
-  return int64_t{r.batch()} * per_image * proto::WireDTypeSize(r.payload_dtype());
+                                : int64_t{r.kept_patches()} * limits.patch_dim;
+  return int64_t{r.micro_batch_size()} * per_image * proto::WireDTypeSize(r.payload_dtype());
 }
 
 }  // namespace mkd::teacher

@@ -27,8 +27,8 @@ maskedkd::v1::DistillRequest Good() {
   maskedkd::v1::DistillRequest r;
   r.set_job_id("job");
   r.set_micro_batch_id(1);
-  r.set_batch(2);
-  r.set_kept(3);
+  r.set_micro_batch_size(2);
+  r.set_kept_patches(3);
   r.set_kept_indices(Indices({0, 5, 15, 1, 2, 3}));
   r.set_payload_dtype(maskedkd::v1::DTYPE_F16);
   r.set_payload(std::string(2 * 3 * 48 * 2, '\0'));
@@ -55,14 +55,14 @@ TEST(Validation, NamesEachBadField) {
   r.clear_job_id();
   ExpectBad(r, "job_id: is empty");
   r = Good();
-  r.set_batch(0);
-  ExpectBad(r, "batch: 0 is outside [1, 8]");
+  r.set_micro_batch_size(0);
+  ExpectBad(r, "micro_batch_size: 0 is outside [1, 8]");
   r = Good();
-  r.set_batch(9);
-  ExpectBad(r, "batch: 9");
+  r.set_micro_batch_size(9);
+  ExpectBad(r, "micro_batch_size: 9");
   r = Good();
-  r.set_kept(17);
-  ExpectBad(r, "kept: 17 is outside [1, 16]");
+  r.set_kept_patches(17);
+  ExpectBad(r, "kept_patches: 17 is outside [1, 16]");
   r = Good();
   r.set_kept_indices(Indices({0, 5, 15, 1, 2}));
   ExpectBad(r, "kept_indices: 20 bytes");
@@ -83,7 +83,7 @@ TEST(Validation, NamesEachBadField) {
   ExpectBad(r, "payload_kind: unknown value 9");
   r = Good();
   r.set_payload(std::string(10, '\0'));
-  ExpectBad(r, "payload: 10 bytes, but 288 f16 values need 576");
+  ExpectBad(r, "payload: 10 bytes, but 288 fp16 values need 576");
 }
 
 }  // namespace

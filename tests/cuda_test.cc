@@ -15,6 +15,7 @@
 
 #include "common/device.h"
 #include "common/masking.h"
+#include "common/thread.h"
 #include "common/vit_weights.h"
 #include "student_worker/trainer.h"
 #include "teacher_client/remote_teacher.h"
@@ -132,7 +133,7 @@ class CudaTrainer : public ::testing::Test {
   static std::vector<double> Steps(student::Trainer& t, int steps) {
     std::vector<double> losses;
     for (int i = 0; i < steps; ++i) {
-      auto r = t.Step(FixedBatch(i));
+      auto r = t.RunStep(FixedBatch(i));
       EXPECT_TRUE(r.ok()) << r.status();
       losses.push_back(r.ok() ? r->loss : NAN);
     }
@@ -168,7 +169,7 @@ TEST_F(CudaTrainer, DistillStepsMatchCpu) {
 
 // Over-fits one batch under autocast: the loss must fall.
 void ExpectTrainsAt(student::TrainConfig c, const std::string& precision) {
-  c.run.precision = *ParsePrecision(precision, "precision");
+  c.run.precision = *ParseFloatTypeName(precision);
   c.optim.lr = 0.2;     // 1.25e-2 at batch 32: a few dozen steps over-fit one batch,
   c.optim.epochs = 20;  // with the cosine schedule still far from its end.
   auto t = student::Trainer::Create(c);
@@ -181,7 +182,7 @@ void ExpectTrainsAt(student::TrainConfig c, const std::string& precision) {
     b.images = torch::randn({32, 3, 32, 32});
     b.labels = torch::randint(0, 10, {32}, torch::kInt64);
     b.targets = torch::one_hot(b.labels, 10).to(torch::kFloat32);
-    auto r = (*t)->Step(b);
+    auto r = (*t)->RunStep(b);
     ASSERT_TRUE(r.ok()) << precision << ": " << r.status();
     applied += !r->skipped;
     if (i == 0) first = r->loss;
@@ -271,10 +272,10 @@ TEST(CudaTeacherServer, AnswersConcurrentStreams) {
   ASSERT_TRUE(server.ok()) << server.status();
 
   constexpr int kClients = 4, kMicroBatches = 6;
-  std::vector<std::thread> clients;
+  std::vector<Thread> clients;
   std::vector<double> worst(kClients, 1e9);
   for (int c = 0; c < kClients; ++c) {
-    clients.emplace_back([&, c] {
+    clients.emplace_back("mkd-client", [&, c] {
       client::RemoteTeacherOptions o;
       o.tls.insecure = true;
       o.address = "127.0.0.1:" + std::to_string((*server)->port());
@@ -307,7 +308,7 @@ TEST(CudaTeacherServer, AnswersConcurrentStreams) {
       worst[c] = w;
     });
   }
-  for (auto& t : clients) t.join();
+  for (Thread& t : clients) EXPECT_TRUE(t.Join().ok());
   for (int c = 0; c < kClients; ++c) EXPECT_LE(worst[c], 1e-4) << "client " << c;
   (*server)->Shutdown(absl::ZeroDuration());
 }

@@ -122,7 +122,7 @@ TEST_F(DataParallelTest, OneRankWithANamedBackendTrainsAsWithout) {
   RunJob("dp_train", "dp_solo", 1, {"data.batch_size=32", "run.max_steps=4"});
   RunJob("dp_train", "dp_solo_gloo", 1,
          {"data.batch_size=32", "run.max_steps=4", "dist.backend=gloo"});
-  EXPECT_NE(testing::SlurpFile(Tmp("dp_solo_gloo_rank0_log.out")).find("joined the job (gloo"),
+  EXPECT_NE(testing::SlurpFile(Tmp("dp_solo_gloo_rank0_log.err")).find("joined the job (gloo"),
             std::string::npos);
   EXPECT_EQ(MaxDifference(FinalWeights("dp_solo", 4), FinalWeights("dp_solo_gloo", 4)), 0.0);
 }

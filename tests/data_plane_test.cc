@@ -43,7 +43,7 @@ class DataPlaneTest : public ::testing::Test {
     std::vector<std::string> args = {"--config", Tmp("dp_server.yaml")};
     for (const auto& s : sets) args.insert(args.end(), {"--set", s});
     p.process = std::make_unique<ChildProcess>("mkd-teacher", args, Tmp(name));
-    auto line = p.process->WaitForLine("mkd-teacher: serving");
+    auto line = p.process->WaitForLine("] serving ");
     EXPECT_TRUE(line.has_value()) << p.process->err();
     if (!line) return p;
     p.port = NumberAfter(*line, " on port ");
@@ -179,8 +179,8 @@ TEST_F(DataPlaneTest, BadRegionsOffsetsAndSizesAreRefusedAndTheStreamCarriesOn) 
     v1::DistillRequest r;
     r.set_job_id("raw");
     r.set_micro_batch_id(id++);
-    r.set_batch(2);
-    r.set_kept(8);
+    r.set_micro_batch_size(2);
+    r.set_kept_patches(8);
     r.set_kept_indices(proto::EncodeIndices(idx));
     r.set_payload_dtype(v1::DTYPE_F32);
     r.mutable_payload_shm()->set_region(s.name());

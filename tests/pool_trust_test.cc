@@ -71,8 +71,8 @@ class PoolTrustTest : public ::testing::Test {
     req.mutable_info()->set_job_id(job);
     req.mutable_info()->set_model_id("pool_trust@0000");
     req.mutable_info()->set_weight(1000);
-    req.mutable_info()->set_batch(1);
-    req.mutable_info()->set_kept(1);
+    req.mutable_info()->set_batch_size(1);
+    req.mutable_info()->set_kept_patches(1);
     v1::RegisterJobResponse resp;
     return stub->RegisterJob(&ctx, req, &resp);
   }
@@ -157,7 +157,7 @@ TEST_F(PoolTrustTest, OnPlaintextEveryAttackIsRefusedAndCounted) {
                      Tmp("trust_drain"));
   ASSERT_EQ(drain.Wait(), 0) << drain.err();
   EXPECT_EQ(t.process->Wait(), 0) << t.process->err();
-  EXPECT_NE(t.process->out().find("drained by the coordinator"), std::string::npos);
+  EXPECT_NE(t.process->err().find("drained by the coordinator"), std::string::npos);
 }
 
 TEST_F(PoolTrustTest, UnderMutualTlsCertificateRolesDecide) {

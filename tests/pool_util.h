@@ -105,7 +105,7 @@ inline Proc StartTeacher(const std::string& tag, const std::string& name,
                                    "coordinator=" + coordinator};
   for (const auto& s : sets) args.insert(args.end(), {"--set", s});
   p.process = std::make_unique<ChildProcess>("mkd-teacher", args, Tmp(name));
-  auto line = p.process->WaitForLine("mkd-teacher: serving");
+  auto line = p.process->WaitForLine("] serving ");
   EXPECT_TRUE(line.has_value()) << p.process->err();
   if (!line) return p;
   p.port = NumberAfter(*line, " on port ");

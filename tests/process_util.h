@@ -74,15 +74,18 @@ class ChildProcess {
     }
   }
 
-  // The first stdout line containing `needle`, polling up to `timeout`;
-  // nullopt if it did not appear (or the process died first).
+  // The first line containing `needle` in the process's output (stdout)
+  // or its log (stderr, common/log.h), polling up to `timeout`; nullopt if
+  // it did not appear (or the process died first).
   std::optional<std::string> WaitForLine(const std::string& needle,
                                          std::chrono::seconds timeout = std::chrono::seconds(60)) {
     const auto end = std::chrono::steady_clock::now() + timeout;
     while (std::chrono::steady_clock::now() < end) {
-      std::istringstream lines(SlurpFile(out_));
-      for (std::string line; std::getline(lines, line);) {
-        if (line.find(needle) != std::string::npos) return line;
+      for (const std::string* file : {&out_, &err_}) {
+        std::istringstream lines(SlurpFile(*file));
+        for (std::string line; std::getline(lines, line);) {
+          if (line.find(needle) != std::string::npos) return line;
+        }
       }
       if (!Running()) return std::nullopt;
       std::this_thread::sleep_for(std::chrono::milliseconds(50));

@@ -68,7 +68,7 @@ Server StartTeacher(const std::string& name, const std::vector<std::string>& ext
   args.insert(args.end(), extra.begin(), extra.end());
   Server s;
   s.process = std::make_unique<ChildProcess>("mkd-teacher", args, Tmp(name));
-  auto line = s.process->WaitForLine("mkd-teacher: serving");
+  auto line = s.process->WaitForLine("] serving ");
   EXPECT_TRUE(line.has_value()) << s.process->err();
   if (!line) return s;
   s.port = NumberAfter(*line, " on port ");

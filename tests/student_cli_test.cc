@@ -59,7 +59,7 @@ TEST(StudentCliTest, TrainsSavesAndTheCheckpointLoadsInPredict) {
   std::string config = WriteConfig();
   Result r = RunBin("mkd-student", "train --config " + config);
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_NE(r.out.find("epoch 1/1 step 2/4 loss"), std::string::npos) << r.out;
+  EXPECT_NE(r.err.find("epoch 1/1 step 2/4 loss"), std::string::npos) << r.err;  // The log.
   EXPECT_NE(r.out.find("summary: mode train, 4 steps, top1 "), std::string::npos) << r.out;
   std::string weights = Tmp("run") + "/checkpoints/step_00000004.model.safetensors";
   ASSERT_TRUE(fs::exists(weights));

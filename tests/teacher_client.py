@@ -24,7 +24,7 @@ info = channel.unary_unary(
     "/maskedkd.v1.TeacherService/GetModelInfo",
     request_serializer=pb.ModelInfoRequest.SerializeToString,
     response_deserializer=pb.ModelInfo.FromString)(pb.ModelInfoRequest(), timeout=30)
-assert (info.image_size, info.patch_size, info.num_classes) == (28, 7, 10), info
+assert (info.img_size, info.patch_size, info.num_classes) == (28, 7, 10), info
 distill = channel.stream_stream(
     "/maskedkd.v1.TeacherService/Distill",
     request_serializer=pb.DistillRequest.SerializeToString,
@@ -37,7 +37,7 @@ b, k = idx.shape
 
 
 def request(mb_id, **overrides):
-    fields = dict(job_id="py", micro_batch_id=mb_id, batch=b, kept=k,
+    fields = dict(job_id="py", micro_batch_id=mb_id, micro_batch_size=b, kept_patches=k,
                   kept_indices=idx.tobytes(), payload_kind=pb.PAYLOAD_KIND_KEPT_PATCHES,
                   payload_dtype=pb.DTYPE_F32, payload=patches.tobytes())
     fields.update(overrides)
@@ -53,7 +53,7 @@ bad_idx[0, 1] = bad_idx[0, 0]
 malformed = [
     request(101, kept_indices=bad_idx.tobytes()),           # repeated index
     request(102, payload=patches.tobytes()[:-4]),           # short payload
-    request(103, kept=17),                                  # k > N
+    request(103, kept_patches=17),                           # k > N
     request(104, payload_dtype=pb.DTYPE_UNSPECIFIED),       # no dtype
     request(105, job_id=""),                                # no job
 ]

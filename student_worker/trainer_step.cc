@@ -1,6 +1,4 @@
 // Trainer: one optimisation step (train and distill modes).
-#include "student_worker/trainer.h"
-
 #include <algorithm>
 #include <cmath>
 
@@ -11,13 +9,14 @@
 #include "common/losses.h"
 #include "common/status_macros.h"
 #include "common/tensor_util.h"
+#include "student_worker/trainer.h"
 
 namespace mkd::student {
 
-absl::StatusOr<StepResult> Trainer::Step(const Batch& batch) {
+absl::StatusOr<StepResult> Trainer::RunStep(const Batch& batch) {
   Batch on_device;
   MKD_RETURN_IF_ERROR(CatchTorch("copying the batch", [&] { on_device = Unstage(Stage(batch)); }));
-  MKD_ASSIGN_OR_RETURN(StepResult r, TrainStep(on_device));
+  MKD_ASSIGN_OR_RETURN(StepResult r, StepOnDevice(on_device));
   ++step_;
   return r;
 }
@@ -80,7 +79,7 @@ absl::StatusOr<torch::Tensor> Trainer::SelectForTeacher(const torch::Tensor& ima
   return SelectPatches(scores, k, config_.distill.criterion, gen);
 }
 
-Trainer::LossTerms Trainer::TrainForwardBackward(const Batch& batch) {
+Trainer::LossTerms Trainer::SupervisedForwardBackward(const Batch& batch) {
   torch::Tensor loss;
   {
     AutocastGuard autocast(device_, precision_);
@@ -154,13 +153,13 @@ absl::StatusOr<Trainer::LossTerms> Trainer::DistillForwardBackward(const Batch& 
       ProfileRange range("selection");
       MKD_ASSIGN_OR_RETURN(idx, SelectForTeacher(images, out.saliency, k, gen));
     }
-    r->kept_tokens = idx.size(1);
+    r->kept_patches = idx.size(1);
     mb.submitted = timer_->Mark();
     {
       ProfileRange range("submit");
       mb.teacher = teacher_->SubmitLogits(images, idx);
     }
-    r->flops += mb.rows * ViTForwardFlops(t, r->kept_tokens);
+    r->flops += mb.rows * ViTForwardFlops(t, r->kept_patches);
     r->flops_full += mb.rows * ViTForwardFlops(t, t.num_patches());
   }
   const int submitted_last = timer_->Mark();
@@ -214,7 +213,7 @@ absl::StatusOr<Trainer::LossTerms> Trainer::DistillForwardBackward(const Batch& 
   r->timings.backward_s = backward_s / m;
   r->timings.predicted_step_s = session_ ? session_->PredictedStepSeconds() : 0;
   // The marks are read once the step's losses are on the host (the device
-  // has finished by then): see TrainStep.
+  // has finished by then): see StepOnDevice.
   stage_reader_ = [this, micro = std::move(micro), submitted_last](StepResult* res) {
     const mkd::Stage submit = teacher_->SubmitStage();
     for (size_t i = 0; i < micro.size(); ++i) {
@@ -238,7 +237,7 @@ int64_t Trainer::MicroBatchesNow(int64_t rows) const {
   return std::clamp<int64_t>(m, 1, rows);
 }
 
-absl::StatusOr<StepResult> Trainer::TrainStep(const Batch& batch) {
+absl::StatusOr<StepResult> Trainer::StepOnDevice(const Batch& batch) {
   const absl::Time started = absl::Now();
   StepResult r;
   r.lr = ScheduledLr(config_.optim, peak_lr_, step_,
@@ -266,7 +265,7 @@ absl::StatusOr<StepResult> Trainer::TrainStep(const Batch& batch) {
         if (!inner.ok()) return;
         terms = std::move(*d);
       } else {
-        terms = TrainForwardBackward(batch);
+        terms = SupervisedForwardBackward(batch);
       }
     }
     if (dp_) {  // Every rank's gradients become their mean.

@@ -1,0 +1,78 @@
+#include "common/log.h"
+
+#include <errno.h>
+#include <glog/logging.h>
+
+#include <atomic>
+#include <cstdio>
+#include <ctime>
+#include <mutex>
+#include <string>
+
+namespace mkd {
+namespace {
+
+// The component's name; set once, read by every line's prefix. A leaked
+// string: lines may be logged from threads still running at exit.
+std::atomic<const std::string*> component{nullptr};
+
+const char* ComponentName() {
+  const std::string* name = component.load(std::memory_order_acquire);
+  return name != nullptr ? name->c_str() : program_invocation_short_name;
+}
+
+// "I 2026-12-04 07:34:55.123456 mkd-teacher file.cc:42] " (UTC).
+void WritePrefix(std::ostream& s, const google::LogMessageInfo& l, void*) {
+  char when[32];
+  std::tm utc;
+  const std::time_t t = l.time.timestamp();
+  gmtime_r(&t, &utc);
+  std::strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &utc);
+  char usec[8];
+  std::snprintf(usec, sizeof(usec), ".%06d", static_cast<int>(l.time.usec()));
+  s << l.severity[0] << ' ' << when << usec << ' ' << ComponentName() << ' ' << l.filename << ':'
+    << l.line_number << ']';
+}
+
+void EnsureGlog() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    FLAGS_logtostderr = true;  // No log files: stderr is collected.
+    // Debian's LibTorch may have set glog up already (it logs through it).
+    if (!google::IsGoogleLoggingInitialized()) {
+      google::InitGoogleLogging(program_invocation_short_name, &WritePrefix, nullptr);
+    }
+  });
+}
+
+int GlogSeverity(LogSeverity s) {
+  switch (s) {
+    case LogSeverity::kInfo:
+      return google::GLOG_INFO;
+    case LogSeverity::kWarning:
+      return google::GLOG_WARNING;
+    case LogSeverity::kError:
+      return google::GLOG_ERROR;
+  }
+  return google::GLOG_ERROR;
+}
+
+}  // namespace
+
+void InitLogging(std::string_view component_name) {
+  const std::string* fresh = new std::string(component_name);
+  // A second call (a test's) replaces the name; the old one stays leaked.
+  component.store(fresh, std::memory_order_release);
+  EnsureGlog();
+}
+
+namespace log_internal {
+
+LogLine::~LogLine() {
+  EnsureGlog();
+  // glog shortens the path to its base name itself.
+  google::LogMessage(file_, line_, GlogSeverity(severity_)).stream() << text_.str();
+}
+
+}  // namespace log_internal
+}  // namespace mkd
