@@ -6,15 +6,24 @@
 #include <atomic>
 #include <cstdio>
 #include <ctime>
+#include <deque>
 #include <mutex>
 #include <string>
 
 namespace mkd {
 namespace {
 
-// The component's name; set once, read by every line's prefix. A leaked
-// string: lines may be logged from threads still running at exit.
+// The component's name, read by every line's prefix. Every name ever set
+// stays alive (and reachable, for LeakSanitizer): lines may be logged from
+// threads still running at exit, and a test may set it more than once.
 std::atomic<const std::string*> component{nullptr};
+
+const std::string* KeepName(std::string_view name) {
+  static std::mutex mu;
+  static auto* names = new std::deque<std::string>();
+  std::lock_guard<std::mutex> lock(mu);
+  return &names->emplace_back(name);  // A deque never moves its elements.
+}
 
 const char* ComponentName() {
   const std::string* name = component.load(std::memory_order_acquire);
@@ -60,9 +69,7 @@ int GlogSeverity(LogSeverity s) {
 }  // namespace
 
 void InitLogging(std::string_view component_name) {
-  const std::string* fresh = new std::string(component_name);
-  // A second call (a test's) replaces the name; the old one stays leaked.
-  component.store(fresh, std::memory_order_release);
+  component.store(KeepName(component_name), std::memory_order_release);
   EnsureGlog();
 }
 
