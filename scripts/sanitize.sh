@@ -6,9 +6,9 @@
 #       processes the tests start, the containers of cluster_test, and a
 #       short run of each fuzzer (label "fuzz").
 #   scripts/sanitize.sh tsan [ctest args]
-#       TSan build (build-tsan/) of the concurrent parts: the teacher
-#       server, the remote teacher client and its data planes, and the
-#       coordinator, and their tests.
+#       TSan build (build-tsan/) of the concurrent parts: the thread
+#       helper and the log, the teacher server, the remote teacher client
+#       and its data planes, and the coordinator, and their tests.
 # Only our code is instrumented: Debian's LibTorch, gRPC and protobuf are
 # not. scripts/sanitizers/*.supp name what is theirs, each with the reason.
 # Every build is also compiled with clang's -Wthread-safety as an error.
@@ -36,7 +36,7 @@ case "$mode" in
     ctest --test-dir build-asan --output-on-failure -j "$jobs" "$@"
     ;;
   tsan)
-    tests=(pool_auth_test heartbeat_loop_test retry_test
+    tests=(thread_test log_test pool_auth_test heartbeat_loop_test retry_test
       batch_queue_test validation_test server_config_test result_cache_test stream_limits_test
       shared_region_test server_test server_lifecycle_test server_limits_test server_auth_test
       remote_teacher_test planner_test assignment_test pool_state_test config_test service_test
