@@ -21,6 +21,14 @@ std::vector<nlohmann::json> ReadLines(const std::string& path) {
   return lines;
 }
 
+// An empty directory under the test's temp dir.
+std::string FreshDir(const std::string& name) {
+  const std::string dir = ::testing::TempDir() + "/" + name;
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
 StepLog::Progress At(int64_t step) {
   StepLog::Progress p;
   p.epoch = 1;
@@ -46,9 +54,7 @@ StepResult DistillStep() {
 }
 
 TEST(StepLogTest, AStepIsOneLogLineAndOneJsonLine) {
-  const std::string dir = ::testing::TempDir() + "/step_log_one";
-  fs::remove_all(dir);
-  fs::create_directories(dir);
+  const std::string dir = FreshDir("step_log_one");
   {
     StepLog log("rank 0/2: ", 2);
     ASSERT_TRUE(log.OpenJsonl(dir, /*resume=*/false, 0).ok());
@@ -74,9 +80,7 @@ TEST(StepLogTest, AStepIsOneLogLineAndOneJsonLine) {
 }
 
 TEST(StepLogTest, TrainModeSaysNothingOfTeachers) {
-  const std::string dir = ::testing::TempDir() + "/step_log_train";
-  fs::remove_all(dir);
-  fs::create_directories(dir);
+  const std::string dir = FreshDir("step_log_train");
   StepLog log("", 1);
   ASSERT_TRUE(log.OpenJsonl(dir, false, 0).ok());
   testing::internal::CaptureStderr();
@@ -93,9 +97,7 @@ TEST(StepLogTest, TrainModeSaysNothingOfTeachers) {
 // A run that died after its last checkpoint (step 2) logged step 3; its
 // resumed run logs step 3 again, and the file holds it once.
 TEST(StepLogTest, ResumeDropsTheStepsAfterTheCheckpoint) {
-  const std::string dir = ::testing::TempDir() + "/step_log_resume";
-  fs::remove_all(dir);
-  fs::create_directories(dir);
+  const std::string dir = FreshDir("step_log_resume");
   {
     StepLog log("", 1);
     ASSERT_TRUE(log.OpenJsonl(dir, false, 0).ok());
