@@ -152,6 +152,39 @@ TEST(LoaderTest, BadExamplesAreSkippedAndCounted) {
   EXPECT_FALSE(batch->ok());
 }
 
+// A worker that dies of what no batch can catch (a throw that is no
+// std::exception) must not leave the trainer waiting for the batch it held:
+// Next() returns the thread's status, naming it, for that batch and after.
+class DyingDataset final : public Dataset {
+ public:
+  size_t size() const override { return 40; }
+  int num_classes() const override { return 10; }
+  std::string name() const override { return "dying"; }
+  absl::StatusOr<Example> Get(size_t i) const override {
+    if (i == 25) throw 25;  // NOLINT: the point is a throw no handler expects.
+    return FakeDataset(40).Get(i);
+  }
+};
+
+TEST(LoaderTest, AWorkerThatDiesIsAnErrorNotAHang) {
+  DyingDataset data;
+  LoaderOptions o = Options(1);
+  o.train = false;  // In order: batches 0 and 1 are whole, batch 2 holds example 25.
+  o.batch_size = 10;
+  auto loader = Loader::Create(&data, o);
+  ASSERT_TRUE(loader.ok());
+  (*loader)->StartEpoch(0);
+  std::vector<absl::Status> got;
+  while (auto batch = (*loader)->Next()) got.push_back(batch->status());
+  ASSERT_EQ(got.size(), 4u);
+  EXPECT_TRUE(got[0].ok()) << got[0];
+  EXPECT_TRUE(got[1].ok()) << got[1];
+  for (int i = 2; i < 4; ++i) {
+    EXPECT_EQ(got[i].code(), absl::StatusCode::kInternal) << got[i];
+    EXPECT_NE(got[i].message().find("mkd-loader-0"), std::string::npos) << got[i];
+  }
+}
+
 TEST(LoaderTest, RejectsBadOptions) {
   FakeDataset data(10);
   LoaderOptions o = Options(1);
