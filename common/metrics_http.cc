@@ -27,14 +27,10 @@ absl::StatusOr<int> MetricsHttpServer::Start(const std::string& host_port) {
   if (bound <= 0) {
     return absl::UnavailableError(absl::StrCat("metrics: cannot listen on ", host_port));
   }
-  thread_ = Thread("mkd-metrics", [this] {
-    // If httplib's loop throws, Stop() must still see it end.
-    struct MarkDone {
-      std::atomic<bool>* done;
-      ~MarkDone() { *done = true; }
-    } mark{&listening_done_};
-    server_->listen_after_bind();
-  });
+  // on_exit runs however the loop ended (it may throw): Stop() must see it end.
+  thread_ = Thread(
+      "mkd-metrics", [this] { server_->listen_after_bind(); },
+      [this](const absl::Status&) { listening_done_ = true; });
   return bound;
 }
 

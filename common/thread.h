@@ -1,7 +1,9 @@
 // One way to run a thread. mkd::Thread starts a named thread (the name shows
 // in top -H, gdb and sanitizer reports), catches whatever escapes its body,
 // and hands the outcome to its owner as an absl::Status: through Join(), and
-// at once through an optional on_exit callback, so that an owner can fail
+// at once through an optional on_exit callback (called on the thread
+// however the body ended, OK included, before Join returns), so that an
+// owner can fail
 // its pending work the moment a thread it depends on is gone instead of
 // waiting on it forever. A failed thread's status is also logged.
 //

@@ -50,7 +50,7 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
         if (st.ok()) return;
         // No lease would expire again: stop answering health checks, so
         // that probes fail and the orchestrator restarts this process.
-        MKD_LOG(ERROR) << "mkd-coordinator: the lease ticker died; health is now NOT_SERVING";
+        MKD_LOG(ERROR) << "the lease ticker died; health is now NOT_SERVING";
         server_ptr->server_->GetHealthCheckService()->SetServingStatus(false);
       });
   return s;

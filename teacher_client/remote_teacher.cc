@@ -287,9 +287,9 @@ PendingLogits RemoteTeacher::SubmitLogits(const torch::Tensor& images, const tor
     const uint64_t id = next_id_++;
     h.set_micro_batch_id(id);
     const int64_t bytes = mb->MessageBytes();
-    if (!broken_.ok()) failed.emplace_back(std::move(promise), broken_);
+    if (!broken_.ok()) failed.emplace_back(std::move(promise), broken_);  // Nothing would retry it.
     for (const auto& [address, e] : endpoints_) {
-      if (!failed.empty()) break;
+      if (!failed.empty()) break;  // Already failed: the promise is gone.
       if (e.max_request_bytes > 0 && bytes > e.max_request_bytes) {
         failed.emplace_back(
             std::move(promise),

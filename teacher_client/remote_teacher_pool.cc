@@ -67,7 +67,9 @@ void RemoteTeacher::OnAssignment(const v1::Assignment& a) {
 
 void RemoteTeacher::ApplyAssignment(const v1::Assignment& a,
                                     std::vector<std::pair<LogSeverity, std::string>>* said) {
-  const auto warn = [&](std::string line) { said->emplace_back(LogSeverity::kWarning, line); };
+  const auto warn = [&](std::string line) {
+    said->emplace_back(LogSeverity::kWarning, std::move(line));
+  };
   // One assignment at a time, never an older one after a newer.
   MutexLock serial(&assign_mu_);
   if (a.version() < applied_version_) return;
